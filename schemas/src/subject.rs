@@ -1,0 +1,262 @@
+//! The subject namespace: every NATS subject Switchyard uses is built here.
+//!
+//! | subject | carries |
+//! |---|---|
+//! | `{prefix}.events.{tenant}.{type…}` | events, stored in the events stream |
+//! | `{prefix}.deliver.{plugin}` | deliveries from the dispatcher to a plugin's workers |
+//! | `{prefix}.channel.{tenant}.{channel}` | plugin-to-plugin channel messages |
+//! | `{prefix}.dlq.{plugin}.{tenant}.{type…}` | dead letters, stored in the dead-letter stream |
+//! | `{prefix}.control.{topic}` | the dispatcher's control plane |
+//!
+//! The prefix defaults to [`DEFAULT_PREFIX`]; two deployments can share one NATS account by
+//! using different prefixes.
+
+use std::fmt;
+
+use crate::name::{ChannelName, EventType, NameError, PluginId, Tenant};
+
+/// The prefix used when none is configured.
+pub const DEFAULT_PREFIX: &str = "switchyard";
+
+/// Builds and parses the subjects of one Switchyard deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Namespace {
+    prefix: String,
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+        }
+    }
+}
+
+/// A subject that does not belong to the events namespace it was parsed against.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    /// The subject does not start with `{prefix}.events.`.
+    #[error(
+        "subject `{subject}` is not an event subject (expected `{expected_prefix}<tenant>.<type>`)"
+    )]
+    NotAnEventSubject {
+        /// The subject parsed.
+        subject: String,
+        /// What it should start with.
+        expected_prefix: String,
+    },
+    /// The tenant or type inside the subject is not a valid name.
+    #[error("subject `{subject}`: {source}")]
+    BadName {
+        /// The subject parsed.
+        subject: String,
+        /// What was wrong with the name.
+        source: NameError,
+    },
+}
+
+impl Namespace {
+    /// A namespace with its own prefix (a single token, like a tenant name).
+    ///
+    /// # Errors
+    /// A [`NameError`] when the prefix is not a valid token.
+    pub fn new(prefix: impl Into<String>) -> Result<Self, NameError> {
+        // The prefix obeys the same rules as a tenant: one token.
+        let prefix = Tenant::new(prefix).map_err(|e| match e {
+            NameError::Empty { value, .. } => NameError::Empty {
+                what: "subject prefix",
+                value,
+            },
+            other => other,
+        })?;
+        Ok(Self {
+            prefix: prefix.as_str().to_owned(),
+        })
+    }
+
+    /// The prefix, without a trailing dot.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The subject an event of `event_type` for `tenant` is published to.
+    pub fn event(&self, tenant: &Tenant, event_type: &EventType) -> String {
+        format!("{}.events.{tenant}.{event_type}", self.prefix)
+    }
+
+    /// A filter matching the events of one type for one tenant, of one type for all tenants
+    /// (`tenant = None`), or of every type (`event_type = None`).
+    pub fn event_filter(&self, tenant: Option<&Tenant>, event_type: Option<&EventType>) -> String {
+        let tenant = tenant.map_or("*", Tenant::as_str);
+        match event_type {
+            Some(ty) => format!("{}.events.{tenant}.{ty}", self.prefix),
+            None => format!("{}.events.{tenant}.>", self.prefix),
+        }
+    }
+
+    /// The filter matching every event subject; the events stream stores this.
+    pub fn all_events(&self) -> String {
+        format!("{}.events.>", self.prefix)
+    }
+
+    /// Parses an event subject back into its tenant and type.
+    ///
+    /// # Errors
+    /// A [`SubjectError`] when the subject is outside this namespace's events or holds an
+    /// invalid tenant or type.
+    pub fn parse_event(&self, subject: &str) -> Result<(Tenant, EventType), SubjectError> {
+        let expected_prefix = format!("{}.events.", self.prefix);
+        let rest = subject.strip_prefix(&expected_prefix).ok_or_else(|| {
+            SubjectError::NotAnEventSubject {
+                subject: subject.to_owned(),
+                expected_prefix: expected_prefix.clone(),
+            }
+        })?;
+        let (tenant, ty) = rest
+            .split_once('.')
+            .ok_or_else(|| SubjectError::NotAnEventSubject {
+                subject: subject.to_owned(),
+                expected_prefix,
+            })?;
+        let bad_name = |source| SubjectError::BadName {
+            subject: subject.to_owned(),
+            source,
+        };
+        Ok((
+            Tenant::new(tenant).map_err(bad_name)?,
+            EventType::new(ty).map_err(bad_name)?,
+        ))
+    }
+
+    /// The subject a plugin's workers listen on (as one queue group) for deliveries.
+    pub fn delivery(&self, plugin: &PluginId) -> String {
+        format!("{}.deliver.{plugin}", self.prefix)
+    }
+
+    /// The subject of a channel within a tenant.
+    pub fn channel(&self, tenant: &Tenant, channel: &ChannelName) -> String {
+        format!("{}.channel.{tenant}.{channel}", self.prefix)
+    }
+
+    /// The subject a dead letter of `plugin` for an event of `tenant` and `event_type` is
+    /// stored under.
+    pub fn dead_letter(
+        &self,
+        plugin: &PluginId,
+        tenant: &Tenant,
+        event_type: &EventType,
+    ) -> String {
+        format!("{}.dlq.{plugin}.{tenant}.{event_type}", self.prefix)
+    }
+
+    /// A filter matching the dead letters of one plugin, or of all plugins (`None`).
+    pub fn dead_letter_filter(&self, plugin: Option<&PluginId>) -> String {
+        match plugin {
+            Some(plugin) => format!("{}.dlq.{plugin}.>", self.prefix),
+            None => format!("{}.dlq.>", self.prefix),
+        }
+    }
+
+    /// A control-plane subject, e.g. `control("registry")`.
+    ///
+    /// # Panics
+    /// When `topic` is not a valid token: topics are chosen by Switchyard's own code, never
+    /// by input, so a bad one is a bug.
+    pub fn control(&self, topic: &str) -> String {
+        assert!(
+            PluginId::new(topic).is_ok(),
+            "control topic `{topic}` must be a single token"
+        );
+        format!("{}.control.{topic}", self.prefix)
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> (Tenant, EventType, PluginId) {
+        (
+            Tenant::new("acme").unwrap(),
+            EventType::new("order.created").unwrap(),
+            PluginId::new("audit").unwrap(),
+        )
+    }
+
+    #[test]
+    fn builds_each_subject() {
+        let ns = Namespace::default();
+        let (tenant, ty, plugin) = names();
+        assert_eq!(
+            ns.event(&tenant, &ty),
+            "switchyard.events.acme.order.created"
+        );
+        assert_eq!(ns.all_events(), "switchyard.events.>");
+        assert_eq!(
+            ns.event_filter(Some(&tenant), None),
+            "switchyard.events.acme.>"
+        );
+        assert_eq!(
+            ns.event_filter(None, Some(&ty)),
+            "switchyard.events.*.order.created"
+        );
+        assert_eq!(ns.delivery(&plugin), "switchyard.deliver.audit");
+        assert_eq!(
+            ns.channel(&tenant, &ChannelName::new("alerts").unwrap()),
+            "switchyard.channel.acme.alerts"
+        );
+        assert_eq!(
+            ns.dead_letter(&plugin, &tenant, &ty),
+            "switchyard.dlq.audit.acme.order.created"
+        );
+        assert_eq!(
+            ns.dead_letter_filter(Some(&plugin)),
+            "switchyard.dlq.audit.>"
+        );
+        assert_eq!(ns.control("registry"), "switchyard.control.registry");
+    }
+
+    #[test]
+    fn custom_prefix_is_validated_and_used() {
+        let ns = Namespace::new("staging").unwrap();
+        let (tenant, ty, _) = names();
+        assert_eq!(ns.event(&tenant, &ty), "staging.events.acme.order.created");
+        assert!(matches!(Namespace::new("a.b"), Err(NameError::Dot { .. })));
+        assert!(matches!(
+            Namespace::new(""),
+            Err(NameError::Empty {
+                what: "subject prefix",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn parses_event_subjects_back() {
+        let ns = Namespace::default();
+        let (tenant, ty, _) = names();
+        assert_eq!(
+            ns.parse_event("switchyard.events.acme.order.created")
+                .unwrap(),
+            (tenant, ty)
+        );
+        assert!(matches!(
+            ns.parse_event("other.events.acme.order"),
+            Err(SubjectError::NotAnEventSubject { .. })
+        ));
+        assert!(matches!(
+            ns.parse_event("switchyard.events.acme"),
+            Err(SubjectError::NotAnEventSubject { .. })
+        ));
+        assert!(matches!(
+            ns.parse_event("switchyard.events.acme.order.*"),
+            Err(SubjectError::BadName { .. })
+        ));
+    }
+}
