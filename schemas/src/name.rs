@@ -341,7 +341,7 @@ mod tests {
             EventType::new("order created"),
             Err(NameError::Whitespace { .. })
         ));
-        let nine = vec!["a"; MAX_TYPE_TOKENS + 1].join(".");
+        let nine = ["a"; MAX_TYPE_TOKENS + 1].join(".");
         assert!(matches!(
             EventType::new(nine),
             Err(NameError::TooLong { unit: "tokens", .. })
