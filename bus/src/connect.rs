@@ -1,0 +1,156 @@
+//! Connecting to NATS: URL, credentials and TLS, passed through to async-nats, with a bound
+//! on how long a connect may take.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to reach the NATS server. Build it with [`ConnectOptions::new`] and the setters, or as a
+/// struct literal with `..Default::default()`.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Server URL(s), comma-separated (`nats://127.0.0.1:4222,nats://10.0.0.2:4222`).
+    pub url: String,
+    /// A `.creds` file (user JWT and nkey seed), as issued by an operator.
+    pub credentials_file: Option<PathBuf>,
+    /// CA certificate(s) that the server's certificate must chain to (PEM).
+    pub tls_root_certificates: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS (PEM).
+    pub tls_client_certificate: Option<(PathBuf, PathBuf)>,
+    /// Refuse to connect without TLS.
+    pub require_tls: bool,
+    /// How long the whole connect (TCP, TLS, handshake) may take before it fails.
+    pub connect_timeout: Duration,
+    /// The connection name the server shows in its monitoring.
+    pub name: Option<String>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            credentials_file: None,
+            tls_root_certificates: None,
+            tls_client_certificate: None,
+            require_tls: false,
+            connect_timeout: Duration::from_secs(5),
+            name: None,
+        }
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No server answered at the URL within the timeout, or the connection was refused.
+    #[error("NATS server at `{url}` is unreachable: {reason}")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// What happened (refused, timed out after N, DNS...).
+        reason: String,
+    },
+    /// The server refused the credentials.
+    #[error("NATS server at `{url}` refused the credentials: {reason}")]
+    Unauthorized {
+        /// The URL tried.
+        url: String,
+        /// The server's or client's message.
+        reason: String,
+    },
+    /// The credentials file could not be read.
+    #[error("cannot read credentials file `{path}`: {source}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// The I/O or parse error.
+        source: std::io::Error,
+    },
+    /// TLS could not be set up or negotiated.
+    #[error("TLS with `{url}` failed: {reason}")]
+    Tls {
+        /// The URL tried.
+        url: String,
+        /// The TLS error.
+        reason: String,
+    },
+    /// The URL is not a valid server address.
+    #[error("`{url}` is not a valid NATS server address: {reason}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// The parser's message.
+        reason: String,
+    },
+}
+
+impl ConnectOptions {
+    /// Options for the server(s) at `url`, with default timeout and no credentials or TLS.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Connects.
+    ///
+    /// The client reconnects by itself after a connection that once worked is lost; only the
+    /// first connect fails fast.
+    ///
+    /// # Errors
+    /// A [`ConnectError`] saying whether the server was unreachable (within
+    /// `connect_timeout`), refused the credentials, TLS failed, or the URL or credentials
+    /// file was bad.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the attempt; nothing is left connected.
+    pub async fn connect(&self) -> Result<async_nats::Client, ConnectError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .connection_timeout(self.connect_timeout)
+            .require_tls(self.require_tls);
+        if let Some(path) = &self.credentials_file {
+            options = options.credentials_file(path).await.map_err(|source| {
+                ConnectError::Credentials {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+        if let Some(ca) = &self.tls_root_certificates {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &self.tls_client_certificate {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        if let Some(name) = &self.name {
+            options = options.name(name);
+        }
+        // The client's own timeout covers each step; this one bounds the whole attempt,
+        // DNS and a server that accepts TCP but never speaks included.
+        let attempt = options.connect(self.url.as_str());
+        match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(err)) => Err(self.classify(err)),
+            Err(_) => Err(ConnectError::Unreachable {
+                url: self.url.clone(),
+                reason: format!("no answer within {:?}", self.connect_timeout),
+            }),
+        }
+    }
+
+    fn classify(&self, err: async_nats::ConnectError) -> ConnectError {
+        use async_nats::ConnectErrorKind as K;
+        let url = self.url.clone();
+        let reason = err.to_string();
+        match err.kind() {
+            K::Authentication | K::AuthorizationViolation => {
+                ConnectError::Unauthorized { url, reason }
+            }
+            K::Tls => ConnectError::Tls { url, reason },
+            K::ServerParse => ConnectError::BadUrl { url, reason },
+            K::Dns | K::TimedOut | K::Io | K::MaxReconnects => {
+                ConnectError::Unreachable { url, reason }
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The two streams Switchyard keeps in JetStream, their defaults, and idempotent provisioning.
+//!
+//! | setting | events stream | dead-letter stream |
+//! |---|---|---|
+//! | name | `SWITCHYARD_EVENTS` | `SWITCHYARD_DLQ` |
+//! | subjects | `{prefix}.events.>` | `{prefix}.dlq.>` |
+//! | retention | limits (a log: kept until max age or max bytes) | limits |
+//! | max age | 7 days | 30 days |
+//! | max bytes | 4 GiB | 1 GiB |
+//! | when full | refuse new publishes (the publisher gets an error) | refuse new dead letters |
+//! | replicas | 1 (3 in a production cluster) | 1 |
+//! | duplicate window | 2 minutes | 1 hour |
+//! | storage | file | file |
+//!
+//! "When full, refuse" is chosen over "drop the oldest" so that nothing is lost silently: a
+//! publisher sees the refusal and can retry, and the dispatcher keeps an event un-acked while
+//! its dead letter cannot be stored.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    stream::{Config, DiscardPolicy, RetentionPolicy, StorageType},
+};
+use switchyard_schemas::Namespace;
+
+/// The settings of one stream that Switchyard manages. Override any of them with
+/// `StreamSettings { replicas: 3, ..StreamSettings::events(&ns) }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// The stream's name.
+    pub name: String,
+    /// The subjects it stores.
+    pub subjects: Vec<String>,
+    /// How long a message is kept.
+    pub max_age: Duration,
+    /// The most bytes the stream keeps; past it, new messages are refused.
+    pub max_bytes: i64,
+    /// How many servers keep a copy (1, 3 or 5).
+    pub replicas: usize,
+    /// How long a message id is remembered for de-duplication.
+    pub duplicate_window: Duration,
+    /// File (durable) or memory storage.
+    pub storage: StorageType,
+}
+
+const GIB: i64 = 1024 * 1024 * 1024;
+
+impl StreamSettings {
+    /// The defaults of the events stream for `namespace`.
+    pub fn events(namespace: &Namespace) -> Self {
+        Self {
+            name: stream_name(namespace, "EVENTS"),
+            subjects: vec![namespace.all_events()],
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: 4 * GIB,
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            storage: StorageType::File,
+        }
+    }
+
+    /// The defaults of the dead-letter stream for `namespace`.
+    pub fn dead_letters(namespace: &Namespace) -> Self {
+        Self {
+            name: stream_name(namespace, "DLQ"),
+            subjects: vec![namespace.dead_letter_filter(None)],
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            max_bytes: GIB,
+            replicas: 1,
+            duplicate_window: Duration::from_secs(3600),
+            storage: StorageType::File,
+        }
+    }
+
+    /// The JetStream configuration these settings stand for.
+    pub fn to_config(&self) -> Config {
+        Config {
+            name: self.name.clone(),
+            subjects: self.subjects.clone(),
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::New,
+            max_age: self.max_age,
+            max_bytes: self.max_bytes,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            storage: self.storage,
+            // Direct gets let operators read single messages (dead letters) cheaply.
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+
+    /// Whether an existing stream's configuration already matches these settings.
+    fn matches(&self, existing: &Config) -> bool {
+        let wanted = self.to_config();
+        existing.subjects == wanted.subjects
+            && existing.retention == wanted.retention
+            && existing.discard == wanted.discard
+            && existing.max_age == wanted.max_age
+            && existing.max_bytes == wanted.max_bytes
+            && existing.num_replicas == wanted.num_replicas
+            && existing.duplicate_window == wanted.duplicate_window
+            && existing.storage == wanted.storage
+            && existing.allow_direct == wanted.allow_direct
+    }
+}
+
+/// Stream names are upper case by convention; the prefix keeps deployments apart.
+fn stream_name(namespace: &Namespace, suffix: &str) -> String {
+    format!(
+        "{}_{suffix}",
+        namespace.prefix().to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The settings of both streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streams {
+    /// The events stream.
+    pub events: StreamSettings,
+    /// The dead-letter stream.
+    pub dead_letters: StreamSettings,
+}
+
+impl Streams {
+    /// The defaults for `namespace`.
+    pub fn defaults(namespace: &Namespace) -> Self {
+        Self {
+            events: StreamSettings::events(namespace),
+            dead_letters: StreamSettings::dead_letters(namespace),
+        }
+    }
+}
+
+/// What provisioning did to one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provisioned {
+    /// The stream did not exist and was created.
+    Created,
+    /// The stream existed with other settings and was updated.
+    Updated,
+    /// The stream existed with these settings; nothing was sent.
+    Unchanged,
+}
+
+/// Why a stream could not be provisioned.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The server has JetStream off, or this account may not use it.
+    #[error("JetStream is not available on this server/account: {reason}")]
+    JetStreamUnavailable {
+        /// The server's message.
+        reason: String,
+    },
+    /// The server refused the configuration (e.g. a change JetStream cannot make in place,
+    /// such as the storage type, or more replicas than servers).
+    #[error("stream `{stream}`: the server refused the configuration: {reason}")]
+    Refused {
+        /// The stream.
+        stream: String,
+        /// The server's message.
+        reason: String,
+    },
+    /// The request did not complete (timeout, disconnect).
+    #[error("stream `{stream}`: request failed: {reason}")]
+    Request {
+        /// The stream.
+        stream: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Creates the stream, or updates it when its settings differ; does nothing when they match.
+///
+/// Safe to run from many processes at once and on every start.
+///
+/// # Errors
+/// A [`ProvisionError`] when JetStream is unavailable, the server refuses the configuration,
+/// or a request fails.
+pub async fn provision(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<Provisioned, ProvisionError> {
+    let stream = settings.name.clone();
+    match js.get_stream(&settings.name).await {
+        Ok(mut existing) => {
+            let info = existing
+                .info()
+                .await
+                .map_err(|e| ProvisionError::Request {
+                    stream: stream.clone(),
+                    reason: e.to_string(),
+                })?;
+            if settings.matches(&info.config) {
+                return Ok(Provisioned::Unchanged);
+            }
+            js.update_stream(settings.to_config())
+                .await
+                .map_err(|e| ProvisionError::Refused {
+                    stream,
+                    reason: e.to_string(),
+                })?;
+            Ok(Provisioned::Updated)
+        }
+        Err(err) if is_not_found(&err) => {
+            match js.create_stream(settings.to_config()).await {
+                Ok(_) => Ok(Provisioned::Created),
+                Err(err) => Err(classify_create(stream, err)),
+            }
+        }
+        Err(err) if is_jetstream_off(&err) => Err(ProvisionError::JetStreamUnavailable {
+            reason: err.to_string(),
+        }),
+        Err(err) => Err(ProvisionError::Request {
+            stream,
+            reason: err.to_string(),
+        }),
+    }
+}
+
+/// JetStream answers nothing when it is off server-wide, and an error code when it is off
+/// for the account.
+fn is_jetstream_off(err: &jetstream::context::GetStreamError) -> bool {
+    use jetstream::context::{GetStreamErrorKind as K, RequestError, RequestErrorKind};
+    use jetstream::ErrorCode;
+    match err.kind() {
+        K::JetStream(e) => matches!(
+            e.error_code(),
+            ErrorCode::JETSTREAM_NOT_ENABLED | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT
+        ),
+        K::Request => std::error::Error::source(err)
+            .and_then(|s| s.downcast_ref::<RequestError>())
+            .is_some_and(|e| e.kind() == RequestErrorKind::NoResponders),
+        _ => false,
+    }
+}
+
+fn is_not_found(err: &jetstream::context::GetStreamError) -> bool {
+    use jetstream::context::GetStreamErrorKind as K;
+    matches!(err.kind(), K::JetStream(e) if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+fn classify_create(stream: String, err: jetstream::context::CreateStreamError) -> ProvisionError {
+    use jetstream::context::CreateStreamErrorKind as K;
+    let reason = err.to_string();
+    match err.kind() {
+        K::JetStreamUnavailable => ProvisionError::JetStreamUnavailable { reason },
+        K::TimedOut | K::Response => ProvisionError::Request { stream, reason },
+        _ => ProvisionError::Refused { stream, reason },
+    }
+}
