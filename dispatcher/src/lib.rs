@@ -1,1 +1,3 @@
 //! Switchyard dispatcher.
+
+pub mod local_nats;

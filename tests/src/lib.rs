@@ -1,1 +1,48 @@
-//! Test harness.
+//! The Switchyard test harness: every test gets its own real `nats-server`, on its own random port
+//! with its own JetStream store, killed and removed when the test ends (also when it panics).
+//!
+//! The server binary is found or installed once per process by
+//! [`switchyard_dispatcher::local_nats::binary::resolve`]: set `NATS_SERVER_BIN` to use a particular
+//! one; otherwise a `nats-server` ≥ 2.10 on `PATH` is used, or 2.15.1 is installed into `.tools/`.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use switchyard_tests::{wait_until, TestServer};
+//!
+//! #[tokio::test]
+//! async fn publishes_to_a_stream() {
+//!     let server = TestServer::start().await;
+//!     let jetstream = server.jetstream().await;
+//!     let mut stream = jetstream
+//!         .create_stream(async_nats::jetstream::stream::Config {
+//!             name: "ORDERS".into(),
+//!             subjects: vec!["orders.>".into()],
+//!             ..Default::default()
+//!         })
+//!         .await
+//!         .unwrap();
+//!     jetstream.publish("orders.created", "{}".into()).await.unwrap().await.unwrap();
+//!
+//!     // Poll with a deadline; never sleep for a fixed time.
+//!     wait_until(Duration::from_secs(5), || {
+//!         let mut stream = stream.clone();
+//!         async move { stream.info().await.is_ok_and(|info| info.state.messages == 1) }
+//!     })
+//!     .await
+//!     .expect("the message is stored");
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! [`TestServer::with_config`] starts a server with a configuration file (see [`configs_dir`]) or
+//! text; [`TestCluster::start`] starts a local JetStream cluster for replicated streams.
+
+mod cluster;
+mod server;
+mod wait;
+
+pub use cluster::TestCluster;
+pub use server::{configs_dir, TestConfig, TestServer};
+pub use wait::{wait_until, TimedOut};

@@ -1,0 +1,106 @@
+//! The commands of `switchyard` and what they share: how to reach NATS.
+
+mod dev;
+mod streams;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use switchyard_bus::{ConnectError, ConnectOptions, ProvisionError, PublishError};
+use switchyard_dispatcher::local_nats::ServerError;
+
+/// Switchyard: deliver domain events from NATS to plugins, each under its own delivery policy.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the embedded default: a local nats-server with JetStream, the streams, sample events.
+    Dev(dev::DevArgs),
+    /// Provision and inspect the events and dead-letter streams.
+    #[command(subcommand)]
+    Streams(streams::StreamsCommand),
+}
+
+/// How to reach a NATS server; shared by every command that connects to one.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, env = "SWITCHYARD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    url: String,
+    /// A NATS credentials (.creds) file.
+    #[arg(long, env = "SWITCHYARD_NATS_CREDS")]
+    creds: Option<PathBuf>,
+    /// CA certificate (PEM) the server's certificate must chain to.
+    #[arg(long, env = "SWITCHYARD_NATS_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs --tls-key.
+    #[arg(long, env = "SWITCHYARD_NATS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS; needs --tls-cert.
+    #[arg(long, env = "SWITCHYARD_NATS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long to wait for the server to answer a connect, e.g. `5s`.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+}
+
+impl NatsArgs {
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            url: self.url.clone(),
+            credentials_file: self.creds.clone(),
+            tls_root_certificates: self.tls_ca.clone(),
+            tls_client_certificate: self.tls_cert.clone().zip(self.tls_key.clone()),
+            require_tls: self.tls_ca.is_some() || self.tls_cert.is_some(),
+            connect_timeout: self.connect_timeout,
+            name: Some("switchyard-cli".to_owned()),
+        }
+    }
+}
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Batch(#[from] switchyard_bus::BatchError),
+    #[error(transparent)]
+    LocalServer(#[from] ServerError),
+    #[error("{action}: {reason}")]
+    Nats { action: &'static str, reason: String },
+    #[error("{action} `{path}`: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// A failed NATS/JetStream request, described by what was being done.
+    fn nats(action: &'static str, error: impl std::fmt::Display) -> Self {
+        CliError::Nats {
+            action,
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// Runs the command the arguments name.
+pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Streams(command) => streams::run(command).await,
+    }
+}
