@@ -28,7 +28,9 @@ pub struct PublishReceipt {
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// The message is larger than the server accepts.
-    #[error("event `{id}` is {size} bytes with headers, over the server's max_payload of {max} bytes")]
+    #[error(
+        "event `{id}` is {size} bytes with headers, over the server's max_payload of {max} bytes"
+    )]
     PayloadTooLarge {
         /// The event's id.
         id: EventId,
@@ -125,7 +127,11 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Publisher {
     /// A publisher whose events name `source` as their producer (`urn:svc:orders`).
-    pub fn new(client: async_nats::Client, namespace: Namespace, source: impl Into<String>) -> Self {
+    pub fn new(
+        client: async_nats::Client,
+        namespace: Namespace,
+        source: impl Into<String>,
+    ) -> Self {
         let js = ack_context(client.clone(), DEFAULT_ACK_TIMEOUT);
         Self {
             client,
@@ -217,7 +223,9 @@ impl Publisher {
                     Err(error) => {
                         // Earlier failures would have stopped the loop; this one is first.
                         let index = receipts.len();
-                        return Err(self.batch_error(index, error, receipts, VecDeque::new()).await);
+                        return Err(self
+                            .batch_error(index, error, receipts, VecDeque::new())
+                            .await);
                     }
                 }
             }
@@ -322,13 +330,11 @@ impl PendingAck {
                         reason: err.to_string(),
                     }
                 }
-                K::WrongLastMessageId | K::WrongLastSequence | K::Other => {
-                    PublishError::Refused {
-                        id: self.id,
-                        subject: self.subject,
-                        reason: error_chain(&err),
-                    }
-                }
+                K::WrongLastMessageId | K::WrongLastSequence | K::Other => PublishError::Refused {
+                    id: self.id,
+                    subject: self.subject,
+                    reason: error_chain(&err),
+                },
             }),
         }
     }

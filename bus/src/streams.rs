@@ -186,13 +186,10 @@ pub async fn provision(
     let stream = settings.name.clone();
     match js.get_stream(&settings.name).await {
         Ok(mut existing) => {
-            let info = existing
-                .info()
-                .await
-                .map_err(|e| ProvisionError::Request {
-                    stream: stream.clone(),
-                    reason: e.to_string(),
-                })?;
+            let info = existing.info().await.map_err(|e| ProvisionError::Request {
+                stream: stream.clone(),
+                reason: e.to_string(),
+            })?;
             if settings.matches(&info.config) {
                 return Ok(Provisioned::Unchanged);
             }
@@ -204,12 +201,10 @@ pub async fn provision(
                 })?;
             Ok(Provisioned::Updated)
         }
-        Err(err) if is_not_found(&err) => {
-            match js.create_stream(settings.to_config()).await {
-                Ok(_) => Ok(Provisioned::Created),
-                Err(err) => Err(classify_create(stream, err)),
-            }
-        }
+        Err(err) if is_not_found(&err) => match js.create_stream(settings.to_config()).await {
+            Ok(_) => Ok(Provisioned::Created),
+            Err(err) => Err(classify_create(stream, err)),
+        },
         Err(err) if is_jetstream_off(&err) => Err(ProvisionError::JetStreamUnavailable {
             reason: err.to_string(),
         }),

@@ -67,7 +67,9 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
     }
     println!("switchyard dev: the embedded default");
 
-    let binary = binary::resolve().await.map_err(|e| CliError::LocalServer(e.into()))?;
+    let binary = binary::resolve()
+        .await
+        .map_err(|e| CliError::LocalServer(e.into()))?;
     let mut server = LocalNatsServer::start(ServerOptions {
         store_dir: args.data_dir.clone(),
         binary: Some(binary.path.clone()),
@@ -94,7 +96,10 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         }
     };
     if outcome.is_ok() && args.keep_running {
-        println!("  running; publish to {} (see docs/wire-format.md). Ctrl-C stops.", server.url());
+        println!(
+            "  running; publish to {} (see docs/wire-format.md). Ctrl-C stops.",
+            server.url()
+        );
         let _ = tokio::signal::ctrl_c().await;
     }
     server.stop().await?;
@@ -145,14 +150,15 @@ fn sample_events(count: usize) -> Result<Vec<Event>, CliError> {
     let tenants = [Tenant::new("acme"), Tenant::new("globex")];
     let mut events = Vec::with_capacity(count);
     for i in 0..count {
-        let tenant = tenants[i % 2].clone().expect("sample tenant names are valid");
+        let tenant = tenants[i % 2]
+            .clone()
+            .expect("sample tenant names are valid");
         let content_type = if i % 3 == 2 {
             ContentType::Json
         } else {
             ContentType::MessagePack
         };
-        let builder = Event::builder(tenant, "urn:switchyard:dev")
-            .content_type(content_type);
+        let builder = Event::builder(tenant, "urn:switchyard:dev").content_type(content_type);
         let event = if i % 4 == 3 {
             builder.build(&InvoicePaid {
                 invoice_id: format!("inv-{i}"),

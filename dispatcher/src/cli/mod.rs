@@ -31,7 +31,11 @@ enum Command {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct NatsArgs {
     /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "SWITCHYARD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     url: String,
     /// A NATS credentials (.creds) file.
     #[arg(long, env = "SWITCHYARD_NATS_CREDS")]
@@ -78,7 +82,10 @@ pub(crate) enum CliError {
     #[error(transparent)]
     LocalServer(#[from] ServerError),
     #[error("{action}: {reason}")]
-    Nats { action: &'static str, reason: String },
+    Nats {
+        action: &'static str,
+        reason: String,
+    },
     #[error("{action} `{path}`: {source}")]
     Io {
         action: &'static str,

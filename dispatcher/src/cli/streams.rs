@@ -79,7 +79,9 @@ async fn provision(args: ProvisionArgs) -> Result<(), CliError> {
         dead_letters: StreamSettings {
             replicas: usize::from(args.replicas),
             max_age: args.dlq_max_age.unwrap_or(defaults.dead_letters.max_age),
-            max_bytes: args.dlq_max_bytes.unwrap_or(defaults.dead_letters.max_bytes),
+            max_bytes: args
+                .dlq_max_bytes
+                .unwrap_or(defaults.dead_letters.max_bytes),
             ..defaults.dead_letters
         },
     };
@@ -88,11 +90,7 @@ async fn provision(args: ProvisionArgs) -> Result<(), CliError> {
         .with_namespace(ns)
         .with_streams(streams);
     let report = bus.provision().await?;
-    println!(
-        "{}: {}",
-        bus.streams().events.name,
-        describe(report.events)
-    );
+    println!("{}: {}", bus.streams().events.name, describe(report.events));
     println!(
         "{}: {}",
         bus.streams().dead_letters.name,
@@ -123,7 +121,10 @@ pub(crate) async fn print_stream_state(
         .map_err(|e| {
             CliError::nats(
                 "look up stream",
-                format!("{}: {e} (run `switchyard streams provision`)", settings.name),
+                format!(
+                    "{}: {e} (run `switchyard streams provision`)",
+                    settings.name
+                ),
             )
         })?;
     let info = stream
