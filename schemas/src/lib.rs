@@ -39,6 +39,7 @@
 //! ```
 
 mod content_type;
+pub mod delivery;
 mod envelope;
 mod error;
 pub mod header;

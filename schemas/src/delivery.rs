@@ -1,0 +1,422 @@
+//! The delivery protocol between the dispatcher and a plugin's workers.
+//!
+//! The dispatcher sends each delivery as a NATS request to `{prefix}.deliver.{plugin}`: the
+//! event's own headers and body, plus the [`DeliveryInfo`] headers. The worker replies with an
+//! [`Outcome`]. See `docs/wire-format.md` §4.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::name::PluginId;
+
+/// Header names of the delivery protocol, defined once.
+pub mod header {
+    /// The attempt number, 1 for the first delivery of an event to this plugin.
+    pub const ATTEMPT: &str = "switchyard-attempt";
+    /// The most attempts the plugin's policy allows.
+    pub const MAX_ATTEMPTS: &str = "switchyard-max-attempts";
+    /// When the dispatcher stops waiting for the reply: Unix time in milliseconds.
+    pub const DEADLINE_MS: &str = "switchyard-deadline-ms";
+    /// The per-attempt timeout in milliseconds (the deadline without clock skew).
+    pub const TIMEOUT_MS: &str = "switchyard-timeout-ms";
+    /// The plugin the delivery is for.
+    pub const PLUGIN: &str = "switchyard-plugin";
+    /// The plugin's subscription that matched the event.
+    pub const SUBSCRIPTION: &str = "switchyard-subscription";
+    /// The event's sequence number in the events stream.
+    pub const STREAM_SEQUENCE: &str = "switchyard-stream-seq";
+    /// The reply's outcome: `done`, `retry` or `failed`.
+    pub const OUTCOME: &str = "switchyard-outcome";
+    /// With `retry`: how long to wait before the next attempt, in milliseconds.
+    pub const RETRY_AFTER_MS: &str = "switchyard-retry-after-ms";
+    /// With `retry` or `failed`: a machine-readable error code.
+    pub const ERROR_CODE: &str = "switchyard-error-code";
+    /// W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C trace state.
+    pub const TRACESTATE: &str = "tracestate";
+}
+
+/// The longest error code accepted, in bytes.
+pub const MAX_ERROR_CODE_LEN: usize = 64;
+/// The longest reason kept, in bytes; longer ones are cut (on a character boundary).
+pub const MAX_REASON_LEN: usize = 4096;
+
+/// A machine-readable error code: 1 to 64 of `a-z 0-9 . _ -` (`payment.declined`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ErrorCode(String);
+
+impl ErrorCode {
+    /// Validates a code.
+    ///
+    /// # Errors
+    /// A reason when the code is empty, too long, or holds other characters.
+    pub fn new(code: impl Into<String>) -> Result<Self, &'static str> {
+        let code = code.into();
+        if code.is_empty() {
+            return Err("must not be empty");
+        }
+        if code.len() > MAX_ERROR_CODE_LEN {
+            return Err("longer than 64 bytes");
+        }
+        if !code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        {
+            return Err("only a-z, 0-9, `.`, `_` and `-` are allowed");
+        }
+        Ok(Self(code))
+    }
+
+    /// A code chosen by Switchyard's own code; panics on a bad literal, which is a bug.
+    ///
+    /// # Panics
+    /// When `code` is not a valid error code.
+    pub fn internal(code: &'static str) -> Self {
+        Self::new(code).unwrap_or_else(|e| panic!("internal error code `{code}` {e}"))
+    }
+
+    /// The code as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the dispatcher tells a worker about one delivery, besides the event itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryInfo {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The most attempts the policy allows.
+    pub max_attempts: u32,
+    /// When the dispatcher stops waiting for the reply.
+    pub deadline: SystemTime,
+    /// The per-attempt timeout.
+    pub timeout: Duration,
+    /// The plugin.
+    pub plugin: PluginId,
+    /// The subscription that matched.
+    pub subscription: String,
+    /// The event's sequence in the events stream.
+    pub stream_sequence: u64,
+}
+
+/// Why delivery headers or a reply could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// A required header is absent.
+    #[error("missing header `{0}`")]
+    Missing(&'static str),
+    /// A header's value is not valid.
+    #[error("bad header `{header}` = `{value}`: {reason}")]
+    Bad {
+        /// The header.
+        header: &'static str,
+        /// The value found.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl DeliveryInfo {
+    /// The headers that carry this information.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let deadline_ms = self
+            .deadline
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        vec![
+            (header::ATTEMPT, self.attempt.to_string()),
+            (header::MAX_ATTEMPTS, self.max_attempts.to_string()),
+            (header::DEADLINE_MS, deadline_ms.to_string()),
+            (header::TIMEOUT_MS, self.timeout.as_millis().to_string()),
+            (header::PLUGIN, self.plugin.as_str().to_owned()),
+            (header::SUBSCRIPTION, self.subscription.clone()),
+            (header::STREAM_SEQUENCE, self.stream_sequence.to_string()),
+        ]
+    }
+
+    /// Reads the information from a delivery's headers.
+    ///
+    /// # Errors
+    /// A [`ProtocolError`] naming the missing or bad header.
+    pub fn decode<'h>(header: impl Fn(&str) -> Option<&'h str>) -> Result<Self, ProtocolError> {
+        let get = |name: &'static str| header(name).ok_or(ProtocolError::Missing(name));
+        let number = |name: &'static str| -> Result<u64, ProtocolError> {
+            let raw = get(name)?;
+            raw.parse().map_err(|_| ProtocolError::Bad {
+                header: name,
+                value: raw.to_owned(),
+                reason: "not a whole number",
+            })
+        };
+        let small = |name: &'static str| -> Result<u32, ProtocolError> {
+            let value = number(name)?;
+            u32::try_from(value).map_err(|_| ProtocolError::Bad {
+                header: name,
+                value: value.to_string(),
+                reason: "too large",
+            })
+        };
+        let raw_plugin = get(header::PLUGIN)?;
+        Ok(Self {
+            attempt: small(header::ATTEMPT)?,
+            max_attempts: small(header::MAX_ATTEMPTS)?,
+            deadline: UNIX_EPOCH + Duration::from_millis(number(header::DEADLINE_MS)?),
+            timeout: Duration::from_millis(number(header::TIMEOUT_MS)?),
+            plugin: PluginId::new(raw_plugin).map_err(|_| ProtocolError::Bad {
+                header: header::PLUGIN,
+                value: raw_plugin.to_owned(),
+                reason: "not a valid plugin id",
+            })?,
+            subscription: get(header::SUBSCRIPTION)?.to_owned(),
+            stream_sequence: number(header::STREAM_SEQUENCE)?,
+        })
+    }
+}
+
+/// A worker's answer to one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled; the event is acknowledged.
+    Done,
+    /// Not handled now; try again later (after `after`, or the plugin's backoff).
+    Retry {
+        /// The worker's wish for the delay; `None` leaves it to the backoff policy.
+        after: Option<Duration>,
+        /// A code for the failure, if the worker gave one.
+        code: Option<ErrorCode>,
+        /// Why, for people.
+        reason: String,
+    },
+    /// Will never succeed; the event is dead-lettered at once.
+    Failed {
+        /// A code for the failure.
+        code: ErrorCode,
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// The reply's headers and body.
+    pub fn to_reply(&self) -> (Vec<(&'static str, String)>, Bytes) {
+        match self {
+            Outcome::Done => (vec![(header::OUTCOME, "done".to_owned())], Bytes::new()),
+            Outcome::Retry {
+                after,
+                code,
+                reason,
+            } => {
+                let mut headers = vec![(header::OUTCOME, "retry".to_owned())];
+                if let Some(after) = after {
+                    headers.push((header::RETRY_AFTER_MS, after.as_millis().to_string()));
+                }
+                if let Some(code) = code {
+                    headers.push((header::ERROR_CODE, code.as_str().to_owned()));
+                }
+                (headers, Bytes::from(truncate(reason).to_owned()))
+            }
+            Outcome::Failed { code, reason } => (
+                vec![
+                    (header::OUTCOME, "failed".to_owned()),
+                    (header::ERROR_CODE, code.as_str().to_owned()),
+                ],
+                Bytes::from(truncate(reason).to_owned()),
+            ),
+        }
+    }
+
+    /// Reads a worker's reply.
+    ///
+    /// # Errors
+    /// A [`ProtocolError`] when the outcome header is missing or unknown, a `failed` reply has
+    /// no valid error code, or a number or code is malformed. The dispatcher treats such a
+    /// reply as a retryable failure with code `protocol.bad-reply`.
+    pub fn from_reply<'h>(
+        header: impl Fn(&str) -> Option<&'h str>,
+        body: &[u8],
+    ) -> Result<Self, ProtocolError> {
+        let reason = || truncate(&String::from_utf8_lossy(body)).to_owned();
+        let code = |required: bool| -> Result<Option<ErrorCode>, ProtocolError> {
+            match header(header::ERROR_CODE) {
+                None if required => Err(ProtocolError::Missing(header::ERROR_CODE)),
+                None => Ok(None),
+                Some(raw) => ErrorCode::new(raw)
+                    .map(Some)
+                    .map_err(|reason| ProtocolError::Bad {
+                        header: header::ERROR_CODE,
+                        value: raw.to_owned(),
+                        reason,
+                    }),
+            }
+        };
+        let outcome = header(header::OUTCOME).ok_or(ProtocolError::Missing(header::OUTCOME))?;
+        match outcome {
+            "done" => Ok(Outcome::Done),
+            "retry" => {
+                let after = header(header::RETRY_AFTER_MS)
+                    .map(|raw| {
+                        raw.parse::<u64>().map(Duration::from_millis).map_err(|_| {
+                            ProtocolError::Bad {
+                                header: header::RETRY_AFTER_MS,
+                                value: raw.to_owned(),
+                                reason: "not a whole number of milliseconds",
+                            }
+                        })
+                    })
+                    .transpose()?;
+                Ok(Outcome::Retry {
+                    after,
+                    code: code(false)?,
+                    reason: reason(),
+                })
+            }
+            "failed" => Ok(Outcome::Failed {
+                code: code(true)?.expect("required code is present"),
+                reason: reason(),
+            }),
+            other => Err(ProtocolError::Bad {
+                header: header::OUTCOME,
+                value: other.to_owned(),
+                reason: "expected `done`, `retry` or `failed`",
+            }),
+        }
+    }
+}
+
+/// Cuts `text` to at most [`MAX_REASON_LEN`] bytes on a character boundary.
+fn truncate(text: &str) -> &str {
+    if text.len() <= MAX_REASON_LEN {
+        return text;
+    }
+    let mut end = MAX_REASON_LEN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(headers: &'a [(&'static str, String)]) -> impl Fn(&str) -> Option<&'a str> + 'a {
+        move |name| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    #[test]
+    fn delivery_info_round_trips_to_the_millisecond() {
+        let info = DeliveryInfo {
+            attempt: 3,
+            max_attempts: 5,
+            deadline: UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
+            timeout: Duration::from_millis(2500),
+            plugin: PluginId::new("audit").unwrap(),
+            subscription: "orders".into(),
+            stream_sequence: 42,
+        };
+        let headers = info.headers();
+        assert_eq!(DeliveryInfo::decode(lookup(&headers)).unwrap(), info);
+    }
+
+    #[test]
+    fn delivery_info_names_a_missing_or_bad_header() {
+        let err = DeliveryInfo::decode(|_| None).unwrap_err();
+        assert!(matches!(err, ProtocolError::Missing(_)));
+        let headers = vec![
+            (header::ATTEMPT, "x".to_owned()),
+            (header::PLUGIN, "audit".to_owned()),
+        ];
+        assert_eq!(
+            DeliveryInfo::decode(lookup(&headers)).unwrap_err(),
+            ProtocolError::Bad {
+                header: header::ATTEMPT,
+                value: "x".into(),
+                reason: "not a whole number"
+            }
+        );
+    }
+
+    #[test]
+    fn outcomes_round_trip() {
+        for outcome in [
+            Outcome::Done,
+            Outcome::Retry {
+                after: Some(Duration::from_millis(1500)),
+                code: Some(ErrorCode::new("upstream.busy").unwrap()),
+                reason: "try later".into(),
+            },
+            Outcome::Retry {
+                after: None,
+                code: None,
+                reason: String::new(),
+            },
+            Outcome::Failed {
+                code: ErrorCode::new("order.invalid").unwrap(),
+                reason: "no lines".into(),
+            },
+        ] {
+            let (headers, body) = outcome.to_reply();
+            assert_eq!(
+                Outcome::from_reply(lookup(&headers), &body).unwrap(),
+                outcome
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_replies_are_refused() {
+        assert_eq!(
+            Outcome::from_reply(|_| None, b"").unwrap_err(),
+            ProtocolError::Missing(header::OUTCOME)
+        );
+        let unknown = vec![(header::OUTCOME, "maybe".to_owned())];
+        assert!(matches!(
+            Outcome::from_reply(lookup(&unknown), b""),
+            Err(ProtocolError::Bad { .. })
+        ));
+        let failed_without_code = vec![(header::OUTCOME, "failed".to_owned())];
+        assert_eq!(
+            Outcome::from_reply(lookup(&failed_without_code), b"").unwrap_err(),
+            ProtocolError::Missing(header::ERROR_CODE)
+        );
+        let bad_delay = vec![
+            (header::OUTCOME, "retry".to_owned()),
+            (header::RETRY_AFTER_MS, "-1".to_owned()),
+        ];
+        assert!(Outcome::from_reply(lookup(&bad_delay), b"").is_err());
+    }
+
+    #[test]
+    fn error_codes_are_validated() {
+        assert!(ErrorCode::new("payment.declined_2").is_ok());
+        assert!(ErrorCode::new("").is_err());
+        assert!(ErrorCode::new("Upper").is_err());
+        assert!(ErrorCode::new("a b").is_err());
+        assert!(ErrorCode::new("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn long_reasons_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(MAX_REASON_LEN);
+        let cut = truncate(&long);
+        assert!(cut.len() <= MAX_REASON_LEN);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}
