@@ -276,6 +276,13 @@ impl<'de> Deserialize<'de> for EventType {
     }
 }
 
+token_name!(
+    /// The name of one of a plugin's subscriptions, unique within its manifest. It names the
+    /// subscription's JetStream durable consumer, so it is a single token.
+    SubscriptionName,
+    "subscription name"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

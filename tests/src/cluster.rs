@@ -42,7 +42,9 @@ impl TestCluster {
         let dir = tempfile::Builder::new()
             .prefix("switchyard-cluster-")
             .tempdir()
-            .unwrap_or_else(|error| panic!("creating a temporary directory for the cluster: {error}"));
+            .unwrap_or_else(|error| {
+                panic!("creating a temporary directory for the cluster: {error}")
+            });
         // Unique, so that clusters of parallel tests could never join each other.
         let name = dir
             .path()
@@ -132,17 +134,21 @@ impl TestCluster {
             .unwrap_or_else(|error| panic!("connecting to the test cluster at {urls:?}: {error}"))
     }
 
-    /// A JetStream context on a new [`client`](Self::client).
+    /// A JetStream context on a new [`client`](Self::client), with a 15 s request timeout.
     ///
     /// # Panics
     ///
     /// When the connection fails.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        async_nats::jetstream::new(self.client().await)
+        crate::jetstream_context(self.client().await)
     }
 }
 
-async fn start_nodes(dir: &Path, name: &str, size: usize) -> Result<Vec<LocalNatsServer>, ServerError> {
+async fn start_nodes(
+    dir: &Path,
+    name: &str,
+    size: usize,
+) -> Result<Vec<LocalNatsServer>, ServerError> {
     let route_ports = free_ports(size)?;
     let routes: Vec<String> = route_ports
         .iter()

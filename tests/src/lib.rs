@@ -39,10 +39,24 @@
 //! [`TestServer::with_config`] starts a server with a configuration file (see [`configs_dir`]) or
 //! text; [`TestCluster::start`] starts a local JetStream cluster for replicated streams.
 
+use std::time::Duration;
+
 mod cluster;
+mod python;
 mod server;
 mod wait;
 
 pub use cluster::TestCluster;
+pub use python::{python_command, PYTHON_PACKAGES};
 pub use server::{configs_dir, TestConfig, TestServer};
 pub use wait::{wait_until, TimedOut};
+
+/// The request timeout of the harness's JetStream contexts: above async-nats's 5 s default, since
+/// tests share two cores with builds and with each other, and replicated writes wait for peers.
+const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn jetstream_context(client: async_nats::Client) -> async_nats::jetstream::Context {
+    let mut context = async_nats::jetstream::new(client);
+    context.set_timeout(JETSTREAM_TIMEOUT);
+    context
+}

@@ -84,7 +84,9 @@ impl TestServer {
         let dir = tempfile::Builder::new()
             .prefix("switchyard-test-")
             .tempdir()
-            .unwrap_or_else(|error| panic!("creating a temporary directory for nats-server: {error}"));
+            .unwrap_or_else(|error| {
+                panic!("creating a temporary directory for nats-server: {error}")
+            });
         let config_file = config.map(|config| match config {
             TestConfig::File(path) => path,
             TestConfig::Text(text) => {
@@ -141,13 +143,13 @@ impl TestServer {
             .unwrap_or_else(|error| panic!("connecting to the test nats-server at {url}: {error}"))
     }
 
-    /// A JetStream context on a new client connection.
+    /// A JetStream context on a new client connection, with a 15 s request timeout.
     ///
     /// # Panics
     ///
     /// When the connection fails.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        async_nats::jetstream::new(self.client().await)
+        crate::jetstream_context(self.client().await)
     }
 
     /// Stops the server cleanly and starts it again on the same port with the same store; clients

@@ -57,10 +57,8 @@ where
             pause = (pause * 2).min(MAX_PAUSE);
         }
     };
-    timeout(timeout_after, polling)
-        .await
-        .map_err(|_| TimedOut {
-            timeout: timeout_after,
-            checks,
-        })
+    timeout(timeout_after, polling).await.map_err(|_| TimedOut {
+        timeout: timeout_after,
+        checks,
+    })
 }

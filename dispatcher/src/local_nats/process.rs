@@ -354,7 +354,8 @@ impl LocalNatsServer {
 
     /// The monitoring URL, `http://127.0.0.1:<port>`, if enabled.
     pub fn monitoring_url(&self) -> Option<String> {
-        self.monitoring_port.map(|port| format!("http://{HOST}:{port}"))
+        self.monitoring_port
+            .map(|port| format!("http://{HOST}:{port}"))
     }
 
     /// The route port, if clustered.
@@ -364,7 +365,8 @@ impl LocalNatsServer {
 
     /// The route URL other nodes use, `nats://127.0.0.1:<port>`, if clustered.
     pub fn cluster_url(&self) -> Option<String> {
-        self.cluster_port.map(|port| format!("nats://{HOST}:{port}"))
+        self.cluster_port
+            .map(|port| format!("nats://{HOST}:{port}"))
     }
 
     /// The store (data) directory.
@@ -415,7 +417,8 @@ impl LocalNatsServer {
         if let Some(port) = server.monitoring_port {
             server.options.monitoring_port = Some(Port::Fixed(port));
         }
-        if let (Some(cluster), Some(port)) = (server.options.cluster.as_mut(), server.cluster_port) {
+        if let (Some(cluster), Some(port)) = (server.options.cluster.as_mut(), server.cluster_port)
+        {
             cluster.port = Port::Fixed(port);
         }
         tracing::debug!(url = %server.url(), pid, store_dir = %server.options.store_dir.display(), "nats-server ready");
@@ -508,10 +511,17 @@ impl LocalNatsServer {
         loop {
             self.check_alive()?;
             let probe = match self.options.readiness {
-                Readiness::Accepting => timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((HOST, self.port)))
-                    .await
-                    .map_err(|_| "a TCP connection: timed out".to_owned())
-                    .and_then(|result| result.map(drop).map_err(|error| format!("a TCP connection: {error}"))),
+                Readiness::Accepting => timeout(
+                    PROBE_TIMEOUT,
+                    tokio::net::TcpStream::connect((HOST, self.port)),
+                )
+                .await
+                .map_err(|_| "a TCP connection: timed out".to_owned())
+                .and_then(|result| {
+                    result
+                        .map(drop)
+                        .map_err(|error| format!("a TCP connection: {error}"))
+                }),
                 Readiness::JetStream => self.probe_jetstream(&mut client).await,
                 Readiness::Healthy => {
                     if self.is_healthy().await {
@@ -523,7 +533,9 @@ impl LocalNatsServer {
             };
             match probe {
                 Ok(()) => return Ok(()),
-                Err(waiting_for) if Instant::now() >= deadline => return Err(self.not_ready(waiting_for)),
+                Err(waiting_for) if Instant::now() >= deadline => {
+                    return Err(self.not_ready(waiting_for))
+                }
                 Err(_) => sleep(POLL_INTERVAL).await,
             }
         }

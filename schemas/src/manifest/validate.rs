@@ -1,0 +1,280 @@
+//! Reading a whole manifest out of a TOML table, section by section, reporting every problem.
+
+use std::collections::BTreeMap;
+
+use semver::VersionReq;
+use toml::Table;
+
+use super::error::{ProblemKind, Problems, Reported};
+use super::overrides::PolicyOverrides;
+use super::pattern::{EventPattern, PatternError};
+use super::read::{report_duplicates, Field, KeyPath, ReadList, Section};
+use super::{ChannelGrants, Dependencies, Manifest, PluginInfo, Subscription};
+use crate::name::{ChannelName, PluginId, SubscriptionName};
+
+const TOP_KEYS: &[&str] = &[
+    "plugin",
+    "defaults",
+    "subscriptions",
+    "channels",
+    "dependencies",
+    "settings",
+];
+const PLUGIN_KEYS: &[&str] = &["id", "version", "core", "description"];
+const SUBSCRIPTION_KEYS: &[&str] = &["name", "events", "versions", "policy"];
+const CHANNEL_KEYS: &[&str] = &["send", "receive"];
+const DEPENDENCY_KEYS: &[&str] = &["requires", "conflicts"];
+
+/// Reads the manifest in `root`. Every problem goes to `problems`; the result is `Ok` only if
+/// the manifest could be built, which it may be although problems were reported.
+pub(super) fn read_manifest(root: &Table, problems: &mut Problems) -> Result<Manifest, Reported> {
+    let document = Section::new(root, KeyPath::root(), TOP_KEYS, problems);
+    let plugin = document
+        .required("plugin", problems)
+        .and_then(|f| read_plugin(&f, problems));
+    let defaults = document
+        .optional("defaults")
+        .map(|f| PolicyOverrides::read(&f, problems))
+        .unwrap_or_default();
+    let subscriptions = document
+        .optional("subscriptions")
+        .map_or(Ok(Vec::new()), |f| {
+            read_subscriptions(&f, &defaults, problems)
+        });
+    let channels = document
+        .optional("channels")
+        .map_or(Ok(ChannelGrants::default()), |f| {
+            read_channels(&f, problems)
+        });
+    let dependencies = document
+        .optional("dependencies")
+        .map_or(Ok(Dependencies::default()), |f| {
+            read_dependencies(&f, problems)
+        });
+    let settings = document
+        .optional("settings")
+        .map_or(Ok(Table::new()), |f| f.table(problems).cloned());
+
+    let (plugin, dependencies) = (plugin?, dependencies?);
+    check_dependencies_exclude(&plugin.id, &dependencies, problems);
+    Ok(Manifest {
+        plugin,
+        subscriptions: subscriptions?,
+        channels: channels?,
+        dependencies,
+        settings: settings?,
+    })
+}
+
+fn read_plugin(field: &Field<'_>, problems: &mut Problems) -> Result<PluginInfo, Reported> {
+    let plugin = field.section(problems, PLUGIN_KEYS)?;
+    let id = plugin
+        .required("id", problems)
+        .and_then(|f| f.name::<PluginId>(problems));
+    let version = plugin
+        .required("version", problems)
+        .and_then(|f| f.version(problems));
+    let core = plugin
+        .required("core", problems)
+        .and_then(|f| f.version_req(problems));
+    let description = plugin
+        .optional("description")
+        .map(|f| f.string(problems).map(str::to_owned))
+        .transpose();
+    Ok(PluginInfo {
+        id: id?,
+        version: version?,
+        core: core?,
+        description: description?,
+    })
+}
+
+fn read_subscriptions(
+    field: &Field<'_>,
+    defaults: &PolicyOverrides,
+    problems: &mut Problems,
+) -> Result<Vec<Subscription>, Reported> {
+    let items = field.array(problems)?;
+    // Compared as written, so that a name is checked for duplicates even when the rest of its
+    // subscription is invalid; a malformed name is reported by the subscription itself.
+    let names: Vec<(KeyPath, &str)> = items
+        .iter()
+        .filter_map(|item| {
+            let name = item.value.get("name")?.as_str()?;
+            Some((item.key.child("name"), name))
+        })
+        .collect();
+    report_duplicates(&names, "subscription name", problems);
+    ReadList::new(&items, problems, |item, problems| {
+        read_subscription(item, defaults, problems)
+    })
+    .into_values()
+}
+
+fn read_subscription(
+    field: &Field<'_>,
+    defaults: &PolicyOverrides,
+    problems: &mut Problems,
+) -> Result<Subscription, Reported> {
+    let subscription = field.section(problems, SUBSCRIPTION_KEYS)?;
+    let name = subscription
+        .required("name", problems)
+        .and_then(|f| f.name::<SubscriptionName>(problems));
+    let events = subscription
+        .required("events", problems)
+        .and_then(|f| read_events(&f, problems));
+    let versions = subscription
+        .optional("versions")
+        .map_or(Ok(VersionReq::STAR), |f| f.version_req(problems));
+    let overrides = subscription
+        .optional("policy")
+        .map(|f| PolicyOverrides::read(&f, problems))
+        .unwrap_or_default();
+    Ok(Subscription {
+        name: name?,
+        events: events?,
+        versions: versions?,
+        policy: overrides.or(defaults).resolve(),
+    })
+}
+
+fn read_events(field: &Field<'_>, problems: &mut Problems) -> Result<Vec<EventPattern>, Reported> {
+    let items = field.non_empty_array(problems, "event pattern")?;
+    let patterns = ReadList::new(&items, problems, read_pattern);
+    report_duplicates(&patterns.read, "event pattern", problems);
+    report_overlaps(&patterns.read, problems);
+    patterns.into_values()
+}
+
+fn read_pattern(field: &Field<'_>, problems: &mut Problems) -> Result<EventPattern, Reported> {
+    let text = field.string(problems)?;
+    EventPattern::new(text).map_err(|err: PatternError| {
+        field.report(problems, ProblemKind::BadPattern, err.to_string())
+    })
+}
+
+/// Reports each pattern that covers, or is covered by, an earlier one. Equal patterns are
+/// duplicates, reported as such.
+fn report_overlaps(patterns: &[(KeyPath, EventPattern)], problems: &mut Problems) {
+    for (position, (key, pattern)) in patterns.iter().enumerate() {
+        let earlier = patterns[..position].iter().find(|(_, earlier)| {
+            earlier != pattern && (earlier.covers(pattern) || pattern.covers(earlier))
+        });
+        if let Some((earlier_key, earlier)) = earlier {
+            problems.report(
+                key,
+                ProblemKind::Overlap,
+                format!(
+                    "`{pattern}` overlaps `{earlier}` at {earlier_key}: one covers the other, \
+                     and JetStream refuses a consumer whose filters overlap; keep the wider one"
+                ),
+            );
+        }
+    }
+}
+
+fn read_channels(field: &Field<'_>, problems: &mut Problems) -> Result<ChannelGrants, Reported> {
+    let channels = field.section(problems, CHANNEL_KEYS)?;
+    let send = channels
+        .optional("send")
+        .map_or(Ok(Vec::new()), |f| read_channel_list(&f, problems));
+    let receive = channels
+        .optional("receive")
+        .map_or(Ok(Vec::new()), |f| read_channel_list(&f, problems));
+    Ok(ChannelGrants {
+        send: send?,
+        receive: receive?,
+    })
+}
+
+fn read_channel_list(
+    field: &Field<'_>,
+    problems: &mut Problems,
+) -> Result<Vec<ChannelName>, Reported> {
+    let items = field.array(problems)?;
+    let channels = ReadList::new(&items, problems, |f, p| f.name::<ChannelName>(p));
+    report_duplicates(&channels.read, "channel", problems);
+    channels.into_values()
+}
+
+fn read_dependencies(field: &Field<'_>, problems: &mut Problems) -> Result<Dependencies, Reported> {
+    let dependencies = field.section(problems, DEPENDENCY_KEYS)?;
+    let requires = dependencies
+        .optional("requires")
+        .map_or(Ok(BTreeMap::new()), |f| read_requires(&f, problems));
+    let conflicts = dependencies
+        .optional("conflicts")
+        .map_or(Ok(Vec::new()), |f| read_conflicts(&f, problems));
+    let (requires, conflicts) = (requires?, conflicts?);
+    for (position, id) in conflicts.iter().enumerate() {
+        if requires.contains_key(id) {
+            problems.report(
+                &dependencies.key("conflicts").index(position),
+                ProblemKind::Inconsistent,
+                format!("`{id}` is also in `requires`; a plugin cannot need and refuse it"),
+            );
+        }
+    }
+    Ok(Dependencies {
+        requires,
+        conflicts,
+    })
+}
+
+/// `{ plugin-id = "version range", ... }`
+fn read_requires(
+    field: &Field<'_>,
+    problems: &mut Problems,
+) -> Result<BTreeMap<PluginId, VersionReq>, Reported> {
+    let table = field.table(problems)?;
+    let mut failed = None;
+    let mut requires = BTreeMap::new();
+    for (name, value) in table {
+        let entry = Field {
+            value,
+            key: field.key.child(name),
+        };
+        let id = PluginId::new(name.as_str())
+            .map_err(|err| entry.report(problems, ProblemKind::BadName, err.to_string()));
+        match (id, entry.version_req(problems)) {
+            (Ok(id), Ok(range)) => {
+                requires.insert(id, range);
+            }
+            (Err(reported), _) | (_, Err(reported)) => failed = Some(reported),
+        }
+    }
+    failed.map_or(Ok(requires), Err)
+}
+
+fn read_conflicts(field: &Field<'_>, problems: &mut Problems) -> Result<Vec<PluginId>, Reported> {
+    let items = field.array(problems)?;
+    let ids = ReadList::new(&items, problems, |f, p| f.name::<PluginId>(p));
+    report_duplicates(&ids.read, "plugin id", problems);
+    ids.into_values()
+}
+
+/// A plugin can neither require nor conflict with itself.
+fn check_dependencies_exclude(
+    own: &PluginId,
+    dependencies: &Dependencies,
+    problems: &mut Problems,
+) {
+    let requires = KeyPath::root().child("dependencies").child("requires");
+    if dependencies.requires.contains_key(own) {
+        problems.report(
+            &requires.child(own.as_str()),
+            ProblemKind::Inconsistent,
+            format!("plugin `{own}` cannot require itself"),
+        );
+    }
+    let conflicts = KeyPath::root().child("dependencies").child("conflicts");
+    for (position, id) in dependencies.conflicts.iter().enumerate() {
+        if id == own {
+            problems.report(
+                &conflicts.index(position),
+                ProblemKind::Inconsistent,
+                format!("plugin `{own}` cannot conflict with itself"),
+            );
+        }
+    }
+}

@@ -1,0 +1,978 @@
+//! The `plugin.toml` contract: every documented default, every check (each test fails when its
+//! check is removed), every problem reported at once, and the round trips used for storage.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use switchyard_schemas::manifest::{ManifestLoadError, ParseRateError, PatternError};
+use switchyard_schemas::semver::{Version, VersionReq};
+use switchyard_schemas::{
+    Backoff, ChannelName, DeliveryPolicy, EventPattern, EventType, Manifest, PluginId, ProblemKind,
+    Rate, RatePeriod,
+};
+
+// ---- harness ---------------------------------------------------------------------------
+
+const MINIMAL: &str = include_str!("manifests/minimal.toml");
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/manifests")
+        .join(name)
+}
+
+/// The minimal manifest with `extra` appended; appended keys land in its subscription unless
+/// `extra` opens another table.
+fn minimal_with(extra: &str) -> String {
+    format!("{MINIMAL}\n{extra}\n")
+}
+
+/// The minimal manifest with `from` replaced by `to`.
+fn minimal_edited(from: &str, to: &str) -> String {
+    assert!(
+        MINIMAL.contains(from),
+        "the minimal manifest has no `{from}`"
+    );
+    MINIMAL.replacen(from, to, 1)
+}
+
+/// The minimal manifest without its subscription.
+fn plugin_only() -> &'static str {
+    let (plugin, _) = MINIMAL
+        .split_once("[[subscriptions]]")
+        .expect("the minimal manifest has a subscription");
+    plugin
+}
+
+/// Parses a manifest that must be valid.
+fn parse(text: &str) -> Manifest {
+    Manifest::from_toml_str(text).unwrap_or_else(|errors| panic!("{errors}\n--- in ---\n{text}"))
+}
+
+/// Every problem of a manifest that must be invalid, as (key, kind).
+fn problems(text: &str) -> Vec<(String, ProblemKind)> {
+    let errors = Manifest::from_toml_str(text).expect_err("the manifest should be refused");
+    errors
+        .problems()
+        .iter()
+        .map(|problem| (problem.key.clone(), problem.kind))
+        .collect()
+}
+
+/// Asserts that `text` is refused with exactly these problems, in this order.
+#[track_caller]
+fn assert_problems(text: &str, expected: &[(&str, ProblemKind)]) {
+    let found = problems(text);
+    let found: Vec<(&str, ProblemKind)> =
+        found.iter().map(|(k, kind)| (k.as_str(), *kind)).collect();
+    assert_eq!(found, expected, "--- in ---\n{text}");
+}
+
+/// The policy of the first subscription.
+fn first_policy(text: &str) -> DeliveryPolicy {
+    parse(text).subscriptions.remove(0).policy
+}
+
+fn secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
+}
+
+fn millis(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+fn nz(value: u32) -> NonZeroU32 {
+    NonZeroU32::new(value).expect("test values are not zero")
+}
+
+fn pattern(text: &str) -> EventPattern {
+    EventPattern::new(text).expect("test patterns are valid")
+}
+
+fn event(text: &str) -> EventType {
+    EventType::new(text).expect("test event types are valid")
+}
+
+// ---- valid manifests ---------------------------------------------------------------------
+
+#[test]
+fn full_manifest_parses_every_field_as_written() {
+    let manifest = Manifest::from_path(fixture("full.toml")).expect("full.toml is valid");
+
+    let plugin = &manifest.plugin;
+    assert_eq!(plugin.id.as_str(), "audit-log");
+    assert_eq!(plugin.version, Version::new(1, 2, 0));
+    assert_eq!(plugin.core, VersionReq::parse("^0.1").unwrap());
+    assert_eq!(
+        plugin.description.as_deref(),
+        Some("Writes every order event to the audit log")
+    );
+
+    let [orders, refunds] = &manifest.subscriptions[..] else {
+        panic!("two subscriptions expected: {:?}", manifest.subscriptions);
+    };
+    assert_eq!(orders.name.as_str(), "orders");
+    assert_eq!(orders.events, [pattern("order.*"), pattern("invoice.>")]);
+    assert_eq!(orders.versions, VersionReq::parse("^1").unwrap());
+    assert_eq!(
+        orders.policy,
+        DeliveryPolicy {
+            rate: Some(Rate::new(nz(100), RatePeriod::Second)),
+            burst: nz(20),
+            max_in_flight: nz(32),
+            timeout: secs(2),
+            max_attempts: nz(10),
+            backoff: Backoff::Fixed(vec![secs(1), secs(10), secs(60)]),
+        }
+    );
+    assert_eq!(refunds.name.as_str(), "refunds");
+    assert_eq!(refunds.events, [pattern("refund.issued")]);
+    assert_eq!(refunds.versions, VersionReq::STAR);
+    assert_eq!(
+        refunds.policy,
+        DeliveryPolicy {
+            rate: Some(Rate::new(nz(100), RatePeriod::Second)),
+            burst: nz(20),
+            max_in_flight: nz(32),
+            timeout: secs(5),
+            max_attempts: nz(5),
+            backoff: Backoff::Exponential {
+                initial: secs(1),
+                max: secs(300),
+                multiplier: 2.0,
+                jitter: 0.2,
+            },
+        }
+    );
+
+    let alerts = ChannelName::new("alerts").unwrap();
+    let audit = ChannelName::new("audit").unwrap();
+    assert_eq!(manifest.channels.send, std::slice::from_ref(&alerts));
+    assert_eq!(manifest.channels.receive, [alerts.clone(), audit.clone()]);
+    assert!(manifest.channels.can_send(&alerts) && !manifest.channels.can_send(&audit));
+    assert!(manifest.channels.can_receive(&audit));
+
+    let requires = BTreeMap::from([(
+        PluginId::new("geo-lookup").unwrap(),
+        VersionReq::parse("^1.0").unwrap(),
+    )]);
+    assert_eq!(manifest.dependencies.requires, requires);
+    assert_eq!(
+        manifest.dependencies.conflicts,
+        [PluginId::new("old-audit").unwrap()]
+    );
+
+    assert_eq!(
+        manifest.settings["webhook_url"].as_str(),
+        Some("https://example.invalid/hook")
+    );
+    assert_eq!(manifest.settings["retention_days"].as_integer(), Some(90));
+}
+
+#[test]
+fn minimal_manifest_gets_every_documented_default() {
+    let manifest = parse(MINIMAL);
+    assert_eq!(manifest.plugin.description, None);
+    assert_eq!(manifest.subscriptions.len(), 1);
+    let orders = &manifest.subscriptions[0];
+    assert_eq!(orders.versions, VersionReq::STAR);
+    assert_eq!(
+        orders.policy,
+        DeliveryPolicy {
+            rate: None,
+            burst: nz(1),
+            max_in_flight: nz(16),
+            timeout: secs(30),
+            max_attempts: nz(5),
+            backoff: Backoff::Exponential {
+                initial: secs(1),
+                max: secs(300),
+                multiplier: 2.0,
+                jitter: 0.2,
+            },
+        }
+    );
+    assert_eq!(orders.policy, DeliveryPolicy::default());
+    assert!(manifest.channels.send.is_empty() && manifest.channels.receive.is_empty());
+    assert!(
+        manifest.dependencies.requires.is_empty() && manifest.dependencies.conflicts.is_empty()
+    );
+    assert!(manifest.settings.is_empty());
+}
+
+#[test]
+fn a_plugin_may_have_no_subscriptions() {
+    assert!(parse(plugin_only()).subscriptions.is_empty());
+}
+
+#[test]
+fn subscription_overrides_merge_key_by_key_over_defaults_then_builtins() {
+    let manifest = parse(&minimal_with(
+        r#"
+        [subscriptions.policy]
+        rate = "1000/s"
+        timeout = "2s"
+
+        [[subscriptions]]
+        name = "invoices"
+        events = ["invoice.paid"]
+
+        [defaults]
+        rate = "100/s"
+        burst = 20
+        timeout = "5s"
+        backoff = { exponential = { initial = "2s", max = "1m" } }
+        "#,
+    ));
+    let [orders, invoices] = &manifest.subscriptions[..] else {
+        panic!("two subscriptions expected");
+    };
+    let backoff = Backoff::Exponential {
+        initial: secs(2),
+        max: secs(60),
+        multiplier: 2.0,
+        jitter: 0.2,
+    };
+    // Its own rate and timeout; burst and backoff from [defaults]; the rest built in.
+    assert_eq!(
+        orders.policy,
+        DeliveryPolicy {
+            rate: Some(Rate::new(nz(1000), RatePeriod::Second)),
+            burst: nz(20),
+            timeout: secs(2),
+            backoff: backoff.clone(),
+            ..DeliveryPolicy::default()
+        }
+    );
+    assert_eq!(
+        invoices.policy,
+        DeliveryPolicy {
+            rate: Some(Rate::new(nz(100), RatePeriod::Second)),
+            burst: nz(20),
+            timeout: secs(5),
+            backoff,
+            ..DeliveryPolicy::default()
+        }
+    );
+}
+
+#[test]
+fn a_backoff_override_replaces_the_default_backoff_whole() {
+    let policy = first_policy(&minimal_with(
+        r#"
+        policy = { backoff = { fixed = ["3s"] } }
+        [defaults]
+        backoff = { exponential = { initial = "2s" } }
+        "#,
+    ));
+    assert_eq!(policy.backoff, Backoff::Fixed(vec![secs(3)]));
+}
+
+#[test]
+fn burst_defaults_to_the_per_second_rate_rounded_up() {
+    for (rate, burst) in [
+        ("250/s", 250),
+        ("90/m", 2),
+        ("30/m", 1),
+        ("7200/h", 2),
+        ("1/h", 1),
+    ] {
+        let policy = first_policy(&minimal_with(&format!("policy = {{ rate = \"{rate}\" }}")));
+        assert_eq!(policy.burst, nz(burst), "rate {rate}");
+    }
+}
+
+#[test]
+fn number_keys_accept_integers_for_floats() {
+    let policy = first_policy(&minimal_with(
+        r#"policy = { backoff = { exponential = { multiplier = 3, jitter = 0 } } }"#,
+    ));
+    assert_eq!(
+        policy.backoff,
+        Backoff::Exponential {
+            initial: secs(1),
+            max: secs(300),
+            multiplier: 3.0,
+            jitter: 0.0,
+        }
+    );
+}
+
+// ---- one test per problem kind ----------------------------------------------------------
+
+#[test]
+fn syntax_error_is_one_problem_with_line_and_column() {
+    let errors = Manifest::from_toml_str("[plugin]\nid = \"a\"\nversion = \n").unwrap_err();
+    let [problem] = errors.problems() else {
+        panic!("one problem expected: {errors}");
+    };
+    assert_eq!(problem.kind, ProblemKind::Syntax);
+    assert_eq!(problem.key, "");
+    assert!(
+        problem.message.contains("line 3, column"),
+        "{}",
+        problem.message
+    );
+}
+
+#[test]
+fn unknown_keys_are_named_at_every_level() {
+    assert_problems(
+        &minimal_with(
+            r#"
+            policy = { retries = 3, backoff = { linear = "1s", fixed = ["1s"] } }
+            [plugin2]
+            x = 1
+            [channels]
+            publish = ["a"]
+            "#,
+        )
+        .replacen("core =", "autor = \"me\"\ncore =", 1),
+        &[
+            ("plugin2", ProblemKind::UnknownKey),
+            ("plugin.autor", ProblemKind::UnknownKey),
+            ("subscriptions[0].policy.retries", ProblemKind::UnknownKey),
+            (
+                "subscriptions[0].policy.backoff.linear",
+                ProblemKind::UnknownKey,
+            ),
+            ("channels.publish", ProblemKind::UnknownKey),
+        ],
+    );
+}
+
+#[test]
+fn missing_required_keys_and_empty_lists() {
+    assert_problems(
+        &minimal_edited("core = \"^0.1\"", ""),
+        &[("plugin.core", ProblemKind::Missing)],
+    );
+    assert_problems(
+        &minimal_edited("[plugin]", "[other]"),
+        &[
+            ("other", ProblemKind::UnknownKey),
+            ("plugin", ProblemKind::Missing),
+        ],
+    );
+    assert_problems(
+        &minimal_edited("name = \"orders\"", ""),
+        &[("subscriptions[0].name", ProblemKind::Missing)],
+    );
+    assert_problems(
+        &minimal_edited("events = [\"order.created\"]", "events = []"),
+        &[("subscriptions[0].events", ProblemKind::Missing)],
+    );
+    assert_problems(
+        &minimal_with("policy = { backoff = { fixed = [] } }"),
+        &[(
+            "subscriptions[0].policy.backoff.fixed",
+            ProblemKind::Missing,
+        )],
+    );
+    assert_problems(
+        &minimal_with("policy = { backoff = {} }"),
+        &[("subscriptions[0].policy.backoff", ProblemKind::Missing)],
+    );
+}
+
+#[test]
+fn wrong_types_are_named() {
+    assert_problems(
+        &minimal_with(
+            r#"
+            policy = { max_in_flight = "32", timeout = 5, backoff = { exponential = { jitter = "0.2" } } }
+            [channels]
+            send = "alerts"
+            "#,
+        )
+        .replacen("version = \"1.2.0\"", "version = 1", 1),
+        &[
+            ("plugin.version", ProblemKind::WrongType),
+            ("subscriptions[0].policy.max_in_flight", ProblemKind::WrongType),
+            ("subscriptions[0].policy.timeout", ProblemKind::WrongType),
+            (
+                "subscriptions[0].policy.backoff.exponential.jitter",
+                ProblemKind::WrongType,
+            ),
+            ("channels.send", ProblemKind::WrongType),
+        ],
+    );
+    assert_problems(
+        &format!(
+            "subscriptions = \"orders\"\nsettings = 5\n{}",
+            plugin_only()
+        ),
+        &[
+            ("subscriptions", ProblemKind::WrongType),
+            ("settings", ProblemKind::WrongType),
+        ],
+    );
+}
+
+#[test]
+fn bad_semver_version() {
+    assert_problems(
+        &minimal_edited("version = \"1.2.0\"", "version = \"1.2\""),
+        &[("plugin.version", ProblemKind::BadSemver)],
+    );
+}
+
+#[test]
+fn bad_version_requirements() {
+    let text = minimal_edited("core = \"^0.1\"", "core = \"latest\"")
+        + "versions = \">>1\"\n[dependencies]\nrequires = { geo = \"one\" }\n";
+    assert_problems(
+        &text,
+        &[
+            ("plugin.core", ProblemKind::BadVersionReq),
+            ("subscriptions[0].versions", ProblemKind::BadVersionReq),
+            ("dependencies.requires.geo", ProblemKind::BadVersionReq),
+        ],
+    );
+}
+
+#[test]
+fn bad_durations() {
+    assert_problems(
+        &minimal_with(
+            r#"policy = { timeout = "5 parsecs", backoff = { fixed = ["1s", "soon"] } }"#,
+        ),
+        &[
+            ("subscriptions[0].policy.timeout", ProblemKind::BadDuration),
+            (
+                "subscriptions[0].policy.backoff.fixed[1]",
+                ProblemKind::BadDuration,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn bad_rates() {
+    for rate in ["100", "100/d", "/s", "-1/s", "1.5/s", "100 / s", "ten/s"] {
+        assert_problems(
+            &minimal_with(&format!("policy = {{ rate = \"{rate}\" }}")),
+            &[("subscriptions[0].policy.rate", ProblemKind::BadRate)],
+        );
+    }
+}
+
+#[test]
+fn out_of_range_numbers_and_durations() {
+    let cases = [
+        ("max_in_flight = 0", "max_in_flight"),
+        ("max_in_flight = 10001", "max_in_flight"),
+        ("max_attempts = 0", "max_attempts"),
+        ("max_attempts = 1001", "max_attempts"),
+        ("burst = 0", "burst"),
+        ("burst = -3", "burst"),
+        ("timeout = \"0s\"", "timeout"),
+        ("timeout = \"15min 1s\"", "timeout"),
+        ("rate = \"0/s\"", "rate"),
+        ("rate = \"5000000000/s\"", "rate"),
+        (
+            "backoff = { exponential = { jitter = 1.5 } }",
+            "backoff.exponential.jitter",
+        ),
+        (
+            "backoff = { exponential = { jitter = -0.1 } }",
+            "backoff.exponential.jitter",
+        ),
+        (
+            "backoff = { exponential = { multiplier = 0.5 } }",
+            "backoff.exponential.multiplier",
+        ),
+        (
+            "backoff = { exponential = { multiplier = inf } }",
+            "backoff.exponential.multiplier",
+        ),
+        (
+            "backoff = { exponential = { initial = \"0s\" } }",
+            "backoff.exponential.initial",
+        ),
+    ];
+    for (setting, key) in cases {
+        assert_problems(
+            &minimal_with(&format!("[subscriptions.policy]\n{setting}")),
+            &[(
+                format!("subscriptions[0].policy.{key}").as_str(),
+                ProblemKind::OutOfRange,
+            )],
+        );
+    }
+    // The bounds themselves are accepted.
+    let policy = first_policy(&minimal_with(
+        "policy = { max_in_flight = 10000, max_attempts = 1000, timeout = \"15m\" }",
+    ));
+    assert_eq!(
+        (policy.max_in_flight, policy.max_attempts, policy.timeout),
+        (nz(10_000), nz(1000), secs(900))
+    );
+    assert_eq!(
+        first_policy(&minimal_with("policy = { timeout = \"1ms\" }")).timeout,
+        millis(1)
+    );
+}
+
+#[test]
+fn bad_names() {
+    let text = minimal_edited("id = \"audit-log\"", "id = \"audit.log\"").replacen(
+        "name = \"orders\"",
+        "name = \"new orders\"",
+        1,
+    ) + r#"
+        [channels]
+        receive = ["al*rts"]
+        [dependencies]
+        requires = { "geo lookup" = "^1" }
+        conflicts = [""]
+        "#;
+    assert_problems(
+        &text,
+        &[
+            ("plugin.id", ProblemKind::BadName),
+            ("subscriptions[0].name", ProblemKind::BadName),
+            ("channels.receive[0]", ProblemKind::BadName),
+            ("dependencies.requires.\"geo lookup\"", ProblemKind::BadName),
+            ("dependencies.conflicts[0]", ProblemKind::BadName),
+        ],
+    );
+}
+
+#[test]
+fn bad_event_patterns() {
+    for bad in [
+        "order.>.late",
+        "order..created",
+        "order created",
+        "order.cre*ted",
+        ">>",
+        "",
+    ] {
+        assert_problems(
+            &minimal_edited("[\"order.created\"]", &format!("[\"ok\", {bad:?}]")),
+            &[("subscriptions[0].events[1]", ProblemKind::BadPattern)],
+        );
+    }
+}
+
+#[test]
+fn duplicates_are_reported_where_they_repeat() {
+    let text = minimal_edited(
+        "[\"order.created\"]",
+        "[\"order.created\", \"invoice.*\", \"order.created\"]",
+    ) + r#"
+        [[subscriptions]]
+        name = "orders"
+        events = ["refund.issued"]
+        [channels]
+        send = ["alerts", "alerts"]
+        [dependencies]
+        conflicts = ["old", "old"]
+        "#;
+    assert_problems(
+        &text,
+        &[
+            ("subscriptions[1].name", ProblemKind::Duplicate),
+            ("subscriptions[0].events[2]", ProblemKind::Duplicate),
+            ("channels.send[1]", ProblemKind::Duplicate),
+            ("dependencies.conflicts[1]", ProblemKind::Duplicate),
+        ],
+    );
+}
+
+#[test]
+fn duplicate_subscription_names_are_found_even_when_the_subscription_is_invalid() {
+    assert_problems(
+        &minimal_with("[[subscriptions]]\nname = \"orders\"\nevents = []"),
+        &[
+            ("subscriptions[1].name", ProblemKind::Duplicate),
+            ("subscriptions[1].events", ProblemKind::Missing),
+        ],
+    );
+}
+
+#[test]
+fn patterns_that_cover_each_other_within_a_subscription_overlap() {
+    assert_problems(
+        &minimal_edited(
+            "[\"order.created\"]",
+            "[\"order.created\", \"order.*\", \"invoice.>\", \"invoice.paid.*\", \"*.created\"]",
+        ),
+        &[
+            ("subscriptions[0].events[1]", ProblemKind::Overlap),
+            ("subscriptions[0].events[3]", ProblemKind::Overlap),
+            ("subscriptions[0].events[4]", ProblemKind::Overlap),
+        ],
+    );
+    // Patterns that only share some types (neither covers the other) are accepted, as by
+    // JetStream, and two subscriptions may listen to the same events.
+    parse(&minimal_edited(
+        "[\"order.created\"]",
+        "[\"order.*\", \"*.paid\"]",
+    ));
+    parse(&minimal_with(
+        "[[subscriptions]]\nname = \"again\"\nevents = [\"order.created\"]",
+    ));
+}
+
+#[test]
+fn contradictory_values_are_inconsistent() {
+    assert_problems(
+        &minimal_with(
+            r#"
+            policy = { backoff = { exponential = { initial = "10m" } } }
+            [defaults]
+            backoff = { exponential = { initial = "1s" }, fixed = ["1s"] }
+            "#,
+        ),
+        &[
+            ("defaults.backoff", ProblemKind::Inconsistent),
+            // Longer than the default max of 5m.
+            (
+                "subscriptions[0].policy.backoff.exponential.initial",
+                ProblemKind::Inconsistent,
+            ),
+        ],
+    );
+    assert_problems(
+        &minimal_with(
+            r#"policy = { backoff = { exponential = { initial = "1m", max = "30s" } } }"#,
+        ),
+        &[(
+            "subscriptions[0].policy.backoff.exponential.initial",
+            ProblemKind::Inconsistent,
+        )],
+    );
+    assert_problems(
+        &minimal_with("[dependencies]\nrequires = { geo = \"^1\" }\nconflicts = [\"geo\"]"),
+        &[("dependencies.conflicts[0]", ProblemKind::Inconsistent)],
+    );
+}
+
+#[test]
+fn a_plugin_cannot_depend_on_itself() {
+    assert_problems(
+        &minimal_with("[dependencies]\nrequires = { audit-log = \"^1\" }"),
+        &[("dependencies.requires.audit-log", ProblemKind::Inconsistent)],
+    );
+    assert_problems(
+        &minimal_with("[dependencies]\nconflicts = [\"other\", \"audit-log\"]"),
+        &[("dependencies.conflicts[1]", ProblemKind::Inconsistent)],
+    );
+}
+
+#[test]
+fn a_bad_value_does_not_cause_follow_up_problems() {
+    // `max` cannot be read, so `initial` is not compared with the default max.
+    assert_problems(
+        &minimal_with(r#"policy = { backoff = { exponential = { initial = "10m", max = "x" } } }"#),
+        &[(
+            "subscriptions[0].policy.backoff.exponential.max",
+            ProblemKind::BadDuration,
+        )],
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+        [plugin]
+        id = "audit log"
+        version = "one"
+        core = "^0.1"
+        colour = "blue"
+
+        [defaults]
+        timeout = "forever"
+
+        [[subscriptions]]
+        name = "orders"
+        events = ["order.created", "order.created"]
+        [subscriptions.policy]
+        max_in_flight = 0
+        rate = "fast"
+
+        [[subscriptions]]
+        name = "orders"
+        events = ["order.>.x"]
+    "#;
+    let errors = Manifest::from_toml_str(text).unwrap_err();
+    assert_problems(
+        text,
+        &[
+            ("plugin.colour", ProblemKind::UnknownKey),
+            ("plugin.id", ProblemKind::BadName),
+            ("plugin.version", ProblemKind::BadSemver),
+            ("defaults.timeout", ProblemKind::BadDuration),
+            ("subscriptions[1].name", ProblemKind::Duplicate),
+            ("subscriptions[0].events[1]", ProblemKind::Duplicate),
+            ("subscriptions[0].policy.rate", ProblemKind::BadRate),
+            (
+                "subscriptions[0].policy.max_in_flight",
+                ProblemKind::OutOfRange,
+            ),
+            ("subscriptions[1].events[0]", ProblemKind::BadPattern),
+        ],
+    );
+    // A header line, then one line per problem, each starting with its key.
+    let shown = errors.to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 1 + errors.len(), "{shown}");
+    assert!(lines[0].contains("9 problems"), "{shown}");
+    for (line, problem) in lines[1..].iter().zip(errors.problems()) {
+        assert!(
+            line.trim_start().starts_with(&format!("{}: ", problem.key)),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn from_path_names_the_file_it_cannot_read_or_refuses() {
+    let missing = fixture("no-such-manifest.toml");
+    let err = Manifest::from_path(&missing).unwrap_err();
+    assert!(matches!(err, ManifestLoadError::Read { ref path, .. } if *path == missing));
+    assert!(err.to_string().contains("no-such-manifest.toml"), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("switchyard-manifest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("plugin.toml");
+    std::fs::write(
+        &bad,
+        minimal_edited("version = \"1.2.0\"", "version = \"x\""),
+    )
+    .unwrap();
+    let err = Manifest::from_path(&bad).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let ManifestLoadError::Invalid { path, errors } = err else {
+        panic!("expected Invalid, got {err}");
+    };
+    assert_eq!(path, bad);
+    assert_eq!(errors.problems()[0].key, "plugin.version");
+}
+
+// ---- storage round trips ----------------------------------------------------------------
+
+fn full() -> Manifest {
+    Manifest::from_path(fixture("full.toml")).expect("full.toml is valid")
+}
+
+#[test]
+fn toml_round_trip_is_lossless() {
+    let manifest = full();
+    let written = manifest.to_toml_string();
+    assert_eq!(parse(&written), manifest, "--- written ---\n{written}");
+    // The canonical form has no [defaults]: each subscription carries its whole policy.
+    assert!(!written.contains("[defaults]"), "{written}");
+}
+
+#[test]
+fn round_trip_keeps_odd_durations_rates_and_settings() {
+    let manifest = parse(&minimal_with(
+        r#"
+        policy = { rate = "7/h", timeout = "1m 30s 250ms", backoff = { fixed = ["0s", "1500ms"] } }
+        [settings]
+        when = 1979-05-27T07:32:00Z
+        nested = { list = [1, 2.5, "x"], on = true }
+        "#,
+    ));
+    assert_eq!(parse(&manifest.to_toml_string()), manifest);
+    let json = serde_json::to_string(&manifest).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Manifest>(&json).unwrap(),
+        manifest,
+        "{json}"
+    );
+}
+
+#[test]
+fn json_round_trip_is_lossless_and_readable() {
+    let manifest = full();
+    let json = serde_json::to_value(&manifest).unwrap();
+    assert_eq!(json["plugin"]["id"], "audit-log");
+    assert_eq!(json["subscriptions"][0]["policy"]["timeout"], "2s");
+    assert_eq!(json["subscriptions"][1]["policy"]["rate"], "100/s");
+    let read: Manifest = serde_json::from_value(json).unwrap();
+    assert_eq!(read, manifest);
+}
+
+#[test]
+fn deserializing_validates_again() {
+    let mut json = serde_json::to_value(full()).unwrap();
+    json["subscriptions"][0]["policy"]["timeout"] = "1h".into();
+    json["plugin"]["id"] = "a.b".into();
+    let err = serde_json::from_value::<Manifest>(json)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("subscriptions[0].policy.timeout"), "{err}");
+    assert!(err.contains("plugin.id"), "{err}");
+}
+
+#[test]
+fn settings_can_be_read_into_the_plugins_own_type() {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct AuditSettings {
+        webhook_url: String,
+        retention_days: u32,
+    }
+    let settings: AuditSettings = full().settings.try_into().unwrap();
+    assert_eq!(
+        settings,
+        AuditSettings {
+            webhook_url: "https://example.invalid/hook".into(),
+            retention_days: 90,
+        }
+    );
+}
+
+// ---- event patterns -------------------------------------------------------------------
+
+#[test]
+fn star_matches_exactly_one_token() {
+    let orders = pattern("order.*");
+    assert!(orders.matches(&event("order.created")));
+    assert!(!orders.matches(&event("order.created.v2")));
+    assert!(!orders.matches(&event("order")));
+    assert!(!orders.matches(&event("invoice.created")));
+    assert!(pattern("*.created").matches(&event("order.created")));
+    assert!(pattern("*").matches(&event("order")));
+}
+
+#[test]
+fn rest_matches_one_or_more_tokens() {
+    let invoices = pattern("invoice.>");
+    assert!(invoices.matches(&event("invoice.paid")));
+    assert!(invoices.matches(&event("invoice.paid.late")));
+    assert!(!invoices.matches(&event("invoice")));
+    assert!(!invoices.matches(&event("order.paid")));
+    assert!(pattern(">").matches(&event("anything.at.all")));
+}
+
+#[test]
+fn literal_patterns_match_only_themselves() {
+    let created = pattern("order.created");
+    assert!(created.matches(&event("order.created")));
+    assert!(!created.matches(&event("order.created.v2")));
+    assert!(!created.matches(&event("order")));
+}
+
+#[test]
+fn covers_is_the_subset_relation() {
+    let covers = |a: &str, b: &str| pattern(a).covers(&pattern(b));
+    assert!(covers("order.*", "order.created"));
+    assert!(covers("order.>", "order.*"));
+    assert!(covers("order.>", "order.created.late"));
+    assert!(covers(">", "*"));
+    assert!(covers("order.created", "order.created"));
+    assert!(!covers("order.created", "order.*"));
+    assert!(!covers("order.*", "order.>"));
+    assert!(!covers("order.*", "*.created"));
+    assert!(!covers("order.>", "order"));
+    assert!(!covers("order.*", "order.created.late"));
+}
+
+#[test]
+fn pattern_errors_say_what_is_wrong() {
+    assert!(matches!(
+        EventPattern::new("order.>.late"),
+        Err(PatternError::MisplacedRest { .. })
+    ));
+    assert!(matches!(
+        EventPattern::new("a.b.c.d.e.f.g.h.i"),
+        Err(PatternError::TooManyTokens { max: 8, .. })
+    ));
+    assert!(matches!(
+        EventPattern::new("order.cr eated"),
+        Err(PatternError::BadToken { .. })
+    ));
+    assert_eq!(pattern("order.*").as_str(), "order.*");
+}
+
+#[test]
+fn a_subscription_accepts_matching_types_in_its_version_range() {
+    let manifest = full();
+    let orders = &manifest.subscriptions[0];
+    assert!(orders.accepts(&event("order.created"), &Version::new(1, 4, 0)));
+    assert!(!orders.accepts(&event("order.created"), &Version::new(2, 0, 0)));
+    assert!(!orders.accepts(&event("refund.issued"), &Version::new(1, 0, 0)));
+}
+
+// ---- rates ------------------------------------------------------------------------------
+
+#[test]
+fn rates_read_and_show_exactly() {
+    let rate: Rate = "30/m".parse().unwrap();
+    assert_eq!(rate, Rate::new(nz(30), RatePeriod::Minute));
+    assert_eq!(rate.to_string(), "30/m");
+    assert!((rate.per_second() - 0.5).abs() < f64::EPSILON);
+    assert_eq!(RatePeriod::Hour.duration(), secs(3600));
+    assert!(matches!(
+        "0/s".parse::<Rate>(),
+        Err(ParseRateError::CountOutOfRange { .. })
+    ));
+    assert!(matches!(
+        "5/fortnight".parse::<Rate>(),
+        Err(ParseRateError::Malformed { .. })
+    ));
+}
+
+// ---- backoff math ---------------------------------------------------------------------
+
+const NO_JITTER: f64 = 0.5;
+
+fn exponential(initial: Duration, max: Duration, multiplier: f64, jitter: f64) -> Backoff {
+    Backoff::Exponential {
+        initial,
+        max,
+        multiplier,
+        jitter,
+    }
+}
+
+#[test]
+fn exponential_backoff_grows_then_caps_at_max() {
+    let backoff = exponential(secs(1), secs(60), 2.0, 0.2);
+    let delays: Vec<Duration> = (1..=8).map(|n| backoff.delay(n, NO_JITTER)).collect();
+    let expected = [1, 2, 4, 8, 16, 32, 60, 60].map(secs);
+    assert_eq!(delays, expected);
+    assert_eq!(
+        backoff.delay(0, NO_JITTER),
+        secs(1),
+        "attempt 0 is read as 1"
+    );
+    assert_eq!(backoff.delay(u32::MAX, NO_JITTER), secs(60), "no overflow");
+    let triple = exponential(millis(100), secs(10), 3.0, 0.0);
+    assert_eq!(triple.delay(3, 0.99), millis(900));
+}
+
+#[test]
+fn jitter_spreads_delays_within_its_bounds_and_never_past_max() {
+    let backoff = exponential(secs(10), secs(300), 2.0, 0.2);
+    assert_eq!(backoff.delay(1, 0.0), secs(8));
+    assert_eq!(backoff.delay(1, 0.25), secs(9));
+    assert_eq!(backoff.delay(1, 0.75), secs(11));
+    let near_top = backoff.delay(1, 0.999_999);
+    assert!(near_top > secs(11) && near_top <= secs(12), "{near_top:?}");
+    for step in 0..100 {
+        let delay = backoff.delay(2, f64::from(step) / 100.0);
+        assert!((secs(16)..=secs(24)).contains(&delay), "{delay:?}");
+    }
+    // At the cap, jitter may shorten the delay but never lengthens it past max.
+    assert_eq!(backoff.delay(20, 0.999), secs(300));
+    assert_eq!(backoff.delay(20, 0.0), secs(240));
+    // Out-of-range random numbers are clamped, NaN means no jitter.
+    assert_eq!(backoff.delay(1, -3.0), secs(8));
+    assert_eq!(backoff.delay(1, f64::NAN), secs(10));
+}
+
+#[test]
+fn fixed_backoff_walks_the_list_then_repeats_the_last() {
+    let backoff = Backoff::Fixed(vec![secs(1), secs(10), secs(60)]);
+    let delays: Vec<Duration> = (1..=5).map(|n| backoff.delay(n, 0.9)).collect();
+    assert_eq!(delays, [1, 10, 60, 60, 60].map(secs));
+    assert_eq!(backoff.delay(0, 0.1), secs(1));
+    assert_eq!(Backoff::Fixed(Vec::new()).delay(3, 0.5), Duration::ZERO);
+}
