@@ -3,7 +3,7 @@
 //! | setting | events stream | dead-letter stream |
 //! |---|---|---|
 //! | name | `SWITCHYARD_EVENTS` | `SWITCHYARD_DLQ` |
-//! | subjects | `{prefix}.events.>` | `{prefix}.dlq.>` |
+//! | subjects | `{prefix}.events.>`, `{prefix}.redrive.>` | `{prefix}.dlq.>` |
 //! | retention | limits (a log: kept until max age or max bytes) | limits |
 //! | max age | 7 days | 30 days |
 //! | max bytes | 4 GiB | 1 GiB |
@@ -51,7 +51,9 @@ impl StreamSettings {
     pub fn events(namespace: &Namespace) -> Self {
         Self {
             name: stream_name(namespace, "EVENTS"),
-            subjects: vec![namespace.all_events()],
+            // Replays of dead letters are stored beside the events, on subjects that only the
+            // failing plugin's consumer matches.
+            subjects: vec![namespace.all_events(), namespace.all_redrives()],
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: 4 * GIB,
             replicas: 1,

@@ -6,6 +6,7 @@
 //! | `{prefix}.deliver.{plugin}` | deliveries from the dispatcher to a plugin's workers |
 //! | `{prefix}.channel.{tenant}.{channel}` | plugin-to-plugin channel messages |
 //! | `{prefix}.dlq.{plugin}.{tenant}.{type…}` | dead letters, stored in the dead-letter stream |
+//! | `{prefix}.redrive.{plugin}.{subscription}.{tenant}.{type…}` | dead letters replayed to one plugin, stored in the events stream |
 //! | `{prefix}.control.{topic}` | the dispatcher's control plane |
 //!
 //! The prefix defaults to [`DEFAULT_PREFIX`]; two deployments can share one NATS account by
@@ -157,6 +158,56 @@ impl Namespace {
         }
     }
 
+    /// The subject a dead letter is replayed to: stored in the events stream, but seen only by
+    /// the consumer of this plugin's subscription.
+    pub fn redrive(
+        &self,
+        plugin: &PluginId,
+        subscription: &str,
+        tenant: &Tenant,
+        event_type: &EventType,
+    ) -> String {
+        format!(
+            "{}.redrive.{plugin}.{subscription}.{tenant}.{event_type}",
+            self.prefix
+        )
+    }
+
+    /// The filter matching every replay to one plugin's subscription.
+    pub fn redrive_filter(&self, plugin: &PluginId, subscription: &str) -> String {
+        format!("{}.redrive.{plugin}.{subscription}.>", self.prefix)
+    }
+
+    /// The filter matching every replay; the events stream stores this too.
+    pub fn all_redrives(&self) -> String {
+        format!("{}.redrive.>", self.prefix)
+    }
+
+    /// Parses an event or replay subject into its tenant and type.
+    ///
+    /// # Errors
+    /// A [`SubjectError`] when the subject is neither, or holds invalid names.
+    pub fn parse_event_or_redrive(
+        &self,
+        subject: &str,
+    ) -> Result<(Tenant, EventType), SubjectError> {
+        let redrive_prefix = format!("{}.redrive.", self.prefix);
+        match subject.strip_prefix(&redrive_prefix) {
+            // plugin.subscription.tenant.type…
+            Some(rest) => {
+                let mut parts = rest.splitn(3, '.');
+                let (_plugin, _subscription) = (parts.next(), parts.next());
+                let tail = parts.next().unwrap_or("");
+                self.parse_event(&format!("{}.events.{tail}", self.prefix))
+                    .map_err(|_| SubjectError::NotAnEventSubject {
+                        subject: subject.to_owned(),
+                        expected_prefix: redrive_prefix,
+                    })
+            }
+            None => self.parse_event(subject),
+        }
+    }
+
     /// A control-plane subject, e.g. `control("registry")`.
     ///
     /// # Panics
@@ -220,6 +271,24 @@ mod tests {
             "switchyard.dlq.audit.>"
         );
         assert_eq!(ns.control("registry"), "switchyard.control.registry");
+        assert_eq!(
+            ns.redrive(&plugin, "orders", &tenant, &ty),
+            "switchyard.redrive.audit.orders.acme.order.created"
+        );
+        assert_eq!(
+            ns.redrive_filter(&plugin, "orders"),
+            "switchyard.redrive.audit.orders.>"
+        );
+        assert_eq!(
+            ns.parse_event_or_redrive("switchyard.redrive.audit.orders.acme.order.created")
+                .unwrap(),
+            (tenant.clone(), ty.clone())
+        );
+        assert_eq!(
+            ns.parse_event_or_redrive("switchyard.events.acme.order.created")
+                .unwrap(),
+            (tenant, ty)
+        );
     }
 
     #[test]

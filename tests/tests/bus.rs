@@ -72,7 +72,10 @@ async fn provisioning_creates_both_streams_with_the_documented_defaults() {
         .await
         .unwrap();
     let config = events.info().await.unwrap().config.clone();
-    assert_eq!(config.subjects, ["switchyard.events.>"]);
+    assert_eq!(
+        config.subjects,
+        ["switchyard.events.>", "switchyard.redrive.>"]
+    );
     assert_eq!(config.retention, RetentionPolicy::Limits);
     assert_eq!(config.discard, DiscardPolicy::New);
     assert_eq!(config.max_age, Duration::from_secs(7 * 24 * 3600));
