@@ -1,3 +1,20 @@
-//! Switchyard dispatcher.
+//! The Switchyard dispatcher: delivers each event of the events stream to every plugin
+//! subscribed to it, under that plugin's own delivery policy.
+//!
+//! Entry points:
+//! - [`Dispatcher::start`] runs a dispatcher in-process (the `switchyard run` command does the
+//!   same); several instances against one NATS server share the work.
+//! - [`pipeline`] holds the pieces of the delivery path, each with one job: rate limit,
+//!   circuit breaker, keep-alive, worker presence, the retry/dead-letter decision.
+//! - [`dead_letter`] writes dead letters; [`redrive`] lists, shows, replays and purges them.
+//! - [`registry`] keeps plugin registrations in a JetStream key-value bucket.
+//! - [`local_nats`] finds, installs and runs a local nats-server (the embedded default, tests).
 
+pub mod consumer;
+pub mod dead_letter;
+mod dispatcher;
 pub mod local_nats;
+pub mod pipeline;
+pub mod registry;
+
+pub use dispatcher::{Dispatcher, DispatcherConfig, DispatcherError};

@@ -33,6 +33,9 @@ pub mod header {
     pub const RETRY_AFTER_MS: &str = "switchyard-retry-after-ms";
     /// With `retry` or `failed`: a machine-readable error code.
     pub const ERROR_CODE: &str = "switchyard-error-code";
+    /// Marks a presence probe: a request with no event that a worker answers with any reply,
+    /// so the dispatcher learns a worker is connected.
+    pub const PROBE: &str = "switchyard-probe";
     /// W3C trace context.
     pub const TRACEPARENT: &str = "traceparent";
     /// W3C trace state.

@@ -8,12 +8,14 @@
 //! | `{prefix}.dlq.{plugin}.{tenant}.{type…}` | dead letters, stored in the dead-letter stream |
 //! | `{prefix}.redrive.{plugin}.{subscription}.{tenant}.{type…}` | dead letters replayed to one plugin, stored in the events stream |
 //! | `{prefix}.control.{topic}` | the dispatcher's control plane |
+//! | `{prefix}.control.hello.{plugin}` | a worker announcing itself |
 //!
 //! The prefix defaults to [`DEFAULT_PREFIX`]; two deployments can share one NATS account by
 //! using different prefixes.
 
 use std::fmt;
 
+use crate::manifest::EventPattern;
 use crate::name::{ChannelName, EventType, NameError, PluginId, Tenant};
 
 /// The prefix used when none is configured.
@@ -95,6 +97,13 @@ impl Namespace {
         }
     }
 
+    /// A filter matching the events of a subscription's pattern (`order.*`, `invoice.>`) for
+    /// one tenant, or for all tenants (`None`).
+    pub fn event_pattern_filter(&self, tenant: Option<&Tenant>, pattern: &EventPattern) -> String {
+        let tenant = tenant.map_or("*", Tenant::as_str);
+        format!("{}.events.{tenant}.{pattern}", self.prefix)
+    }
+
     /// The filter matching every event subject; the events stream stores this.
     pub fn all_events(&self) -> String {
         format!("{}.events.>", self.prefix)
@@ -156,6 +165,17 @@ impl Namespace {
             Some(plugin) => format!("{}.dlq.{plugin}.>", self.prefix),
             None => format!("{}.dlq.>", self.prefix),
         }
+    }
+
+    /// The subject a worker announces itself on when it connects, so that events held for an
+    /// absent plugin flow at once.
+    pub fn worker_hello(&self, plugin: &PluginId) -> String {
+        format!("{}.control.hello.{plugin}", self.prefix)
+    }
+
+    /// The filter matching every worker's hello.
+    pub fn all_worker_hellos(&self) -> String {
+        format!("{}.control.hello.*", self.prefix)
     }
 
     /// The subject a dead letter is replayed to: stored in the events stream, but seen only by

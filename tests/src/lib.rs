@@ -42,14 +42,18 @@
 use std::time::Duration;
 
 mod cluster;
+mod dispatch;
 mod python;
 mod server;
 mod wait;
+mod worker;
 
 pub use cluster::TestCluster;
+pub use dispatch::{manifest, OrderCreated, StoredDeadLetter, Switchyard};
 pub use python::{python_command, PYTHON_PACKAGES};
 pub use server::{configs_dir, TestConfig, TestServer};
 pub use wait::{wait_until, TimedOut};
+pub use worker::{Behaviour, ReceivedDelivery, TestWorker};
 
 /// The request timeout of the harness's JetStream contexts: above async-nats's 5 s default, since
 /// tests share two cores with builds and with each other, and replicated writes wait for peers.

@@ -2,6 +2,7 @@
 //! format. The packages are installed once into the tools directory (`.tools/`), the same way
 //! as nats-server, so a fresh machine needs only `python3` with `pip`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -44,7 +45,10 @@ fn install() -> (PathBuf, PathBuf) {
     let dir_name = format!("python-{}", PYTHON_PACKAGES.join("-"));
     let proof = Path::new("nats").join("__init__.py");
     if !tools.join(&dir_name).join(&proof).exists() {
-        eprintln!(
+        // Straight to stderr: the test harness captures `eprintln!`, and a person running
+        // the tests should see that something is being installed.
+        let _ = writeln!(
+            std::io::stderr().lock(),
             "installing {} into {} for the interoperability tests",
             PYTHON_PACKAGES.join(" "),
             tools.join(&dir_name).display()

@@ -1,6 +1,7 @@
 //! The commands of `switchyard` and what they share: how to reach NATS.
 
 mod dev;
+mod plugins;
 mod streams;
 
 use std::path::PathBuf;
@@ -9,6 +10,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use switchyard_bus::{ConnectError, ConnectOptions, ProvisionError, PublishError};
 use switchyard_dispatcher::local_nats::ServerError;
+use switchyard_dispatcher::registry::{EmptyTenantScope, RegistryError};
+use switchyard_schemas::manifest::ManifestLoadError;
+use switchyard_schemas::PluginId;
 
 /// Switchyard: deliver domain events from NATS to plugins, each under its own delivery policy.
 #[derive(Debug, Parser)]
@@ -25,6 +29,9 @@ enum Command {
     /// Provision and inspect the events and dead-letter streams.
     #[command(subcommand)]
     Streams(streams::StreamsCommand),
+    /// Register, remove and list plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
 }
 
 /// How to reach a NATS server; shared by every command that connects to one.
@@ -81,6 +88,15 @@ pub(crate) enum CliError {
     Batch(#[from] switchyard_bus::BatchError),
     #[error(transparent)]
     LocalServer(#[from] ServerError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A plugin manifest that cannot be read, or is invalid (every problem, one per line).
+    #[error(transparent)]
+    Manifest(#[from] ManifestLoadError),
+    #[error(transparent)]
+    TenantScope(#[from] EmptyTenantScope),
+    #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
+    NotRegistered { plugin: PluginId, bucket: String },
     #[error("{action}: {reason}")]
     Nats {
         action: &'static str,
@@ -109,5 +125,6 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Streams(command) => streams::run(command).await,
+        Command::Plugins(command) => plugins::run(command).await,
     }
 }

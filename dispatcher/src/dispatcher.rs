@@ -1,0 +1,383 @@
+//! The dispatcher process: provisions the streams, follows the registry, and keeps one pull
+//! loop running per registered (plugin, subscription).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use dashmap::DashMap;
+use futures::StreamExt;
+use switchyard_bus::{Bus, ProvisionError, Streams};
+use switchyard_schemas::manifest::Subscription;
+use switchyard_schemas::{Namespace, PluginId};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::consumer::{consumer_config, consumer_name, pull_loop};
+use crate::dead_letter::DeadLetterWriter;
+use crate::pipeline::breaker::{BreakerConfig, CircuitBreaker, CircuitState};
+use crate::pipeline::presence::Presence;
+use crate::pipeline::rate::RateLimit;
+use crate::pipeline::DeliveryPath;
+use crate::registry::{Registration, Registry, RegistryChange, RegistryError, TenantScope};
+
+/// How a dispatcher runs. Every field has a default.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// The deployment's namespace.
+    pub namespace: Namespace,
+    /// The streams it provisions at start.
+    pub streams: Streams,
+    /// When a plugin's circuit opens, and for how long.
+    pub breaker: BreakerConfig,
+    /// How long shutdown waits for deliveries under way before dropping them un-acked.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        let namespace = Namespace::default();
+        Self {
+            streams: Streams::defaults(&namespace),
+            namespace,
+            breaker: BreakerConfig::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the dispatcher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    /// The streams could not be provisioned.
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    /// The registry could not be opened or followed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A NATS request failed.
+    #[error("{action}: {reason}")]
+    Nats {
+        /// What was being done.
+        action: &'static str,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// A running dispatcher. Stop it with [`Dispatcher::shutdown`]; dropping it stops pulling
+/// too, but does not wait for deliveries under way.
+#[derive(Debug)]
+pub struct Dispatcher {
+    stop: CancellationToken,
+    abort: CancellationToken,
+    deliveries: TaskTracker,
+    supervisor: Option<JoinHandle<()>>,
+    shutdown_grace: Duration,
+    circuits: Circuits,
+}
+
+/// The circuit state of every running (plugin, subscription), for operators.
+pub(crate) type Circuits = Arc<DashMap<(PluginId, String), Arc<CircuitBreaker>>>;
+
+impl Dispatcher {
+    /// Provisions the streams, opens the registry and starts delivering to every registered
+    /// plugin; later registry changes take effect while it runs.
+    ///
+    /// # Errors
+    /// A [`DispatcherError`] when the streams or the registry cannot be set up.
+    pub async fn start(
+        client: async_nats::Client,
+        config: DispatcherConfig,
+    ) -> Result<Self, DispatcherError> {
+        let bus = Bus::from_client(client.clone())
+            .with_namespace(config.namespace.clone())
+            .with_streams(config.streams.clone());
+        bus.provision().await?;
+        let registry = Registry::open(bus.jetstream(), &config.namespace).await?;
+        let changes = registry.watch().await?;
+        let hellos = client
+            .subscribe(config.namespace.all_worker_hellos())
+            .await
+            .map_err(|e| DispatcherError::Nats {
+                action: "subscribe to worker hellos",
+                reason: e.to_string(),
+            })?;
+        let events = bus
+            .jetstream()
+            .get_stream(&config.streams.events.name)
+            .await
+            .map_err(|e| DispatcherError::Nats {
+                action: "open the events stream",
+                reason: e.to_string(),
+            })?;
+
+        let stop = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let deliveries = TaskTracker::new();
+        let circuits: Circuits = Arc::default();
+        let supervisor = Supervisor {
+            client: client.clone(),
+            events,
+            dead_letters: DeadLetterWriter::new(
+                client,
+                config.namespace.clone(),
+                Duration::from_secs(5),
+            ),
+            namespace: config.namespace.clone(),
+            breaker: config.breaker,
+            plugins: HashMap::new(),
+            deliveries: deliveries.clone(),
+            stop: stop.clone(),
+            abort: abort.clone(),
+            circuits: Arc::clone(&circuits),
+        };
+        let handle = tokio::spawn(supervisor.run(changes, hellos));
+        Ok(Self {
+            stop,
+            abort,
+            deliveries,
+            supervisor: Some(handle),
+            shutdown_grace: config.shutdown_grace,
+            circuits,
+        })
+    }
+
+    /// The circuit state of each running (plugin, subscription).
+    pub fn circuit_states(&self) -> Vec<(PluginId, String, CircuitState)> {
+        let mut states: Vec<_> = self
+            .circuits
+            .iter()
+            .map(|entry| {
+                let (plugin, subscription) = entry.key().clone();
+                (plugin, subscription, entry.value().state())
+            })
+            .collect();
+        states.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        states
+    }
+
+    /// Stops pulling, waits up to the shutdown grace for deliveries under way, and drops
+    /// the rest un-acked (JetStream redelivers them). Returns how many were dropped.
+    pub async fn shutdown(mut self) -> usize {
+        self.stop.cancel();
+        if let Some(supervisor) = self.supervisor.take() {
+            let _ = supervisor.await;
+        }
+        self.deliveries.close();
+        if tokio::time::timeout(self.shutdown_grace, self.deliveries.wait())
+            .await
+            .is_ok()
+        {
+            return 0;
+        }
+        let dropped = self.deliveries.len();
+        self.abort.cancel();
+        self.deliveries.wait().await;
+        dropped
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// One running (plugin, subscription).
+struct RunningSubscription {
+    subscription: Subscription,
+    tenants: TenantScope,
+    stop: CancellationToken,
+}
+
+/// One registered plugin's running parts.
+struct RunningPlugin {
+    presence: Arc<Presence>,
+    subscriptions: HashMap<String, RunningSubscription>,
+}
+
+/// Follows the registry and keeps the pull loops in line with it.
+struct Supervisor {
+    client: async_nats::Client,
+    events: jetstream::stream::Stream,
+    dead_letters: DeadLetterWriter,
+    namespace: Namespace,
+    breaker: BreakerConfig,
+    plugins: HashMap<PluginId, RunningPlugin>,
+    deliveries: TaskTracker,
+    stop: CancellationToken,
+    abort: CancellationToken,
+    circuits: Circuits,
+}
+
+impl Supervisor {
+    async fn run(
+        mut self,
+        changes: impl futures::Stream<Item = RegistryChange> + Unpin,
+        mut hellos: async_nats::Subscriber,
+    ) {
+        let mut changes = changes;
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => break,
+                change = changes.next() => match change {
+                    Some(change) => self.apply(change).await,
+                    None => {
+                        tracing::error!("the registry watch ended; no further changes are seen");
+                        self.stop.cancelled().await;
+                        break;
+                    }
+                },
+                Some(hello) = hellos.next() => self.on_hello(hello.subject.as_str()),
+            }
+        }
+        for plugin in self.plugins.values() {
+            for running in plugin.subscriptions.values() {
+                running.stop.cancel();
+            }
+        }
+    }
+
+    fn on_hello(&self, subject: &str) {
+        let plugin = subject
+            .rsplit('.')
+            .next()
+            .and_then(|p| PluginId::new(p).ok());
+        if let Some(running) = plugin.and_then(|p| self.plugins.get(&p)) {
+            running.presence.mark_present();
+        }
+    }
+
+    async fn apply(&mut self, change: RegistryChange) {
+        match change {
+            RegistryChange::Put { registration, .. } => self.reconcile(registration).await,
+            RegistryChange::Removed { plugin, .. } => self.remove(&plugin).await,
+            RegistryChange::Invalid { key, reason } => {
+                tracing::warn!(%key, %reason, "ignoring an unreadable registry entry");
+            }
+        }
+    }
+
+    /// Starts what is new or changed, stops what is gone.
+    async fn reconcile(&mut self, registration: Registration) {
+        let plugin = registration.manifest.plugin.id.clone();
+        let running = self
+            .plugins
+            .entry(plugin.clone())
+            .or_insert_with(|| RunningPlugin {
+                presence: Presence::new(),
+                subscriptions: HashMap::new(),
+            });
+        let presence = Arc::clone(&running.presence);
+
+        let wanted: HashMap<String, &Subscription> = registration
+            .manifest
+            .subscriptions
+            .iter()
+            .map(|s| (s.name.to_string(), s))
+            .collect();
+        let gone: Vec<String> = running
+            .subscriptions
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in &gone {
+            if let Some(old) = running.subscriptions.remove(name) {
+                old.stop.cancel();
+            }
+        }
+        for name in gone {
+            self.circuits.remove(&(plugin.clone(), name.clone()));
+            self.delete_consumer(&plugin, &name).await;
+        }
+
+        for (name, subscription) in wanted {
+            let running = self.plugins.get_mut(&plugin).expect("inserted above");
+            if let Some(current) = running.subscriptions.get(&name) {
+                if current.subscription == *subscription && current.tenants == registration.tenants
+                {
+                    continue;
+                }
+                current.stop.cancel();
+            }
+            let config = consumer_config(
+                &self.namespace,
+                &plugin,
+                &registration.tenants,
+                subscription,
+            );
+            let consumer = match self.events.create_consumer(config.clone()).await {
+                Ok(consumer) => consumer,
+                Err(error) => {
+                    tracing::error!(%plugin, subscription = %name, %error, "cannot create its consumer");
+                    continue;
+                }
+            };
+            let breaker = CircuitBreaker::new(self.breaker);
+            self.circuits
+                .insert((plugin.clone(), name.clone()), Arc::clone(&breaker));
+            let rate = subscription.policy.rate.map(|rate| {
+                RateLimit::new(rate.count, rate.per.duration(), subscription.policy.burst)
+            });
+            let path = Arc::new(DeliveryPath {
+                client: self.client.clone(),
+                namespace: self.namespace.clone(),
+                plugin: plugin.clone(),
+                subscription: subscription.clone(),
+                breaker,
+                rate,
+                presence: Arc::clone(&presence),
+                dead_letters: self.dead_letters.clone(),
+                keepalive_interval: config.ack_wait / 3,
+                first_failures: DashMap::new(),
+            });
+            let stop = self.stop.child_token();
+            tokio::spawn(pull_loop(
+                consumer,
+                path,
+                subscription.policy.max_in_flight.get() as usize,
+                self.deliveries.clone(),
+                stop.clone(),
+                self.abort.clone(),
+            ));
+            tracing::info!(%plugin, subscription = %name, "delivering");
+            let running = self.plugins.get_mut(&plugin).expect("inserted above");
+            running.subscriptions.insert(
+                name,
+                RunningSubscription {
+                    subscription: subscription.clone(),
+                    tenants: registration.tenants.clone(),
+                    stop,
+                },
+            );
+        }
+    }
+
+    /// Stops a removed plugin's loops and deletes its consumers.
+    async fn remove(&mut self, plugin: &PluginId) {
+        let Some(running) = self.plugins.remove(plugin) else {
+            return;
+        };
+        for (name, subscription) in running.subscriptions {
+            subscription.stop.cancel();
+            self.circuits.remove(&(plugin.clone(), name.clone()));
+            self.delete_consumer(plugin, &name).await;
+        }
+        tracing::info!(%plugin, "removed");
+    }
+
+    async fn delete_consumer(&self, plugin: &PluginId, subscription: &str) {
+        // Another dispatcher may have deleted it already; either way it is gone.
+        if let Err(error) = self
+            .events
+            .delete_consumer(&consumer_name(plugin, subscription))
+            .await
+        {
+            tracing::debug!(%plugin, subscription, %error, "consumer not deleted");
+        }
+    }
+}

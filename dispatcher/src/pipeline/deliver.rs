@@ -1,0 +1,357 @@
+//! One delivery, start to settlement: the pieces of this module composed in order.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::{self, AckKind};
+use async_nats::{HeaderMap, RequestErrorKind};
+use dashmap::DashMap;
+use switchyard_bus::decode_event;
+use switchyard_schemas::delivery::{header as dh, DeliveryInfo, ErrorCode, Outcome};
+use switchyard_schemas::manifest::Subscription;
+use switchyard_schemas::{Namespace, PluginId};
+use time::OffsetDateTime;
+
+use super::breaker::CircuitBreaker;
+use super::decision::{codes, decide, Action, AttemptResult};
+use super::keepalive::keep_alive;
+use super::presence::Presence;
+use super::rate::RateLimit;
+use crate::dead_letter::{DeadLetterWriter, Failure};
+
+/// How long an event whose dead letter could not be stored waits before it comes back.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
+/// How long an event waits after the request itself failed (not the worker's fault).
+const REQUEST_FAILURE_RETRY: Duration = Duration::from_secs(1);
+
+/// Everything the deliveries of one (plugin, subscription) share.
+#[derive(Debug)]
+pub struct DeliveryPath {
+    /// The connection requests go out on.
+    pub client: async_nats::Client,
+    /// The deployment's namespace.
+    pub namespace: Namespace,
+    /// The plugin.
+    pub plugin: PluginId,
+    /// The subscription, with its resolved policy.
+    pub subscription: Subscription,
+    /// Opens after consecutive failures.
+    pub breaker: Arc<CircuitBreaker>,
+    /// The subscription's rate limit, if it has one.
+    pub rate: Option<RateLimit>,
+    /// Whether the plugin's workers are connected; shared by its subscriptions.
+    pub presence: Arc<Presence>,
+    /// Where exhausted and permanent failures go.
+    pub dead_letters: DeadLetterWriter,
+    /// How often a held event's ack wait is extended.
+    pub keepalive_interval: Duration,
+    /// When each failing event first failed here, by stream sequence.
+    pub first_failures: DashMap<u64, OffsetDateTime>,
+}
+
+/// How a delivery was settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Acknowledged: the plugin handled it.
+    Acked,
+    /// Negative-acknowledged; JetStream redelivers it after the delay.
+    Retried {
+        /// The delay.
+        delay: Duration,
+    },
+    /// Stored as a dead letter, then acknowledged.
+    DeadLettered {
+        /// The error code.
+        code: ErrorCode,
+    },
+    /// Left un-acknowledged (the acknowledgement itself failed); JetStream redelivers it.
+    Unsettled,
+}
+
+/// What happened to the request of one attempt.
+enum Sent {
+    Result(AttemptResult),
+    /// The request failed for a reason that is not the plugin's (e.g. a disconnect).
+    NotSent(String),
+}
+
+impl DeliveryPath {
+    /// The subject the plugin's workers listen on.
+    pub fn delivery_subject(&self) -> String {
+        self.namespace.delivery(&self.plugin)
+    }
+}
+
+/// Delivers one pulled message to the plugin and settles it. Never fails: every problem
+/// becomes a retry, a dead letter, or (when even that cannot be stored) a redelivery.
+pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settled {
+    let (sequence, attempt) = match message.info() {
+        Ok(info) => (
+            info.stream_sequence,
+            u32::try_from(info.delivered).unwrap_or(u32::MAX),
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "message without JetStream metadata; leaving it");
+            return Settled::Unsettled;
+        }
+    };
+
+    let event = decode_event(message.headers.as_ref(), message.payload.clone());
+    let event = match event {
+        Ok(event) => event,
+        Err(error) => {
+            let code = ErrorCode::internal(error.kind().code());
+            return dead_letter(path, &message, sequence, attempt, code, error.to_string()).await;
+        }
+    };
+    let attrs = &event.attributes;
+    if !path.subscription.versions.matches(&attrs.schema_version) {
+        let reason = format!(
+            "schema version {} of `{}` is outside the subscription's range `{}`",
+            attrs.schema_version, attrs.event_type, path.subscription.versions
+        );
+        let code = ErrorCode::internal(codes::VERSION_MISMATCH);
+        return dead_letter(path, &message, sequence, attempt, code, reason).await;
+    }
+
+    let attempt_result = keep_alive(
+        path.keepalive_interval,
+        || async {
+            if let Err(error) = message.ack_with(AckKind::Progress).await {
+                tracing::debug!(%error, "in-progress ack failed");
+            }
+        },
+        attempt_delivery(path, &message, sequence, attempt),
+    )
+    .await;
+
+    let result = match attempt_result {
+        Sent::Result(result) => result,
+        Sent::NotSent(reason) => {
+            tracing::warn!(plugin = %path.plugin, %reason, "request failed; redelivering");
+            return settle(&message, AckKind::Nak(Some(REQUEST_FAILURE_RETRY)), || {
+                Settled::Retried {
+                    delay: REQUEST_FAILURE_RETRY,
+                }
+            })
+            .await;
+        }
+    };
+
+    match decide(
+        result,
+        attempt,
+        &path.subscription.policy,
+        rand::random::<f64>(),
+    ) {
+        Action::Ack => {
+            path.first_failures.remove(&sequence);
+            settle(&message, AckKind::Ack, || Settled::Acked).await
+        }
+        Action::Retry {
+            delay,
+            code,
+            reason,
+        } => {
+            path.first_failures
+                .entry(sequence)
+                .or_insert_with(OffsetDateTime::now_utc);
+            tracing::debug!(plugin = %path.plugin, %code, %reason, ?delay, attempt, "retrying later");
+            settle(&message, AckKind::Nak(Some(delay)), || Settled::Retried {
+                delay,
+            })
+            .await
+        }
+        Action::DeadLetter { code, reason } => {
+            dead_letter(path, &message, sequence, attempt, code, reason).await
+        }
+    }
+}
+
+/// Waits for a worker, the breaker and the rate limit, then sends the attempt. A worker that
+/// is absent does not cost an attempt: the event waits here until one is present.
+async fn attempt_delivery(
+    path: &DeliveryPath,
+    message: &jetstream::Message,
+    sequence: u64,
+    attempt: u32,
+) -> Sent {
+    loop {
+        path.presence.wait_present().await;
+        let admission = path.breaker.admit().await;
+        if let Some(rate) = &path.rate {
+            rate.acquire().await;
+        }
+        match request(path, message, sequence, attempt).await {
+            Ok(result) => {
+                admission.record(result.is_success());
+                path.presence.mark_present();
+                return Sent::Result(result);
+            }
+            Err(error) if error.kind() == RequestErrorKind::NoResponders => {
+                // Unreported: an absent worker is neither a success nor a failure.
+                drop(admission);
+                if path.presence.mark_absent() {
+                    tracing::info!(plugin = %path.plugin, "no worker connected; holding its events");
+                    spawn_prober(path);
+                }
+            }
+            Err(error) => return Sent::NotSent(error.to_string()),
+        }
+    }
+}
+
+/// Sends one attempt and reads the reply.
+async fn request(
+    path: &DeliveryPath,
+    message: &jetstream::Message,
+    sequence: u64,
+    attempt: u32,
+) -> Result<AttemptResult, async_nats::RequestError> {
+    let policy = &path.subscription.policy;
+    let info = DeliveryInfo {
+        attempt,
+        max_attempts: policy.max_attempts.get(),
+        deadline: SystemTime::now() + policy.timeout,
+        timeout: policy.timeout,
+        plugin: path.plugin.clone(),
+        subscription: path.subscription.name.to_string(),
+        stream_sequence: sequence,
+    };
+    let mut headers = message.headers.clone().unwrap_or_default();
+    for (name, value) in info.headers() {
+        headers.insert(name, value);
+    }
+    let request = async_nats::Request::new()
+        .headers(headers)
+        .payload(message.payload.clone())
+        .timeout(Some(policy.timeout));
+    match path
+        .client
+        .send_request(path.delivery_subject(), request)
+        .await
+    {
+        Ok(reply) => Ok(read_reply(reply.headers.as_ref(), &reply.payload)),
+        Err(error) if error.kind() == RequestErrorKind::TimedOut => Ok(AttemptResult::TimedOut),
+        Err(error) => Err(error),
+    }
+}
+
+fn read_reply(headers: Option<&HeaderMap>, body: &[u8]) -> AttemptResult {
+    let lookup = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+    match Outcome::from_reply(lookup, body) {
+        Ok(outcome) => AttemptResult::Replied(outcome),
+        Err(error) => AttemptResult::BadReply(error),
+    }
+}
+
+/// Starts the one prober of an absent plugin: it asks the delivery subject with a probe
+/// message (header `switchyard-probe`) until someone is subscribed again.
+fn spawn_prober(path: &DeliveryPath) {
+    let presence = Arc::clone(&path.presence);
+    let client = path.client.clone();
+    let subject = path.delivery_subject();
+    tokio::spawn(async move {
+        presence
+            .probe_until_present(|| {
+                let client = client.clone();
+                let subject = subject.clone();
+                async move { probe(&client, subject).await }
+            })
+            .await;
+    });
+}
+
+/// True when some worker is subscribed: any answer, or even a timeout, means someone is there.
+async fn probe(client: &async_nats::Client, subject: String) -> bool {
+    let mut headers = HeaderMap::new();
+    headers.insert(dh::PROBE, "1");
+    let request = async_nats::Request::new()
+        .headers(headers)
+        .timeout(Some(Duration::from_secs(1)));
+    match client.send_request(subject, request).await {
+        Ok(_) => true,
+        Err(error) => error.kind() != RequestErrorKind::NoResponders,
+    }
+}
+
+async fn dead_letter(
+    path: &DeliveryPath,
+    message: &jetstream::Message,
+    sequence: u64,
+    attempt: u32,
+    code: ErrorCode,
+    reason: String,
+) -> Settled {
+    let now = OffsetDateTime::now_utc();
+    let first_failure = path
+        .first_failures
+        .get(&sequence)
+        .map(|t| *t)
+        .unwrap_or(now);
+    let failure = Failure {
+        plugin: path.plugin.clone(),
+        subscription: path.subscription.name.to_string(),
+        code: code.clone(),
+        reason,
+        attempts: attempt,
+        first_failure,
+        last_failure: now,
+        original_subject: message.subject.to_string(),
+        stream_sequence: sequence,
+    };
+    match path
+        .dead_letters
+        .write(message.headers.as_ref(), message.payload.clone(), &failure)
+        .await
+    {
+        Ok(_) => {
+            path.first_failures.remove(&sequence);
+            tracing::info!(plugin = %path.plugin, %code, sequence, "dead-lettered");
+            settle(message, AckKind::Ack, || Settled::DeadLettered { code }).await
+        }
+        Err(error) => {
+            // The original stays un-acked and comes back: nothing is lost.
+            tracing::error!(%error, "dead letter not stored; the event will come back");
+            settle(message, AckKind::Nak(Some(DEAD_LETTER_RETRY)), || {
+                Settled::Unsettled
+            })
+            .await
+        }
+    }
+}
+
+async fn settle(
+    message: &jetstream::Message,
+    kind: AckKind,
+    settled: impl FnOnce() -> Settled,
+) -> Settled {
+    // Acks are confirmed by the server, so that a lost ack shows as a redelivery, not a gap.
+    let result = match kind {
+        AckKind::Ack => message.double_ack().await,
+        other => message.ack_with(other).await,
+    };
+    match result {
+        Ok(()) => settled(),
+        Err(error) => {
+            tracing::warn!(%error, "acknowledgement failed; JetStream will redeliver");
+            Settled::Unsettled
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_without_an_outcome_is_a_bad_reply() {
+        assert!(matches!(read_reply(None, b""), AttemptResult::BadReply(_)));
+        let mut headers = HeaderMap::new();
+        headers.insert(dh::OUTCOME, "done");
+        assert_eq!(
+            read_reply(Some(&headers), b""),
+            AttemptResult::Replied(Outcome::Done)
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! The delivery path, as small pieces with one job each, composed by [`deliver`]:
+//!
+//! ```text
+//! pulled message ─ decode ─ subscription check ─┬─ presence ─ circuit breaker ─ rate limit ─ request ─┬─ decide ─ ack / nak(delay) / dead-letter
+//!                                               └────────── all under keep-alive (in-progress acks) ──┘
+//! ```
+
+pub mod breaker;
+pub mod decision;
+mod deliver;
+pub mod keepalive;
+pub mod presence;
+pub mod rate;
+
+pub use deliver::{deliver, DeliveryPath, Settled};

@@ -1,0 +1,342 @@
+//! The plugin registry: which plugins are registered, with which manifest, for which tenants.
+//!
+//! It lives in a JetStream key-value bucket, `{PREFIX}_REGISTRY` ([`bucket_name`]), one entry
+//! per plugin: the key is the plugin id, the value a [`Registration`] as JSON. The bucket keeps
+//! [`HISTORY`] revisions per plugin, so that an upgrade can be rolled back.
+//!
+//! The CLI writes it (`switchyard plugins add|remove`); the dispatcher [`watch`](Registry::watch)es
+//! it to start the consumers of every registered plugin and to follow changes live. Several
+//! processes may open and use it at once; NATS orders their writes.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use switchyard_dispatcher::registry::{Registration, Registry, RegistryChange, TenantScope};
+//! use switchyard_schemas::{Manifest, Namespace};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let registry = Registry::open(&async_nats::jetstream::new(client), &Namespace::default()).await?;
+//!
+//! let manifest = Manifest::from_path("plugin.toml")?;
+//! registry.put(&Registration::new(manifest, TenantScope::All)).await?;
+//!
+//! let mut changes = registry.watch().await?;
+//! while let Some(change) = changes.next().await {
+//!     match change {
+//!         RegistryChange::Put { registration, .. } => println!("start {}", registration.plugin_id()),
+//!         RegistryChange::Removed { plugin, .. } => println!("stop {plugin}"),
+//!         RegistryChange::Invalid { key, reason, .. } => eprintln!("bad entry {key}: {reason}"),
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod registration;
+mod watch;
+
+use async_nats::jetstream::context::{GetStreamError, KeyValueError};
+use async_nats::jetstream::{self, kv};
+use futures::{Stream, TryStreamExt};
+use switchyard_bus::StreamSettings;
+use switchyard_schemas::{Namespace, PluginId};
+
+pub use self::error::RegistryError;
+pub use self::registration::{EmptyTenantScope, Registration, TenantScope};
+pub use self::watch::RegistryChange;
+
+/// How many revisions the bucket keeps per plugin: the current one and nine before it.
+pub const HISTORY: i64 = 10;
+
+/// The name of the registry's bucket for `namespace`: `{PREFIX}_REGISTRY`, e.g.
+/// `SWITCHYARD_REGISTRY`.
+pub fn bucket_name(namespace: &Namespace) -> String {
+    // The bus names the streams `{PREFIX}_EVENTS` and owns that rule (upper case, `-` → `_`);
+    // taking the prefix from it keeps a single rule for every JetStream name of a deployment.
+    let events = StreamSettings::events(namespace).name;
+    let prefix = events.strip_suffix("_EVENTS").unwrap_or(&events);
+    format!("{prefix}_REGISTRY")
+}
+
+/// How the bucket is created when it does not exist yet. An existing bucket is opened as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// How many servers keep a copy (1, 3 or 5).
+    pub replicas: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        Self { replicas: 1 }
+    }
+}
+
+/// The plugin registry of one deployment. Cheap to clone; clones share the connection.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    store: kv::Store,
+    bucket: String,
+}
+
+impl Registry {
+    /// Opens the registry of `namespace`, creating its bucket with the default
+    /// [`RegistryOptions`] when it does not exist.
+    ///
+    /// # Errors
+    /// See [`Registry::open_with`].
+    pub async fn open(
+        js: &jetstream::Context,
+        namespace: &Namespace,
+    ) -> Result<Self, RegistryError> {
+        Self::open_with(js, namespace, &RegistryOptions::default()).await
+    }
+
+    /// Opens the registry of `namespace`, creating its bucket with `options` when it does not
+    /// exist. Safe on every start and from several processes at once.
+    ///
+    /// # Errors
+    /// [`RegistryError::Unavailable`] when JetStream is off; [`RegistryError::Request`] when the
+    /// bucket can be neither opened nor created (timeout, refused settings).
+    pub async fn open_with(
+        js: &jetstream::Context,
+        namespace: &Namespace,
+        options: &RegistryOptions,
+    ) -> Result<Self, RegistryError> {
+        let bucket = bucket_name(namespace);
+        let store = match js.get_key_value(&bucket).await {
+            Ok(store) => store,
+            Err(error) if is_missing(&error) => create(js, &bucket, options).await?,
+            Err(error) if is_jetstream_off(&error) => {
+                return Err(RegistryError::Unavailable {
+                    reason: error.to_string(),
+                })
+            }
+            Err(error) => return Err(request_error(&bucket, "open the bucket", error)),
+        };
+        Ok(Self { store, bucket })
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Stores `registration` under its plugin id, replacing the one there (an upgrade).
+    /// Returns the new revision.
+    ///
+    /// # Errors
+    /// [`RegistryError::Encode`] when it cannot be encoded (a [`TenantScope::Only`] with no
+    /// tenant), [`RegistryError::Request`] when the write is not acknowledged.
+    pub async fn put(&self, registration: &Registration) -> Result<u64, RegistryError> {
+        let plugin = registration.plugin_id();
+        let json = serde_json::to_vec(registration).map_err(|error| RegistryError::Encode {
+            plugin: plugin.clone(),
+            reason: error.to_string(),
+        })?;
+        self.store
+            .put(plugin.as_str(), json.into())
+            .await
+            .map_err(|error| {
+                request_error(
+                    &self.bucket,
+                    format!("store the registration of `{plugin}`"),
+                    error,
+                )
+            })
+    }
+
+    /// The registration of `plugin`, if it is registered.
+    ///
+    /// # Errors
+    /// [`RegistryError::Corrupt`] when its entry does not decode, [`RegistryError::Request`]
+    /// when the read fails.
+    pub async fn get(&self, plugin: &PluginId) -> Result<Option<Registration>, RegistryError> {
+        let value = self.store.get(plugin.as_str()).await.map_err(|error| {
+            request_error(&self.bucket, format!("read the entry of `{plugin}`"), error)
+        })?;
+        value
+            .map(|value| self.decode(plugin.as_str(), &value))
+            .transpose()
+    }
+
+    /// Removes `plugin`; returns whether it was registered. Its earlier revisions stay in the
+    /// bucket's history, but [`get`](Self::get), [`list`](Self::list) and watches no longer
+    /// show it. The entry is not decoded, so a corrupt one can be removed too.
+    ///
+    /// # Errors
+    /// [`RegistryError::Request`] when a read or the removal fails.
+    pub async fn remove(&self, plugin: &PluginId) -> Result<bool, RegistryError> {
+        let key = plugin.as_str();
+        loop {
+            let entry = self.store.entry(key).await.map_err(|error| {
+                request_error(&self.bucket, format!("read the entry of `{plugin}`"), error)
+            })?;
+            let Some(entry) = entry.filter(|entry| entry.operation == kv::Operation::Put) else {
+                return Ok(false);
+            };
+            // Delete only the revision just read, so that "existed" is exact even when another
+            // process upgrades or removes the plugin at the same moment.
+            match self
+                .store
+                .delete_expect_revision(key, Some(entry.revision))
+                .await
+            {
+                Ok(()) => return Ok(true),
+                Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(error) => {
+                    return Err(request_error(
+                        &self.bucket,
+                        format!("remove `{plugin}`"),
+                        error,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Every registration, sorted by plugin id.
+    ///
+    /// # Errors
+    /// [`RegistryError::Corrupt`] naming the first entry that does not decode (remove it, or
+    /// add the plugin again, to repair it); [`RegistryError::Request`] when a read fails.
+    pub async fn list(&self) -> Result<Vec<Registration>, RegistryError> {
+        let listing_failed =
+            |error: &dyn std::fmt::Display| request_error(&self.bucket, "list the plugins", error);
+        let mut keys: Vec<String> = self
+            .store
+            .keys()
+            .await
+            .map_err(|error| listing_failed(&error))?
+            .try_collect()
+            .await
+            .map_err(|error| listing_failed(&error))?;
+        keys.sort();
+        let mut registrations = Vec::with_capacity(keys.len());
+        for key in keys {
+            let value = self.store.get(key.as_str()).await.map_err(|error| {
+                request_error(&self.bucket, format!("read the entry of `{key}`"), error)
+            })?;
+            // `None`: removed since the keys were listed.
+            if let Some(value) = value {
+                registrations.push(self.decode(&key, &value)?);
+            }
+        }
+        Ok(registrations)
+    }
+
+    /// Follows the registry: first a [`RegistryChange::Put`] for every plugin registered now
+    /// (and a [`RegistryChange::Removed`] for each removal still in the bucket's history), then
+    /// every change as it happens, also when the bucket starts empty. An entry that does not
+    /// decode becomes [`RegistryChange::Invalid`] and the watch goes on.
+    ///
+    /// The stream does not end while the connection lives: after a disconnect or a server
+    /// restart it resumes where it was. It ends when the connection is closed for good.
+    ///
+    /// # Cancel safety
+    /// Dropping the stream stops the watch (its ephemeral consumer is removed by the server).
+    ///
+    /// # Errors
+    /// [`RegistryError::Request`] when the watch cannot be started.
+    pub async fn watch(
+        &self,
+    ) -> Result<impl Stream<Item = RegistryChange> + Send + Unpin + 'static, RegistryError> {
+        let watch = self
+            .store
+            .watch_with_history(">")
+            .await
+            .map_err(|error| request_error(&self.bucket, "start watching", error))?;
+        Ok(watch::changes(watch, self.bucket.clone()))
+    }
+
+    fn decode(&self, key: &str, value: &[u8]) -> Result<Registration, RegistryError> {
+        decode(&self.bucket, key, value).map_err(|reason| RegistryError::Corrupt {
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            reason,
+        })
+    }
+}
+
+/// Decodes the entry `key`; the error is why it is not a valid registration.
+fn decode(bucket: &str, key: &str, value: &[u8]) -> Result<Registration, String> {
+    let registration: Registration =
+        serde_json::from_slice(value).map_err(|error| error.to_string())?;
+    let id = registration.plugin_id();
+    if id.as_str() == key {
+        Ok(registration)
+    } else {
+        Err(format!(
+            "it holds the registration of `{id}`, not of `{key}` (in `{bucket}`)"
+        ))
+    }
+}
+
+/// Creates the bucket; when another process created it first, opens theirs.
+async fn create(
+    js: &jetstream::Context,
+    bucket: &str,
+    options: &RegistryOptions,
+) -> Result<kv::Store, RegistryError> {
+    let config = kv::Config {
+        bucket: bucket.to_owned(),
+        description: "Switchyard plugin registry: one registration per plugin id".to_owned(),
+        history: HISTORY,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: options.replicas,
+        ..Default::default()
+    };
+    match js.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        // Two processes starting together both see no bucket and both create it; the server
+        // accepts the first and refuses the second if the settings differ. Whoever lost opens
+        // the winner's bucket, and fails with its own reason only if there is none.
+        Err(create_error) => js
+            .get_key_value(bucket)
+            .await
+            .map_err(|_| request_error(bucket, "create the bucket", create_error)),
+    }
+}
+
+fn request_error(
+    bucket: &str,
+    action: impl Into<String>,
+    error: impl std::fmt::Display,
+) -> RegistryError {
+    RegistryError::Request {
+        bucket: bucket.to_owned(),
+        action: action.into(),
+        reason: error.to_string(),
+    }
+}
+
+/// The `GetStreamError` under a failed `get_key_value`, if that was the cause.
+fn stream_lookup_error(error: &KeyValueError) -> Option<&GetStreamError> {
+    std::error::Error::source(error)?.downcast_ref()
+}
+
+fn is_missing(error: &KeyValueError) -> bool {
+    use jetstream::context::GetStreamErrorKind as K;
+    stream_lookup_error(error).is_some_and(|lookup| {
+        matches!(lookup.kind(), K::JetStream(e) if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+    })
+}
+
+/// JetStream answers nothing when it is off server-wide, and an error code when it is off for
+/// the account.
+fn is_jetstream_off(error: &KeyValueError) -> bool {
+    use jetstream::context::{GetStreamErrorKind as K, RequestError, RequestErrorKind};
+    use jetstream::ErrorCode;
+    stream_lookup_error(error).is_some_and(|lookup| match lookup.kind() {
+        K::JetStream(e) => matches!(
+            e.error_code(),
+            ErrorCode::JETSTREAM_NOT_ENABLED | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT
+        ),
+        K::Request => std::error::Error::source(lookup)
+            .and_then(|source| source.downcast_ref::<RequestError>())
+            .is_some_and(|request| request.kind() == RequestErrorKind::NoResponders),
+        _ => false,
+    })
+}

@@ -1,0 +1,203 @@
+//! What the registry stores per plugin: its manifest, the tenants it serves, and when.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use switchyard_schemas::{Manifest, PluginId, Tenant};
+use time::OffsetDateTime;
+
+/// One registered plugin, stored as JSON under its plugin id.
+///
+/// Unknown fields are ignored when reading, so that a dispatcher keeps working while a newer
+/// CLI writes registrations with more in them during a rolling upgrade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The plugin's validated manifest (its canonical form, validated again on reading).
+    pub manifest: Manifest,
+    /// The tenants whose events the plugin receives.
+    pub tenants: TenantScope,
+    /// When it was registered or last replaced.
+    #[serde(with = "time::serde::rfc3339")]
+    pub registered_at: OffsetDateTime,
+}
+
+impl Registration {
+    /// A registration made now.
+    pub fn new(manifest: Manifest, tenants: TenantScope) -> Self {
+        Self {
+            manifest,
+            tenants,
+            registered_at: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// The plugin's id, which is also its key in the registry.
+    pub fn plugin_id(&self) -> &PluginId {
+        &self.manifest.plugin.id
+    }
+}
+
+/// The tenants a plugin serves.
+///
+/// Stored as `"all"` or as a list of tenant names. `Only` is never empty: [`TenantScope::only`]
+/// refuses an empty set, and so do serializing and deserializing (a registration serving
+/// nobody cannot be stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantScope {
+    /// Every tenant, including ones that appear later.
+    All,
+    /// These tenants only.
+    Only(BTreeSet<Tenant>),
+}
+
+/// A tenant scope was asked for with no tenant in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a plugin must serve at least one tenant (or all tenants)")]
+pub struct EmptyTenantScope;
+
+impl TenantScope {
+    /// The scope of exactly these tenants; duplicates count once.
+    ///
+    /// # Errors
+    /// [`EmptyTenantScope`] when there are none.
+    pub fn only(tenants: impl IntoIterator<Item = Tenant>) -> Result<Self, EmptyTenantScope> {
+        let tenants: BTreeSet<Tenant> = tenants.into_iter().collect();
+        if tenants.is_empty() {
+            Err(EmptyTenantScope)
+        } else {
+            Ok(Self::Only(tenants))
+        }
+    }
+
+    /// Whether the plugin receives the events of `tenant`.
+    pub fn includes(&self, tenant: &Tenant) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(tenants) => tenants.contains(tenant),
+        }
+    }
+
+    /// The tenants named, or `None` for [`TenantScope::All`].
+    pub fn tenants(&self) -> Option<&BTreeSet<Tenant>> {
+        match self {
+            Self::All => None,
+            Self::Only(tenants) => Some(tenants),
+        }
+    }
+}
+
+/// `all tenants`, or the tenants separated by commas.
+impl fmt::Display for TenantScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All => f.write_str("all tenants"),
+            Self::Only(tenants) => {
+                for (i, tenant) in tenants.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{tenant}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The keyword that stands for [`TenantScope::All`] in the stored form.
+const ALL_KEYWORD: &str = "all";
+
+impl Serialize for TenantScope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::All => serializer.serialize_str(ALL_KEYWORD),
+            Self::Only(tenants) if tenants.is_empty() => Err(ser::Error::custom(EmptyTenantScope)),
+            Self::Only(tenants) => tenants.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TenantScope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScopeVisitor)
+    }
+}
+
+/// Reads `"all"` or a non-empty list of tenants, with a message naming what was wrong.
+struct ScopeVisitor;
+
+impl<'de> Visitor<'de> for ScopeVisitor {
+    type Value = TenantScope;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{ALL_KEYWORD}\" or a non-empty list of tenants")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        if value == ALL_KEYWORD {
+            Ok(TenantScope::All)
+        } else {
+            Err(E::invalid_value(de::Unexpected::Str(value), &self))
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut tenants = BTreeSet::new();
+        while let Some(tenant) = seq.next_element::<Tenant>()? {
+            tenants.insert(tenant);
+        }
+        TenantScope::only(tenants).map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str) -> Tenant {
+        Tenant::new(name).unwrap()
+    }
+
+    #[test]
+    fn scope_serializes_as_keyword_or_list() {
+        assert_eq!(
+            serde_json::to_string(&TenantScope::All).unwrap(),
+            r#""all""#
+        );
+        let only = TenantScope::only([tenant("globex"), tenant("acme")]).unwrap();
+        assert_eq!(
+            serde_json::to_string(&only).unwrap(),
+            r#"["acme","globex"]"#
+        );
+        for scope in [TenantScope::All, only] {
+            let json = serde_json::to_string(&scope).unwrap();
+            assert_eq!(serde_json::from_str::<TenantScope>(&json).unwrap(), scope);
+        }
+    }
+
+    #[test]
+    fn scope_refuses_empty_lists_other_keywords_and_bad_names() {
+        for bad in [r#"[]"#, r#""some""#, r#"["a.b"]"#, "3"] {
+            assert!(
+                serde_json::from_str::<TenantScope>(bad).is_err(),
+                "{bad} should be refused"
+            );
+        }
+        assert_eq!(TenantScope::only([]), Err(EmptyTenantScope));
+    }
+
+    #[test]
+    fn includes_and_displays() {
+        let only = TenantScope::only([tenant("acme"), tenant("globex")]).unwrap();
+        assert!(only.includes(&tenant("acme")));
+        assert!(!only.includes(&tenant("initech")));
+        assert!(TenantScope::All.includes(&tenant("initech")));
+        assert_eq!(only.to_string(), "acme, globex");
+        assert_eq!(TenantScope::All.to_string(), "all tenants");
+        assert_eq!(TenantScope::All.tenants(), None);
+        assert_eq!(only.tenants().map(BTreeSet::len), Some(2));
+    }
+}

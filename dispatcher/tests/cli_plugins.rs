@@ -1,0 +1,193 @@
+//! `switchyard plugins` as an operator runs it: the built binary against a real nats-server.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use switchyard_dispatcher::registry::{Registry, TenantScope};
+use switchyard_schemas::{Namespace, PluginId};
+use switchyard_tests::TestServer;
+
+/// A manifest from `tests/manifests/` of the workspace.
+fn manifest(file_name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/manifests")
+        .join(file_name)
+}
+
+/// Runs `switchyard <args>`, against `server` when one is given.
+async fn switchyard(server: Option<&TestServer>, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command
+        .args(args)
+        .env_remove("SWITCHYARD_PREFIX")
+        .env_remove("SWITCHYARD_NATS_CREDS");
+    match server {
+        Some(server) => command.env("SWITCHYARD_NATS_URL", server.url()),
+        // Nothing listens on port 1: a command that tries to connect fails at once.
+        None => command.env("SWITCHYARD_NATS_URL", "nats://127.0.0.1:1"),
+    };
+    command.output().await.expect("running switchyard")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the command succeeded and returns what it printed.
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+/// Asserts the command failed and returns its error output.
+fn failed(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "expected a failure; stdout:\n{}",
+        stdout(output)
+    );
+    stderr(output)
+}
+
+async fn registry(server: &TestServer) -> Registry {
+    Registry::open(&server.jetstream().await, &Namespace::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn add_registers_a_plugin_that_list_then_shows_and_adding_again_updates_it() {
+    let server = TestServer::start().await;
+    let path = manifest("audit-log.toml");
+    let path = path.to_str().unwrap();
+
+    let added = switchyard(
+        Some(&server),
+        &[
+            "plugins", "add", path, "--tenant", "globex", "--tenant", "acme",
+        ],
+    )
+    .await;
+    assert_eq!(
+        succeeded(&added).trim(),
+        "registered audit-log 1.2.0 for acme, globex (revision 1)"
+    );
+
+    let listed = succeeded(&switchyard(Some(&server), &["plugins", "list"]).await);
+    let mut lines = listed.lines();
+    let header = lines.next().unwrap();
+    for column in ["PLUGIN", "VERSION", "TENANTS", "SUBSCRIPTIONS"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let row = lines.next().unwrap();
+    for cell in [
+        "audit-log",
+        "1.2.0",
+        "acme, globex",
+        "orders: order.*, invoice.>; refunds: refund.issued",
+    ] {
+        assert!(row.contains(cell), "`{cell}` in `{row}`");
+    }
+    assert_eq!(lines.next(), None);
+
+    let updated = switchyard(Some(&server), &["plugins", "add", path, "--all-tenants"]).await;
+    assert!(
+        succeeded(&updated).starts_with("updated audit-log 1.2.0 for all tenants (revision 2"),
+        "{}",
+        stdout(&updated)
+    );
+    let stored = registry(&server)
+        .await
+        .get(&PluginId::new("audit-log").unwrap())
+        .await
+        .unwrap()
+        .expect("registered");
+    assert_eq!(stored.tenants, TenantScope::All);
+}
+
+#[tokio::test]
+async fn an_invalid_manifest_is_refused_with_every_problem_and_nothing_is_registered() {
+    let server = TestServer::start().await;
+    let path = manifest("invalid.toml");
+    let output = switchyard(
+        Some(&server),
+        &["plugins", "add", path.to_str().unwrap(), "--all-tenants"],
+    )
+    .await;
+    let errors = failed(&output);
+    for key in [
+        "plugin.id",
+        "plugin.version",
+        "subscriptions[0].policy.timeout",
+    ] {
+        assert!(errors.contains(key), "`{key}` in:\n{errors}");
+    }
+    assert!(registry(&server).await.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn remove_unregisters_and_names_an_unknown_plugin() {
+    let server = TestServer::start().await;
+    let path = manifest("audit-log.toml");
+    succeeded(
+        &switchyard(
+            Some(&server),
+            &["plugins", "add", path.to_str().unwrap(), "--all-tenants"],
+        )
+        .await,
+    );
+
+    let removed = switchyard(Some(&server), &["plugins", "remove", "audit-log"]).await;
+    assert_eq!(succeeded(&removed).trim(), "removed audit-log");
+    assert!(registry(&server).await.list().await.unwrap().is_empty());
+    let listed = succeeded(&switchyard(Some(&server), &["plugins", "list"]).await);
+    assert!(listed.contains("no plugins are registered"), "{listed}");
+
+    let unknown = switchyard(Some(&server), &["plugins", "remove", "ghost"]).await;
+    let error = failed(&unknown);
+    assert!(error.contains("no plugin `ghost` is registered"), "{error}");
+}
+
+#[tokio::test]
+async fn add_needs_exactly_one_of_tenant_and_all_tenants() {
+    let path = manifest("audit-log.toml");
+    let path = path.to_str().unwrap();
+    let neither = failed(&switchyard(None, &["plugins", "add", path]).await);
+    assert!(
+        neither.contains("--tenant") && neither.contains("--all-tenants"),
+        "{neither}"
+    );
+    let both = failed(
+        &switchyard(
+            None,
+            &["plugins", "add", path, "--tenant", "acme", "--all-tenants"],
+        )
+        .await,
+    );
+    assert!(both.contains("cannot be used with"), "{both}");
+    let bad_tenant = failed(&switchyard(None, &["plugins", "add", path, "--tenant", "a.b"]).await);
+    assert!(bad_tenant.contains("a.b"), "{bad_tenant}");
+}
+
+#[tokio::test]
+async fn help_describes_each_verb() {
+    let help = succeeded(&switchyard(None, &["plugins", "--help"]).await);
+    for verb in ["add", "remove", "list"] {
+        assert!(
+            help.lines().any(|line| line.trim_start().starts_with(verb)),
+            "`{verb}` in:\n{help}"
+        );
+    }
+    let top = succeeded(&switchyard(None, &["--help"]).await);
+    assert!(top.contains("Register, remove and list plugins"), "{top}");
+}

@@ -1,0 +1,272 @@
+//! A running Switchyard for one test: a nats-server, provisioned streams, the registry and an
+//! in-process dispatcher, plus helpers to register plugins, publish events and read dead
+//! letters.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use switchyard_bus::{decode_event, Bus, Publisher};
+use switchyard_dispatcher::dead_letter::Failure;
+use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
+use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
+use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
+use switchyard_schemas::manifest::Manifest;
+use switchyard_schemas::semver::Version;
+use switchyard_schemas::{Event, EventId, Namespace, Tenant, TypedEvent};
+
+use crate::TestServer;
+
+/// The event the dispatcher tests publish.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrderCreated {
+    /// A number that tells events apart.
+    pub n: u32,
+}
+
+impl TypedEvent for OrderCreated {
+    const TYPE: &'static str = "order.created";
+    const SCHEMA_VERSION: Version = Version::new(1, 0, 0);
+}
+
+/// A plugin manifest with one subscription `orders` to `order.*`, and `policy` (TOML lines of
+/// the `[subscriptions.policy]` table, may be empty).
+pub fn manifest(plugin: &str, policy: &str) -> Manifest {
+    Manifest::from_toml_str(&format!(
+        r#"
+        [plugin]
+        id = "{plugin}"
+        version = "1.0.0"
+        core = "*"
+
+        [[subscriptions]]
+        name = "orders"
+        events = ["order.*"]
+        [subscriptions.policy]
+        {policy}
+        "#
+    ))
+    .unwrap_or_else(|e| panic!("test manifest is invalid:\n{e}"))
+}
+
+/// A dead letter read back from the dead-letter stream.
+#[derive(Debug, Clone)]
+pub struct StoredDeadLetter {
+    /// Its sequence in the dead-letter stream.
+    pub sequence: u64,
+    /// The failure metadata.
+    pub failure: Failure,
+    /// The headers as stored.
+    pub headers: async_nats::HeaderMap,
+    /// The body as stored.
+    pub payload: bytes::Bytes,
+    /// The event, when it decodes.
+    pub event: Option<Event>,
+}
+
+/// A nats-server with Switchyard's streams, registry and one dispatcher.
+pub struct Switchyard {
+    /// The server.
+    pub server: TestServer,
+    /// The bus (default namespace).
+    pub bus: Bus,
+    /// The registry.
+    pub registry: Registry,
+    /// The dispatcher; `None` after [`Switchyard::stop_dispatcher`].
+    pub dispatcher: Option<Dispatcher>,
+    /// The connection the dispatcher uses; its statistics show what it sends.
+    pub dispatcher_client: async_nats::Client,
+}
+
+impl Switchyard {
+    /// Starts everything with a breaker that opens after 5 failures for 30 s.
+    pub async fn start() -> Self {
+        Self::start_with(BreakerConfig::default()).await
+    }
+
+    /// Starts everything with this breaker configuration.
+    ///
+    /// # Panics
+    /// When anything fails to start.
+    pub async fn start_with(breaker: BreakerConfig) -> Self {
+        let server = TestServer::start().await;
+        let bus = Bus::from_client(server.client().await);
+        bus.provision().await.expect("streams provision");
+        let registry = Registry::open(bus.jetstream(), bus.namespace())
+            .await
+            .expect("registry opens");
+        let dispatcher_client = server.client().await;
+        let dispatcher = Dispatcher::start(
+            dispatcher_client.clone(),
+            DispatcherConfig {
+                breaker,
+                shutdown_grace: Duration::from_secs(10),
+                ..DispatcherConfig::default()
+            },
+        )
+        .await
+        .expect("dispatcher starts");
+        Self {
+            server,
+            bus,
+            registry,
+            dispatcher: Some(dispatcher),
+            dispatcher_client,
+        }
+    }
+
+    /// Starts another dispatcher against the same server.
+    pub async fn another_dispatcher(&self) -> Dispatcher {
+        Dispatcher::start(self.server.client().await, DispatcherConfig::default())
+            .await
+            .expect("second dispatcher starts")
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &Namespace {
+        self.bus.namespace()
+    }
+
+    /// The server's URL, for workers.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Registers a plugin for all tenants and waits until its consumer exists.
+    pub async fn register(&self, manifest: Manifest) {
+        self.register_for(manifest, TenantScope::All).await;
+    }
+
+    /// Registers a plugin for these tenants and waits until its consumers exist.
+    pub async fn register_for(&self, manifest: Manifest, tenants: TenantScope) {
+        let names: Vec<String> = manifest
+            .subscriptions
+            .iter()
+            .map(|s| {
+                switchyard_dispatcher::consumer::consumer_name(&manifest.plugin.id, s.name.as_str())
+            })
+            .collect();
+        self.registry
+            .put(&Registration::new(manifest, tenants))
+            .await
+            .expect("registration stored");
+        let stream = self.events_stream().await;
+        crate::wait_until(Duration::from_secs(10), || {
+            let stream = stream.clone();
+            let names = names.clone();
+            async move {
+                for name in names {
+                    if stream.consumer_info(&name).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            }
+        })
+        .await
+        .expect("the dispatcher creates the plugin's consumers");
+    }
+
+    /// A publisher.
+    pub fn publisher(&self) -> Publisher {
+        self.bus.publisher("urn:test")
+    }
+
+    /// Publishes `OrderCreated { n }` for `n` in `range`, for `tenant`; returns their ids.
+    pub async fn publish_orders(&self, tenant: &str, range: std::ops::Range<u32>) -> Vec<EventId> {
+        let tenant = Tenant::new(tenant).expect("valid tenant");
+        let events: Vec<Event> = range
+            .map(|n| {
+                Event::builder(tenant.clone(), "urn:test")
+                    .build(&OrderCreated { n })
+                    .expect("event builds")
+            })
+            .collect();
+        let ids = events.iter().map(|e| e.attributes.id.clone()).collect();
+        self.publisher()
+            .publish_many(events, NonZeroUsize::new(64).expect("not zero"))
+            .await
+            .expect("events published");
+        ids
+    }
+
+    /// The events stream.
+    pub async fn events_stream(&self) -> jetstream::stream::Stream {
+        self.bus
+            .jetstream()
+            .get_stream(&self.bus.streams().events.name)
+            .await
+            .expect("events stream")
+    }
+
+    /// The consumer of a plugin's `orders` subscription: (pending, ack pending).
+    pub async fn consumer_backlog(&self, plugin: &str) -> (u64, usize) {
+        let name = format!("{plugin}~orders");
+        let info = self
+            .events_stream()
+            .await
+            .consumer_info(&name)
+            .await
+            .expect("consumer exists");
+        (info.num_pending, info.num_ack_pending)
+    }
+
+    /// Every dead letter currently stored, in order.
+    pub async fn dead_letters(&self) -> Vec<StoredDeadLetter> {
+        let mut stream = self
+            .bus
+            .jetstream()
+            .get_stream(&self.bus.streams().dead_letters.name)
+            .await
+            .expect("dead-letter stream");
+        let state = stream
+            .info()
+            .await
+            .expect("dead-letter stream info")
+            .state
+            .clone();
+        let mut letters = Vec::new();
+        if state.messages == 0 {
+            return letters;
+        }
+        for sequence in state.first_sequence..=state.last_sequence {
+            let Ok(message) = stream.direct_get(sequence).await else {
+                continue; // deleted
+            };
+            let failure = Failure::from_headers(&message.headers)
+                .unwrap_or_else(|h| panic!("dead letter {sequence} lacks header {h}"));
+            let event = decode_event(Some(&message.headers), message.payload.clone()).ok();
+            letters.push(StoredDeadLetter {
+                sequence,
+                failure,
+                headers: message.headers.clone(),
+                payload: message.payload.clone(),
+                event,
+            });
+        }
+        letters
+    }
+
+    /// Waits until `n` dead letters are stored.
+    ///
+    /// # Panics
+    /// When they are not within `timeout`.
+    pub async fn wait_for_dead_letters(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<StoredDeadLetter> {
+        crate::wait_until(timeout, || async { self.dead_letters().await.len() >= n })
+            .await
+            .unwrap_or_else(|e| panic!("{n} dead letters expected: {e}"));
+        self.dead_letters().await
+    }
+
+    /// Shuts the dispatcher down gracefully; returns how many deliveries it dropped.
+    pub async fn stop_dispatcher(&mut self) -> usize {
+        match self.dispatcher.take() {
+            Some(dispatcher) => dispatcher.shutdown().await,
+            None => 0,
+        }
+    }
+}
