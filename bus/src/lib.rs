@@ -39,7 +39,7 @@ pub use connect::{ConnectError, ConnectOptions};
 pub use publish::{
     BatchError, PublishError, PublishErrorKind, PublishReceipt, Publisher, DEFAULT_ACK_TIMEOUT,
 };
-pub use streams::{provision, ProvisionError, Provisioned, StreamSettings, Streams};
+pub use streams::{provision, stream_name, ProvisionError, Provisioned, StreamSettings, Streams};
 pub use wire::{decode_event, event_headers};
 
 use async_nats::jetstream;

@@ -108,8 +108,10 @@ impl StreamSettings {
     }
 }
 
-/// Stream names are upper case by convention; the prefix keeps deployments apart.
-fn stream_name(namespace: &Namespace, suffix: &str) -> String {
+/// The name of a JetStream object (stream, key-value bucket) of one deployment:
+/// `{PREFIX}_{suffix}`, the prefix upper-cased with `-` as `_` (`SWITCHYARD_EVENTS`). Names
+/// are upper case by convention; the prefix keeps deployments apart.
+pub fn stream_name(namespace: &Namespace, suffix: &str) -> String {
     format!(
         "{}_{suffix}",
         namespace.prefix().to_ascii_uppercase().replace('-', "_")

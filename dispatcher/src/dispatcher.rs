@@ -22,6 +22,8 @@ use crate::pipeline::presence::Presence;
 use crate::pipeline::rate::RateLimit;
 use crate::pipeline::DeliveryPath;
 use crate::registry::{Registration, Registry, RegistryChange, RegistryError, TenantScope};
+use crate::status::{CircuitReport, StatusBoard, StatusError, REFRESH};
+use time::OffsetDateTime;
 
 /// How a dispatcher runs. Every field has a default.
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub struct DispatcherConfig {
     pub breaker: BreakerConfig,
     /// How long shutdown waits for deliveries under way before dropping them un-acked.
     pub shutdown_grace: Duration,
+    /// This instance's name in status reports; unique per process by default.
+    pub instance: String,
 }
 
 impl Default for DispatcherConfig {
@@ -44,6 +48,7 @@ impl Default for DispatcherConfig {
             namespace,
             breaker: BreakerConfig::default(),
             shutdown_grace: Duration::from_secs(30),
+            instance: format!("d{}-{:04x}", std::process::id(), rand::random::<u16>()),
         }
     }
 }
@@ -57,6 +62,9 @@ pub enum DispatcherError {
     /// The registry could not be opened or followed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The status bucket could not be opened.
+    #[error(transparent)]
+    Status(#[from] StatusError),
     /// A NATS request failed.
     #[error("{action}: {reason}")]
     Nats {
@@ -98,6 +106,7 @@ impl Dispatcher {
         bus.provision().await?;
         let registry = Registry::open(bus.jetstream(), &config.namespace).await?;
         let changes = registry.watch().await?;
+        let status = StatusBoard::open(bus.jetstream(), &config.namespace).await?;
         let hellos = client
             .subscribe(config.namespace.all_worker_hellos())
             .await
@@ -133,6 +142,8 @@ impl Dispatcher {
             stop: stop.clone(),
             abort: abort.clone(),
             circuits: Arc::clone(&circuits),
+            status,
+            instance: config.instance.clone(),
         };
         let handle = tokio::spawn(supervisor.run(changes, hellos));
         Ok(Self {
@@ -186,6 +197,32 @@ impl Drop for Dispatcher {
     }
 }
 
+/// Writes a breaker's state to the status board on every change and every [`REFRESH`], and
+/// forgets it when stopped.
+async fn report_circuit(
+    board: StatusBoard,
+    mut report: CircuitReport,
+    breaker: Arc<CircuitBreaker>,
+    stop: CancellationToken,
+) {
+    let mut changes = breaker.subscribe();
+    loop {
+        report.state = breaker.state();
+        report.updated_at = OffsetDateTime::now_utc();
+        if let Err(error) = board.publish(&report).await {
+            tracing::debug!(%error, "circuit state not reported");
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(REFRESH) => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    let _ = board
+        .forget(&report.plugin, &report.subscription, &report.instance)
+        .await;
+}
+
 /// One running (plugin, subscription).
 struct RunningSubscription {
     subscription: Subscription,
@@ -211,6 +248,8 @@ struct Supervisor {
     stop: CancellationToken,
     abort: CancellationToken,
     circuits: Circuits,
+    status: StatusBoard,
+    instance: String,
 }
 
 impl Supervisor {
@@ -320,6 +359,19 @@ impl Supervisor {
             let breaker = CircuitBreaker::new(self.breaker);
             self.circuits
                 .insert((plugin.clone(), name.clone()), Arc::clone(&breaker));
+            let stop = self.stop.child_token();
+            tokio::spawn(report_circuit(
+                self.status.clone(),
+                CircuitReport {
+                    plugin: plugin.clone(),
+                    subscription: name.clone(),
+                    instance: self.instance.clone(),
+                    state: CircuitState::Closed,
+                    updated_at: OffsetDateTime::now_utc(),
+                },
+                Arc::clone(&breaker),
+                stop.clone(),
+            ));
             let rate = subscription.policy.rate.map(|rate| {
                 RateLimit::new(rate.count, rate.per.duration(), subscription.policy.burst)
             });
@@ -335,7 +387,6 @@ impl Supervisor {
                 keepalive_interval: config.ack_wait / 3,
                 first_failures: DashMap::new(),
             });
-            let stop = self.stop.child_token();
             tokio::spawn(pull_loop(
                 consumer,
                 path,

@@ -7,7 +7,8 @@
 //! - [`pipeline`] holds the pieces of the delivery path, each with one job: rate limit,
 //!   circuit breaker, keep-alive, worker presence, the retry/dead-letter decision.
 //! - [`dead_letter`] writes dead letters; [`redrive`] lists, shows, replays and purges them.
-//! - [`registry`] keeps plugin registrations in a JetStream key-value bucket.
+//! - [`registry`] keeps plugin registrations in a JetStream key-value bucket; [`status`] holds
+//!   what dispatchers report to operators (circuit states).
 //! - [`local_nats`] finds, installs and runs a local nats-server (the embedded default, tests).
 
 pub mod consumer;
@@ -15,6 +16,8 @@ pub mod dead_letter;
 mod dispatcher;
 pub mod local_nats;
 pub mod pipeline;
+pub mod redrive;
 pub mod registry;
+pub mod status;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig, DispatcherError};

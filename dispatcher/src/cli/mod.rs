@@ -2,6 +2,7 @@
 
 mod dev;
 mod plugins;
+mod run;
 mod streams;
 
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a dispatcher: deliver events to the registered plugins until SIGTERM or Ctrl-C.
+    Run(run::RunArgs),
     /// Run the embedded default: a local nats-server with JetStream, the streams, sample events.
     Dev(dev::DevArgs),
     /// Provision and inspect the events and dead-letter streams.
@@ -89,6 +92,10 @@ pub(crate) enum CliError {
     #[error(transparent)]
     LocalServer(#[from] ServerError),
     #[error(transparent)]
+    Status(#[from] switchyard_dispatcher::status::StatusError),
+    #[error(transparent)]
+    Dispatcher(#[from] switchyard_dispatcher::DispatcherError),
+    #[error(transparent)]
     Registry(#[from] RegistryError),
     /// A plugin manifest that cannot be read, or is invalid (every problem, one per line).
     #[error(transparent)]
@@ -124,6 +131,7 @@ impl CliError {
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Run(args) => run::run(args).await,
         Command::Streams(command) => streams::run(command).await,
         Command::Plugins(command) => plugins::run(command).await,
     }

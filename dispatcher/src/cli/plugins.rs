@@ -5,8 +5,13 @@ use std::path::PathBuf;
 
 use async_nats::jetstream;
 use clap::{ArgGroup, Args, Subcommand};
+use futures::StreamExt;
+use switchyard_bus::Streams;
+use switchyard_dispatcher::consumer::consumer_name;
+use switchyard_dispatcher::pipeline::breaker::CircuitState;
 use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
-use switchyard_schemas::{Manifest, PluginId, Tenant};
+use switchyard_dispatcher::status::{worst, CircuitReport, StatusBoard};
+use switchyard_schemas::{Manifest, Namespace, PluginId, Tenant};
 
 use super::streams::NamespaceArgs;
 use super::{CliError, NatsArgs};
@@ -24,8 +29,27 @@ pub(crate) enum PluginsCommand {
     ///
     /// Fails when no plugin with this id is registered under the prefix.
     Remove(RemoveArgs),
-    /// List the registered plugins with their version, tenants and subscriptions.
+    /// List the registered plugins with their version, tenants, subscriptions and circuit.
+    ///
+    /// CIRCUIT is the worst breaker state any running dispatcher reports for the plugin's
+    /// subscriptions: `closed` (flowing), `half-open` (probing), `open` (paused after
+    /// consecutive failures), or `-` when no dispatcher reports it.
     List(ListArgs),
+    /// Show each subscription of one plugin: its backlog (events not yet pulled), events
+    /// under way or waiting for a retry, redeliveries, dead letters, and every dispatcher's
+    /// circuit state.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    /// The plugin's id.
+    #[arg(value_parser = parse_plugin_id)]
+    plugin: PluginId,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +101,7 @@ pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
         PluginsCommand::Add(args) => add(args).await,
         PluginsCommand::Remove(args) => remove(args).await,
         PluginsCommand::List(args) => list(args).await,
+        PluginsCommand::Status(args) => status(args).await,
     }
 }
 
@@ -135,12 +160,140 @@ async fn list(args: ListArgs) -> Result<(), CliError> {
         println!("no plugins are registered in {}", registry.bucket());
         return Ok(());
     }
-    let rows: Vec<[String; 4]> = registrations.iter().map(row).collect();
+    let client = args.nats.connect_options().connect().await?;
+    let reports = StatusBoard::open(&jetstream::new(client), &args.namespace.prefix)
+        .await?
+        .circuits()
+        .await?;
+    let rows: Vec<[String; 5]> = registrations
+        .iter()
+        .map(|registration| {
+            let [id, version, tenants, subscriptions] = row(registration);
+            let circuit = circuit_of(&reports, registration.plugin_id(), None);
+            [id, version, tenants, circuit, subscriptions]
+        })
+        .collect();
     print!(
         "{}",
-        render_table(["PLUGIN", "VERSION", "TENANTS", "SUBSCRIPTIONS"], &rows)
+        render_table(
+            ["PLUGIN", "VERSION", "TENANTS", "CIRCUIT", "SUBSCRIPTIONS"],
+            &rows
+        )
     );
     Ok(())
+}
+
+/// The worst state reported for a plugin (or one of its subscriptions), or `-`.
+fn circuit_of(reports: &[CircuitReport], plugin: &PluginId, subscription: Option<&str>) -> String {
+    let states = reports
+        .iter()
+        .filter(|r| &r.plugin == plugin && subscription.is_none_or(|s| r.subscription == s))
+        .map(|r| r.state);
+    worst(states).map_or_else(|| "-".to_owned(), |s| state_name(s).to_owned())
+}
+
+fn state_name(state: CircuitState) -> &'static str {
+    match state {
+        CircuitState::Closed => "closed",
+        CircuitState::Open => "open",
+        CircuitState::HalfOpen => "half-open",
+    }
+}
+
+async fn status(args: StatusArgs) -> Result<(), CliError> {
+    let client = args.nats.connect_options().connect().await?;
+    let js = jetstream::new(client);
+    let ns = &args.namespace.prefix;
+    let registry = Registry::open(&js, ns).await?;
+    let registration =
+        registry
+            .get(&args.plugin)
+            .await?
+            .ok_or_else(|| CliError::NotRegistered {
+                plugin: args.plugin.clone(),
+                bucket: registry.bucket().to_owned(),
+            })?;
+    let reports = StatusBoard::open(&js, ns).await?.circuits().await?;
+    let streams = Streams::defaults(ns);
+    let events = js
+        .get_stream(&streams.events.name)
+        .await
+        .map_err(|e| CliError::nats("open the events stream", e))?;
+    let dead_letters = count_dead_letters(&js, &streams, ns, &args.plugin).await?;
+
+    let info = &registration.manifest.plugin;
+    println!(
+        "{} {} for {}; {} dead letters",
+        info.id, info.version, registration.tenants, dead_letters
+    );
+    let mut rows = Vec::new();
+    for subscription in &registration.manifest.subscriptions {
+        let name = consumer_name(&args.plugin, subscription.name.as_str());
+        let (backlog, under_way, redelivered) = match events.consumer_info(&name).await {
+            Ok(info) => (
+                info.num_pending.to_string(),
+                info.num_ack_pending.to_string(),
+                info.num_redelivered.to_string(),
+            ),
+            // No dispatcher has created it yet.
+            Err(_) => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+        };
+        let instances: Vec<String> = reports
+            .iter()
+            .filter(|r| r.plugin == args.plugin && r.subscription == subscription.name.as_str())
+            .map(|r| format!("{}={}", r.instance, state_name(r.state)))
+            .collect();
+        rows.push([
+            subscription.name.to_string(),
+            backlog,
+            under_way,
+            redelivered,
+            circuit_of(&reports, &args.plugin, Some(subscription.name.as_str())),
+            if instances.is_empty() {
+                "no dispatcher running".to_owned()
+            } else {
+                instances.join(" ")
+            },
+        ]);
+    }
+    print!(
+        "{}",
+        render_table(
+            [
+                "SUBSCRIPTION",
+                "BACKLOG",
+                "UNDER-WAY",
+                "REDELIVERED",
+                "CIRCUIT",
+                "DISPATCHERS"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+/// How many dead letters the plugin has: the dead-letter stream's count for its subjects.
+async fn count_dead_letters(
+    js: &jetstream::Context,
+    streams: &Streams,
+    namespace: &Namespace,
+    plugin: &PluginId,
+) -> Result<u64, CliError> {
+    let stream = js
+        .get_stream(&streams.dead_letters.name)
+        .await
+        .map_err(|e| CliError::nats("open the dead-letter stream", e))?;
+    let mut subjects = stream
+        .info_with_subjects(namespace.dead_letter_filter(Some(plugin)))
+        .await
+        .map_err(|e| CliError::nats("count dead letters", e))?;
+    let mut total = 0;
+    while let Some(entry) = subjects.next().await {
+        let (_, count) = entry.map_err(|e| CliError::nats("count dead letters", e))?;
+        total += count as u64;
+    }
+    Ok(total)
 }
 
 /// One line of `plugins list`.

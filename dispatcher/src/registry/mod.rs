@@ -41,7 +41,7 @@ mod watch;
 use async_nats::jetstream::context::{GetStreamError, KeyValueError};
 use async_nats::jetstream::{self, kv};
 use futures::{Stream, TryStreamExt};
-use switchyard_bus::StreamSettings;
+use switchyard_bus::stream_name;
 use switchyard_schemas::{Namespace, PluginId};
 
 pub use self::error::RegistryError;
@@ -54,11 +54,7 @@ pub const HISTORY: i64 = 10;
 /// The name of the registry's bucket for `namespace`: `{PREFIX}_REGISTRY`, e.g.
 /// `SWITCHYARD_REGISTRY`.
 pub fn bucket_name(namespace: &Namespace) -> String {
-    // The bus names the streams `{PREFIX}_EVENTS` and owns that rule (upper case, `-` → `_`);
-    // taking the prefix from it keeps a single rule for every JetStream name of a deployment.
-    let events = StreamSettings::events(namespace).name;
-    let prefix = events.strip_suffix("_EVENTS").unwrap_or(&events);
-    format!("{prefix}_REGISTRY")
+    stream_name(namespace, "REGISTRY")
 }
 
 /// How the bucket is created when it does not exist yet. An existing bucket is opened as it is.
