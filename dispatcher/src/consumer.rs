@@ -160,8 +160,9 @@ pub async fn pull_loop(
             deliveries.spawn(async move {
                 // On abort (shutdown past its grace) the delivery is dropped un-acked, and
                 // JetStream redelivers it after the ack wait.
+                let _in_flight = path.stats.start();
                 tokio::select! {
-                    _ = deliver(&path, message) => {}
+                    settled = deliver(&path, message) => path.stats.record(&settled),
                     () = abort.cancelled() => {}
                 }
                 drop(permit);

@@ -20,6 +20,7 @@ use crate::dead_letter::DeadLetterWriter;
 use crate::pipeline::breaker::{BreakerConfig, CircuitBreaker, CircuitState};
 use crate::pipeline::presence::Presence;
 use crate::pipeline::rate::RateLimit;
+use crate::pipeline::stats::{DeliveryStats, StatsSnapshot};
 use crate::pipeline::DeliveryPath;
 use crate::registry::{Registration, Registry, RegistryChange, RegistryError, TenantScope};
 use crate::status::{CircuitReport, StatusBoard, StatusError, REFRESH};
@@ -85,10 +86,25 @@ pub struct Dispatcher {
     supervisor: Option<JoinHandle<()>>,
     shutdown_grace: Duration,
     circuits: Circuits,
+    paths: Paths,
 }
 
 /// The circuit state of every running (plugin, subscription), for operators.
 pub(crate) type Circuits = Arc<DashMap<(PluginId, String), Arc<CircuitBreaker>>>;
+
+/// The delivery path of every running (plugin, subscription), for its counters.
+type Paths = Arc<DashMap<(PluginId, String), Arc<DeliveryPath>>>;
+
+/// The counters of one running (plugin, subscription) in this dispatcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionStats {
+    /// The plugin.
+    pub plugin: PluginId,
+    /// The subscription.
+    pub subscription: String,
+    /// Its counters since this dispatcher started delivering to it.
+    pub counts: StatsSnapshot,
+}
 
 impl Dispatcher {
     /// Provisions the streams, opens the registry and starts delivering to every registered
@@ -127,6 +143,7 @@ impl Dispatcher {
         let abort = CancellationToken::new();
         let deliveries = TaskTracker::new();
         let circuits: Circuits = Arc::default();
+        let paths: Paths = Arc::default();
         let supervisor = Supervisor {
             client: client.clone(),
             events,
@@ -144,6 +161,7 @@ impl Dispatcher {
             circuits: Arc::clone(&circuits),
             status,
             instance: config.instance.clone(),
+            paths: Arc::clone(&paths),
         };
         let handle = tokio::spawn(supervisor.run(changes, hellos));
         Ok(Self {
@@ -153,6 +171,7 @@ impl Dispatcher {
             supervisor: Some(handle),
             shutdown_grace: config.shutdown_grace,
             circuits,
+            paths,
         })
     }
 
@@ -168,6 +187,21 @@ impl Dispatcher {
             .collect();
         states.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         states
+    }
+
+    /// The delivery counters of each running (plugin, subscription), sorted.
+    pub fn stats(&self) -> Vec<SubscriptionStats> {
+        let mut stats: Vec<_> = self
+            .paths
+            .iter()
+            .map(|entry| SubscriptionStats {
+                plugin: entry.key().0.clone(),
+                subscription: entry.key().1.clone(),
+                counts: entry.value().stats.snapshot(),
+            })
+            .collect();
+        stats.sort_by(|a, b| (&a.plugin, &a.subscription).cmp(&(&b.plugin, &b.subscription)));
+        stats
     }
 
     /// Stops pulling, waits up to the shutdown grace for deliveries under way, and drops
@@ -250,6 +284,7 @@ struct Supervisor {
     circuits: Circuits,
     status: StatusBoard,
     instance: String,
+    paths: Paths,
 }
 
 impl Supervisor {
@@ -331,6 +366,7 @@ impl Supervisor {
         }
         for name in gone {
             self.circuits.remove(&(plugin.clone(), name.clone()));
+            self.paths.remove(&(plugin.clone(), name.clone()));
             self.delete_consumer(&plugin, &name).await;
         }
 
@@ -386,7 +422,10 @@ impl Supervisor {
                 dead_letters: self.dead_letters.clone(),
                 keepalive_interval: config.ack_wait / 3,
                 first_failures: DashMap::new(),
+                stats: DeliveryStats::default(),
             });
+            self.paths
+                .insert((plugin.clone(), name.clone()), Arc::clone(&path));
             tokio::spawn(pull_loop(
                 consumer,
                 path,
@@ -416,6 +455,7 @@ impl Supervisor {
         for (name, subscription) in running.subscriptions {
             subscription.stop.cancel();
             self.circuits.remove(&(plugin.clone(), name.clone()));
+            self.paths.remove(&(plugin.clone(), name.clone()));
             self.delete_consumer(plugin, &name).await;
         }
         tracing::info!(%plugin, "removed");

@@ -20,4 +20,4 @@ pub mod redrive;
 pub mod registry;
 pub mod status;
 
-pub use dispatcher::{Dispatcher, DispatcherConfig, DispatcherError};
+pub use dispatcher::{Dispatcher, DispatcherConfig, DispatcherError, SubscriptionStats};

@@ -1,6 +1,7 @@
 //! The commands of `switchyard` and what they share: how to reach NATS.
 
 mod dev;
+mod dlq;
 mod plugins;
 mod run;
 mod streams;
@@ -35,6 +36,9 @@ enum Command {
     /// Register, remove and list plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// List, show, replay and purge dead letters.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 /// How to reach a NATS server; shared by every command that connects to one.
@@ -97,6 +101,8 @@ pub(crate) enum CliError {
     Dispatcher(#[from] switchyard_dispatcher::DispatcherError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Redrive(#[from] switchyard_dispatcher::redrive::RedriveError),
     /// A plugin manifest that cannot be read, or is invalid (every problem, one per line).
     #[error(transparent)]
     Manifest(#[from] ManifestLoadError),
@@ -134,5 +140,6 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run(args) => run::run(args).await,
         Command::Streams(command) => streams::run(command).await,
         Command::Plugins(command) => plugins::run(command).await,
+        Command::Dlq(command) => dlq::run(command).await,
     }
 }

@@ -47,6 +47,8 @@ pub struct DeliveryPath {
     pub keepalive_interval: Duration,
     /// When each failing event first failed here, by stream sequence.
     pub first_failures: DashMap<u64, OffsetDateTime>,
+    /// Counters of the settled deliveries.
+    pub stats: super::stats::DeliveryStats,
 }
 
 /// How a delivery was settled.

@@ -11,5 +11,6 @@ mod deliver;
 pub mod keepalive;
 pub mod presence;
 pub mod rate;
+pub mod stats;
 
 pub use deliver::{deliver, DeliveryPath, Settled};

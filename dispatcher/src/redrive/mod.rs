@@ -8,7 +8,7 @@
 //!
 //! Nothing is lost between the two steps of a replay: the dead letter is removed only after
 //! the events stream has acknowledged the replay. The replay's `Nats-Msg-Id` is
-//! `redrive:{dead-letter sequence}`, so running a replay again after a crash between the two
+//! `redrive:{original stream sequence}:{dead-letter sequence}`, so running a replay again after a crash between the two
 //! steps is de-duplicated by the events stream (within its duplicate window, 2 minutes by
 //! default) instead of delivering the event twice.
 //!
@@ -320,9 +320,7 @@ impl DeadLetters {
                 Err(error) if is_consumer_not_found(&error) => return Err(no_consumer()),
                 Err(error) => return Err(RedriveError::request("look up the consumer", error)),
             };
-            let replays = self
-                .namespace
-                .redrive_filter(plugin, subscription.as_str());
+            let replays = self.namespace.redrive_filter(plugin, subscription.as_str());
             let config = &info.config;
             if config.filter_subject != replays && !config.filter_subjects.contains(&replays) {
                 return Err(no_consumer());
@@ -350,7 +348,15 @@ impl DeadLetters {
             &record.summary.event_type,
         );
         let mut headers = record.headers;
-        headers.insert(ce::NATS_MSG_ID, format!("redrive:{sequence}"));
+        // The dead letter's own sequence repeats if the dead-letter stream is ever recreated;
+        // with the original event's sequence the id stays unique to this dead letter.
+        headers.insert(
+            ce::NATS_MSG_ID,
+            format!(
+                "redrive:{}:{sequence}",
+                record.summary.failure.stream_sequence
+            ),
+        );
         let ack = self
             .js
             .publish_with_headers(subject, headers, record.body)
@@ -370,17 +376,19 @@ impl DeadLetters {
         }
         // Only now is the dead letter redundant. If this delete fails, the replay is stored
         // and the dead letter stays; a new replay of it is de-duplicated.
-        delete_message(stream, sequence).await.map_err(|e| match e {
-            RedriveError::Request { action, reason } => RedriveError::Request {
-                action,
-                reason: format!(
-                    "{reason} (its replay is stored as event sequence {}; replaying it again \
+        delete_message(stream, sequence)
+            .await
+            .map_err(|e| match e {
+                RedriveError::Request { action, reason } => RedriveError::Request {
+                    action,
+                    reason: format!(
+                        "{reason} (its replay is stored as event sequence {}; replaying it again \
                      within the duplicate window only removes it)",
-                    ack.sequence
-                ),
-            },
-            other => other,
-        })?;
+                        ack.sequence
+                    ),
+                },
+                other => other,
+            })?;
         Ok(Some(Replayed {
             dead_letter: sequence,
             event_sequence: ack.sequence,
@@ -390,27 +398,29 @@ impl DeadLetters {
 
     async fn stream(&self, name: &str) -> Result<jetstream::stream::Stream, RedriveError> {
         use jetstream::context::GetStreamErrorKind as K;
-        self.js.get_stream(name).await.map_err(|error| match error.kind() {
-            K::JetStream(e) if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {
-                RedriveError::StreamMissing {
-                    stream: name.to_owned(),
+        self.js
+            .get_stream(name)
+            .await
+            .map_err(|error| match error.kind() {
+                K::JetStream(e) if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {
+                    RedriveError::StreamMissing {
+                        stream: name.to_owned(),
+                    }
                 }
-            }
-            _ => RedriveError::request("look up the stream", format!("{name}: {error}")),
-        })
+                _ => RedriveError::request("look up the stream", format!("{name}: {error}")),
+            })
     }
 }
 
 fn planned(stored: StoredMessage) -> Result<Planned, RedriveError> {
     let sequence = stored.sequence;
     let record = stored.into_record()?;
-    let subscription =
-        SubscriptionName::new(record.summary.failure.subscription).map_err(|e| {
-            RedriveError::Malformed {
-                sequence,
-                problem: format!("subscription: {e}"),
-            }
-        })?;
+    let subscription = SubscriptionName::new(record.summary.failure.subscription).map_err(|e| {
+        RedriveError::Malformed {
+            sequence,
+            problem: format!("subscription: {e}"),
+        }
+    })?;
     Ok(Planned {
         sequence,
         subscription,

@@ -108,13 +108,12 @@ impl StoredMessage {
 
     /// Reads the failure metadata and the event.
     pub(crate) fn into_record(self) -> Result<DeadLetterRecord, RedriveError> {
-        let failure =
-            Failure::from_headers(&self.message.headers).map_err(|header| {
-                RedriveError::Malformed {
-                    sequence: self.sequence,
-                    problem: format!("header `{header}` is missing or malformed"),
-                }
-            })?;
+        let failure = Failure::from_headers(&self.message.headers).map_err(|header| {
+            RedriveError::Malformed {
+                sequence: self.sequence,
+                problem: format!("header `{header}` is missing or malformed"),
+            }
+        })?;
         let event_id = self
             .message
             .headers
@@ -211,7 +210,10 @@ mod tests {
         let headers = original_headers(&stored);
         assert_eq!(headers.len(), 3);
         assert_eq!(headers.get(ce::ID).unwrap().as_str(), "e-1");
-        assert_eq!(headers.get("traceparent").unwrap().as_str(), "00-abc-def-01");
+        assert_eq!(
+            headers.get("traceparent").unwrap().as_str(),
+            "00-abc-def-01"
+        );
         assert!(headers.get(ce::NATS_MSG_ID).is_none());
     }
 }

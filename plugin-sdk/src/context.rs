@@ -1,0 +1,223 @@
+//! What a handler knows about the delivery it is handling.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+use switchyard_schemas::delivery::DeliveryInfo;
+use switchyard_schemas::manifest::toml;
+use switchyard_schemas::{Attributes, Event, EventId, PluginId, Tenant};
+use tokio::time::Instant;
+
+/// The per-delivery context handed to a handler with the event's data. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    delivery: DeliveryInfo,
+    attributes: Attributes,
+    settings: Arc<toml::Table>,
+    /// The deadline on tokio's clock, so that it can be awaited (and paused in tests).
+    deadline: Instant,
+    span: tracing::Span,
+}
+
+/// The plugin's `[settings]` do not fit the type asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("the plugin's [settings] do not fit the type asked for: {0}")]
+pub struct SettingsError(String);
+
+impl Context {
+    pub(crate) fn new(
+        delivery: DeliveryInfo,
+        attributes: Attributes,
+        settings: Arc<toml::Table>,
+    ) -> Self {
+        let left = delivery
+            .deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let span = tracing::info_span!(
+            "handle",
+            plugin = %delivery.plugin,
+            subscription = %delivery.subscription,
+            event.id = %attributes.id,
+            event.type = %attributes.event_type,
+            tenant = %attributes.tenant,
+            attempt = delivery.attempt,
+        );
+        Self {
+            inner: Arc::new(Inner {
+                deadline: Instant::now() + left,
+                delivery,
+                attributes,
+                settings,
+                span,
+            }),
+        }
+    }
+
+    /// A context for calling a handler directly in a unit test: attempt 1 of 5, a 30 s
+    /// deadline from now, no settings. Adjust with [`ContextBuilder`]'s setters.
+    pub fn for_test(event: &Event) -> ContextBuilder {
+        ContextBuilder {
+            attributes: event.attributes.clone(),
+            attempt: 1,
+            max_attempts: 5,
+            timeout: Duration::from_secs(30),
+            settings: toml::Table::new(),
+            plugin: PluginId::new("test-plugin").expect("a valid id"),
+            subscription: "test".to_owned(),
+        }
+    }
+
+    /// The attempt number: 1 for the first delivery of this event to this plugin.
+    pub fn attempt(&self) -> u32 {
+        self.inner.delivery.attempt
+    }
+
+    /// The most attempts the plugin's policy allows.
+    pub fn max_attempts(&self) -> u32 {
+        self.inner.delivery.max_attempts
+    }
+
+    /// Whether a retry would be dead-lettered instead of delivered again.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt() >= self.max_attempts()
+    }
+
+    /// When the dispatcher stops waiting for this delivery's outcome.
+    pub fn deadline(&self) -> SystemTime {
+        self.inner.delivery.deadline
+    }
+
+    /// How long until the deadline (zero once it has passed).
+    pub fn time_left(&self) -> Duration {
+        self.inner
+            .deadline
+            .saturating_duration_since(Instant::now())
+    }
+
+    /// Completes at the deadline: past it, the dispatcher counts the attempt as timed out, so
+    /// a handler can stop work that no longer matters.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn cancelled(&self) {
+        tokio::time::sleep_until(self.inner.deadline).await;
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_cancelled(&self) -> bool {
+        Instant::now() >= self.inner.deadline
+    }
+
+    /// The event's id: the same on every attempt and replay, so key side effects on it.
+    pub fn event_id(&self) -> &EventId {
+        &self.inner.attributes.id
+    }
+
+    /// The event's tenant.
+    pub fn tenant(&self) -> &Tenant {
+        &self.inner.attributes.tenant
+    }
+
+    /// All the event's attributes (source, type, schema version, time, subject, ...).
+    pub fn attributes(&self) -> &Attributes {
+        &self.inner.attributes
+    }
+
+    /// The plugin this worker serves.
+    pub fn plugin(&self) -> &PluginId {
+        &self.inner.delivery.plugin
+    }
+
+    /// The subscription the event matched.
+    pub fn subscription(&self) -> &str {
+        &self.inner.delivery.subscription
+    }
+
+    /// The event's sequence in the events stream.
+    pub fn stream_sequence(&self) -> u64 {
+        self.inner.delivery.stream_sequence
+    }
+
+    /// The plugin's `[settings]`, read into a type of the plugin's own.
+    ///
+    /// # Errors
+    /// A [`SettingsError`] naming what does not fit.
+    pub fn settings<T: DeserializeOwned>(&self) -> Result<T, SettingsError> {
+        T::deserialize(toml::Value::Table((*self.inner.settings).clone()))
+            .map_err(|e| SettingsError(e.to_string()))
+    }
+
+    /// The plugin's `[settings]` as they are.
+    pub fn raw_settings(&self) -> &toml::Table {
+        &self.inner.settings
+    }
+
+    /// The tracing span of this delivery (plugin, subscription, event id and type, tenant,
+    /// attempt); the handler runs inside it.
+    pub fn span(&self) -> &tracing::Span {
+        &self.inner.span
+    }
+}
+
+/// Builds a [`Context`] for unit tests; see [`Context::for_test`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ContextBuilder {
+    attributes: Attributes,
+    attempt: u32,
+    max_attempts: u32,
+    timeout: Duration,
+    settings: toml::Table,
+    plugin: PluginId,
+    subscription: String,
+}
+
+impl ContextBuilder {
+    /// The attempt number.
+    pub fn attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// The most attempts.
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// The time from now to the deadline.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The plugin's settings.
+    pub fn settings(mut self, settings: toml::Table) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Finishes the context.
+    pub fn build(self) -> Context {
+        Context::new(
+            DeliveryInfo {
+                attempt: self.attempt,
+                max_attempts: self.max_attempts,
+                deadline: SystemTime::now() + self.timeout,
+                timeout: self.timeout,
+                plugin: self.plugin,
+                subscription: self.subscription,
+                stream_sequence: 1,
+            },
+            self.attributes,
+            Arc::new(self.settings),
+        )
+    }
+}

@@ -1,0 +1,272 @@
+//! The plugin: its manifest and its handlers, one per event type.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_schemas::delivery::{ErrorCode, Outcome};
+use switchyard_schemas::manifest::{toml, ManifestErrors, ManifestLoadError};
+use switchyard_schemas::{Event, EventType, Manifest, TypedEvent};
+
+use crate::context::Context;
+use crate::handler::{erase, run_caught, ErasedHandler, HandlerResult, NO_HANDLER};
+
+/// The default bound on handlers running at once in one worker process.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+/// How long a stopping worker waits for handlers under way, by default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a plugin cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The manifest is invalid; every problem is listed.
+    #[error("invalid plugin manifest:\n{0}")]
+    Manifest(#[from] ManifestErrors),
+    /// The manifest file cannot be read or is invalid.
+    #[error(transparent)]
+    ManifestFile(#[from] ManifestLoadError),
+    /// The handlers do not fit the manifest; every problem is listed.
+    #[error("the plugin's handlers do not fit its manifest:\n{}", .0.join("\n"))]
+    Setup(Vec<String>),
+    /// NATS could not be reached or refused the worker.
+    #[error("{action}: {reason}")]
+    Nats {
+        /// What was being done.
+        action: &'static str,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// A plugin: a manifest plus typed handlers. Build it, then [`run`](Plugin::run) it.
+///
+/// ```no_run
+/// use switchyard_plugin_sdk::{Plugin, TypedEvent, Version};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct OrderCreated { order_id: String }
+///
+/// impl TypedEvent for OrderCreated {
+///     const TYPE: &'static str = "order.created";
+///     const SCHEMA_VERSION: Version = Version::new(1, 0, 0);
+/// }
+///
+/// # async fn run() -> Result<(), switchyard_plugin_sdk::PluginError> {
+/// Plugin::from_manifest_file("plugin.toml")?
+///     .on(|order: OrderCreated, ctx| async move {
+///         tracing::info!(order = %order.order_id, tenant = %ctx.tenant(), "seen");
+///         Ok(())
+///     })
+///     .run()
+///     .await
+/// # }
+/// ```
+pub struct Plugin {
+    pub(crate) manifest: Manifest,
+    pub(crate) settings: Arc<toml::Table>,
+    handlers: BTreeMap<String, ErasedHandler>,
+    fallback: Option<ErasedHandler>,
+    problems: Vec<String>,
+    pub(crate) max_concurrency: usize,
+    pub(crate) drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("id", &self.manifest.plugin.id)
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .field("fallback", &self.fallback.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// A plugin from the text of its `plugin.toml` (e.g. `include_str!("plugin.toml")`).
+    ///
+    /// # Errors
+    /// [`PluginError::Manifest`] listing every problem of an invalid manifest.
+    pub fn from_manifest_str(text: &str) -> Result<Self, PluginError> {
+        Ok(Self::new(Manifest::from_toml_str(text)?))
+    }
+
+    /// A plugin from its `plugin.toml` file.
+    ///
+    /// # Errors
+    /// [`PluginError::ManifestFile`] when the file cannot be read or is invalid.
+    pub fn from_manifest_file(path: impl AsRef<Path>) -> Result<Self, PluginError> {
+        Ok(Self::new(Manifest::from_path(path)?))
+    }
+
+    /// A plugin from a parsed manifest.
+    pub fn new(manifest: Manifest) -> Self {
+        Self {
+            settings: Arc::new(manifest.settings.clone()),
+            manifest,
+            handlers: BTreeMap::new(),
+            fallback: None,
+            problems: Vec::new(),
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+
+    /// Handles events of type `E::TYPE`, decoded into `E`.
+    ///
+    /// The type must be one a subscription of the manifest receives, in a schema version it
+    /// accepts; a mismatch is reported (with every other one) when the plugin starts.
+    #[must_use]
+    pub fn on<E, F, Fut>(mut self, handler: F) -> Self
+    where
+        E: TypedEvent + Send + 'static,
+        F: Fn(E, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.check_type::<E>();
+        if self
+            .handlers
+            .insert(E::TYPE.to_owned(), erase(handler))
+            .is_some()
+        {
+            self.problems
+                .push(format!("two handlers for event type `{}`", E::TYPE));
+        }
+        self
+    }
+
+    /// Handles every event that no typed handler takes, undecoded (e.g. for a plugin that
+    /// subscribes to `order.>` and treats all of them alike).
+    #[must_use]
+    pub fn on_any<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Event, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.fallback = Some(Arc::new(move |event, context| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move { run_caught(handler(event, context)).await })
+        }));
+        self
+    }
+
+    /// At most `n` handlers run at once in this worker (default 64). The dispatcher's
+    /// `max_in_flight` bounds all workers of the plugin together; this bounds one process.
+    #[must_use]
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// How long a stopping worker waits for handlers under way (default 30 s).
+    #[must_use]
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Checks that the handlers fit the manifest.
+    ///
+    /// # Errors
+    /// [`PluginError::Setup`] listing every problem.
+    pub fn check(&self) -> Result<(), PluginError> {
+        let mut problems = self.problems.clone();
+        if self.handlers.is_empty() && self.fallback.is_none() {
+            problems.push("no handler: add one with `.on(...)` or `.on_any(...)`".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(PluginError::Setup(problems))
+        }
+    }
+
+    /// Runs the handler for `event` and returns the outcome a worker replies with. This is
+    /// what a worker does with each delivery; unit tests call it directly:
+    ///
+    /// ```
+    /// # use switchyard_plugin_sdk::{Context, Plugin, TypedEvent, Version, Outcome, Event, Tenant};
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Ping { n: u32 }
+    /// # impl TypedEvent for Ping {
+    /// #     const TYPE: &'static str = "ping";
+    /// #     const SCHEMA_VERSION: Version = Version::new(1, 0, 0);
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let plugin = Plugin::from_manifest_str(r#"
+    ///     [plugin]
+    ///     id = "pinger"
+    ///     version = "1.0.0"
+    ///     core = "*"
+    ///     [[subscriptions]]
+    ///     name = "pings"
+    ///     events = ["ping"]
+    /// "#).unwrap()
+    /// .on(|ping: Ping, _ctx| async move { Ok(()) });
+    ///
+    /// let event = Event::builder(Tenant::new("acme").unwrap(), "urn:test").build(&Ping { n: 1 }).unwrap();
+    /// let outcome = plugin.handle(event.clone(), Context::for_test(&event).build()).await;
+    /// assert_eq!(outcome, Outcome::Done);
+    /// # }
+    /// ```
+    pub async fn handle(&self, event: Event, context: Context) -> Outcome {
+        let handler = self
+            .handlers
+            .get(event.attributes.event_type.as_str())
+            .or(self.fallback.as_ref());
+        match handler {
+            Some(handler) => {
+                let span = context.span().clone();
+                tracing::Instrument::instrument(handler(event, context), span).await
+            }
+            None => Outcome::Failed {
+                code: ErrorCode::internal(NO_HANDLER),
+                reason: format!(
+                    "plugin `{}` has no handler for event type `{}`",
+                    self.manifest.plugin.id, event.attributes.event_type
+                ),
+            },
+        }
+    }
+
+    /// Records a problem when no subscription receives `E`.
+    fn check_type<E: TypedEvent>(&mut self) {
+        let event_type = match EventType::new(E::TYPE) {
+            Ok(event_type) => event_type,
+            Err(error) => {
+                self.problems
+                    .push(format!("handler type declares a bad event type: {error}"));
+                return;
+            }
+        };
+        let subscriptions: Vec<_> = self
+            .manifest
+            .subscriptions
+            .iter()
+            .filter(|s| s.events.iter().any(|p| p.matches(&event_type)))
+            .collect();
+        if subscriptions.is_empty() {
+            self.problems.push(format!(
+                "a handler takes `{}`, but no subscription in the manifest receives it",
+                E::TYPE
+            ));
+        } else if !subscriptions
+            .iter()
+            .any(|s| s.versions.matches(&E::SCHEMA_VERSION))
+        {
+            self.problems.push(format!(
+                "a handler takes `{}` version {}, outside every subscription's version range",
+                E::TYPE,
+                E::SCHEMA_VERSION
+            ));
+        }
+    }
+}
