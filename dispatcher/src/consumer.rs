@@ -145,7 +145,12 @@ pub async fn pull_loop(
             let message = match next {
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
+                    // Typically the server going away (409 shutdown). A pull sent at once
+                    // would reach the dying server and be lost with it, leaving nothing to
+                    // re-pull until the client's own batch timer fires; a short pause lets
+                    // the client reconnect first.
                     tracing::warn!(plugin = %path.plugin, %error, "pull interrupted");
+                    pause_or_stop(&stop).await;
                     break;
                 }
                 None => break,

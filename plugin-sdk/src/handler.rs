@@ -137,7 +137,8 @@ where
                     }
                 }
             };
-            run_caught(handler(data, context)).await
+            // Called inside the caught future: a handler may panic before it returns one.
+            run_caught(async move { handler(data, context).await }).await
         })
     })
 }

@@ -56,5 +56,6 @@ pub use plugin::{Plugin, PluginError, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURR
 pub use worker::{env, Handled};
 
 pub use switchyard_schemas::delivery::{ErrorCode, Outcome};
+pub use switchyard_schemas::manifest::toml;
 pub use switchyard_schemas::semver::Version;
 pub use switchyard_schemas::{Event, EventId, Manifest, Tenant, TypedEvent};

@@ -147,7 +147,8 @@ impl Plugin {
         let handler = Arc::new(handler);
         self.fallback = Some(Arc::new(move |event, context| {
             let handler = Arc::clone(&handler);
-            Box::pin(async move { run_caught(handler(event, context)).await })
+            // Called inside the caught future: a handler may panic before it returns one.
+            Box::pin(async move { run_caught(async move { handler(event, context).await }).await })
         }));
         self
     }
@@ -165,6 +166,22 @@ impl Plugin {
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self
+    }
+
+    /// Overrides one of the manifest's `[settings]` for this worker (e.g. from an environment
+    /// variable, or a path that differs between machines).
+    #[must_use]
+    pub fn with_setting(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        let mut settings = (*self.settings).clone();
+        settings.insert(key.to_owned(), value.into());
+        self.settings = Arc::new(settings);
+        self
+    }
+
+    /// A context for calling [`Plugin::handle`] in a unit test, like [`Context::for_test`] but
+    /// with this plugin's settings (including [`Plugin::with_setting`] overrides).
+    pub fn test_context(&self, event: &Event) -> crate::ContextBuilder {
+        Context::for_test(event).settings((*self.settings).clone())
     }
 
     /// The manifest.

@@ -32,13 +32,14 @@ use switchyard_dispatcher::dead_letter::Failure;
 use switchyard_dispatcher::local_nats::{LocalNatsServer, ServerError, ServerOptions};
 use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
-use switchyard_schemas::{Event, EventId, Tenant, TypedEvent};
+use switchyard_schemas::{Event, EventId, Namespace, Tenant, TypedEvent};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::worker::Handled;
-use crate::Plugin;
+use crate::{Plugin, PluginError};
 
 /// Why a test bed could not start.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,7 @@ pub struct TestBed {
     outcomes: mpsc::UnboundedReceiver<Handled>,
     seen: Vec<Handled>,
     stop_worker: CancellationToken,
+    worker: Option<JoinHandle<Result<(), PluginError>>>,
     // Last, so the server outlives the clients above when dropped.
     server: LocalNatsServer,
     _store: TempDir,
@@ -154,14 +156,15 @@ impl TestBed {
         let worker_client = connect().await?;
         let namespace = bus.namespace().clone();
         let stop = stop_worker.clone();
-        tokio::spawn(async move {
+        let worker = tokio::spawn(async move {
             let shutdown = async move { stop.cancelled().await };
-            if let Err(error) = plugin
+            let served = plugin
                 .serve(worker_client, namespace, shutdown, None, Some(observer))
-                .await
-            {
+                .await;
+            if let Err(error) = &served {
                 tracing::error!(%error, "the test worker stopped");
             }
+            served
         });
         Ok(Self {
             bus,
@@ -169,6 +172,7 @@ impl TestBed {
             outcomes,
             seen: Vec::new(),
             stop_worker,
+            worker: Some(worker),
             server,
             _store: store,
         })
@@ -177,6 +181,55 @@ impl TestBed {
     /// The server's URL, for clients of the test's own.
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// The deployment's namespace (subject prefix) the dispatcher and the worker use, for a
+    /// worker of the test's own (see [`Plugin::serve`]).
+    pub fn namespace(&self) -> &Namespace {
+        self.bus.namespace()
+    }
+
+    /// Stops the bed's worker as SIGTERM stops [`Plugin::run`]: it takes no new deliveries,
+    /// lets handlers under way finish (up to the plugin's drain timeout), and replies to them.
+    /// Returns once the worker has stopped, with what [`Plugin::serve`] returned; the
+    /// outcomes it replied with stay readable through [`outcomes`](Self::outcomes). The
+    /// dispatcher and the server keep running: events published afterwards wait for a
+    /// worker, e.g. one the test starts with [`Plugin::serve`] on [`url`](Self::url).
+    ///
+    /// # Errors
+    /// What [`Plugin::serve`] returned. `Ok` when the worker was already stopped.
+    ///
+    /// # Panics
+    /// When the worker's task panicked.
+    pub async fn stop_worker(&mut self) -> Result<(), PluginError> {
+        self.stop_worker.cancel();
+        match self.worker.take() {
+            Some(worker) => match worker.await {
+                Ok(served) => served,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(_) => Ok(()), // Aborted: it is not running either.
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Restarts the nats-server as an operator would (a clean stop, then a start on the same
+    /// port with the same store), and waits until the bed's own connection is back, so that
+    /// [`publish`](Self::publish) and [`dead_letters`](Self::dead_letters) work at once. The
+    /// dispatcher and the worker are left to reconnect by themselves, as in production.
+    ///
+    /// # Errors
+    /// [`TestBedError::Server`] when the server does not come back;
+    /// [`TestBedError::Setup`] when the bed does not reconnect within 10 s.
+    pub async fn restart_server(&mut self) -> Result<(), TestBedError> {
+        self.server.restart().await?;
+        let client = self.bus.client().clone();
+        wait_for(Duration::from_secs(10), || {
+            let connected = client.connection_state() == async_nats::connection::State::Connected;
+            async move { connected }
+        })
+        .await
+        .map_err(|()| setup("reconnect after the restart")(self.server.url()))
     }
 
     /// Publishes `data` as an event for `tenant` and returns its id.

@@ -157,11 +157,17 @@ impl Plugin {
         while let Ok(Some(message)) =
             tokio::time::timeout(Duration::from_secs(1), deliveries.next()).await
         {
+            // Still at most `max_concurrency` handlers at once while draining.
+            let slot = Arc::clone(&slots)
+                .acquire_owned()
+                .await
+                .expect("never closed");
             let (plugin, client, observer) =
                 (Arc::clone(&plugin), client.clone(), observer.clone());
-            handlers.spawn(
-                async move { serve_one(&plugin, &client, message, observer.as_ref()).await },
-            );
+            handlers.spawn(async move {
+                serve_one(&plugin, &client, message, observer.as_ref()).await;
+                drop(slot);
+            });
         }
         handlers.close();
         if tokio::time::timeout(plugin.drain_timeout, handlers.wait())

@@ -31,11 +31,11 @@ async fn notify(invoice: InvoicePaid, ctx: Context) -> HandlerResult {
             ctx.max_attempts()
         )));
     }
-    println!(
-        "notified: invoice {} paid, {} cents ({} attempts)",
-        invoice.invoice_id,
-        invoice.amount_cents,
-        ctx.attempt()
+    tracing::info!(
+        invoice = %invoice.invoice_id,
+        amount_cents = invoice.amount_cents,
+        attempts = ctx.attempt(),
+        "notified"
     );
     Ok(())
 }
