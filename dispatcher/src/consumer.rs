@@ -25,6 +25,9 @@ use crate::registry::TenantScope;
 pub const ACK_WAIT_MARGIN: Duration = Duration::from_secs(10);
 /// How long one pull waits for messages before it is renewed.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// When stopping, how long to wait for messages the server has already sent in answer to the
+/// current pull.
+const STOP_DRAIN: Duration = Duration::from_millis(200);
 /// The pause after a failed pull, so a broken consumer is not hammered.
 const PULL_FAILURE_PAUSE: Duration = Duration::from_secs(1);
 /// JetStream's cap on un-acked messages per consumer. The dispatcher bounds deliveries with
@@ -119,8 +122,9 @@ pub async fn pull_loop(
             permits
         };
         let mut permits = tokio::select! {
-            permits = ready => permits,
+            biased;
             () = stop.cancelled() => return,
+            permits = ready => permits,
         };
         let wanted = permits.num_permits();
         let batch = consumer
@@ -137,10 +141,24 @@ pub async fn pull_loop(
                 continue;
             }
         };
+        let mut stopping = false;
         loop {
-            let next = tokio::select! {
-                next = batch.next() => next,
-                () = stop.cancelled() => return,
+            let next = if stopping {
+                // Messages the server has already sent are delivered like any other (they
+                // are under way); then the pull is let go.
+                match tokio::time::timeout(STOP_DRAIN, batch.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => {
+                        stopping = true;
+                        continue;
+                    }
+                    next = batch.next() => next,
+                }
             };
             let message = match next {
                 Some(Ok(message)) => message,
@@ -150,7 +168,9 @@ pub async fn pull_loop(
                     // re-pull until the client's own batch timer fires; a short pause lets
                     // the client reconnect first.
                     tracing::warn!(plugin = %path.plugin, %error, "pull interrupted");
-                    pause_or_stop(&stop).await;
+                    if !stopping {
+                        pause_or_stop(&stop).await;
+                    }
                     break;
                 }
                 None => break,
@@ -172,6 +192,9 @@ pub async fn pull_loop(
                 }
                 drop(permit);
             });
+        }
+        if stop.is_cancelled() {
+            return;
         }
     }
 }

@@ -87,6 +87,7 @@ pub struct Dispatcher {
     shutdown_grace: Duration,
     circuits: Circuits,
     paths: Paths,
+    loops: TaskTracker,
 }
 
 /// The circuit state of every running (plugin, subscription), for operators.
@@ -142,6 +143,7 @@ impl Dispatcher {
         let stop = CancellationToken::new();
         let abort = CancellationToken::new();
         let deliveries = TaskTracker::new();
+        let loops = TaskTracker::new();
         let circuits: Circuits = Arc::default();
         let paths: Paths = Arc::default();
         let supervisor = Supervisor {
@@ -162,6 +164,7 @@ impl Dispatcher {
             status,
             instance: config.instance.clone(),
             paths: Arc::clone(&paths),
+            loops: loops.clone(),
         };
         let handle = tokio::spawn(supervisor.run(changes, hellos));
         Ok(Self {
@@ -172,6 +175,7 @@ impl Dispatcher {
             shutdown_grace: config.shutdown_grace,
             circuits,
             paths,
+            loops,
         })
     }
 
@@ -211,6 +215,10 @@ impl Dispatcher {
         if let Some(supervisor) = self.supervisor.take() {
             let _ = supervisor.await;
         }
+        // The pull loops hand over what they already pulled, then end; only then is the set
+        // of deliveries to wait for complete.
+        self.loops.close();
+        self.loops.wait().await;
         self.deliveries.close();
         if tokio::time::timeout(self.shutdown_grace, self.deliveries.wait())
             .await
@@ -285,6 +293,7 @@ struct Supervisor {
     status: StatusBoard,
     instance: String,
     paths: Paths,
+    loops: TaskTracker,
 }
 
 impl Supervisor {
@@ -426,7 +435,7 @@ impl Supervisor {
             });
             self.paths
                 .insert((plugin.clone(), name.clone()), Arc::clone(&path));
-            tokio::spawn(pull_loop(
+            self.loops.spawn(pull_loop(
                 consumer,
                 path,
                 subscription.policy.max_in_flight.get() as usize,

@@ -89,15 +89,9 @@ impl Switchyard {
     /// # Panics
     /// When anything fails to start.
     pub async fn start_with(breaker: BreakerConfig) -> Self {
-        let server = TestServer::start().await;
-        let bus = Bus::from_client(server.client().await);
-        bus.provision().await.expect("streams provision");
-        let registry = Registry::open(bus.jetstream(), bus.namespace())
-            .await
-            .expect("registry opens");
-        let dispatcher_client = server.client().await;
+        let mut switchyard = Self::without_dispatcher().await;
         let dispatcher = Dispatcher::start(
-            dispatcher_client.clone(),
+            switchyard.dispatcher_client.clone(),
             DispatcherConfig {
                 breaker,
                 shutdown_grace: Duration::from_secs(10),
@@ -106,20 +100,49 @@ impl Switchyard {
         )
         .await
         .expect("dispatcher starts");
+        switchyard.dispatcher = Some(dispatcher);
+        switchyard
+    }
+
+    /// Starts the server, the streams and the registry, but no dispatcher: for tests that run
+    /// their own ([`another_dispatcher_with`](Self::another_dispatcher_with), or `switchyard
+    /// run` as a process). [`register`](Self::register) waits for a running dispatcher to
+    /// create the consumers.
+    ///
+    /// # Panics
+    /// When anything fails to start.
+    pub async fn without_dispatcher() -> Self {
+        let server = TestServer::start().await;
+        let bus = Bus::from_client(server.client().await);
+        bus.provision().await.expect("streams provision");
+        let registry = Registry::open(bus.jetstream(), bus.namespace())
+            .await
+            .expect("registry opens");
+        let dispatcher_client = server.client().await;
         Self {
             server,
             bus,
             registry,
-            dispatcher: Some(dispatcher),
+            dispatcher: None,
             dispatcher_client,
         }
     }
 
     /// Starts another dispatcher against the same server.
     pub async fn another_dispatcher(&self) -> Dispatcher {
-        Dispatcher::start(self.server.client().await, DispatcherConfig::default())
+        self.another_dispatcher_with(DispatcherConfig::default())
             .await
-            .expect("second dispatcher starts")
+    }
+
+    /// Starts another dispatcher against the same server, on its own connection, with this
+    /// configuration (e.g. a short `shutdown_grace`).
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub async fn another_dispatcher_with(&self, config: DispatcherConfig) -> Dispatcher {
+        Dispatcher::start(self.server.client().await, config)
+            .await
+            .expect("another dispatcher starts")
     }
 
     /// The namespace.

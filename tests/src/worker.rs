@@ -24,6 +24,10 @@ pub struct ReceivedDelivery {
     pub event: Event,
     /// When it arrived.
     pub received_at: Instant,
+    /// The subject the worker answers on. All but its last token are the same for every
+    /// request of one dispatcher connection (async-nats multiplexes replies on one inbox per
+    /// connection), so tests can tell which dispatcher instance delivered.
+    pub reply_subject: String,
 }
 
 /// What the worker does with a delivery.
@@ -94,6 +98,7 @@ impl TestWorker {
                         info,
                         event,
                         received_at: Instant::now(),
+                        reply_subject: reply.to_string(),
                     };
                     let behaviour = handler(&delivery);
                     received.lock().unwrap().push(delivery);
