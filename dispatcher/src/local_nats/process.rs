@@ -97,6 +97,10 @@ pub struct ServerOptions {
     pub ready_timeout: Duration,
     /// How long stop waits for a clean shutdown before killing. Default: 5 s.
     pub stop_timeout: Duration,
+    /// Run the server in a process group of its own, so that a Ctrl-C at the terminal reaches
+    /// only this program, which then stops the server itself (after it has used it to shut
+    /// down cleanly). Default: false (Unix only).
+    pub own_process_group: bool,
 }
 
 impl Default for ServerOptions {
@@ -113,6 +117,7 @@ impl Default for ServerOptions {
             readiness: Readiness::JetStream,
             ready_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(5),
+            own_process_group: false,
         }
     }
 }
@@ -466,8 +471,14 @@ impl LocalNatsServer {
                 command.args(["--routes", &cluster.routes.join(",")]);
             }
         }
-        // The child stays in our process group: a Ctrl-C that kills a test run without unwinding
-        // reaches the servers too.
+        // By default the child stays in our process group: a Ctrl-C that kills a test run
+        // without unwinding reaches the servers too. A program that handles Ctrl-C itself and
+        // still needs the server while it shuts down asks for a group of the server's own.
+        #[cfg(unix)]
+        if options.own_process_group {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
         command
             .stdin(Stdio::null())
             .stdout(log_for_stdout)

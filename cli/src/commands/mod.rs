@@ -28,7 +28,8 @@ pub(crate) struct Cli {
 enum Command {
     /// Run a dispatcher: deliver events to the registered plugins until SIGTERM or Ctrl-C.
     Run(run::RunArgs),
-    /// Run the embedded default: a local nats-server with JetStream, the streams, sample events.
+    /// Run the embedded default: a local nats-server, the dispatcher and the example plugins,
+    /// with a stream of sample events and a live view of what happens to them.
     Dev(dev::DevArgs),
     /// Provision and inspect the events and dead-letter streams.
     #[command(subcommand)]
@@ -96,6 +97,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     LocalServer(#[from] ServerError),
     #[error(transparent)]
+    Plugin(#[from] switchyard_plugin_sdk::PluginError),
+    #[error(transparent)]
     Status(#[from] switchyard_dispatcher::status::StatusError),
     #[error(transparent)]
     Dispatcher(#[from] switchyard_dispatcher::DispatcherError),
@@ -129,6 +132,17 @@ impl CliError {
         CliError::Nats {
             action,
             reason: error.to_string(),
+        }
+    }
+}
+
+impl Cli {
+    /// Where the command's logs go when not to stderr: `switchyard dev` writes them into its
+    /// data directory, since its live view owns the terminal.
+    pub(crate) fn log_file(&self) -> Option<PathBuf> {
+        match &self.command {
+            Command::Dev(args) => Some(args.log_file()),
+            _ => None,
         }
     }
 }

@@ -1,6 +1,5 @@
 //! `switchyard plugins`: register, remove and list plugins in the registry.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use async_nats::jetstream;
@@ -15,6 +14,7 @@ use switchyard_schemas::{Manifest, Namespace, PluginId, Tenant};
 
 use super::streams::NamespaceArgs;
 use super::{CliError, NatsArgs};
+use crate::table::render_table;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginsCommand {
@@ -315,47 +315,4 @@ fn row(registration: &Registration) -> [String; 4] {
         registration.tenants.to_string(),
         subscriptions,
     ]
-}
-
-/// Left-aligned columns, two spaces apart; the last column is not padded.
-fn render_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let header = header.map(str::to_owned);
-    for line in std::iter::once(&header).chain(rows) {
-        let mut text = String::new();
-        for (i, (cell, width)) in line.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                text.push_str(cell);
-            } else {
-                // Writing to a String cannot fail.
-                let _ = write!(text, "{cell:width$}  ");
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::render_table;
-
-    #[test]
-    fn table_columns_line_up() {
-        let rows = [
-            ["audit-log".to_owned(), "1.2.0".to_owned(), "x".to_owned()],
-            ["a".to_owned(), "10.0.0".to_owned(), "y".to_owned()],
-        ];
-        assert_eq!(
-            render_table(["PLUGIN", "VERSION", "NOTE"], &rows),
-            "PLUGIN     VERSION  NOTE\naudit-log  1.2.0    x\na          10.0.0   y\n"
-        );
-    }
 }

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use super::streams::NamespaceArgs;
 use super::{CliError, NatsArgs};
+use crate::table::render_table;
 
 /// Reasons longer than this are cut in `dlq list`; `dlq show` prints them whole.
 const REASON_WIDTH: usize = 60;
@@ -380,31 +381,6 @@ fn cut(text: &str, width: usize) -> String {
     let mut short: String = text.chars().take(width.saturating_sub(1)).collect();
     short.push('…');
     short
-}
-
-/// Left-aligned columns, two spaces apart; the last column is not padded.
-fn render_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = header.map(|h| h.chars().count());
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let header = header.map(str::to_owned);
-    for line in std::iter::once(&header).chain(rows) {
-        let mut text = String::new();
-        for (i, (cell, width)) in line.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:width$}  ");
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,65 @@
+//! `switchyard`: run the dispatcher or the embedded default, and operate plugins, streams and
+//! dead letters.
+//!
+//! Thin on purpose: parse the arguments (clap refuses bad ones with a message naming them),
+//! set up logging, run the command, and turn an error into a message and an exit code. The
+//! commands are in [`commands`], one module each.
+
+mod commands;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = commands::Cli::parse();
+    // RUST_LOG overrides the default; an empty RUST_LOG counts as unset.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| "warn,switchyard_dispatcher=info".to_owned());
+    let logs =
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter));
+    match args.log_file() {
+        // The embedded default's live view owns the terminal; its logs go to a file.
+        Some(path) => match open_log(&path) {
+            Ok(file) => logs
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init(),
+            Err(error) => {
+                eprintln!(
+                    "error: cannot open the log file {}: {error}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        None => logs.with_writer(std::io::stderr).init(),
+    }
+    match commands::run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens (appending) a log file, creating its directory.
+fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
