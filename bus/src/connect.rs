@@ -125,6 +125,11 @@ impl ConnectOptions {
         if let Some(name) = &self.name {
             options = options.name(name);
         }
+        // `nats://user:password@host:4222`: async-nats parses but does not send URL
+        // credentials, so they are passed explicitly (as the Go client and `nats` CLI do).
+        if let Some((user, password)) = url_credentials(&self.url) {
+            options = options.user_and_password(user, password);
+        }
         // The client's own timeout covers each step; this one bounds the whole attempt,
         // DNS and a server that accepts TCP but never speaks included.
         let attempt = options.connect(self.url.as_str());
@@ -132,7 +137,7 @@ impl ConnectOptions {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(err)) => Err(self.classify(err)),
             Err(_) => Err(ConnectError::Unreachable {
-                url: self.url.clone(),
+                url: redact_password(&self.url),
                 reason: format!("no answer within {:?}", self.connect_timeout),
             }),
         }
@@ -140,7 +145,7 @@ impl ConnectOptions {
 
     fn classify(&self, err: async_nats::ConnectError) -> ConnectError {
         use async_nats::ConnectErrorKind as K;
-        let url = self.url.clone();
+        let url = redact_password(&self.url);
         let reason = err.to_string();
         match err.kind() {
             K::Authentication | K::AuthorizationViolation => {
@@ -152,5 +157,63 @@ impl ConnectOptions {
                 ConnectError::Unreachable { url, reason }
             }
         }
+    }
+}
+
+/// The user name and password in the first URL's authority (`scheme://user:password@host`).
+fn url_credentials(urls: &str) -> Option<(String, String)> {
+    let first = urls.split(',').next()?.trim();
+    let authority = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let authority = authority.split('/').next()?;
+    let (userinfo, _host) = authority.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    (!user.is_empty()).then(|| (user.to_owned(), password.to_owned()))
+}
+
+/// The URLs with every password replaced by `***`, for messages.
+pub fn redact_password(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let (authority, path) = rest
+                .split_once('/')
+                .map_or((rest, None), |(a, p)| (a, Some(p)));
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) if userinfo.contains(':') => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                    format!("{user}:***@{host}")
+                }
+                _ => authority.to_owned(),
+            };
+            let scheme = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            match path {
+                Some(path) => format!("{scheme}{authority}/{path}"),
+                None => format!("{scheme}{authority}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn url_credentials_are_read_and_redacted() {
+        assert_eq!(
+            url_credentials("nats://admin:s3cret@127.0.0.1:4222,nats://other:4222"),
+            Some(("admin".to_owned(), "s3cret".to_owned()))
+        );
+        assert_eq!(url_credentials("nats://127.0.0.1:4222"), None);
+        assert_eq!(
+            redact_password("nats://admin:s3cret@127.0.0.1:4222,tls://h:1"),
+            "nats://admin:***@127.0.0.1:4222,tls://h:1"
+        );
+        assert_eq!(redact_password("127.0.0.1:4222"), "127.0.0.1:4222");
     }
 }

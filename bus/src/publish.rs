@@ -6,6 +6,9 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
+use switchyard_schemas::telemetry::{self, attr};
 use switchyard_schemas::{EncodeError, Event, EventId, Namespace, Tenant, TypedEvent};
 
 use crate::wire::event_headers;
@@ -259,7 +262,26 @@ impl Publisher {
     async fn send(&self, event: &Event) -> Result<PendingAck, PublishError> {
         let attrs = &event.attributes;
         let subject = self.namespace.event(&attrs.tenant, &attrs.event_type);
-        let headers = event_headers(event);
+        let mut headers = event_headers(event);
+        // One trace per event starts here (or continues the caller's); the dispatcher and the
+        // workers continue it from these headers.
+        let span = telemetry::start(
+            &opentelemetry::Context::current(),
+            SpanKind::Producer,
+            telemetry::span::PUBLISH,
+            &subject,
+            || {
+                vec![
+                    KeyValue::new(attr::MESSAGE_ID, attrs.id.to_string()),
+                    KeyValue::new(attr::TENANT, attrs.tenant.to_string()),
+                    KeyValue::new(attr::EVENT_TYPE, attrs.event_type.to_string()),
+                    KeyValue::new(attr::BODY_SIZE, event.data.len() as i64),
+                ]
+            },
+        );
+        telemetry::inject(&span, |name, value| {
+            headers.insert(name, value);
+        });
         let publish = jetstream::message::PublishMessage::build()
             .headers(headers)
             .payload(event.data.clone());
@@ -268,8 +290,14 @@ impl Publisher {
                 ack,
                 id: attrs.id.clone(),
                 subject,
+                span,
             }),
-            Err(err) => Err(self.classify(err, event, subject)),
+            Err(err) => {
+                let error = self.classify(err, event, subject);
+                telemetry::fail(&span, || error.to_string());
+                telemetry::end(&span);
+                Err(error)
+            }
         }
     }
 
@@ -307,10 +335,22 @@ struct PendingAck {
     ack: PublishAckFuture,
     id: EventId,
     subject: String,
+    /// The publish span, ended when the acknowledgement (or its failure) arrives.
+    span: opentelemetry::Context,
 }
 
 impl PendingAck {
     async fn wait(self) -> Result<PublishReceipt, PublishError> {
+        let span = self.span.clone();
+        let result = self.acknowledged().await;
+        if let Err(error) = &result {
+            telemetry::fail(&span, || error.to_string());
+        }
+        telemetry::end(&span);
+        result
+    }
+
+    async fn acknowledged(self) -> Result<PublishReceipt, PublishError> {
         use jetstream::context::PublishErrorKind as K;
         match self.ack.await {
             Ok(ack) => Ok(PublishReceipt {

@@ -39,6 +39,14 @@ async fn main() -> ExitCode {
         },
         None => logs.with_writer(std::io::stderr).init(),
     }
+    // Exports traces and metrics only when the OTEL_* environment asks for it.
+    let _telemetry = match switchyard_plugin_sdk::telemetry::init_from_env("switchyard") {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     match commands::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -8,53 +8,17 @@ use std::time::Duration;
 
 use switchyard_schemas::delivery::{ErrorCode, Outcome};
 use switchyard_schemas::EventId;
-use switchyard_tests::{manifest, wait_until, Behaviour, OrderCreated, Switchyard, TestWorker};
+use switchyard_tests::{
+    failed, manifest, run_switchyard, succeeded, wait_until, Behaviour, OrderCreated, Switchyard,
+    TestWorker,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Runs `switchyard <args>` against `sy`, or against nothing listening when `None`.
 async fn switchyard(sy: Option<&Switchyard>, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    command
-        .args(args)
-        .env_remove("SWITCHYARD_PREFIX")
-        .env_remove("SWITCHYARD_NATS_CREDS");
-    match sy {
-        Some(sy) => command.env("SWITCHYARD_NATS_URL", sy.url()),
-        // Nothing listens on port 1: a command that tries to connect fails at once.
-        None => command.env("SWITCHYARD_NATS_URL", "nats://127.0.0.1:1"),
-    };
-    command.output().await.expect("running switchyard")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts the command succeeded and returns what it printed.
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        stdout(output),
-        stderr(output)
-    );
-    stdout(output)
-}
-
-/// Asserts the command failed and returns its error output.
-fn failed(output: &Output) -> String {
-    assert!(
-        !output.status.success(),
-        "expected a failure; stdout:\n{}",
-        stdout(output)
-    );
-    stderr(output)
+    let url = sy.map(Switchyard::url);
+    run_switchyard(env!("CARGO_BIN_EXE_switchyard"), url.as_deref(), args).await
 }
 
 /// A Switchyard whose plugin `a` fails every order while `failing` is set, with `n` orders

@@ -5,7 +5,7 @@ use std::process::Output;
 
 use switchyard_dispatcher::registry::{Registry, TenantScope};
 use switchyard_schemas::{Namespace, PluginId};
-use switchyard_tests::TestServer;
+use switchyard_tests::{failed, run_switchyard, stdout, succeeded, TestServer};
 
 /// A manifest from `tests/manifests/` of the workspace.
 fn manifest(file_name: &str) -> PathBuf {
@@ -16,47 +16,8 @@ fn manifest(file_name: &str) -> PathBuf {
 
 /// Runs `switchyard <args>`, against `server` when one is given.
 async fn switchyard(server: Option<&TestServer>, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    command
-        .args(args)
-        .env_remove("SWITCHYARD_PREFIX")
-        .env_remove("SWITCHYARD_NATS_CREDS");
-    match server {
-        Some(server) => command.env("SWITCHYARD_NATS_URL", server.url()),
-        // Nothing listens on port 1: a command that tries to connect fails at once.
-        None => command.env("SWITCHYARD_NATS_URL", "nats://127.0.0.1:1"),
-    };
-    command.output().await.expect("running switchyard")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts the command succeeded and returns what it printed.
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        stdout(output),
-        stderr(output)
-    );
-    stdout(output)
-}
-
-/// Asserts the command failed and returns its error output.
-fn failed(output: &Output) -> String {
-    assert!(
-        !output.status.success(),
-        "expected a failure; stdout:\n{}",
-        stdout(output)
-    );
-    stderr(output)
+    let url = server.map(TestServer::url);
+    run_switchyard(env!("CARGO_BIN_EXE_switchyard"), url.as_deref(), args).await
 }
 
 async fn registry(server: &TestServer) -> Registry {

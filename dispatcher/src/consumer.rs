@@ -185,7 +185,7 @@ pub async fn pull_loop(
             deliveries.spawn(async move {
                 // On abort (shutdown past its grace) the delivery is dropped un-acked, and
                 // JetStream redelivers it after the ack wait.
-                let _in_flight = path.stats.start();
+                let _in_flight = (path.stats.start(), path.metrics.start());
                 tokio::select! {
                     settled = deliver(&path, message) => path.stats.record(&settled),
                     () = abort.cancelled() => {}

@@ -170,10 +170,7 @@ impl DeadLetterWriter {
         body: Bytes,
         failure: &Failure,
     ) -> Result<u64, DeadLetterError> {
-        let (tenant, event_type) = self.subject_names(event_headers, &failure.original_subject);
-        let subject = self
-            .namespace
-            .dead_letter(&failure.plugin, &tenant, &event_type);
+        let subject = self.subject_for(event_headers, failure);
         let mut headers = event_headers.cloned().unwrap_or_default();
         headers.insert(ce::NATS_MSG_ID, failure.dead_letter_id());
         failure.write_headers(&mut headers);
@@ -190,6 +187,13 @@ impl DeadLetterWriter {
             .await
             .map_err(|e| error(e.to_string()))?;
         Ok(ack.sequence)
+    }
+
+    /// The subject the dead letter of `failure` is stored under.
+    pub fn subject_for(&self, event_headers: Option<&HeaderMap>, failure: &Failure) -> String {
+        let (tenant, event_type) = self.subject_names(event_headers, &failure.original_subject);
+        self.namespace
+            .dead_letter(&failure.plugin, &tenant, &event_type)
     }
 
     /// The tenant and type for the dead letter's subject: from the event's headers when they

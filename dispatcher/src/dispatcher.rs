@@ -18,12 +18,16 @@ use tokio_util::task::TaskTracker;
 use crate::consumer::{consumer_config, consumer_name, pull_loop};
 use crate::dead_letter::DeadLetterWriter;
 use crate::pipeline::breaker::{BreakerConfig, CircuitBreaker, CircuitState};
+use crate::pipeline::metrics::PathMetrics;
 use crate::pipeline::presence::Presence;
 use crate::pipeline::rate::RateLimit;
 use crate::pipeline::stats::{DeliveryStats, StatsSnapshot};
 use crate::pipeline::DeliveryPath;
 use crate::registry::{Registration, Registry, RegistryChange, RegistryError, TenantScope};
 use crate::status::{CircuitReport, StatusBoard, StatusError, REFRESH};
+use opentelemetry::global;
+use opentelemetry::metrics::ObservableGauge;
+use switchyard_schemas::telemetry::{metric, SCOPE};
 use time::OffsetDateTime;
 
 /// How a dispatcher runs. Every field has a default.
@@ -88,6 +92,8 @@ pub struct Dispatcher {
     circuits: Circuits,
     paths: Paths,
     loops: TaskTracker,
+    /// Kept so that their callbacks stay registered while the dispatcher runs.
+    _gauges: [ObservableGauge<u64>; 2],
 }
 
 /// The circuit state of every running (plugin, subscription), for operators.
@@ -166,6 +172,7 @@ impl Dispatcher {
             paths: Arc::clone(&paths),
             loops: loops.clone(),
         };
+        let gauges = register_gauges(&paths);
         let handle = tokio::spawn(supervisor.run(changes, hellos));
         Ok(Self {
             stop,
@@ -176,6 +183,7 @@ impl Dispatcher {
             circuits,
             paths,
             loops,
+            _gauges: gauges,
         })
     }
 
@@ -236,6 +244,63 @@ impl Dispatcher {
 impl Drop for Dispatcher {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// The gauges read from every running subscription at each metrics collection: the
+/// consumer's backlog and the circuit state.
+fn register_gauges(paths: &Paths) -> [ObservableGauge<u64>; 2] {
+    let meter = global::meter(SCOPE);
+    let pending = {
+        let paths = Arc::clone(paths);
+        meter
+            .u64_observable_gauge(metric::CONSUMER_PENDING)
+            .with_description("Events in the plugin's consumer not yet delivered")
+            .with_callback(move |observer| {
+                for path in paths.iter() {
+                    observer.observe(path.stats.pending(), path.metrics.labels());
+                }
+            })
+            .build()
+    };
+    let circuit = {
+        let paths = Arc::clone(paths);
+        meter
+            .u64_observable_gauge(metric::CIRCUIT_STATE)
+            .with_description("Circuit state: 0 closed, 1 half-open, 2 open")
+            .with_callback(move |observer| {
+                for path in paths.iter() {
+                    let value = match path.breaker.state() {
+                        CircuitState::Closed => 0,
+                        CircuitState::HalfOpen => 1,
+                        CircuitState::Open => 2,
+                    };
+                    observer.observe(value, path.metrics.labels());
+                }
+            })
+            .build()
+    };
+    [pending, circuit]
+}
+
+/// How often a subscription's backlog is read from the server.
+const LAG_POLL: Duration = Duration::from_secs(5);
+
+/// Reads the consumer's backlog every [`LAG_POLL`] into the path's counters, until stopped.
+async fn poll_lag(
+    events: jetstream::stream::Stream,
+    consumer: String,
+    path: Arc<DeliveryPath>,
+    stop: CancellationToken,
+) {
+    loop {
+        if let Ok(info) = events.consumer_info(&consumer).await {
+            path.stats.set_pending(info.num_pending);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LAG_POLL) => {}
+            () = stop.cancelled() => return,
+        }
     }
 }
 
@@ -336,6 +401,9 @@ impl Supervisor {
 
     async fn apply(&mut self, change: RegistryChange) {
         match change {
+            RegistryChange::Put { registration, .. } if !registration.enabled => {
+                self.pause(registration.plugin_id());
+            }
             RegistryChange::Put { registration, .. } => self.reconcile(registration).await,
             RegistryChange::Removed { plugin, .. } => self.remove(&plugin).await,
             RegistryChange::Invalid { key, reason } => {
@@ -432,9 +500,16 @@ impl Supervisor {
                 keepalive_interval: config.ack_wait / 3,
                 first_failures: DashMap::new(),
                 stats: DeliveryStats::default(),
+                metrics: PathMetrics::new(plugin.as_str(), &name),
             });
             self.paths
                 .insert((plugin.clone(), name.clone()), Arc::clone(&path));
+            tokio::spawn(poll_lag(
+                self.events.clone(),
+                consumer_name(&plugin, &name),
+                Arc::clone(&path),
+                stop.clone(),
+            ));
             self.loops.spawn(pull_loop(
                 consumer,
                 path,
@@ -468,6 +543,20 @@ impl Supervisor {
             self.delete_consumer(plugin, &name).await;
         }
         tracing::info!(%plugin, "removed");
+    }
+
+    /// Stops delivering to a disabled plugin. Its consumers stay, so its events wait there
+    /// until it is enabled again.
+    fn pause(&mut self, plugin: &PluginId) {
+        let Some(running) = self.plugins.remove(plugin) else {
+            return;
+        };
+        for (name, subscription) in running.subscriptions {
+            subscription.stop.cancel();
+            self.circuits.remove(&(plugin.clone(), name.clone()));
+            self.paths.remove(&(plugin.clone(), name));
+        }
+        tracing::info!(%plugin, "disabled: deliveries paused");
     }
 
     async fn delete_consumer(&self, plugin: &PluginId, subscription: &str) {

@@ -10,7 +10,10 @@
 //! - [`registry`] keeps plugin registrations in a JetStream key-value bucket; [`status`] holds
 //!   what dispatchers report to operators (circuit states).
 //! - [`local_nats`] finds, installs and runs a local nats-server (the embedded default, tests).
+//! - [`auth`] is the control plane of broker-enforced plugin rights: the nats-server auth
+//!   callout, plugin credentials, and disconnecting connections whose rights changed.
 
+pub mod auth;
 pub mod consumer;
 pub mod dead_letter;
 mod dispatcher;

@@ -9,6 +9,8 @@ use switchyard_schemas::manifest::toml;
 use switchyard_schemas::{Attributes, Event, EventId, PluginId, Tenant};
 use tokio::time::Instant;
 
+use crate::channels::Channels;
+
 /// The per-delivery context handed to a handler with the event's data. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -23,6 +25,8 @@ struct Inner {
     /// The deadline on tokio's clock, so that it can be awaited (and paused in tests).
     deadline: Instant,
     span: tracing::Span,
+    /// The worker's channels, in the event's tenant; `None` in a unit-test context.
+    channels: Option<Channels>,
 }
 
 /// The plugin's `[settings]` do not fit the type asked for.
@@ -56,8 +60,17 @@ impl Context {
                 attributes,
                 settings,
                 span,
+                channels: None,
             }),
         }
+    }
+
+    /// The same context with the worker's channels.
+    pub(crate) fn with_channels(mut self, channels: Option<Channels>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.channels = channels;
+        }
+        self
     }
 
     /// A context for calling a handler directly in a unit test: attempt 1 of 5, a 30 s
@@ -157,6 +170,20 @@ impl Context {
     /// The plugin's `[settings]` as they are.
     pub fn raw_settings(&self) -> &toml::Table {
         &self.inner.settings
+    }
+
+    /// Channels in the event's tenant, continuing the handler's trace: send or request on
+    /// the channels the plugin is granted (see [`crate::channels`]). In a unit-test context
+    /// every operation fails with [`ChannelError::NotConnected`](crate::ChannelError::NotConnected).
+    pub fn channels(&self) -> Channels {
+        match &self.inner.channels {
+            Some(channels) => channels.with_parent(opentelemetry::Context::current()),
+            None => Channels::new(
+                None,
+                self.tenant().clone(),
+                opentelemetry::Context::current(),
+            ),
+        }
     }
 
     /// The tracing span of this delivery (plugin, subscription, event id and type, tenant,

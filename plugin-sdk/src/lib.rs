@@ -36,6 +36,14 @@
 //! }
 //! ```
 //!
+//! # Channels
+//!
+//! Plugins talk to each other on named channels, within a tenant: `ctx.channels().send(..)`
+//! or `.request(..)` from a handler, [`Plugin::on_channel`] to receive and answer. The
+//! manifest's `[channels]`, as approved by an operator, says which; the broker enforces it,
+//! and a refused send comes back as [`ChannelError::PermissionDenied`]. See [`channels`] and
+//! `docs/security.md`.
+//!
 //! # Testing
 //!
 //! - Unit: call [`Plugin::handle`] with an event and [`Context::for_test`], no server.
@@ -43,13 +51,19 @@
 //!   in-process dispatcher with the plugin registered, so a test publishes events and
 //!   awaits their outcomes and dead letters.
 
+pub mod channels;
+mod connect;
 mod context;
 mod handler;
 mod plugin;
+#[cfg(feature = "otlp")]
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod worker;
 
+pub use channels::{ChannelContext, ChannelError, Channels};
+pub use connect::WorkerSettings;
 pub use context::{Context, ContextBuilder, SettingsError};
 pub use handler::{HandlerError, HandlerResult};
 pub use plugin::{Plugin, PluginError, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENCY};

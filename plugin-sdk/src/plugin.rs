@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use switchyard_schemas::delivery::{ErrorCode, Outcome};
 use switchyard_schemas::manifest::{toml, ManifestErrors, ManifestLoadError};
-use switchyard_schemas::{Event, EventType, Manifest, TypedEvent};
+use switchyard_schemas::{ChannelName, Event, EventType, Manifest, Tenant, TypedEvent};
 
+use crate::channels::{self, ChannelContext, Channels, ErasedChannelHandler, Link, Violations};
 use crate::context::Context;
 use crate::handler::{erase, run_caught, ErasedHandler, HandlerResult, NO_HANDLER};
 
@@ -71,6 +72,14 @@ pub struct Plugin {
     problems: Vec<String>,
     pub(crate) max_concurrency: usize,
     pub(crate) drain_timeout: Duration,
+    /// How long handlers ran (the worker's side of the delivery), by outcome.
+    pub(crate) handle_duration: opentelemetry::metrics::Histogram<f64>,
+    /// Channel handlers, by channel.
+    pub(crate) channel_handlers: BTreeMap<ChannelName, ErasedChannelHandler>,
+    /// The connection channels use, once serving.
+    pub(crate) link: Option<Arc<Link>>,
+    /// The refusals the server reported on the connection `run_with` made.
+    pub(crate) violations: Option<Arc<Violations>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -79,6 +88,10 @@ impl std::fmt::Debug for Plugin {
             .field("id", &self.manifest.plugin.id)
             .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
             .field("fallback", &self.fallback.is_some())
+            .field(
+                "channels",
+                &self.channel_handlers.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -110,6 +123,10 @@ impl Plugin {
             problems: Vec::new(),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            handle_duration: handle_duration(),
+            channel_handlers: BTreeMap::new(),
+            link: None,
+            violations: None,
         }
     }
 
@@ -151,6 +168,77 @@ impl Plugin {
             Box::pin(async move { run_caught(async move { handler(event, context).await }).await })
         }));
         self
+    }
+
+    /// Handles messages on `channel`, decoded into `T`, for every tenant the plugin serves
+    /// (see [`crate::channels`]). A request is answered with [`ChannelContext::reply`]; a
+    /// handler that fails (or panics) on a request answers it with its reason.
+    ///
+    /// The manifest's `[channels] receive` must list the channel; whether the plugin really
+    /// receives it is the operator's grant, which the broker enforces: a handler for a channel
+    /// not granted is not subscribed, and the worker logs why.
+    ///
+    /// ```no_run
+    /// # use switchyard_plugin_sdk::{Plugin, TypedEvent, Version};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Quote { sku: String }
+    /// impl TypedEvent for Quote {
+    ///     const TYPE: &'static str = "quote.requested";
+    ///     const SCHEMA_VERSION: Version = Version::new(1, 0, 0);
+    /// }
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Price { cents: u64 }
+    /// impl TypedEvent for Price {
+    ///     const TYPE: &'static str = "quote.price";
+    ///     const SCHEMA_VERSION: Version = Version::new(1, 0, 0);
+    /// }
+    /// # fn f(plugin: Plugin) -> Plugin {
+    /// plugin.on_channel("quotes", |quote: Quote, ctx| async move {
+    ///     ctx.reply(&Price { cents: 990 }).await?;
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn on_channel<T, F, Fut>(mut self, channel: &str, handler: F) -> Self
+    where
+        T: TypedEvent + Send + 'static,
+        F: Fn(T, ChannelContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let name = match ChannelName::new(channel) {
+            Ok(name) => name,
+            Err(error) => {
+                self.problems
+                    .push(format!("a channel handler names a bad channel: {error}"));
+                return self;
+            }
+        };
+        if !self.manifest.channels.can_receive(&name) {
+            self.problems.push(format!(
+                "a handler receives channel `{name}`, but the manifest's [channels] receive does not list it"
+            ));
+        }
+        if self
+            .channel_handlers
+            .insert(name.clone(), channels::erase(handler))
+            .is_some()
+        {
+            self.problems
+                .push(format!("two handlers for channel `{name}`"));
+        }
+        self
+    }
+
+    /// The channels of `tenant` on the worker's connection, once serving.
+    pub(crate) fn channels_for(&self, tenant: &Tenant) -> Option<Channels> {
+        self.link.as_ref().map(|link| {
+            Channels::new(
+                Some(Arc::clone(link)),
+                tenant.clone(),
+                opentelemetry::Context::current(),
+            )
+        })
     }
 
     /// At most `n` handlers run at once in this worker (default 64). The dispatcher's
@@ -195,8 +283,11 @@ impl Plugin {
     /// [`PluginError::Setup`] listing every problem.
     pub fn check(&self) -> Result<(), PluginError> {
         let mut problems = self.problems.clone();
-        if self.handlers.is_empty() && self.fallback.is_none() {
-            problems.push("no handler: add one with `.on(...)` or `.on_any(...)`".to_owned());
+        if self.handlers.is_empty() && self.fallback.is_none() && self.channel_handlers.is_empty() {
+            problems.push(
+                "no handler: add one with `.on(...)`, `.on_any(...)` or `.on_channel(...)`"
+                    .to_owned(),
+            );
         }
         if problems.is_empty() {
             Ok(())
@@ -286,4 +377,14 @@ impl Plugin {
             ));
         }
     }
+}
+
+/// The worker's handler-duration histogram, from the global meter as it is when called: the
+/// worker makes it again when it starts serving, after `run` installed the exporters.
+pub(crate) fn handle_duration() -> opentelemetry::metrics::Histogram<f64> {
+    opentelemetry::global::meter(switchyard_schemas::telemetry::SCOPE)
+        .f64_histogram(switchyard_schemas::telemetry::metric::HANDLE_DURATION)
+        .with_unit("s")
+        .with_description("How long handlers ran, by outcome")
+        .build()
 }

@@ -11,6 +11,11 @@ use switchyard_schemas::{Event, EventId, Namespace};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
 
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
+use switchyard_schemas::telemetry::{self, attr};
+
 use crate::context::Context;
 use crate::plugin::{Plugin, PluginError};
 
@@ -36,6 +41,9 @@ pub mod env {
     pub const CREDS: &str = "SWITCHYARD_NATS_CREDS";
     /// The deployment's subject prefix; default `switchyard`.
     pub const PREFIX: &str = "SWITCHYARD_PREFIX";
+    /// The plugin's secret (`switchyard plugins credentials <id>`), when the broker enforces
+    /// plugin rights: the worker logs in as its plugin id with it.
+    pub const TOKEN: &str = "SWITCHYARD_PLUGIN_TOKEN";
 }
 
 impl Plugin {
@@ -49,52 +57,25 @@ impl Plugin {
     /// connecting), [`PluginError::Nats`] when NATS refuses the worker.
     pub async fn run(self) -> Result<(), PluginError> {
         self.check()?;
-        let url = std::env::var(env::URL).unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-        let namespace = match std::env::var(env::PREFIX) {
-            Ok(prefix) => Namespace::new(prefix).map_err(|e| PluginError::Nats {
-                action: "read SWITCHYARD_PREFIX",
-                reason: e.to_string(),
-            })?,
-            Err(_) => Namespace::default(),
-        };
-        let (reconnected, reconnects) = mpsc::unbounded_channel();
-        let mut options = async_nats::ConnectOptions::new()
-            .name(format!("switchyard-plugin-{}", self.manifest.plugin.id))
-            .retry_on_initial_connect()
-            .event_callback(move |event| {
-                let reconnected = reconnected.clone();
-                async move {
-                    if matches!(event, async_nats::Event::Connected) {
-                        let _ = reconnected.send(());
-                    }
-                }
-            });
-        if let Ok(creds) = std::env::var(env::CREDS) {
-            options = options
-                .credentials_file(&creds)
-                .await
-                .map_err(|e| PluginError::Nats {
-                    action: "read the credentials file",
-                    reason: format!("{creds}: {e}"),
-                })?;
-        }
-        tracing::info!(plugin = %self.manifest.plugin.id, %url, "connecting");
-        let client = options
-            .connect(url.as_str())
-            .await
+        #[cfg(feature = "otlp")]
+        let _telemetry = crate::telemetry::init_from_env(self.manifest.plugin.id.as_str())
             .map_err(|e| PluginError::Nats {
-                action: "connect",
+                action: "set up telemetry export",
                 reason: e.to_string(),
             })?;
-        self.serve(client, namespace, stop_signal(), Some(reconnects), None)
-            .await
+        let settings = crate::connect::WorkerSettings::from_env()?;
+        self.run_with(settings, stop_signal()).await
     }
 
     /// Serves deliveries on `client` until `shutdown` completes, then drains. [`run`] is this
     /// with a connection from the environment and SIGTERM/Ctrl-C as the shutdown.
     ///
     /// `reconnects` receives a message each time the connection is (re-)established, so the
-    /// worker announces itself again; `observer` sees every outcome (for tests).
+    /// worker announces itself again (and asks for its channel rights again); `observer` sees
+    /// every outcome (for tests). Channel handlers ([`Plugin::on_channel`]) are served too. A
+    /// client connected elsewhere than in [`Plugin::run_with`] does not report what the server
+    /// refuses, so channel sends on it cannot return
+    /// [`ChannelError::PermissionDenied`](crate::ChannelError::PermissionDenied).
     ///
     /// [`run`]: Plugin::run
     ///
@@ -109,7 +90,16 @@ impl Plugin {
         observer: Option<mpsc::UnboundedSender<Handled>>,
     ) -> Result<(), PluginError> {
         self.check()?;
-        let plugin = Arc::new(self);
+        let mut this = self;
+        this.handle_duration = crate::plugin::handle_duration();
+        let link = Arc::new(crate::channels::Link {
+            client: client.clone(),
+            namespace: namespace.clone(),
+            plugin: this.manifest.plugin.id.clone(),
+            violations: this.violations.take(),
+        });
+        this.link = Some(Arc::clone(&link));
+        let plugin = Arc::new(this);
         let id = plugin.manifest.plugin.id.clone();
         // One queue group per plugin: each delivery reaches one of its worker processes.
         let mut deliveries = client
@@ -125,6 +115,12 @@ impl Plugin {
 
         let slots = Arc::new(Semaphore::new(plugin.max_concurrency));
         let handlers = TaskTracker::new();
+        let receivers = crate::channels::Receivers::start(
+            plugin.channel_handlers.clone(),
+            link,
+            Arc::clone(&slots),
+            handlers.clone(),
+        );
         tokio::pin!(shutdown);
         loop {
             let slot = tokio::select! {
@@ -135,6 +131,9 @@ impl Plugin {
                 () = &mut shutdown => break,
                 Some(()) = recv(&mut reconnects) => {
                     say_hello(&client, &hello).await;
+                    if let Some(receivers) = &receivers {
+                        receivers.reconnected();
+                    }
                     continue;
                 }
                 message = deliveries.next() => match message {
@@ -153,6 +152,9 @@ impl Plugin {
         // Drain: stop taking deliveries (the dispatcher holds or re-routes them), answer the
         // ones already received, and give handlers under way time to finish.
         tracing::info!(plugin = %id, "draining");
+        if let Some(receivers) = receivers {
+            receivers.stop().await;
+        }
         let _ = deliveries.drain().await;
         while let Ok(Some(message)) =
             tokio::time::timeout(Duration::from_secs(1), deliveries.next()).await
@@ -234,9 +236,8 @@ async fn serve_one(
             Ok(event) => {
                 let id = event.attributes.id.clone();
                 let attempt = info.attempt;
-                let context =
-                    Context::new(info, event.attributes.clone(), Arc::clone(&plugin.settings));
-                (Some(id), attempt, plugin.handle(event, context).await)
+                let outcome = handle_traced(plugin, &message, lookup, info, event).await;
+                (Some(id), attempt, outcome)
             }
         },
     };
@@ -257,6 +258,64 @@ async fn serve_one(
             attempt,
             outcome,
         });
+    }
+}
+
+/// Runs the handler inside the delivery's span: a child of the dispatcher's `send` span, whose
+/// context the delivery's headers carry, and current while the handler runs, so that channel
+/// messages it sends continue the trace.
+async fn handle_traced<'h>(
+    plugin: &Plugin,
+    message: &Message,
+    lookup: impl Fn(&str) -> Option<&'h str>,
+    info: DeliveryInfo,
+    event: Event,
+) -> Outcome {
+    let parent = telemetry::extract(lookup);
+    let cx = telemetry::start(
+        &parent,
+        SpanKind::Consumer,
+        telemetry::span::HANDLE,
+        message.subject.as_str(),
+        || {
+            vec![
+                KeyValue::new(attr::PLUGIN, info.plugin.to_string()),
+                KeyValue::new(attr::SUBSCRIPTION, info.subscription.clone()),
+                KeyValue::new(attr::ATTEMPT, i64::from(info.attempt)),
+                KeyValue::new(attr::MESSAGE_ID, event.attributes.id.to_string()),
+            ]
+        },
+    );
+    let labels = [
+        KeyValue::new(attr::PLUGIN, info.plugin.to_string()),
+        KeyValue::new(attr::SUBSCRIPTION, info.subscription.clone()),
+    ];
+    let context = Context::new(info, event.attributes.clone(), Arc::clone(&plugin.settings))
+        .with_channels(plugin.channels_for(&event.attributes.tenant));
+    let started = std::time::Instant::now();
+    let outcome = plugin.handle(event, context).with_context(cx.clone()).await;
+    let name = outcome_name(&outcome);
+    plugin.handle_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[
+            labels[0].clone(),
+            labels[1].clone(),
+            KeyValue::new(attr::OUTCOME, name),
+        ],
+    );
+    telemetry::record(&cx, || vec![KeyValue::new(attr::OUTCOME, name)]);
+    if let Outcome::Failed { reason, .. } | Outcome::Retry { reason, .. } = &outcome {
+        telemetry::fail(&cx, || reason.clone());
+    }
+    telemetry::end(&cx);
+    outcome
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Done => "done",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Failed { .. } => "failed",
     }
 }
 

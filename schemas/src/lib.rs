@@ -46,6 +46,7 @@ pub mod header;
 pub mod manifest;
 mod name;
 mod subject;
+pub mod telemetry;
 
 pub use content_type::{ContentType, JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE};
 pub use envelope::{Attributes, Event, EventBuilder, EventId, TypedEvent, MAX_ID_LEN};

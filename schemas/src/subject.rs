@@ -9,6 +9,8 @@
 //! | `{prefix}.redrive.{plugin}.{subscription}.{tenant}.{type…}` | dead letters replayed to one plugin, stored in the events stream |
 //! | `{prefix}.control.{topic}` | the dispatcher's control plane |
 //! | `{prefix}.control.hello.{plugin}` | a worker announcing itself |
+//! | `{prefix}.control.rights.{plugin}` | a worker asking the control plane for its rights (tenants, channels) |
+//! | `_SY_INBOX.{prefix}.{plugin}.…` | replies to a plugin's own requests (its inbox prefix) |
 //!
 //! The prefix defaults to [`DEFAULT_PREFIX`]; two deployments can share one NATS account by
 //! using different prefixes.
@@ -146,6 +148,37 @@ impl Namespace {
     /// The subject of a channel within a tenant.
     pub fn channel(&self, tenant: &Tenant, channel: &ChannelName) -> String {
         format!("{}.channel.{tenant}.{channel}", self.prefix)
+    }
+
+    /// A filter matching one channel within one tenant, or within every tenant (`None`).
+    pub fn channel_filter(&self, tenant: Option<&Tenant>, channel: &ChannelName) -> String {
+        let tenant = tenant.map_or("*", Tenant::as_str);
+        format!("{}.channel.{tenant}.{channel}", self.prefix)
+    }
+
+    /// Parses a channel subject back into its tenant and channel; `None` when `subject` is
+    /// not a channel subject of this namespace or holds invalid names.
+    pub fn parse_channel(&self, subject: &str) -> Option<(Tenant, ChannelName)> {
+        let rest = subject.strip_prefix(&format!("{}.channel.", self.prefix))?;
+        let (tenant, channel) = rest.split_once('.')?;
+        Some((Tenant::new(tenant).ok()?, ChannelName::new(channel).ok()?))
+    }
+
+    /// The subject a plugin's workers ask the control plane for their rights on.
+    pub fn plugin_rights(&self, plugin: &PluginId) -> String {
+        format!("{}.control.rights.{plugin}", self.prefix)
+    }
+
+    /// The filter matching every plugin's rights request.
+    pub fn all_plugin_rights(&self) -> String {
+        format!("{}.control.rights.*", self.prefix)
+    }
+
+    /// The inbox prefix of a plugin's connections: replies to its own requests arrive under
+    /// `{inbox prefix}.…`, where no other plugin may subscribe. Outside the deployment's
+    /// prefix (and outside `_INBOX.`), so that it collides with nothing else.
+    pub fn plugin_inbox_prefix(&self, plugin: &PluginId) -> String {
+        format!("_SY_INBOX.{}.{plugin}", self.prefix)
     }
 
     /// The subject a dead letter of `plugin` for an event of `tenant` and `event_type` is
@@ -291,6 +324,23 @@ mod tests {
             "switchyard.dlq.audit.>"
         );
         assert_eq!(ns.control("registry"), "switchyard.control.registry");
+        let alerts = ChannelName::new("alerts").unwrap();
+        assert_eq!(
+            ns.channel_filter(None, &alerts),
+            "switchyard.channel.*.alerts"
+        );
+        assert_eq!(
+            ns.parse_channel("switchyard.channel.acme.alerts"),
+            Some((tenant.clone(), alerts.clone()))
+        );
+        assert_eq!(ns.parse_channel("switchyard.channel.acme.a.b"), None);
+        assert_eq!(ns.parse_channel("switchyard.events.acme.alerts"), None);
+        assert_eq!(ns.plugin_rights(&plugin), "switchyard.control.rights.audit");
+        assert_eq!(ns.all_plugin_rights(), "switchyard.control.rights.*");
+        assert_eq!(
+            ns.plugin_inbox_prefix(&plugin),
+            "_SY_INBOX.switchyard.audit"
+        );
         assert_eq!(
             ns.redrive(&plugin, "orders", &tenant, &ty),
             "switchyard.redrive.audit.orders.acme.order.created"

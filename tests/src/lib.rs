@@ -37,20 +37,26 @@
 //! ```
 //!
 //! [`TestServer::with_config`] starts a server with a configuration file (see [`configs_dir`]) or
-//! text; [`TestCluster::start`] starts a local JetStream cluster for replicated streams.
+//! text; [`TestCluster::start`] starts a local JetStream cluster for replicated streams;
+//! [`SecuredSwitchyard::start`] starts a server whose broker enforces plugin rights (auth
+//! callout) with Switchyard's control plane, and connects raw plugin clients to it.
 
 use std::time::Duration;
 
+mod cli;
 mod cluster;
 mod dispatch;
 mod python;
+mod secure;
 mod server;
 mod wait;
 mod worker;
 
+pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
 pub use cluster::TestCluster;
 pub use dispatch::{manifest, OrderCreated, StoredDeadLetter, Switchyard};
 pub use python::{python_command, PYTHON_PACKAGES};
+pub use secure::{round_trip, RawPlugin, SecuredSwitchyard, ServerErrors};
 pub use server::{configs_dir, TestConfig, TestServer};
 pub use wait::{wait_until, TimedOut};
 pub use worker::{Behaviour, ReceivedDelivery, TestWorker};

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use switchyard_dispatcher::local_nats::{LocalNatsServer, ServerOptions};
+use switchyard_dispatcher::local_nats::{LocalNatsServer, Readiness, ServerOptions};
 use tempfile::TempDir;
 
 /// The directory of server configuration files for tests: `tests/configs/`.
@@ -80,7 +80,23 @@ impl TestServer {
         Self::launch(Some(config.into())).await
     }
 
+    /// Starts a server with a configuration that refuses anonymous clients (e.g. auth callout):
+    /// ready once it accepts connections, since the harness cannot log in to probe JetStream.
+    /// [`client`](Self::client) and [`jetstream`](Self::jetstream) connect anonymously and so
+    /// fail on it; connect with the configuration's own users.
+    ///
+    /// # Panics
+    ///
+    /// As [`with_config`](Self::with_config).
+    pub async fn with_config_refusing_anonymous(config: impl Into<TestConfig>) -> Self {
+        Self::launch_with(Some(config.into()), Readiness::Accepting).await
+    }
+
     async fn launch(config: Option<TestConfig>) -> Self {
+        Self::launch_with(config, Readiness::JetStream).await
+    }
+
+    async fn launch_with(config: Option<TestConfig>, readiness: Readiness) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("switchyard-test-")
             .tempdir()
@@ -99,6 +115,7 @@ impl TestServer {
         let server = LocalNatsServer::start(ServerOptions {
             store_dir: dir.path().to_path_buf(),
             config_file: config_file.clone(),
+            readiness,
             ..Default::default()
         })
         .await

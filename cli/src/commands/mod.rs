@@ -1,5 +1,6 @@
 //! The commands of `switchyard` and what they share: how to reach NATS.
 
+mod auth;
 mod dev;
 mod dlq;
 mod plugins;
@@ -40,6 +41,9 @@ enum Command {
     /// List, show, replay and purge dead letters.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Broker-enforced plugin rights: generate the server configuration, run the auth callout.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
 }
 
 /// How to reach a NATS server; shared by every command that connects to one.
@@ -111,6 +115,8 @@ pub(crate) enum CliError {
     Manifest(#[from] ManifestLoadError),
     #[error(transparent)]
     TenantScope(#[from] EmptyTenantScope),
+    #[error(transparent)]
+    Auth(#[from] switchyard_dispatcher::auth::AuthError),
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
     NotRegistered { plugin: PluginId, bucket: String },
     #[error("{action}: {reason}")]
@@ -155,5 +161,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Streams(command) => streams::run(command).await,
         Command::Plugins(command) => plugins::run(command).await,
         Command::Dlq(command) => dlq::run(command).await,
+        // Boxed: the auth service's future is large, and only this command needs it.
+        Command::Auth(command) => Box::pin(auth::run(command)).await,
     }
 }

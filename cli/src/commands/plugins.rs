@@ -6,6 +6,7 @@ use async_nats::jetstream;
 use clap::{ArgGroup, Args, Subcommand};
 use futures::StreamExt;
 use switchyard_bus::Streams;
+use switchyard_dispatcher::auth::CredentialStore;
 use switchyard_dispatcher::consumer::consumer_name;
 use switchyard_dispatcher::pipeline::breaker::CircuitState;
 use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
@@ -25,10 +26,21 @@ pub(crate) enum PluginsCommand {
     /// `--tenant` (repeatable), or give `--all-tenants`. Adding an id that is already
     /// registered replaces its registration; the bucket keeps earlier revisions.
     Add(AddArgs),
-    /// Remove a plugin's registration; the dispatcher stops delivering to it.
+    /// Remove a plugin's registration; the dispatcher stops delivering to it, and its
+    /// credential is revoked.
     ///
     /// Fails when no plugin with this id is registered under the prefix.
     Remove(RemoveArgs),
+    /// Enable a disabled plugin: its events flow again, and (with broker-enforced rights)
+    /// its workers may connect again.
+    Enable(RemoveArgs),
+    /// Disable a plugin without removing it: the dispatcher holds its events, and (with
+    /// broker-enforced rights, docs/security.md) its workers are disconnected and refused.
+    Disable(RemoveArgs),
+    /// Issue a new secret for a registered plugin's workers and print it (as
+    /// `SWITCHYARD_PLUGIN_TOKEN=...`); any earlier secret stops working, and connections
+    /// made with it are closed. Only a digest is stored: the secret is shown this once.
+    Credentials(CredentialsArgs),
     /// List the registered plugins with their version, tenants, subscriptions and circuit.
     ///
     /// CIRCUIT is the worst breaker state any running dispatcher reports for the plugin's
@@ -81,6 +93,20 @@ pub(crate) struct RemoveArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct CredentialsArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    /// The plugin's id.
+    #[arg(value_parser = parse_plugin_id)]
+    plugin: PluginId,
+    /// Revoke the plugin's secret instead of issuing one: its workers are refused.
+    #[arg(long)]
+    revoke: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct ListArgs {
     #[command(flatten)]
     nats: NatsArgs,
@@ -100,6 +126,9 @@ pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
     match command {
         PluginsCommand::Add(args) => add(args).await,
         PluginsCommand::Remove(args) => remove(args).await,
+        PluginsCommand::Enable(args) => set_enabled(args, true).await,
+        PluginsCommand::Disable(args) => set_enabled(args, false).await,
+        PluginsCommand::Credentials(args) => credentials(args).await,
         PluginsCommand::List(args) => list(args).await,
         PluginsCommand::Status(args) => status(args).await,
     }
@@ -141,9 +170,19 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
 }
 
 async fn remove(args: RemoveArgs) -> Result<(), CliError> {
-    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let client = args.nats.connect_options().connect().await?;
+    let js = jetstream::new(client);
+    let registry = Registry::open(&js, &args.namespace.prefix).await?;
     if registry.remove(&args.plugin).await? {
         println!("removed {}", args.plugin);
+        // A plugin added again later gets a new secret.
+        if let Some(credentials) =
+            CredentialStore::open_existing(&js, &args.namespace.prefix).await?
+        {
+            if credentials.revoke(&args.plugin).await? {
+                println!("revoked the credential of {}", args.plugin);
+            }
+        }
         Ok(())
     } else {
         Err(CliError::NotRegistered {
@@ -151,6 +190,55 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
             bucket: registry.bucket().to_owned(),
         })
     }
+}
+
+async fn set_enabled(args: RemoveArgs, enabled: bool) -> Result<(), CliError> {
+    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let mut registration =
+        registry
+            .get(&args.plugin)
+            .await?
+            .ok_or_else(|| CliError::NotRegistered {
+                plugin: args.plugin.clone(),
+                bucket: registry.bucket().to_owned(),
+            })?;
+    let verb = if enabled { "enabled" } else { "disabled" };
+    if registration.enabled == enabled {
+        println!("{} is {verb} already", args.plugin);
+        return Ok(());
+    }
+    registration.enabled = enabled;
+    let revision = registry.put(&registration).await?;
+    println!("{verb} {} (revision {revision})", args.plugin);
+    Ok(())
+}
+
+async fn credentials(args: CredentialsArgs) -> Result<(), CliError> {
+    let client = args.nats.connect_options().connect().await?;
+    let js = jetstream::new(client);
+    let credentials = CredentialStore::open(&js, &args.namespace.prefix).await?;
+    if args.revoke {
+        if credentials.revoke(&args.plugin).await? {
+            println!("revoked the credential of {}", args.plugin);
+        } else {
+            println!("{} had no credential", args.plugin);
+        }
+        return Ok(());
+    }
+    let registry = Registry::open(&js, &args.namespace.prefix).await?;
+    if registry.get(&args.plugin).await?.is_none() {
+        return Err(CliError::NotRegistered {
+            plugin: args.plugin,
+            bucket: registry.bucket().to_owned(),
+        });
+    }
+    let secret = credentials.issue(&args.plugin).await?;
+    eprintln!(
+        "issued a new secret for {}; give it to its workers (any earlier one no longer works):",
+        args.plugin
+    );
+    println!("SWITCHYARD_PLUGIN_TOKEN={}", secret.expose());
+    Ok(())
 }
 
 async fn list(args: ListArgs) -> Result<(), CliError> {
@@ -165,18 +253,37 @@ async fn list(args: ListArgs) -> Result<(), CliError> {
         .await?
         .circuits()
         .await?;
-    let rows: Vec<[String; 5]> = registrations
+    let rows: Vec<[String; 6]> = registrations
         .iter()
         .map(|registration| {
             let [id, version, tenants, subscriptions] = row(registration);
             let circuit = circuit_of(&reports, registration.plugin_id(), None);
-            [id, version, tenants, circuit, subscriptions]
+            let state = if registration.enabled {
+                "enabled"
+            } else {
+                "disabled"
+            };
+            [
+                id,
+                version,
+                tenants,
+                state.to_owned(),
+                circuit,
+                subscriptions,
+            ]
         })
         .collect();
     print!(
         "{}",
         render_table(
-            ["PLUGIN", "VERSION", "TENANTS", "CIRCUIT", "SUBSCRIPTIONS"],
+            [
+                "PLUGIN",
+                "VERSION",
+                "TENANTS",
+                "STATE",
+                "CIRCUIT",
+                "SUBSCRIPTIONS"
+            ],
             &rows
         )
     );

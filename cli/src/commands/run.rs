@@ -50,7 +50,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     let dispatcher = Dispatcher::start(client, config).await?;
     println!(
         "switchyard dispatcher {instance} running on {}",
-        args.nats.url
+        switchyard_bus::redact_password(&args.nats.url)
     );
     stop_signal().await;
     println!(

@@ -56,6 +56,17 @@ pub enum Action {
 }
 
 impl AttemptResult {
+    /// The result's name in telemetry: `done`, `retry`, `failed`, `timeout`, `bad_reply`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AttemptResult::Replied(Outcome::Done) => "done",
+            AttemptResult::Replied(Outcome::Retry { .. }) => "retry",
+            AttemptResult::Replied(Outcome::Failed { .. }) => "failed",
+            AttemptResult::TimedOut => "timeout",
+            AttemptResult::BadReply(_) => "bad_reply",
+        }
+    }
+
     /// Whether the worker handled the event (for the circuit breaker).
     pub fn is_success(&self) -> bool {
         matches!(self, AttemptResult::Replied(Outcome::Done))

@@ -6,10 +6,13 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::{self, AckKind};
 use async_nats::{HeaderMap, RequestErrorKind};
 use dashmap::DashMap;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 use switchyard_bus::decode_event;
 use switchyard_schemas::delivery::{header as dh, DeliveryInfo, ErrorCode, Outcome};
 use switchyard_schemas::manifest::Subscription;
-use switchyard_schemas::{Namespace, PluginId};
+use switchyard_schemas::telemetry::{self, attr};
+use switchyard_schemas::{header as ce, Namespace, PluginId};
 use time::OffsetDateTime;
 
 use super::breaker::CircuitBreaker;
@@ -49,6 +52,8 @@ pub struct DeliveryPath {
     pub first_failures: DashMap<u64, OffsetDateTime>,
     /// Counters of the settled deliveries.
     pub stats: super::stats::DeliveryStats,
+    /// The subscription's OpenTelemetry instruments.
+    pub metrics: super::metrics::PathMetrics,
 }
 
 /// How a delivery was settled.
@@ -68,6 +73,18 @@ pub enum Settled {
     },
     /// Left un-acknowledged (the acknowledgement itself failed); JetStream redelivers it.
     Unsettled,
+}
+
+impl Settled {
+    /// The outcome's name in telemetry.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Settled::Acked => "acked",
+            Settled::Retried { .. } => "retried",
+            Settled::DeadLettered { .. } => "dead_lettered",
+            Settled::Unsettled => "unsettled",
+        }
+    }
 }
 
 /// What happened to the request of one attempt.
@@ -98,12 +115,60 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
         }
     };
 
+    // Each attempt is a span in the event's trace: its parent is the publisher's span, carried
+    // in the event's headers, so every retry and the dead letter land in the same trace.
+    let headers = message.headers.as_ref();
+    let parent = telemetry::extract(|name| headers.and_then(|h| h.get(name)).map(|v| v.as_str()));
+    let cx = telemetry::start(
+        &parent,
+        SpanKind::Consumer,
+        telemetry::span::DISPATCH,
+        message.subject.as_str(),
+        || {
+            let mut attributes = path.metrics.labels().to_vec();
+            attributes.push(KeyValue::new(attr::ATTEMPT, i64::from(attempt)));
+            if let Some(id) = headers.and_then(|h| h.get(ce::ID)) {
+                attributes.push(KeyValue::new(attr::MESSAGE_ID, id.as_str().to_owned()));
+            }
+            attributes
+        },
+    );
+    let settled = process(path, &message, sequence, attempt, &cx).await;
+    telemetry::record(&cx, || {
+        let mut attributes = vec![KeyValue::new(attr::OUTCOME, settled.name())];
+        if let Settled::DeadLettered { code } = &settled {
+            attributes.push(KeyValue::new(attr::ERROR_CODE, code.to_string()));
+        }
+        attributes
+    });
+    telemetry::end(&cx);
+    path.metrics.settled(&settled);
+    settled
+}
+
+/// Decodes, checks, attempts and settles one pulled message.
+async fn process(
+    path: &DeliveryPath,
+    message: &jetstream::Message,
+    sequence: u64,
+    attempt: u32,
+    cx: &opentelemetry::Context,
+) -> Settled {
     let event = decode_event(message.headers.as_ref(), message.payload.clone());
     let event = match event {
         Ok(event) => event,
         Err(error) => {
             let code = ErrorCode::internal(error.kind().code());
-            return dead_letter(path, &message, sequence, attempt, code, error.to_string()).await;
+            return dead_letter(
+                path,
+                message,
+                sequence,
+                attempt,
+                code,
+                error.to_string(),
+                cx,
+            )
+            .await;
         }
     };
     let attrs = &event.attributes;
@@ -113,7 +178,7 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
             attrs.schema_version, attrs.event_type, path.subscription.versions
         );
         let code = ErrorCode::internal(codes::VERSION_MISMATCH);
-        return dead_letter(path, &message, sequence, attempt, code, reason).await;
+        return dead_letter(path, message, sequence, attempt, code, reason, cx).await;
     }
 
     let attempt_result = keep_alive(
@@ -123,7 +188,7 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
                 tracing::debug!(%error, "in-progress ack failed");
             }
         },
-        attempt_delivery(path, &message, sequence, attempt),
+        attempt_delivery(path, message, sequence, attempt, cx),
     )
     .await;
 
@@ -131,7 +196,7 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
         Sent::Result(result) => result,
         Sent::NotSent(reason) => {
             tracing::warn!(plugin = %path.plugin, %reason, "request failed; redelivering");
-            return settle(&message, AckKind::Nak(Some(REQUEST_FAILURE_RETRY)), || {
+            return settle(message, AckKind::Nak(Some(REQUEST_FAILURE_RETRY)), || {
                 Settled::Retried {
                     delay: REQUEST_FAILURE_RETRY,
                 }
@@ -148,7 +213,7 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
     ) {
         Action::Ack => {
             path.first_failures.remove(&sequence);
-            settle(&message, AckKind::Ack, || Settled::Acked).await
+            settle(message, AckKind::Ack, || Settled::Acked).await
         }
         Action::Retry {
             delay,
@@ -159,13 +224,13 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
                 .entry(sequence)
                 .or_insert_with(OffsetDateTime::now_utc);
             tracing::debug!(plugin = %path.plugin, %code, %reason, ?delay, attempt, "retrying later");
-            settle(&message, AckKind::Nak(Some(delay)), || Settled::Retried {
+            settle(message, AckKind::Nak(Some(delay)), || Settled::Retried {
                 delay,
             })
             .await
         }
         Action::DeadLetter { code, reason } => {
-            dead_letter(path, &message, sequence, attempt, code, reason).await
+            dead_letter(path, message, sequence, attempt, code, reason, cx).await
         }
     }
 }
@@ -177,14 +242,15 @@ async fn attempt_delivery(
     message: &jetstream::Message,
     sequence: u64,
     attempt: u32,
+    cx: &opentelemetry::Context,
 ) -> Sent {
     loop {
         path.presence.wait_present().await;
         let admission = path.breaker.admit().await;
         if let Some(rate) = &path.rate {
-            rate.acquire().await;
+            path.metrics.rate_limit_wait(rate.acquire().await);
         }
-        match request(path, message, sequence, attempt).await {
+        match request(path, message, sequence, attempt, cx).await {
             Ok(result) => {
                 admission.record(result.is_success());
                 path.presence.mark_present();
@@ -209,6 +275,7 @@ async fn request(
     message: &jetstream::Message,
     sequence: u64,
     attempt: u32,
+    cx: &opentelemetry::Context,
 ) -> Result<AttemptResult, async_nats::RequestError> {
     let policy = &path.subscription.policy;
     let info = DeliveryInfo {
@@ -220,23 +287,38 @@ async fn request(
         subscription: path.subscription.name.to_string(),
         stream_sequence: sequence,
     };
+    let subject = path.delivery_subject();
+    let send = telemetry::start(
+        cx,
+        SpanKind::Producer,
+        telemetry::span::SEND,
+        &subject,
+        || vec![KeyValue::new(attr::ATTEMPT, i64::from(attempt))],
+    );
     let mut headers = message.headers.clone().unwrap_or_default();
     for (name, value) in info.headers() {
         headers.insert(name, value);
     }
+    // The worker's span becomes a child of this send (replacing the publisher's context).
+    telemetry::inject(&send, |name, value| {
+        headers.insert(name, value);
+    });
     let request = async_nats::Request::new()
         .headers(headers)
         .payload(message.payload.clone())
         .timeout(Some(policy.timeout));
-    match path
-        .client
-        .send_request(path.delivery_subject(), request)
-        .await
-    {
+    let started = std::time::Instant::now();
+    let result = match path.client.send_request(subject, request).await {
         Ok(reply) => Ok(read_reply(reply.headers.as_ref(), &reply.payload)),
         Err(error) if error.kind() == RequestErrorKind::TimedOut => Ok(AttemptResult::TimedOut),
         Err(error) => Err(error),
+    };
+    if let Ok(result) = &result {
+        path.metrics.attempt(started.elapsed(), result.name());
+        telemetry::record(&send, || vec![KeyValue::new(attr::OUTCOME, result.name())]);
     }
+    telemetry::end(&send);
+    result
 }
 
 fn read_reply(headers: Option<&HeaderMap>, body: &[u8]) -> AttemptResult {
@@ -284,6 +366,7 @@ async fn dead_letter(
     attempt: u32,
     code: ErrorCode,
     reason: String,
+    cx: &opentelemetry::Context,
 ) -> Settled {
     let now = OffsetDateTime::now_utc();
     let first_failure = path
@@ -302,12 +385,32 @@ async fn dead_letter(
         original_subject: message.subject.to_string(),
         stream_sequence: sequence,
     };
-    match path
+    let subject = path
+        .dead_letters
+        .subject_for(message.headers.as_ref(), &failure);
+    let span = telemetry::start(
+        cx,
+        SpanKind::Producer,
+        telemetry::span::DEAD_LETTER,
+        &subject,
+        || {
+            vec![
+                KeyValue::new(attr::ERROR_CODE, failure.code.to_string()),
+                KeyValue::new(attr::ATTEMPT, i64::from(attempt)),
+            ]
+        },
+    );
+    let written = path
         .dead_letters
         .write(message.headers.as_ref(), message.payload.clone(), &failure)
-        .await
-    {
+        .await;
+    if let Err(error) = &written {
+        telemetry::fail(&span, || error.to_string());
+    }
+    telemetry::end(&span);
+    match written {
         Ok(_) => {
+            path.metrics.dead_letter(code.as_str());
             path.first_failures.remove(&sequence);
             tracing::info!(plugin = %path.plugin, %code, sequence, "dead-lettered");
             settle(message, AckKind::Ack, || Settled::DeadLettered { code }).await

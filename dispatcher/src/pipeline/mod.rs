@@ -9,6 +9,7 @@ pub mod breaker;
 pub mod decision;
 mod deliver;
 pub mod keepalive;
+pub mod metrics;
 pub mod presence;
 pub mod rate;
 pub mod stats;

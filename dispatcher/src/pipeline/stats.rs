@@ -13,6 +13,7 @@ pub struct DeliveryStats {
     unsettled: AtomicU64,
     started: AtomicU64,
     finished: AtomicU64,
+    pending: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -37,6 +38,16 @@ impl DeliveryStats {
     pub fn start(&self) -> InFlight<'_> {
         self.started.fetch_add(1, Ordering::Relaxed);
         InFlight { stats: self }
+    }
+
+    /// Records the consumer's backlog as last read from the server.
+    pub fn set_pending(&self, pending: u64) {
+        self.pending.store(pending, Ordering::Relaxed);
+    }
+
+    /// The consumer's backlog as last read from the server.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Counts how a delivery was settled.

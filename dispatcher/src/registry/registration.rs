@@ -22,6 +22,16 @@ pub struct Registration {
     /// When it was registered or last replaced.
     #[serde(with = "time::serde::rfc3339")]
     pub registered_at: OffsetDateTime,
+    /// Whether the plugin may run: a disabled plugin's workers are refused at connect (when
+    /// the broker enforces rights, see `docs/security.md`) and the dispatcher holds its
+    /// events until it is enabled again. Registrations stored before this field existed read
+    /// as enabled.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 impl Registration {
@@ -31,6 +41,7 @@ impl Registration {
             manifest,
             tenants,
             registered_at: OffsetDateTime::now_utc(),
+            enabled: true,
         }
     }
 
@@ -187,6 +198,20 @@ mod tests {
             );
         }
         assert_eq!(TenantScope::only([]), Err(EmptyTenantScope));
+    }
+
+    #[test]
+    fn registrations_stored_without_the_enabled_flag_read_as_enabled() {
+        let manifest = r#"{"plugin":{"id":"audit","version":"1.0.0","core":"*"}}"#;
+        let old = format!(
+            r#"{{"manifest":{manifest},"tenants":"all","registered_at":"2026-01-01T00:00:00Z"}}"#
+        );
+        let registration: Registration = serde_json::from_str(&old).unwrap();
+        assert!(registration.enabled);
+        let mut disabled = registration;
+        disabled.enabled = false;
+        let json = serde_json::to_string(&disabled).unwrap();
+        assert!(!serde_json::from_str::<Registration>(&json).unwrap().enabled);
     }
 
     #[test]

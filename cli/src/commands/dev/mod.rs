@@ -9,12 +9,14 @@ mod view;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use switchyard_bus::Bus;
 use switchyard_dispatcher::local_nats::{binary, LocalNatsServer, Port, ServerOptions};
+use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
 use switchyard_dispatcher::redrive::{DeadLetterFilter, DeadLetters};
 use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
@@ -55,6 +57,17 @@ impl DevArgs {
         self.data_dir.join("switchyard.log")
     }
 }
+
+/// The demo's circuit breaker opens sooner and recovers faster than the dispatcher's default
+/// (5 failures, 30 s): at high `--rate` the flaky notifier's first attempts fail in a row, and
+/// the view then shows the circuit open and close within seconds instead of stalling.
+const DEV_BREAKER: BreakerConfig = BreakerConfig {
+    failure_threshold: match NonZeroU32::new(10) {
+        Some(n) => n,
+        None => unreachable!(),
+    },
+    cooldown: Duration::from_secs(2),
+};
 
 /// How long `dev` waits for the last events to settle before it gives up and summarises.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -117,7 +130,14 @@ async fn demo(args: &DevArgs, url: &str, stop: CancellationToken) -> Result<(), 
     let connect = || async { switchyard_bus::ConnectOptions::new(url).connect().await };
     let bus = Bus::connect(&switchyard_bus::ConnectOptions::new(url)).await?;
     bus.provision().await?;
-    let dispatcher = Dispatcher::start(connect().await?, DispatcherConfig::default()).await?;
+    let dispatcher = Dispatcher::start(
+        connect().await?,
+        DispatcherConfig {
+            breaker: DEV_BREAKER,
+            ..DispatcherConfig::default()
+        },
+    )
+    .await?;
 
     let plugins = plugins::example_plugins(&args.data_dir)?;
     let registry = Registry::open(bus.jetstream(), bus.namespace()).await?;

@@ -1,0 +1,593 @@
+//! The benchmark suite: which scenarios run, in which pairs, and the tables they fill.
+//!
+//! Every comparison runs its baseline and its candidate back to back (alternating when
+//! repeated, and taking the median), each on a fresh nats-server, so that both see the
+//! same machine at nearly the same moment.
+
+use std::time::Duration;
+
+use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
+
+use crate::drive::Load;
+use crate::idle::{self, IdleReport};
+use crate::raw::{Ack, Pull, RawVariant};
+use crate::report::{self, Table};
+use crate::scenario::{self, Measurement, Scenario, Target};
+use crate::switchyard::{Behaviour, PluginSpec};
+use crate::BenchResult;
+
+/// The parts of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Group {
+    /// Flat-out throughput and latency, Switchyard against the raw baseline, by window and
+    /// payload.
+    Throughput,
+    /// Latency at paced rates, Switchyard against the raw baseline.
+    Latency,
+    /// Fan-out of each event to 1, 4 and 16 plugins.
+    FanOut,
+    /// A healthy plugin beside one whose every attempt times out.
+    Neighbour,
+    /// The retry and dead-letter path at a 10 % failure rate.
+    Failures,
+    /// Registered plugins that receive nothing.
+    Idle,
+    /// Which of Switchyard's ways of pulling and acknowledging explain the gap: the raw
+    /// baseline with each of them swapped in.
+    Attribution,
+    /// Switchyard alone, flat out at window 32, long enough for a profiler to watch (not
+    /// part of the default suite).
+    Profile,
+}
+
+impl Group {
+    /// Every group, in the order the suite runs them.
+    pub const ALL: [Group; 7] = [
+        Group::Throughput,
+        Group::Latency,
+        Group::FanOut,
+        Group::Neighbour,
+        Group::Failures,
+        Group::Idle,
+        Group::Attribution,
+    ];
+}
+
+/// How much of the suite to run, and how hard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuiteOptions {
+    /// The groups to run.
+    pub groups: Vec<Group>,
+    /// Multiplies every event count (0.1 for a smoke run).
+    pub scale: f64,
+    /// Runs per scenario; the median is reported.
+    pub repeat: usize,
+    /// Plugins in the idle-plugins measurement.
+    pub idle_plugins: usize,
+    /// How long idle CPU is measured.
+    pub idle_for: Duration,
+}
+
+impl Default for SuiteOptions {
+    fn default() -> Self {
+        Self {
+            groups: Group::ALL.to_vec(),
+            scale: 1.0,
+            repeat: 1,
+            idle_plugins: 1000,
+            idle_for: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Windows (deliveries in flight) of the throughput comparison.
+const WINDOWS: [u32; 3] = [1, 32, 256];
+/// Payload sizes (body bytes) of the throughput comparison.
+const PAYLOADS: [usize; 2] = [128, 1024];
+/// Paced rates of the latency comparison, events per second.
+const PACED_RATES: [u32; 2] = [2_000, 5_000];
+/// Windows of the latency comparison.
+const PACED_WINDOWS: [u32; 2] = [32, 256];
+/// How long a paced run lasts.
+const PACED_DURATION: Duration = Duration::from_secs(2);
+/// The payload of the shape-of-cost scenarios.
+const SHAPE_PAYLOAD: usize = 128;
+/// The window of the shape-of-cost scenarios.
+const SHAPE_WINDOW: u32 = 32;
+
+/// Runs the suite, printing each table as soon as it is complete; returns them all.
+///
+/// # Errors
+/// The first scenario that fails.
+pub async fn run(options: &SuiteOptions) -> BenchResult<Vec<Table>> {
+    let suite = Suite { options };
+    let mut tables = Vec::new();
+    for group in &options.groups {
+        let table = match group {
+            Group::Throughput => suite.throughput().await?,
+            Group::Latency => suite.latency().await?,
+            Group::FanOut => suite.fan_out().await?,
+            Group::Neighbour => suite.neighbour().await?,
+            Group::Failures => suite.failures().await?,
+            Group::Idle => suite.idle().await?,
+            Group::Attribution => suite.attribution().await?,
+            Group::Profile => suite.profile().await?,
+        };
+        println!("{}", table.render());
+        tables.push(table);
+    }
+    Ok(tables)
+}
+
+struct Suite<'a> {
+    options: &'a SuiteOptions,
+}
+
+impl Suite<'_> {
+    /// `base` events, scaled, at least 100.
+    fn events(&self, base: u64) -> u64 {
+        ((base as f64 * self.options.scale) as u64).max(100)
+    }
+
+    /// Flat-out events for a window: a window of 1 is slow, so it gets fewer.
+    fn flat_out_events(&self, window: u32) -> u64 {
+        self.events(if window == 1 { 3_000 } else { 20_000 })
+    }
+
+    fn scenario(&self, target: Target, payload: usize, load: Load, events: u64) -> Scenario {
+        Scenario {
+            target,
+            payload,
+            load,
+            events,
+        }
+    }
+
+    /// Runs `scenarios` `repeat` times each, interleaved, and returns each one's median run
+    /// (by throughput).
+    async fn measure(&self, scenarios: &[Scenario]) -> BenchResult<Vec<Measurement>> {
+        let repeat = self.options.repeat.max(1);
+        let mut runs: Vec<Vec<Measurement>> = vec![Vec::with_capacity(repeat); scenarios.len()];
+        for _ in 0..repeat {
+            for (scenario, runs) in scenarios.iter().zip(&mut runs) {
+                // Boxed: a scenario's future holds a whole system and is large.
+                runs.push(Box::pin(scenario::run(scenario)).await?);
+            }
+        }
+        Ok(runs
+            .into_iter()
+            .map(|mut runs| {
+                runs.sort_by(|a, b| a.events_per_sec.total_cmp(&b.events_per_sec));
+                runs[runs.len() / 2]
+            })
+            .collect())
+    }
+
+    async fn throughput(&self) -> BenchResult<Table> {
+        let mut table = Table::new(
+            "Throughput, flat out: Switchyard (sy) against raw async-nats (raw)",
+            &[
+                "window",
+                "payload",
+                "raw",
+                "sy",
+                "sy/raw",
+                "raw p50",
+                "raw p99",
+                "sy p50",
+                "sy p99",
+                "cpu/event raw",
+                "cpu/event sy",
+            ],
+        );
+        for window in WINDOWS {
+            for payload in PAYLOADS {
+                let events = self.flat_out_events(window);
+                let [raw, sy] = self
+                    .pair(
+                        self.scenario(Target::raw(window), payload, Load::FlatOut, events),
+                        self.scenario(Target::switchyard(window), payload, Load::FlatOut, events),
+                    )
+                    .await?;
+                table.row(vec![
+                    window.to_string(),
+                    format!("{payload} B"),
+                    report::rate(raw.events_per_sec),
+                    report::rate(sy.events_per_sec),
+                    report::ratio(sy.events_per_sec / raw.events_per_sec),
+                    report::duration(raw.latency.p50),
+                    report::duration(raw.latency.p99),
+                    report::duration(sy.latency.p50),
+                    report::duration(sy.latency.p99),
+                    cpu(&raw),
+                    cpu(&sy),
+                ]);
+            }
+        }
+        table.note(
+            "Events/s from first publish to last ack; latency from publish to the worker's \
+             receipt (flat out it includes the backlog). cpu/event: this process \
+             (publisher, dispatcher, worker) + nats-server.",
+        );
+        Ok(table)
+    }
+
+    async fn latency(&self) -> BenchResult<Table> {
+        let mut table = Table::new(
+            "Latency at a paced rate, publish to handled",
+            &[
+                "rate",
+                "window",
+                "raw p50",
+                "raw p99",
+                "sy p50",
+                "sy p99",
+                "added p50",
+                "added p99",
+                "held raw/sy",
+            ],
+        );
+        for per_second in PACED_RATES {
+            for window in PACED_WINDOWS {
+                let load = Load::Paced { per_second };
+                let events =
+                    self.events((f64::from(per_second) * PACED_DURATION.as_secs_f64()) as u64);
+                let [raw, sy] = self
+                    .pair(
+                        self.scenario(Target::raw(window), SHAPE_PAYLOAD, load, events),
+                        self.scenario(Target::switchyard(window), SHAPE_PAYLOAD, load, events),
+                    )
+                    .await?;
+                table.row(vec![
+                    report::rate(f64::from(per_second)),
+                    window.to_string(),
+                    report::duration(raw.latency.p50),
+                    report::duration(raw.latency.p99),
+                    report::duration(sy.latency.p50),
+                    report::duration(sy.latency.p99),
+                    report::difference(sy.latency.p50, raw.latency.p50),
+                    report::difference(sy.latency.p99, raw.latency.p99),
+                    format!(
+                        "{}/{}",
+                        report::rate(raw.publish_rate),
+                        report::rate(sy.publish_rate)
+                    ),
+                ]);
+            }
+        }
+        table.note(format!(
+            "{SHAPE_PAYLOAD} B payloads; events published in 1 ms steps; \"held\" is the \
+             publish rate achieved."
+        ));
+        Ok(table)
+    }
+
+    async fn fan_out(&self) -> BenchResult<Table> {
+        let mut table = Table::new(
+            "Fan-out: each event to every plugin",
+            &[
+                "plugins",
+                "events/s",
+                "deliveries/s",
+                "vs 1 plugin (events)",
+                "sy p99",
+            ],
+        );
+        let events = self.events(3_000);
+        let scenarios: Vec<Scenario> = [1, 4, 16]
+            .into_iter()
+            .map(|n| {
+                self.scenario(
+                    Target::fan_out(n, SHAPE_WINDOW),
+                    SHAPE_PAYLOAD,
+                    Load::FlatOut,
+                    events,
+                )
+            })
+            .collect();
+        let measured = self.measure(&scenarios).await?;
+        for (plugins, m) in [1, 4, 16].into_iter().zip(&measured) {
+            table.row(vec![
+                plugins.to_string(),
+                report::rate(m.events_per_sec),
+                report::rate(m.events_per_sec * plugins as f64),
+                report::ratio(m.events_per_sec / measured[0].events_per_sec),
+                report::duration(m.latency.p99),
+            ]);
+        }
+        table.note(format!(
+            "Window {SHAPE_WINDOW}, {SHAPE_PAYLOAD} B, flat out; an event counts once every \
+             plugin has acked it."
+        ));
+        Ok(table)
+    }
+
+    async fn neighbour(&self) -> BenchResult<Table> {
+        let mut table = Table::new(
+            "A healthy plugin beside one that times out on every event",
+            &["setup", "healthy events/s", "vs alone", "healthy p99"],
+        );
+        let healthy = PluginSpec::healthy("healthy", SHAPE_WINDOW);
+        let hanging = PluginSpec {
+            id: "hanging".to_owned(),
+            behaviour: Behaviour::Hanging,
+            counted: false,
+            ..healthy.clone()
+        };
+        let never_open = BreakerConfig {
+            failure_threshold: std::num::NonZeroU32::MAX,
+            ..BreakerConfig::default()
+        };
+        let setups = [
+            ("alone", vec![healthy.clone()], BreakerConfig::default()),
+            (
+                "beside hanging, breaker on (default)",
+                vec![healthy.clone(), hanging.clone()],
+                BreakerConfig::default(),
+            ),
+            (
+                "beside hanging, breaker never opens",
+                vec![healthy, hanging],
+                never_open,
+            ),
+        ];
+        let events = self.events(4_000);
+        let scenarios: Vec<Scenario> = setups
+            .iter()
+            .map(|(_, plugins, breaker)| {
+                self.scenario(
+                    Target::Switchyard {
+                        plugins: plugins.clone(),
+                        breaker: *breaker,
+                    },
+                    SHAPE_PAYLOAD,
+                    Load::FlatOut,
+                    events,
+                )
+            })
+            .collect();
+        let measured = self.measure(&scenarios).await?;
+        for ((name, _, _), m) in setups.iter().zip(&measured) {
+            table.row(vec![
+                (*name).to_owned(),
+                report::rate(m.events_per_sec),
+                report::ratio(m.events_per_sec / measured[0].events_per_sec),
+                report::duration(m.latency.p99),
+            ]);
+        }
+        table.note(format!(
+            "Window {SHAPE_WINDOW} each; the hanging plugin's timeout is 100 ms, its handler \
+             takes 200 ms."
+        ));
+        Ok(table)
+    }
+
+    async fn failures(&self) -> BenchResult<Table> {
+        let mut table = Table::new(
+            "Retries and dead letters: 10 % of first attempts fail",
+            &["failure rate", "events/s", "vs 0 %", "p99"],
+        );
+        let healthy = PluginSpec::healthy("plugin", SHAPE_WINDOW);
+        let flaky = PluginSpec {
+            behaviour: Behaviour::Flaky,
+            ..healthy.clone()
+        };
+        let events = self.events(4_000);
+        let target = |plugin: PluginSpec| Target::Switchyard {
+            plugins: vec![plugin],
+            breaker: BreakerConfig::default(),
+        };
+        let [ok, failing] = self
+            .pair(
+                self.scenario(target(healthy), SHAPE_PAYLOAD, Load::FlatOut, events),
+                self.scenario(target(flaky), SHAPE_PAYLOAD, Load::FlatOut, events),
+            )
+            .await?;
+        for (name, m) in [("0 %", ok), ("10 %", failing)] {
+            table.row(vec![
+                name.to_owned(),
+                report::rate(m.events_per_sec),
+                report::ratio(m.events_per_sec / ok.events_per_sec),
+                report::duration(m.latency.p99),
+            ]);
+        }
+        table.note(
+            "Of the failing 10 %, half are retried once (fixed 10 ms backoff) and succeed, \
+             half fail for good and are dead-lettered; an event counts once acked or \
+             dead-lettered.",
+        );
+        Ok(table)
+    }
+
+    async fn idle(&self) -> BenchResult<Table> {
+        let plugins = self.options.idle_plugins;
+        let idle_for = self.options.idle_for;
+        let none = idle::measure_in_child(0, idle_for).await?;
+        let many = idle::measure_in_child(plugins, idle_for).await?;
+        let mut table = Table::new(
+            format!("{plugins} registered idle plugins"),
+            &[
+                "measure",
+                "0 plugins",
+                &format!("{plugins} plugins"),
+                "per plugin",
+            ],
+        );
+        let per_plugin = |a: f64, b: f64| (b - a) / plugins.max(1) as f64;
+        let IdleReport {
+            registry_writes,
+            startup,
+            ..
+        } = many;
+        table.row(vec![
+            "registry writes".to_owned(),
+            "-".to_owned(),
+            report::duration(registry_writes),
+            report::duration(registry_writes / plugins.max(1) as u32),
+        ]);
+        table.row(vec![
+            "dispatcher start until all consumers exist".to_owned(),
+            report::duration(none.startup),
+            report::duration(startup),
+            report::duration((startup.saturating_sub(none.startup)) / plugins.max(1) as u32),
+        ]);
+        table.row(vec![
+            "dispatcher RSS growth".to_owned(),
+            report::bytes(none.rss_growth as f64),
+            report::bytes(many.rss_growth as f64),
+            report::bytes(per_plugin(none.rss_growth as f64, many.rss_growth as f64)),
+        ]);
+        table.row(vec![
+            "dispatcher CPU while idle (share of a core)".to_owned(),
+            report::cpu_share(none.process_cpu),
+            report::cpu_share(many.process_cpu),
+            report::cpu_share(per_plugin(none.process_cpu, many.process_cpu)),
+        ]);
+        table.row(vec![
+            "nats-server CPU while idle (share of a core)".to_owned(),
+            report::cpu_share(none.server_cpu),
+            report::cpu_share(many.server_cpu),
+            report::cpu_share(per_plugin(none.server_cpu, many.server_cpu)),
+        ]);
+        table.note(format!(
+            "Each count measured in a fresh process; idle CPU over {} s.",
+            idle_for.as_secs()
+        ));
+        Ok(table)
+    }
+
+    async fn attribution(&self) -> BenchResult<Table> {
+        let mut table = Table::new(
+            "Attribution: the raw baseline with Switchyard's ways swapped in, one at a time",
+            &[
+                "window",
+                "variant",
+                "events/s",
+                "vs plain raw",
+                "cpu/event",
+                "msgs/event",
+                "bytes/event",
+            ],
+        );
+        let plain = RawVariant::PLAIN;
+        let variants = [
+            ("plain raw: stream pull, plain ack", plain),
+            (
+                "+ one-shot batch pulls",
+                RawVariant {
+                    pull: Pull::Batch,
+                    ..plain
+                },
+            ),
+            (
+                "+ double_ack",
+                RawVariant {
+                    ack: Ack::Double,
+                    ..plain
+                },
+            ),
+            (
+                "+ confirmed ack as a request",
+                RawVariant {
+                    ack: Ack::Requested,
+                    ..plain
+                },
+            ),
+            (
+                "+ Switchyard's headers",
+                RawVariant {
+                    headers: true,
+                    ..plain
+                },
+            ),
+            (
+                "+ batch pulls, double_ack, headers",
+                RawVariant {
+                    pull: Pull::Batch,
+                    ack: Ack::Double,
+                    headers: true,
+                },
+            ),
+        ];
+        for window in WINDOWS {
+            let events = self.flat_out_events(window);
+            let mut scenarios: Vec<Scenario> = variants
+                .iter()
+                .map(|(_, variant)| {
+                    self.scenario(
+                        Target::Raw {
+                            window,
+                            variant: *variant,
+                        },
+                        SHAPE_PAYLOAD,
+                        Load::FlatOut,
+                        events,
+                    )
+                })
+                .collect();
+            scenarios.push(self.scenario(
+                Target::switchyard(window),
+                SHAPE_PAYLOAD,
+                Load::FlatOut,
+                events,
+            ));
+            let measured = self.measure(&scenarios).await?;
+            let names = variants.iter().map(|(name, _)| *name).chain(["Switchyard"]);
+            for (name, m) in names.zip(&measured) {
+                table.row(vec![
+                    window.to_string(),
+                    name.to_owned(),
+                    report::rate(m.events_per_sec),
+                    report::ratio(m.events_per_sec / measured[0].events_per_sec),
+                    cpu(m),
+                    format!("{:.1}", m.wire_messages_per_event),
+                    format!("{:.0}", m.wire_bytes_per_event),
+                ]);
+            }
+        }
+        table.note(format!(
+            "{SHAPE_PAYLOAD} B, flat out. msgs/event and bytes/event: messages and payload + \
+             header bytes sent and received over all connections of the system (SUB/UNSUB \
+             operations are not counted)."
+        ));
+        Ok(table)
+    }
+
+    async fn profile(&self) -> BenchResult<Table> {
+        let mut table = Table::new(
+            "Switchyard alone, for a profiler",
+            &["events", "events/s", "p50", "p99", "cpu/event"],
+        );
+        let events = self.events(40_000);
+        let scenario = self.scenario(
+            Target::switchyard(SHAPE_WINDOW),
+            SHAPE_PAYLOAD,
+            Load::FlatOut,
+            events,
+        );
+        let m = Box::pin(scenario::run(&scenario)).await?;
+        table.row(vec![
+            events.to_string(),
+            report::rate(m.events_per_sec),
+            report::duration(m.latency.p50),
+            report::duration(m.latency.p99),
+            cpu(&m),
+        ]);
+        Ok(table)
+    }
+
+    /// A baseline and a candidate, measured alternately.
+    async fn pair(&self, baseline: Scenario, candidate: Scenario) -> BenchResult<[Measurement; 2]> {
+        let measured = self.measure(&[baseline, candidate]).await?;
+        Ok([measured[0], measured[1]])
+    }
+}
+
+/// CPU per event: this process + nats-server.
+fn cpu(m: &Measurement) -> String {
+    format!(
+        "{} + {}",
+        report::duration(m.process_cpu_per_event),
+        report::duration(m.server_cpu_per_event)
+    )
+}

@@ -1,0 +1,215 @@
+//! Answering nats-server's authorization requests: who may connect, with which rights.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nkeys::{KeyPair, KeyPairType};
+use switchyard_schemas::{Namespace, PluginId};
+
+use super::credentials::{CredentialStore, StoredCredential};
+use super::jwt::{self, AuthorizationRequest, AuthorizationResponse, Claims, User};
+use super::rights::{connection_name, PluginRights};
+use crate::registry::Registry;
+
+/// Why a connection is refused. The server logs the reason; the client is told only
+/// "Authorization Violation".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The client gave no user name (the plugin id).
+    #[error("no plugin id given as the user name")]
+    NoIdentity,
+    /// The user name is not a plugin id.
+    #[error("`{0}` is not a valid plugin id")]
+    BadIdentity(String),
+    /// No plugin with this id is registered (never, or removed since).
+    #[error("plugin `{0}` is not registered")]
+    Unknown(PluginId),
+    /// The plugin is registered but disabled.
+    #[error("plugin `{0}` is disabled")]
+    Disabled(PluginId),
+    /// No credential has been issued to the plugin (or it was revoked).
+    #[error("plugin `{0}` has no credential")]
+    NoCredential(PluginId),
+    /// The secret does not match the plugin's credential.
+    #[error("wrong secret for plugin `{0}`")]
+    WrongSecret(PluginId),
+    /// The registry or the credentials could not be read; the connection is refused rather
+    /// than let in unchecked.
+    #[error("cannot check plugin `{plugin}`: {reason}")]
+    Unavailable {
+        /// The plugin.
+        plugin: PluginId,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Decides authorization requests against the registry and the credentials.
+#[derive(Debug, Clone)]
+pub(crate) struct Callout {
+    pub(crate) registry: Registry,
+    pub(crate) credentials: CredentialStore,
+    pub(crate) issuer: Arc<KeyPair>,
+    /// The account plugins are placed in.
+    pub(crate) account: String,
+    pub(crate) namespace: Namespace,
+    /// How long a user JWT is valid.
+    pub(crate) ttl: Duration,
+}
+
+/// What is in force for one plugin right now.
+#[derive(Debug, Clone)]
+pub(crate) struct Current {
+    pub(crate) rights: PluginRights,
+    pub(crate) credential: StoredCredential,
+}
+
+impl Current {
+    /// The fingerprint its connections carry in their name.
+    pub(crate) fn fingerprint(&self, namespace: &Namespace) -> String {
+        self.rights
+            .permissions(namespace)
+            .fingerprint(&self.credential.id)
+    }
+}
+
+impl Callout {
+    /// The response JWT to one authorization request (`$SYS.REQ.USER.AUTH`), or `None` when
+    /// the request is not a valid one signed by a server: then nothing is answered, and the
+    /// server refuses the connection when its auth timeout passes.
+    pub(crate) async fn answer(&self, payload: &[u8]) -> Option<String> {
+        let now = unix_now();
+        let request = std::str::from_utf8(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|token| {
+                jwt::decode::<AuthorizationRequest>(token, KeyPairType::Server, now)
+                    .map_err(|e| e.to_string())
+            });
+        let request = match request {
+            Ok(request) if request.nats.kind == jwt::AUTHORIZATION_REQUEST => request.nats,
+            Ok(request) => {
+                tracing::warn!(kind = %request.nats.kind, "ignoring a callout message that is not an authorization request");
+                return None;
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "ignoring an authorization request that does not verify");
+                return None;
+            }
+        };
+        let response = match self.authorize(&request, now).await {
+            Ok((plugin, user_jwt)) => {
+                tracing::debug!(%plugin, host = %request.client_info.host, "plugin connection authorized");
+                AuthorizationResponse::granted(user_jwt)
+            }
+            Err(refusal) => {
+                tracing::warn!(%refusal, host = %request.client_info.host,
+                    cid = request.client_info.id, server = %request.server_id.name,
+                    client = request.connect_opts.name.as_deref().unwrap_or(""),
+                    "connection refused");
+                AuthorizationResponse::refused(refusal.to_string())
+            }
+        };
+        let claims = Claims {
+            jti: String::new(),
+            iat: now,
+            iss: String::new(),
+            name: String::new(),
+            sub: request.user_nkey.clone(),
+            aud: request.server_id.id.clone(),
+            exp: None,
+            nats: response,
+        };
+        match jwt::encode(claims, &self.issuer) {
+            Ok(token) => Some(token),
+            Err(error) => {
+                tracing::error!(%error, "cannot sign an authorization response");
+                None
+            }
+        }
+    }
+
+    /// Checks the plugin's identity and secret, and issues its user JWT.
+    async fn authorize(
+        &self,
+        request: &AuthorizationRequest,
+        now: i64,
+    ) -> Result<(PluginId, String), Refusal> {
+        let user = request
+            .connect_opts
+            .user
+            .as_deref()
+            .filter(|user| !user.is_empty())
+            .ok_or(Refusal::NoIdentity)?;
+        let plugin = PluginId::new(user).map_err(|_| Refusal::BadIdentity(user.to_owned()))?;
+        let current = self.current(&plugin).await?;
+        let secret = request.connect_opts.pass.as_deref().unwrap_or("");
+        if !current.credential.accepts(secret) {
+            return Err(Refusal::WrongSecret(plugin));
+        }
+        let permissions = current.rights.permissions(&self.namespace);
+        let name = connection_name(&plugin, &permissions.fingerprint(&current.credential.id));
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let claims = Claims {
+            jti: String::new(),
+            iat: now,
+            iss: String::new(),
+            name,
+            sub: request.user_nkey.clone(),
+            // Outside operator mode, the audience names the account the user is placed in.
+            aud: self.account.clone(),
+            exp: Some(now.saturating_add(ttl)),
+            nats: User {
+                resp: Some(permissions.responses()),
+                publish: permissions.publish,
+                subscribe: permissions.subscribe,
+                subs: -1,
+                data: -1,
+                payload: -1,
+                kind: "user".to_owned(),
+                version: 2,
+            },
+        };
+        let token = jwt::encode(claims, &self.issuer).map_err(|e| Refusal::Unavailable {
+            plugin: plugin.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok((plugin, token))
+    }
+
+    /// The rights and credential in force for `plugin`, read fresh from the buckets (not from a
+    /// cache, so that a change is in force for every connection made after it was written).
+    ///
+    /// # Errors
+    /// The [`Refusal`] a connection of this plugin would get now.
+    pub(crate) async fn current(&self, plugin: &PluginId) -> Result<Current, Refusal> {
+        let unavailable = |reason: String| Refusal::Unavailable {
+            plugin: plugin.clone(),
+            reason,
+        };
+        let registration = self
+            .registry
+            .get(plugin)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .ok_or_else(|| Refusal::Unknown(plugin.clone()))?;
+        if !registration.enabled {
+            return Err(Refusal::Disabled(plugin.clone()));
+        }
+        let credential = self
+            .credentials
+            .get(plugin)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .ok_or_else(|| Refusal::NoCredential(plugin.clone()))?;
+        Ok(Current {
+            rights: PluginRights::of(&registration),
+            credential,
+        })
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

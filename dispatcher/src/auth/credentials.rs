@@ -1,0 +1,237 @@
+//! Plugin credentials: one secret per plugin, issued by the control plane.
+//!
+//! A plugin's worker connects with its plugin id as user name and its secret as password. The
+//! secret is 32 random bytes, shown once when issued; only its SHA-256 digest is stored, in the
+//! key-value bucket `{PREFIX}_CREDENTIALS` ([`bucket_name`]), which only the trusted users of
+//! the deployment's account can read (plugins have no JetStream rights at all). Issuing again
+//! rotates: the old secret stops working for new connections at once, and the control plane
+//! disconnects connections made with it.
+
+use async_nats::jetstream::{self, kv};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use switchyard_bus::stream_name;
+use switchyard_schemas::{Namespace, PluginId};
+use time::OffsetDateTime;
+
+use super::AuthError;
+
+/// The name of the credentials bucket for `namespace`: `{PREFIX}_CREDENTIALS`.
+pub fn bucket_name(namespace: &Namespace) -> String {
+    stream_name(namespace, "CREDENTIALS")
+}
+
+/// A plugin's secret, as handed to its operator. Its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PluginSecret(String);
+
+impl PluginSecret {
+    /// The secret, to hand to the plugin's workers (`SWITCHYARD_PLUGIN_TOKEN`).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn generate() -> Self {
+        Self(data_encoding::BASE64URL_NOPAD.encode(&rand::random::<[u8; 32]>()))
+    }
+}
+
+impl std::fmt::Debug for PluginSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PluginSecret(..)")
+    }
+}
+
+/// What the bucket holds per plugin: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCredential {
+    /// An id of this issuance, so that connections made with an earlier secret can be told
+    /// apart (it is part of their rights' fingerprint).
+    pub id: String,
+    /// The SHA-256 digest of the secret, in lower-case hex.
+    pub sha256: String,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+}
+
+impl StoredCredential {
+    /// Whether `secret` is the secret this credential was issued with. Compares digests in
+    /// constant time. A plain SHA-256 is enough: secrets are 256 random bits, not passwords
+    /// that could be guessed.
+    pub fn accepts(&self, secret: &str) -> bool {
+        let digest = digest(secret);
+        digest.len() == self.sha256.len()
+            && digest
+                .bytes()
+                .zip(self.sha256.bytes())
+                .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+fn digest(secret: &str) -> String {
+    data_encoding::HEXLOWER.encode(&Sha256::digest(secret.as_bytes()))
+}
+
+/// The credentials of one deployment. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CredentialStore {
+    store: kv::Store,
+    bucket: String,
+}
+
+impl CredentialStore {
+    /// Opens the credentials bucket of `namespace`, creating it when missing.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when the bucket can be neither opened nor created.
+    pub async fn open(js: &jetstream::Context, namespace: &Namespace) -> Result<Self, AuthError> {
+        let bucket = bucket_name(namespace);
+        let store = match js.get_key_value(&bucket).await {
+            Ok(store) => store,
+            Err(_) => {
+                let created = js
+                    .create_key_value(kv::Config {
+                        bucket: bucket.clone(),
+                        description: "Switchyard plugin credentials: a SHA-256 digest per plugin"
+                            .to_owned(),
+                        history: 1,
+                        storage: jetstream::stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await;
+                match created {
+                    Ok(store) => store,
+                    // Another process may have created it in between: use theirs.
+                    Err(create_error) => js
+                        .get_key_value(&bucket)
+                        .await
+                        .map_err(|_| store_error(&bucket, "create the bucket", create_error))?,
+                }
+            }
+        };
+        Ok(Self { store, bucket })
+    }
+
+    /// Opens the credentials bucket of `namespace` if it exists (a deployment that never
+    /// issued a credential has none).
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when the bucket exists but cannot be opened.
+    pub async fn open_existing(
+        js: &jetstream::Context,
+        namespace: &Namespace,
+    ) -> Result<Option<Self>, AuthError> {
+        let bucket = bucket_name(namespace);
+        match js.stream_by_subject(format!("$KV.{bucket}.>")).await {
+            Err(_) => Ok(None),
+            Ok(_) => Self::open(js, namespace).await.map(Some),
+        }
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Issues a new secret for `plugin`, replacing (rotating) any earlier one. The secret is
+    /// returned once and not stored.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when it cannot be stored.
+    pub async fn issue(&self, plugin: &PluginId) -> Result<PluginSecret, AuthError> {
+        let secret = PluginSecret::generate();
+        let credential = StoredCredential {
+            id: data_encoding::HEXLOWER.encode(&rand::random::<[u8; 8]>()),
+            sha256: digest(secret.expose()),
+            issued_at: OffsetDateTime::now_utc(),
+        };
+        let json = serde_json::to_vec(&credential)
+            .map_err(|e| store_error(&self.bucket, "encode a credential", e))?;
+        self.store
+            .put(plugin.as_str(), json.into())
+            .await
+            .map_err(|e| store_error(&self.bucket, "store a credential", e))?;
+        Ok(secret)
+    }
+
+    /// The credential of `plugin`, if one is issued.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when the read fails or the entry does not decode.
+    pub async fn get(&self, plugin: &PluginId) -> Result<Option<StoredCredential>, AuthError> {
+        let value = self
+            .store
+            .get(plugin.as_str())
+            .await
+            .map_err(|e| store_error(&self.bucket, "read a credential", e))?;
+        value
+            .map(|bytes| {
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| store_error(&self.bucket, "decode a credential", e))
+            })
+            .transpose()
+    }
+
+    /// Revokes the credential of `plugin`; returns whether there was one.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when the removal fails.
+    pub async fn revoke(&self, plugin: &PluginId) -> Result<bool, AuthError> {
+        let existed = self.get(plugin).await?.is_some();
+        if existed {
+            self.store
+                .purge(plugin.as_str())
+                .await
+                .map_err(|e| store_error(&self.bucket, "revoke a credential", e))?;
+        }
+        Ok(existed)
+    }
+
+    /// A notification for every change (issue, rotation, revocation), with the plugin's id.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when the watch cannot be started.
+    pub async fn changes(
+        &self,
+    ) -> Result<impl Stream<Item = String> + Send + Unpin + 'static, AuthError> {
+        let watch = self
+            .store
+            .watch(">")
+            .await
+            .map_err(|e| store_error(&self.bucket, "watch the bucket", e))?;
+        Ok(watch
+            .filter_map(|entry| async move { entry.ok().map(|entry| entry.key) })
+            .boxed())
+    }
+}
+
+fn store_error(bucket: &str, action: &str, error: impl std::fmt::Display) -> AuthError {
+    AuthError::Store {
+        bucket: bucket.to_owned(),
+        action: action.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_accepts_its_secret_only() {
+        let secret = PluginSecret::generate();
+        assert_eq!(secret.expose().len(), 43);
+        let credential = StoredCredential {
+            id: "c1".to_owned(),
+            sha256: digest(secret.expose()),
+            issued_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert!(credential.accepts(secret.expose()));
+        assert!(!credential.accepts(PluginSecret::generate().expose()));
+        assert!(!credential.accepts(""));
+        assert_eq!(format!("{secret:?}"), "PluginSecret(..)");
+    }
+}

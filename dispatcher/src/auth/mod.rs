@@ -1,0 +1,397 @@
+//! Broker-enforced plugin rights: the control plane that tells nats-server who each plugin
+//! connection is and what it may do.
+//!
+//! nats-server (2.10+) runs in *auth callout* mode (`docs/security.md`; [`AuthSetup`] writes
+//! the configuration): the dispatcher and operators log in as trusted users that bypass the
+//! callout, and every other connection is sent to [`AuthService`], which
+//!
+//! 1. checks the plugin's identity: its id as the user name, its secret ([`credentials`]) as
+//!    the password, against the registry (unknown, removed and disabled plugins are refused);
+//! 2. answers with a user JWT signed by the issuer key, whose permissions are exactly the
+//!    plugin's rights ([`PluginRights::permissions`]): its delivery subject, its own inbox,
+//!    replies, its hello and rights subjects, and the channels its approved manifest grants,
+//!    for its tenants only; never JetStream;
+//! 3. answers workers asking for their rights (`{prefix}.control.rights.{plugin}`), so that the
+//!    SDK subscribes to the channels it may receive on;
+//! 4. follows the registry and the credentials, and disconnects (through the system account)
+//!    every plugin connection whose rights changed, so that it reconnects with the new ones,
+//!    or is refused. Nothing restarts.
+//!
+//! The server enforces the permissions: a plugin using a raw NATS client instead of the SDK
+//! is refused the same way.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use switchyard_dispatcher::auth::{AuthConfig, AuthService};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let seed = std::fs::read_to_string("/etc/switchyard/issuer.nk")?;
+//! let client = async_nats::connect("nats://dispatcher:secret@127.0.0.1:4222").await?;
+//! let system = async_nats::connect("nats://system:secret@127.0.0.1:4222").await?;
+//! let auth = AuthService::start(client, Some(system), AuthConfig::new(seed.trim())?).await?;
+//! // ... run the dispatcher ...
+//! auth.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod callout;
+pub mod credentials;
+mod jwt;
+mod rights;
+mod setup;
+mod sweep;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use nkeys::{KeyPair, KeyPairType};
+use switchyard_schemas::{Namespace, PluginId};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use self::callout::Refusal;
+pub use self::credentials::{CredentialStore, PluginSecret, StoredCredential};
+pub use self::rights::{Permissions, PluginRights};
+pub use self::setup::{AuthSetup, Login, DEFAULT_ACCOUNT, SYSTEM_ACCOUNT};
+
+use self::callout::Callout;
+use self::sweep::Sweeper;
+use crate::registry::Registry;
+
+/// The subject nats-server sends authorization requests to, in the callout's account.
+pub const CALLOUT_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
+/// The queue group of the callout and rights responders: with several dispatchers, one answers.
+const QUEUE: &str = "switchyard-auth";
+
+/// How an [`AuthService`] runs.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The deployment's namespace.
+    pub namespace: Namespace,
+    /// The issuer key (an account nkey with its seed) whose public key the server's
+    /// `auth_callout { issuer }` names.
+    pub issuer: Arc<KeyPair>,
+    /// The account plugins are placed in: the one holding the streams (`auth_callout { account }`).
+    pub account: String,
+    /// How long a plugin's user JWT is valid. The server disconnects the connection when it
+    /// expires, and the client reconnects with fresh rights: without a system-account
+    /// connection this bounds how long a revoked right lasts.
+    pub ttl: Duration,
+    /// How often stale plugin connections are looked for even when no change was seen (a
+    /// connection authorized at the very moment of a change, a missed notification).
+    pub sweep_interval: Duration,
+}
+
+impl AuthConfig {
+    /// A configuration with the issuer key read from its seed (`SA…`), the default
+    /// namespace and account, a 1 hour JWT lifetime and a 30 s sweep.
+    ///
+    /// # Errors
+    /// [`AuthError::Issuer`] when the seed is not an account seed.
+    pub fn new(issuer_seed: &str) -> Result<Self, AuthError> {
+        Ok(Self {
+            namespace: Namespace::default(),
+            issuer: Arc::new(issuer_from_seed(issuer_seed)?),
+            account: DEFAULT_ACCOUNT.to_owned(),
+            ttl: Duration::from_secs(3600),
+            sweep_interval: Duration::from_secs(30),
+        })
+    }
+}
+
+/// Reads an issuer key from its seed.
+///
+/// # Errors
+/// [`AuthError::Issuer`] when the seed does not decode or is not an account key.
+pub fn issuer_from_seed(seed: &str) -> Result<KeyPair, AuthError> {
+    let key = KeyPair::from_seed(seed.trim()).map_err(|e| AuthError::Issuer(e.to_string()))?;
+    if key.key_pair_type() == KeyPairType::Account {
+        Ok(key)
+    } else {
+        Err(AuthError::Issuer(format!(
+            "the issuer must be an account key (a seed starting with `SA`), not a {:?} key",
+            key.key_pair_type()
+        )))
+    }
+}
+
+/// Why the auth service could not start, or a credential operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The issuer seed is not a usable account key.
+    #[error("invalid issuer key: {0}")]
+    Issuer(String),
+    /// A subscription or request on the deployment's account failed.
+    #[error("{action}: {reason}")]
+    Nats {
+        /// What was being done.
+        action: &'static str,
+        /// What happened.
+        reason: String,
+    },
+    /// A request to the system account failed.
+    #[error("system account: cannot {action}: {reason}")]
+    System {
+        /// What was being done.
+        action: &'static str,
+        /// What happened.
+        reason: String,
+    },
+    /// The credentials bucket failed.
+    #[error("credentials `{bucket}`: cannot {action}: {reason}")]
+    Store {
+        /// The bucket.
+        bucket: String,
+        /// What was being done.
+        action: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+}
+
+/// The running auth callout, rights responder and sweeper. Stop it with
+/// [`shutdown`](Self::shutdown); dropping it stops it too.
+#[derive(Debug)]
+pub struct AuthService {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    sweeps: Arc<Notify>,
+}
+
+impl AuthService {
+    /// Starts answering authorization requests and rights requests on `client` (a trusted
+    /// user of the plugins' account, e.g. the dispatcher's login), and, when `system` (a
+    /// system-account connection) is given, disconnecting plugin connections whose rights
+    /// changed. Without `system`, changes reach existing connections when their JWT expires
+    /// ([`AuthConfig::ttl`]).
+    ///
+    /// # Errors
+    /// An [`AuthError`] when the registry, the credentials or the subscriptions cannot be set
+    /// up.
+    pub async fn start(
+        client: async_nats::Client,
+        system: Option<async_nats::Client>,
+        config: AuthConfig,
+    ) -> Result<Self, AuthError> {
+        let js = async_nats::jetstream::new(client.clone());
+        let registry = Registry::open(&js, &config.namespace).await?;
+        let credentials = CredentialStore::open(&js, &config.namespace).await?;
+        let callout = Callout {
+            registry: registry.clone(),
+            credentials: credentials.clone(),
+            issuer: Arc::clone(&config.issuer),
+            account: config.account.clone(),
+            namespace: config.namespace.clone(),
+            ttl: config.ttl,
+        };
+        let nats = |action| {
+            move |e: async_nats::SubscribeError| AuthError::Nats {
+                action,
+                reason: e.to_string(),
+            }
+        };
+        let requests = client
+            .queue_subscribe(CALLOUT_SUBJECT, QUEUE.to_owned())
+            .await
+            .map_err(nats("subscribe to authorization requests"))?;
+        let rights = client
+            .queue_subscribe(config.namespace.all_plugin_rights(), QUEUE.to_owned())
+            .await
+            .map_err(nats("subscribe to rights requests"))?;
+
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let sweeps = Arc::new(Notify::new());
+        tasks.spawn(answer_callouts(
+            client.clone(),
+            requests,
+            callout.clone(),
+            tasks.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(answer_rights(
+            client.clone(),
+            rights,
+            callout.clone(),
+            stop.clone(),
+        ));
+        match system {
+            Some(system) => {
+                let changes = registry.watch().await?;
+                let credential_changes = credentials.changes().await?;
+                let sweeper = Sweeper { system, callout };
+                tasks.spawn(sweep_on_changes(
+                    sweeper,
+                    changes.map(drop).fuse().boxed(),
+                    credential_changes.map(drop).fuse().boxed(),
+                    Arc::clone(&sweeps),
+                    config.sweep_interval,
+                    stop.clone(),
+                ));
+            }
+            None => tracing::warn!(
+                ttl = ?config.ttl,
+                "no system-account connection: a plugin whose rights change keeps its old rights until its JWT expires"
+            ),
+        }
+        tracing::info!(account = %config.account, issuer = %config.issuer.public_key(), "auth callout running");
+        Ok(Self {
+            stop,
+            tasks,
+            sweeps,
+        })
+    }
+
+    /// Asks for a sweep of stale plugin connections now (it also happens on every change and
+    /// every [`AuthConfig::sweep_interval`]). Does nothing without a system connection.
+    pub fn sweep_soon(&self) {
+        self.sweeps.notify_one();
+    }
+
+    /// Stops answering; authorization requests from then on time out (and are refused) unless
+    /// another instance answers them.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl Drop for AuthService {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn answer_callouts(
+    client: async_nats::Client,
+    mut requests: async_nats::Subscriber,
+    callout: Callout,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+) {
+    loop {
+        let request = tokio::select! {
+            () = stop.cancelled() => break,
+            request = requests.next() => match request {
+                Some(request) => request,
+                None => break,
+            },
+        };
+        let Some(reply) = request.reply.clone() else {
+            continue;
+        };
+        let (client, callout) = (client.clone(), callout.clone());
+        // Each request on its own task: a slow registry read delays one connection only.
+        tasks.spawn(async move {
+            if let Some(response) = callout.answer(&request.payload).await {
+                if let Err(error) = client.publish(reply, response.into()).await {
+                    tracing::warn!(%error, "authorization response not sent");
+                }
+            }
+        });
+    }
+}
+
+/// The answer to a rights request: the plugin's rights, or why it has none.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum RightsAnswer {
+    Rights(PluginRights),
+    Refused { error: String },
+}
+
+async fn answer_rights(
+    client: async_nats::Client,
+    mut requests: async_nats::Subscriber,
+    callout: Callout,
+    stop: CancellationToken,
+) {
+    loop {
+        let request = tokio::select! {
+            () = stop.cancelled() => break,
+            request = requests.next() => match request {
+                Some(request) => request,
+                None => break,
+            },
+        };
+        let Some(reply) = request.reply.clone() else {
+            continue;
+        };
+        // Only the plugin itself (and trusted users) may publish to its rights subject.
+        let plugin = request
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|p| PluginId::new(p).ok());
+        let answer = match plugin {
+            Some(plugin) => match callout.current(&plugin).await {
+                Ok(current) => RightsAnswer::Rights(current.rights),
+                Err(refusal) => RightsAnswer::Refused {
+                    error: refusal.to_string(),
+                },
+            },
+            None => RightsAnswer::Refused {
+                error: "not a plugin's rights subject".to_owned(),
+            },
+        };
+        let body = serde_json::to_vec(&answer).unwrap_or_default();
+        if let Err(error) = client.publish(reply, body.into()).await {
+            tracing::debug!(%error, "rights answer not sent");
+        }
+    }
+}
+
+async fn sweep_on_changes(
+    sweeper: Sweeper,
+    mut registry_changes: futures::stream::BoxStream<'static, ()>,
+    mut credential_changes: futures::stream::BoxStream<'static, ()>,
+    sweeps: Arc<Notify>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let trigger = Arc::clone(&sweeps);
+    let watch = async move {
+        loop {
+            tokio::select! {
+                Some(()) = registry_changes.next() => trigger.notify_one(),
+                Some(()) = credential_changes.next() => trigger.notify_one(),
+                else => break,
+            }
+        }
+    };
+    let sweeping = async {
+        loop {
+            tokio::select! {
+                () = sweeps.notified() => {}
+                _ = ticks.tick() => {}
+            }
+            match sweeper.sweep().await {
+                Ok(0) => {}
+                Ok(kicked) => tracing::debug!(kicked, "stale plugin connections disconnected"),
+                Err(error) => tracing::warn!(%error, "cannot sweep plugin connections"),
+            }
+        }
+    };
+    tokio::pin!(watch, sweeping);
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = &mut watch, if watching => {
+                tracing::error!("the registry or credentials watch ended; sweeping on the interval only");
+                watching = false;
+            }
+            () = &mut sweeping => break,
+        }
+    }
+}

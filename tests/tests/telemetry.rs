@@ -1,0 +1,233 @@
+//! One trace per event across the bus, the dispatcher and SDK workers, and the metrics they
+//! emit, checked with in-memory exporters.
+//!
+//! The OpenTelemetry providers are process-wide, so everything runs in one test, in order.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use opentelemetry::trace::{SpanId, SpanKind, TraceId};
+use opentelemetry::{global, Value};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use switchyard_plugin_sdk::{HandlerError, Plugin};
+use switchyard_schemas::telemetry::{attr, metric, ALL_NAMES};
+use switchyard_schemas::{Event, EventId, Tenant};
+use switchyard_tests::{manifest, wait_until, OrderCreated, Switchyard};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+fn text(span: &SpanData, key: &str) -> String {
+    attribute(span, key)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+/// Finished spans of one trace.
+struct Trace {
+    spans: Vec<SpanData>,
+}
+
+impl Trace {
+    fn named(&self, name: &str) -> Vec<&SpanData> {
+        self.spans.iter().filter(|s| s.name == name).collect()
+    }
+
+    fn one(&self, name: &str, plugin: Option<&str>) -> &SpanData {
+        let found: Vec<_> = self
+            .named(name)
+            .into_iter()
+            .filter(|s| plugin.is_none_or(|p| text(s, attr::PLUGIN) == p))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one `{name}` for {plugin:?}, got {}",
+            found.len()
+        );
+        found[0]
+    }
+}
+
+fn span_id(span: &SpanData) -> SpanId {
+    span.span_context.span_id()
+}
+
+/// The spans of the trace that the publish of `id` started.
+fn trace_of(spans: &InMemorySpanExporter, id: &EventId) -> Trace {
+    let all = spans.get_finished_spans().unwrap();
+    let trace: TraceId = all
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Producer && text(s, attr::MESSAGE_ID) == id.as_str())
+        .map(|s| s.span_context.trace_id())
+        .unwrap_or_else(|| panic!("no publish span for {id}"));
+    Trace {
+        spans: all
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace)
+            .collect(),
+    }
+}
+
+fn start_worker(sy: &Switchyard, plugin: Plugin) {
+    let namespace = sy.namespace().clone();
+    let url = sy.url();
+    tokio::spawn(async move {
+        let client = async_nats::connect(url).await.unwrap();
+        plugin
+            .serve(client, namespace, std::future::pending(), None, None)
+            .await
+            .unwrap();
+    });
+}
+
+async fn publish(sy: &Switchyard, n: u32) -> EventId {
+    let event = Event::builder(Tenant::new("acme").unwrap(), "urn:test")
+        .build(&OrderCreated { n })
+        .unwrap();
+    sy.publisher().publish_event(&event).await.unwrap();
+    event.attributes.id
+}
+
+#[tokio::test]
+async fn one_trace_per_event_across_processes_and_documented_metrics() {
+    let spans = InMemorySpanExporter::default();
+    global::set_tracer_provider(
+        SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build(),
+    );
+    let metrics = InMemoryMetricExporter::default();
+    let meters = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    global::set_meter_provider(meters.clone());
+
+    let sy = Switchyard::start().await;
+    for id in ["alpha", "beta"] {
+        let m = manifest(id, "");
+        sy.register(m.clone()).await;
+        start_worker(
+            &sy,
+            Plugin::new(m).on(|_: OrderCreated, _| async { Ok(()) }),
+        );
+    }
+    let failing = manifest(
+        "gamma",
+        "max_attempts = 3\nbackoff = { fixed = [\"50ms\"] }",
+    );
+    sy.register(failing.clone()).await;
+    start_worker(
+        &sy,
+        Plugin::new(failing)
+            .on(|_: OrderCreated, _| async { Err(HandlerError::retry("not today")) }),
+    );
+
+    // 1. One event, three plugins: one trace, publisher → dispatcher → each worker.
+    let id = publish(&sy, 1).await;
+    wait_until(DEADLINE, || async {
+        let t = trace_of(&spans, &id);
+        t.named("publish switchyard.dlq.gamma.acme.order.created")
+            .len()
+            == 1
+            && t.named("process switchyard.deliver.alpha").len() == 1
+            && t.named("process switchyard.deliver.beta").len() == 1
+    })
+    .await
+    .expect("every span of the event's trace is exported");
+    let t = trace_of(&spans, &id);
+    let publish_span = t.one("publish switchyard.events.acme.order.created", None);
+    assert_eq!(
+        publish_span.parent_span_id,
+        SpanId::INVALID,
+        "the trace starts at the publish"
+    );
+    assert_eq!(text(publish_span, attr::MESSAGING_SYSTEM), "nats");
+    assert_eq!(text(publish_span, attr::OPERATION_TYPE), "publish");
+    for plugin in ["alpha", "beta"] {
+        let dispatch = t.one("process switchyard.events.acme.order.created", Some(plugin));
+        assert_eq!(dispatch.span_kind, SpanKind::Consumer);
+        assert_eq!(dispatch.parent_span_id, span_id(publish_span));
+        assert_eq!(text(dispatch, attr::ATTEMPT), "1");
+        assert_eq!(text(dispatch, attr::OUTCOME), "acked");
+        assert_eq!(text(dispatch, attr::MESSAGE_ID), id.as_str());
+        let send = t.one(&format!("send switchyard.deliver.{plugin}"), None);
+        assert_eq!(send.span_kind, SpanKind::Producer);
+        assert_eq!(send.parent_span_id, span_id(dispatch));
+        let handle = t.one(&format!("process switchyard.deliver.{plugin}"), None);
+        assert_eq!(
+            handle.parent_span_id,
+            span_id(send),
+            "the worker continues the trace"
+        );
+        assert_eq!(text(handle, attr::PLUGIN), plugin);
+        assert_eq!(text(handle, attr::OUTCOME), "done");
+        assert_eq!(text(handle, attr::MESSAGING_SYSTEM), "nats");
+    }
+
+    // 2. The retried, then dead-lettered, plugin: every attempt is in the same trace.
+    let mut attempts: Vec<_> = t
+        .named("process switchyard.events.acme.order.created")
+        .into_iter()
+        .filter(|s| text(s, attr::PLUGIN) == "gamma")
+        .collect();
+    attempts.sort_by_key(|s| text(s, attr::ATTEMPT));
+    let seen: Vec<(String, String)> = attempts
+        .iter()
+        .map(|s| (text(s, attr::ATTEMPT), text(s, attr::OUTCOME)))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("1".to_owned(), "retried".to_owned()),
+            ("2".to_owned(), "retried".to_owned()),
+            ("3".to_owned(), "dead_lettered".to_owned()),
+        ]
+    );
+    for attempt in &attempts {
+        assert_eq!(attempt.parent_span_id, span_id(publish_span));
+    }
+    let dead_letter = t.one("publish switchyard.dlq.gamma.acme.order.created", None);
+    assert_eq!(dead_letter.parent_span_id, span_id(attempts[2]));
+    assert_eq!(text(dead_letter, attr::ERROR_CODE), "handler.retry");
+    assert_eq!(t.named("process switchyard.deliver.gamma").len(), 3);
+
+    // 3. What is emitted is what docs/telemetry.md lists.
+    meters.force_flush().unwrap();
+    let emitted: BTreeSet<String> = metrics
+        .get_finished_metrics()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.scope_metrics())
+        .filter(|s| s.scope().name() == "switchyard")
+        .flat_map(|s| s.metrics().map(|m| m.name().to_owned()))
+        .collect();
+    for name in &emitted {
+        assert!(
+            ALL_NAMES.contains(&name.as_str()),
+            "{name} is not documented"
+        );
+    }
+    for expected in [
+        metric::DELIVERIES,
+        metric::ATTEMPTS,
+        metric::HANDLER_DURATION,
+        metric::IN_FLIGHT,
+        metric::DEAD_LETTERS,
+        metric::CONSUMER_PENDING,
+        metric::CIRCUIT_STATE,
+        metric::HANDLE_DURATION,
+    ] {
+        assert!(
+            emitted.contains(expected),
+            "{expected} was not emitted: {emitted:?}"
+        );
+    }
+}
