@@ -25,6 +25,8 @@ use crate::registry::TenantScope;
 pub const ACK_WAIT_MARGIN: Duration = Duration::from_secs(10);
 /// How long one pull waits for messages before it is renewed.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How long a pull waits for more free delivery slots before it asks for fewer messages.
+const PULL_GATHER: Duration = Duration::from_millis(1);
 /// When stopping, how long to wait for messages the server has already sent in answer to the
 /// current pull.
 const STOP_DRAIN: Duration = Duration::from_millis(200);
@@ -113,10 +115,26 @@ pub async fn pull_loop(
                 .await
                 .expect("the semaphore is never closed");
             // Take every free slot: one pull asks for as many messages as can be delivered.
-            let extra = slots.available_permits();
-            if extra > 0 {
-                if let Ok(more) = Arc::clone(&slots).try_acquire_many_owned(extra as u32) {
-                    permits.merge(more);
+            // Under load slots free up one at a time; gathering them for a moment makes one
+            // pull per several messages instead of one per message (each pull subscribes and
+            // unsubscribes an inbox).
+            let wanted = (max_in_flight / 2).max(1);
+            let gather_until = tokio::time::Instant::now() + PULL_GATHER;
+            loop {
+                let extra = slots.available_permits();
+                if extra > 0 {
+                    if let Ok(more) = Arc::clone(&slots).try_acquire_many_owned(extra as u32) {
+                        permits.merge(more);
+                    }
+                }
+                if permits.num_permits() >= wanted {
+                    break;
+                }
+                tokio::select! {
+                    more = Arc::clone(&slots).acquire_owned() => {
+                        permits.merge(more.expect("the semaphore is never closed"));
+                    }
+                    () = tokio::time::sleep_until(gather_until) => break,
                 }
             }
             permits

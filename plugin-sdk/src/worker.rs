@@ -209,7 +209,9 @@ async fn serve_one(
     let Some(reply) = message.reply.clone() else {
         return; // Not a request: nobody waits for an answer.
     };
-    let headers = message.headers.clone().unwrap_or_default();
+    // Borrowed, not cloned: copying the map was a tenth of the worker's time per message.
+    let empty = HeaderMap::new();
+    let headers = message.headers.as_ref().unwrap_or(&empty);
     if headers.get(dh::PROBE).is_some() {
         let _ = client.publish(reply, bytes::Bytes::new()).await;
         return;
