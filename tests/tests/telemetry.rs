@@ -111,6 +111,14 @@ async fn one_trace_per_event_across_processes_and_documented_metrics() {
     global::set_meter_provider(meters.clone());
 
     let sy = Switchyard::start().await;
+    // Workers announce themselves once subscribed; the event is published after all three
+    // did, so that no attempt meets an absent worker (which would add a `send` span).
+    let watcher = sy.server.client().await;
+    let mut hellos = watcher
+        .subscribe(sy.namespace().all_worker_hellos())
+        .await
+        .unwrap();
+    watcher.flush().await.unwrap();
     for id in ["alpha", "beta"] {
         let m = manifest(id, "");
         sy.register(m.clone()).await;
@@ -129,6 +137,12 @@ async fn one_trace_per_event_across_processes_and_documented_metrics() {
         Plugin::new(failing)
             .on(|_: OrderCreated, _| async { Err(HandlerError::retry("not today")) }),
     );
+
+    for _ in 0..3 {
+        tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut hellos))
+            .await
+            .expect("every worker says hello");
+    }
 
     // 1. One event, three plugins: one trace, publisher → dispatcher → each worker.
     let id = publish(&sy, 1).await;
