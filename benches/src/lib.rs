@@ -29,6 +29,7 @@ pub mod scenario;
 pub mod server;
 pub mod suite;
 pub mod switchyard;
+pub mod telemetry;
 pub mod wire;
 
 pub use error::{BenchError, BenchResult, Step};

@@ -14,6 +14,7 @@ use crate::raw::{Ack, Pull, RawVariant};
 use crate::report::{self, Table};
 use crate::scenario::{self, Measurement, Scenario, Target};
 use crate::switchyard::{Behaviour, PluginSpec};
+use crate::telemetry::Sinks;
 use crate::BenchResult;
 
 /// The parts of the suite.
@@ -35,6 +36,9 @@ pub enum Group {
     /// Which of Switchyard's ways of pulling and acknowledging explain the gap: the raw
     /// baseline with each of them swapped in.
     Attribution,
+    /// Switchyard with telemetry off (no providers: the no-op globals) against telemetry on
+    /// (SDK providers recording every span and metric into memory), in the same run.
+    Telemetry,
     /// Switchyard alone, flat out at window 32, long enough for a profiler to watch (not
     /// part of the default suite).
     Profile,
@@ -42,7 +46,7 @@ pub enum Group {
 
 impl Group {
     /// Every group, in the order the suite runs them.
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::Throughput,
         Group::Latency,
         Group::FanOut,
@@ -50,6 +54,7 @@ impl Group {
         Group::Failures,
         Group::Idle,
         Group::Attribution,
+        Group::Telemetry,
     ];
 }
 
@@ -111,6 +116,7 @@ pub async fn run(options: &SuiteOptions) -> BenchResult<Vec<Table>> {
             Group::Failures => suite.failures().await?,
             Group::Idle => suite.idle().await?,
             Group::Attribution => suite.attribution().await?,
+            Group::Telemetry => suite.telemetry().await?,
             Group::Profile => suite.profile().await?,
         };
         println!("{}", table.render());
@@ -549,6 +555,58 @@ impl Suite<'_> {
             "{SHAPE_PAYLOAD} B, flat out. msgs/event and bytes/event: messages and payload + \
              header bytes sent and received over all connections of the system (SUB/UNSUB \
              operations are not counted)."
+        ));
+        Ok(table)
+    }
+
+    async fn telemetry(&self) -> BenchResult<Table> {
+        let mut table = Table::new(
+            "Telemetry: Switchyard with no OpenTelemetry providers (off) and with SDK providers (on)",
+            &[
+                "telemetry",
+                "events/s",
+                "vs off",
+                "p50",
+                "p99",
+                "cpu/event",
+                "spans/event",
+            ],
+        );
+        let events = self.flat_out_events(SHAPE_WINDOW);
+        let scenario = self.scenario(
+            Target::switchyard(SHAPE_WINDOW),
+            SHAPE_PAYLOAD,
+            Load::FlatOut,
+            events,
+        );
+        // Off first: the providers are process-wide, and the dispatcher takes its instruments
+        // when it starts. Repeats of each run back to back rather than alternating, so that
+        // the providers are installed once.
+        let off = self.measure(std::slice::from_ref(&scenario)).await?[0];
+        let sinks = Sinks::install();
+        let on = self.measure(std::slice::from_ref(&scenario)).await;
+        let exported = sinks.uninstall().await?;
+        let on = on?[0];
+        let runs = self.options.repeat.max(1) as f64;
+        for (name, m, spans) in [("off", off, None), ("on", on, Some(exported.spans))] {
+            table.row(vec![
+                name.to_owned(),
+                report::rate(m.events_per_sec),
+                report::ratio(m.events_per_sec / off.events_per_sec),
+                report::duration(m.latency.p50),
+                report::duration(m.latency.p99),
+                cpu(&m),
+                spans.map_or("-".to_owned(), |spans| {
+                    format!("{:.1}", spans as f64 / (events as f64 * runs))
+                }),
+            ]);
+        }
+        table.note(format!(
+            "Window {SHAPE_WINDOW}, {SHAPE_PAYLOAD} B, flat out. On: a tracer provider with a \
+             batch processor (default queue of 2048; spans beyond it are dropped) and a meter \
+             provider with a periodic reader every 1 s, both exporting to memory, always \
+             sampled; {} metric exports.",
+            exported.metric_exports
         ));
         Ok(table)
     }
