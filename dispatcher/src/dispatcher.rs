@@ -490,7 +490,7 @@ impl Supervisor {
             });
             let path = Arc::new(DeliveryPath {
                 client: self.client.clone(),
-                namespace: self.namespace.clone(),
+                delivery_subject: self.namespace.delivery(&plugin).into(),
                 plugin: plugin.clone(),
                 subscription: subscription.clone(),
                 breaker,

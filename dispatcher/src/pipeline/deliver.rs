@@ -12,7 +12,7 @@ use switchyard_bus::decode_event;
 use switchyard_schemas::delivery::{header as dh, DeliveryInfo, ErrorCode, Outcome};
 use switchyard_schemas::manifest::Subscription;
 use switchyard_schemas::telemetry::{self, attr};
-use switchyard_schemas::{header as ce, Namespace, PluginId};
+use switchyard_schemas::{header as ce, PluginId};
 use time::OffsetDateTime;
 
 use super::breaker::CircuitBreaker;
@@ -34,8 +34,9 @@ const REQUEST_FAILURE_RETRY: Duration = Duration::from_secs(1);
 pub struct DeliveryPath {
     /// The connection requests go out on.
     pub client: async_nats::Client,
-    /// The deployment's namespace.
-    pub namespace: Namespace,
+    /// The subject the plugin's workers listen on, built once: cloning it per attempt only
+    /// bumps a reference count.
+    pub delivery_subject: async_nats::Subject,
     /// The plugin.
     pub plugin: PluginId,
     /// The subscription, with its resolved policy.
@@ -94,13 +95,6 @@ enum Sent {
     Result(AttemptResult),
     /// The request failed for a reason that is not the plugin's (e.g. a disconnect).
     NotSent(String),
-}
-
-impl DeliveryPath {
-    /// The subject the plugin's workers listen on.
-    pub fn delivery_subject(&self) -> String {
-        self.namespace.delivery(&self.plugin)
-    }
 }
 
 /// Delivers one pulled message to the plugin and settles it. Never fails: every problem
@@ -217,7 +211,10 @@ async fn process(
         rand::random::<f64>(),
     ) {
         Action::Ack => {
-            path.first_failures.remove(&sequence);
+            // Only an event that failed here before has an entry; the first attempt has none.
+            if attempt > 1 {
+                path.first_failures.remove(&sequence);
+            }
             settle(&path.client, message, AckKind::Ack, || Settled::Acked).await
         }
         Action::Retry {
@@ -292,12 +289,12 @@ async fn request(
         subscription: path.subscription.name.to_string(),
         stream_sequence: sequence,
     };
-    let subject = path.delivery_subject();
+    let subject = &path.delivery_subject;
     let send = telemetry::start(
         cx,
         SpanKind::Producer,
         telemetry::span::SEND,
-        &subject,
+        subject.as_str(),
         || vec![KeyValue::new(attr::ATTEMPT, i64::from(attempt))],
     );
     let mut headers = message.headers.clone().unwrap_or_default();
@@ -313,7 +310,7 @@ async fn request(
         .payload(message.payload.clone())
         .timeout(Some(policy.timeout));
     let started = std::time::Instant::now();
-    let result = match path.client.send_request(subject, request).await {
+    let result = match path.client.send_request(subject.clone(), request).await {
         Ok(reply) => Ok(read_reply(reply.headers.as_ref(), &reply.payload)),
         Err(error) if error.kind() == RequestErrorKind::TimedOut => Ok(AttemptResult::TimedOut),
         Err(error) => Err(error),
@@ -339,7 +336,7 @@ fn read_reply(headers: Option<&HeaderMap>, body: &[u8]) -> AttemptResult {
 fn spawn_prober(path: &DeliveryPath) {
     let presence = Arc::clone(&path.presence);
     let client = path.client.clone();
-    let subject = path.delivery_subject();
+    let subject = path.delivery_subject.clone();
     tokio::spawn(async move {
         presence
             .probe_until_present(|| {
@@ -352,7 +349,7 @@ fn spawn_prober(path: &DeliveryPath) {
 }
 
 /// True when some worker is subscribed: any answer, or even a timeout, means someone is there.
-async fn probe(client: &async_nats::Client, subject: String) -> bool {
+async fn probe(client: &async_nats::Client, subject: async_nats::Subject) -> bool {
     let mut headers = HeaderMap::new();
     headers.insert(dh::PROBE, "1");
     let request = async_nats::Request::new()
