@@ -40,7 +40,7 @@ pub use publish::{
     BatchError, PublishError, PublishErrorKind, PublishReceipt, Publisher, DEFAULT_ACK_TIMEOUT,
 };
 pub use streams::{provision, stream_name, ProvisionError, Provisioned, StreamSettings, Streams};
-pub use wire::{decode_event, event_headers};
+pub use wire::{decode_event, event_headers, header};
 
 use async_nats::jetstream;
 use switchyard_schemas::Namespace;

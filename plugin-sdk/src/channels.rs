@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::handler::{run_caught, HandlerResult};
+use crate::headers::lookup;
 
 /// The header of a reply saying that the receiver could not handle the request (its value
 /// says why). The reply has no body.
@@ -476,14 +477,13 @@ fn decode_reply<Resp: TypedEvent>(subject: &str, reply: &Message) -> Result<Resp
             subject: subject.to_owned(),
         });
     }
-    let headers = reply.headers.clone().unwrap_or_default();
-    if let Some(reason) = headers.get(ERROR_HEADER) {
+    let lookup = lookup(reply.headers.as_ref());
+    if let Some(reason) = lookup(ERROR_HEADER) {
         return Err(ChannelError::Remote {
             subject: subject.to_owned(),
-            reason: reason.to_string(),
+            reason: reason.to_owned(),
         });
     }
-    let lookup = |name: &str| headers.get(name).map(|v| v.as_str());
     Event::decode(lookup, reply.payload.clone())
         .and_then(|event| event.data_as::<Resp>())
         .map_err(|e| ChannelError::Codec(format!("the reply on `{subject}`: {e}")))
@@ -855,8 +855,7 @@ async fn handle_message(
     handler: &ErasedChannelHandler,
     message: Message,
 ) {
-    let headers = message.headers.clone().unwrap_or_default();
-    let lookup = |name: &str| headers.get(name).map(|v| v.as_str());
+    let lookup = lookup(message.headers.as_ref());
     let Some((tenant, _)) = link.namespace.parse_channel(message.subject.as_str()) else {
         return;
     };

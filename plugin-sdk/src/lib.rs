@@ -55,6 +55,7 @@ pub mod channels;
 mod connect;
 mod context;
 mod handler;
+mod headers;
 mod plugin;
 #[cfg(feature = "otlp")]
 pub mod telemetry;

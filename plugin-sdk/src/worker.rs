@@ -17,6 +17,7 @@ use opentelemetry::KeyValue;
 use switchyard_schemas::telemetry::{self, attr};
 
 use crate::context::Context;
+use crate::headers::lookup;
 use crate::plugin::{Plugin, PluginError};
 
 /// The code of a delivery whose headers break the protocol.
@@ -210,13 +211,11 @@ async fn serve_one(
         return; // Not a request: nobody waits for an answer.
     };
     // Borrowed, not cloned: copying the map was a tenth of the worker's time per message.
-    let empty = HeaderMap::new();
-    let headers = message.headers.as_ref().unwrap_or(&empty);
-    if headers.get(dh::PROBE).is_some() {
+    let lookup = lookup(message.headers.as_ref());
+    if lookup(dh::PROBE).is_some() {
         let _ = client.publish(reply, bytes::Bytes::new()).await;
         return;
     }
-    let lookup = |name: &str| headers.get(name).map(|v| v.as_str());
     let (event_id, attempt, outcome) = match DeliveryInfo::decode(lookup) {
         Err(error) => (
             None,

@@ -8,7 +8,7 @@ use async_nats::{HeaderMap, RequestErrorKind};
 use dashmap::DashMap;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
-use switchyard_bus::decode_event;
+use switchyard_bus::{decode_event, header};
 use switchyard_schemas::delivery::{header as dh, DeliveryInfo, ErrorCode, Outcome};
 use switchyard_schemas::manifest::Subscription;
 use switchyard_schemas::telemetry::{self, attr};
@@ -114,7 +114,7 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
     // Each attempt is a span in the event's trace: its parent is the publisher's span, carried
     // in the event's headers, so every retry and the dead letter land in the same trace.
     let headers = message.headers.as_ref();
-    let parent = telemetry::extract(|name| headers.and_then(|h| h.get(name)).map(|v| v.as_str()));
+    let parent = telemetry::extract(|name| headers.and_then(|h| header(h, name)));
     let cx = telemetry::start(
         &parent,
         SpanKind::Consumer,
@@ -123,8 +123,8 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
         || {
             let mut attributes = path.metrics.labels().to_vec();
             attributes.push(KeyValue::new(attr::ATTEMPT, i64::from(attempt)));
-            if let Some(id) = headers.and_then(|h| h.get(ce::ID)) {
-                attributes.push(KeyValue::new(attr::MESSAGE_ID, id.as_str().to_owned()));
+            if let Some(id) = headers.and_then(|h| header(h, ce::ID)) {
+                attributes.push(KeyValue::new(attr::MESSAGE_ID, id.to_owned()));
             }
             attributes
         },
@@ -324,7 +324,7 @@ async fn request(
 }
 
 fn read_reply(headers: Option<&HeaderMap>, body: &[u8]) -> AttemptResult {
-    let lookup = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+    let lookup = |name: &str| headers.and_then(|h| header(h, name));
     match Outcome::from_reply(lookup, body) {
         Ok(outcome) => AttemptResult::Replied(outcome),
         Err(error) => AttemptResult::BadReply(error),
