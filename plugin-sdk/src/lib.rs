@@ -68,7 +68,7 @@ pub use connect::WorkerSettings;
 pub use context::{Context, ContextBuilder, SettingsError};
 pub use handler::{HandlerError, HandlerResult};
 pub use plugin::{Plugin, PluginError, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENCY};
-pub use worker::{env, Handled};
+pub use worker::{env, stop_signal, Handled};
 
 pub use switchyard_schemas::delivery::{ErrorCode, Outcome};
 pub use switchyard_schemas::manifest::toml;

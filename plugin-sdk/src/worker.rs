@@ -320,8 +320,13 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
     }
 }
 
-/// Waits for SIGTERM (how service managers stop a process) or Ctrl-C.
-async fn stop_signal() {
+/// Waits for SIGTERM (how service managers stop a process) or Ctrl-C: the shutdown that
+/// [`Plugin::run`] uses, for binaries that call [`Plugin::serve`] or run other long-lived
+/// parts themselves.
+///
+/// # Cancel safety
+/// Cancel-safe.
+pub async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

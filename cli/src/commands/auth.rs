@@ -173,24 +173,8 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let issuer = config.issuer.public_key();
     let service = AuthService::start(client, system, config).await?;
     println!("switchyard auth callout running (issuer {issuer})");
-    stop_signal().await;
+    switchyard_plugin_sdk::stop_signal().await;
     service.shutdown().await;
     println!("stopped");
     Ok(())
-}
-
-/// Waits for SIGTERM (how service managers stop a process) or Ctrl-C.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

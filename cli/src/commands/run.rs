@@ -52,7 +52,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         "switchyard dispatcher {instance} running on {}",
         switchyard_bus::redact_password(&args.nats.url)
     );
-    stop_signal().await;
+    switchyard_plugin_sdk::stop_signal().await;
     println!(
         "stopping: no new pulls; waiting up to {:?} for deliveries under way",
         args.shutdown_grace
@@ -64,27 +64,4 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         println!("stopped");
     }
     Ok(())
-}
-
-/// Waits for SIGTERM (how service managers stop a process) or Ctrl-C.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
