@@ -270,6 +270,23 @@ impl Drop for AuthService {
     }
 }
 
+/// The next request that expects an answer, or `None` once stopped or unsubscribed. Messages
+/// without a reply subject are skipped: nobody waits for them.
+async fn next_request(
+    requests: &mut async_nats::Subscriber,
+    stop: &CancellationToken,
+) -> Option<(async_nats::Message, async_nats::Subject)> {
+    loop {
+        let request = tokio::select! {
+            () = stop.cancelled() => return None,
+            request = requests.next() => request?,
+        };
+        if let Some(reply) = request.reply.clone() {
+            return Some((request, reply));
+        }
+    }
+}
+
 async fn answer_callouts(
     client: async_nats::Client,
     mut requests: async_nats::Subscriber,
@@ -277,17 +294,7 @@ async fn answer_callouts(
     tasks: TaskTracker,
     stop: CancellationToken,
 ) {
-    loop {
-        let request = tokio::select! {
-            () = stop.cancelled() => break,
-            request = requests.next() => match request {
-                Some(request) => request,
-                None => break,
-            },
-        };
-        let Some(reply) = request.reply.clone() else {
-            continue;
-        };
+    while let Some((request, reply)) = next_request(&mut requests, &stop).await {
         let (client, callout) = (client.clone(), callout.clone());
         // Each request on its own task: a slow registry read delays one connection only.
         tasks.spawn(async move {
@@ -314,17 +321,7 @@ async fn answer_rights(
     callout: Callout,
     stop: CancellationToken,
 ) {
-    loop {
-        let request = tokio::select! {
-            () = stop.cancelled() => break,
-            request = requests.next() => match request {
-                Some(request) => request,
-                None => break,
-            },
-        };
-        let Some(reply) = request.reply.clone() else {
-            continue;
-        };
+    while let Some((request, reply)) = next_request(&mut requests, &stop).await {
         // Only the plugin itself (and trusted users) may publish to its rights subject.
         let plugin = request
             .subject
