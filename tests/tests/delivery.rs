@@ -292,27 +292,23 @@ async fn events_wait_for_an_absent_worker_without_burning_attempts_or_busy_loopi
     })
     .await
     .expect("the dispatcher holds events while no worker is connected");
-    let before = sy
-        .dispatcher_client
-        .statistics()
-        .out_messages
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let sleep_started = tokio::time::Instant::now();
-    // Measure the dispatcher's traffic over a window: probes back off to one a second.
-    wait_until(Duration::from_secs(5), || async {
-        sleep_started.elapsed() >= Duration::from_secs(3)
-    })
-    .await
-    .unwrap();
-    let sent = sy
-        .dispatcher_client
-        .statistics()
-        .out_messages
-        .load(std::sync::atomic::Ordering::Relaxed)
-        - before;
+    // No busy loop: the dispatcher probes for a worker with pauses growing to one a second,
+    // so its next six messages take seconds; a loop would send them in milliseconds.
+    let sent = || {
+        sy.dispatcher_client
+            .statistics()
+            .out_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = sent();
+    let started = tokio::time::Instant::now();
+    wait_until(DEADLINE, || async { sent() - before >= 6 })
+        .await
+        .expect("the dispatcher keeps probing for a worker");
+    let took = started.elapsed();
     assert!(
-        sent < 30,
-        "{sent} messages in 3 s while waiting: a busy loop"
+        took >= Duration::from_millis(1500),
+        "six messages in {took:?} while waiting: a busy loop"
     );
 
     let worker = TestWorker::start(&sy.url(), sy.namespace(), "audit", |_| {
