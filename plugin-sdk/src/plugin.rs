@@ -74,6 +74,9 @@ pub struct Plugin {
     pub(crate) drain_timeout: Duration,
     /// How long handlers ran (the worker's side of the delivery), by outcome.
     pub(crate) handle_duration: opentelemetry::metrics::Histogram<f64>,
+    /// The plugin and subscription labels of each subscription's metrics, built once with
+    /// reference-counted values, since they go into every recording.
+    pub(crate) metric_labels: BTreeMap<String, [opentelemetry::KeyValue; 2]>,
     /// Channel handlers, by channel.
     pub(crate) channel_handlers: BTreeMap<ChannelName, ErasedChannelHandler>,
     /// The connection channels use, once serving.
@@ -115,8 +118,10 @@ impl Plugin {
 
     /// A plugin from a parsed manifest.
     pub fn new(manifest: Manifest) -> Self {
+        let metric_labels = metric_labels(&manifest);
         Self {
             settings: Arc::new(manifest.settings.clone()),
+            metric_labels,
             manifest,
             handlers: BTreeMap::new(),
             fallback: None,
@@ -387,4 +392,20 @@ pub(crate) fn handle_duration() -> opentelemetry::metrics::Histogram<f64> {
         .with_unit("s")
         .with_description("How long handlers ran, by outcome")
         .build()
+}
+
+fn metric_labels(manifest: &Manifest) -> BTreeMap<String, [opentelemetry::KeyValue; 2]> {
+    use switchyard_schemas::telemetry::attr;
+    let plugin =
+        opentelemetry::KeyValue::new(attr::PLUGIN, Arc::<str>::from(manifest.plugin.id.as_str()));
+    manifest
+        .subscriptions
+        .iter()
+        .map(|s| {
+            let name = s.name.to_string();
+            let subscription =
+                opentelemetry::KeyValue::new(attr::SUBSCRIPTION, Arc::<str>::from(name.as_str()));
+            (name, [plugin.clone(), subscription])
+        })
+        .collect()
 }

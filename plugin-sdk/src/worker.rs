@@ -287,10 +287,18 @@ async fn handle_traced<'h>(
             ]
         },
     );
-    let labels = [
-        KeyValue::new(attr::PLUGIN, info.plugin.to_string()),
-        KeyValue::new(attr::SUBSCRIPTION, info.subscription.clone()),
-    ];
+    let [plugin_label, subscription_label] = plugin
+        .metric_labels
+        .get(&info.subscription)
+        .cloned()
+        .unwrap_or_else(|| {
+            // A subscription this worker's manifest does not know (the registered manifest
+            // differs): label it all the same.
+            [
+                KeyValue::new(attr::PLUGIN, info.plugin.to_string()),
+                KeyValue::new(attr::SUBSCRIPTION, info.subscription.clone()),
+            ]
+        });
     let context = Context::new(info, event.attributes.clone(), Arc::clone(&plugin.settings))
         .with_channels(plugin.channels_for(&event.attributes.tenant));
     let started = std::time::Instant::now();
@@ -299,8 +307,8 @@ async fn handle_traced<'h>(
     plugin.handle_duration.record(
         started.elapsed().as_secs_f64(),
         &[
-            labels[0].clone(),
-            labels[1].clone(),
+            plugin_label,
+            subscription_label,
             KeyValue::new(attr::OUTCOME, name),
         ],
     );

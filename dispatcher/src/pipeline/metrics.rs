@@ -2,6 +2,7 @@
 //! meter (a no-op until a binary installs a provider). Instruments are created once per
 //! subscription and label sets are built once, so recording allocates nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
@@ -20,14 +21,6 @@ pub struct PathMetrics {
     in_flight: UpDownCounter<i64>,
     dead_letters: Counter<u64>,
     labels: [KeyValue; 2],
-}
-
-/// Outcome label values.
-mod outcome {
-    pub(super) const ACKED: &str = "acked";
-    pub(super) const RETRIED: &str = "retried";
-    pub(super) const DEAD_LETTERED: &str = "dead_lettered";
-    pub(super) const UNSETTLED: &str = "unsettled";
 }
 
 impl PathMetrics {
@@ -61,9 +54,10 @@ impl PathMetrics {
                 .u64_counter(metric::DEAD_LETTERS)
                 .with_description("Dead letters written, by error code")
                 .build(),
+            // Reference-counted values: the labels are cloned into every recording.
             labels: [
-                KeyValue::new(attr::PLUGIN, plugin.to_owned()),
-                KeyValue::new(attr::SUBSCRIPTION, subscription.to_owned()),
+                KeyValue::new(attr::PLUGIN, Arc::<str>::from(plugin)),
+                KeyValue::new(attr::SUBSCRIPTION, Arc::<str>::from(subscription)),
             ],
         }
     }
@@ -86,13 +80,8 @@ impl PathMetrics {
 
     /// A delivery settled.
     pub fn settled(&self, settled: &Settled) {
-        let value = match settled {
-            Settled::Acked => outcome::ACKED,
-            Settled::Retried { .. } => outcome::RETRIED,
-            Settled::DeadLettered { .. } => outcome::DEAD_LETTERED,
-            Settled::Unsettled => outcome::UNSETTLED,
-        };
-        self.deliveries.add(1, &self.with(attr::OUTCOME, value));
+        self.deliveries
+            .add(1, &self.with(attr::OUTCOME, settled.name()));
     }
 
     /// An attempt was sent; it got `outcome` after `took`.
