@@ -89,17 +89,13 @@ pub struct Dispatcher {
     deliveries: TaskTracker,
     supervisor: Option<JoinHandle<()>>,
     shutdown_grace: Duration,
-    circuits: Circuits,
     paths: Paths,
     loops: TaskTracker,
     /// Kept so that their callbacks stay registered while the dispatcher runs.
     _gauges: [ObservableGauge<u64>; 2],
 }
 
-/// The circuit state of every running (plugin, subscription), for operators.
-pub(crate) type Circuits = Arc<DashMap<(PluginId, String), Arc<CircuitBreaker>>>;
-
-/// The delivery path of every running (plugin, subscription), for its counters.
+/// The delivery path of every running (plugin, subscription): its counters and its breaker.
 type Paths = Arc<DashMap<(PluginId, String), Arc<DeliveryPath>>>;
 
 /// The counters of one running (plugin, subscription) in this dispatcher.
@@ -150,7 +146,6 @@ impl Dispatcher {
         let abort = CancellationToken::new();
         let deliveries = TaskTracker::new();
         let loops = TaskTracker::new();
-        let circuits: Circuits = Arc::default();
         let paths: Paths = Arc::default();
         let supervisor = Supervisor {
             client: client.clone(),
@@ -166,7 +161,6 @@ impl Dispatcher {
             deliveries: deliveries.clone(),
             stop: stop.clone(),
             abort: abort.clone(),
-            circuits: Arc::clone(&circuits),
             status,
             instance: config.instance.clone(),
             paths: Arc::clone(&paths),
@@ -180,7 +174,6 @@ impl Dispatcher {
             deliveries,
             supervisor: Some(handle),
             shutdown_grace: config.shutdown_grace,
-            circuits,
             paths,
             loops,
             _gauges: gauges,
@@ -190,11 +183,11 @@ impl Dispatcher {
     /// The circuit state of each running (plugin, subscription).
     pub fn circuit_states(&self) -> Vec<(PluginId, String, CircuitState)> {
         let mut states: Vec<_> = self
-            .circuits
+            .paths
             .iter()
             .map(|entry| {
                 let (plugin, subscription) = entry.key().clone();
-                (plugin, subscription, entry.value().state())
+                (plugin, subscription, entry.value().breaker.state())
             })
             .collect();
         states.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
@@ -354,7 +347,6 @@ struct Supervisor {
     deliveries: TaskTracker,
     stop: CancellationToken,
     abort: CancellationToken,
-    circuits: Circuits,
     status: StatusBoard,
     instance: String,
     paths: Paths,
@@ -442,7 +434,6 @@ impl Supervisor {
             }
         }
         for name in gone {
-            self.circuits.remove(&(plugin.clone(), name.clone()));
             self.paths.remove(&(plugin.clone(), name.clone()));
             self.delete_consumer(&plugin, &name).await;
         }
@@ -470,8 +461,6 @@ impl Supervisor {
                 }
             };
             let breaker = CircuitBreaker::new(self.breaker);
-            self.circuits
-                .insert((plugin.clone(), name.clone()), Arc::clone(&breaker));
             let stop = self.stop.child_token();
             tokio::spawn(report_circuit(
                 self.status.clone(),
@@ -538,7 +527,6 @@ impl Supervisor {
         };
         for (name, subscription) in running.subscriptions {
             subscription.stop.cancel();
-            self.circuits.remove(&(plugin.clone(), name.clone()));
             self.paths.remove(&(plugin.clone(), name.clone()));
             self.delete_consumer(plugin, &name).await;
         }
@@ -553,7 +541,6 @@ impl Supervisor {
         };
         for (name, subscription) in running.subscriptions {
             subscription.stop.cancel();
-            self.circuits.remove(&(plugin.clone(), name.clone()));
             self.paths.remove(&(plugin.clone(), name));
         }
         tracing::info!(%plugin, "disabled: deliveries paused");
