@@ -8,7 +8,6 @@ use futures::StreamExt;
 use switchyard_bus::Streams;
 use switchyard_dispatcher::auth::CredentialStore;
 use switchyard_dispatcher::consumer::consumer_name;
-use switchyard_dispatcher::pipeline::breaker::CircuitState;
 use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::status::{worst, CircuitReport, StatusBoard};
 use switchyard_schemas::{Manifest, Namespace, PluginId, Tenant};
@@ -296,15 +295,7 @@ fn circuit_of(reports: &[CircuitReport], plugin: &PluginId, subscription: Option
         .iter()
         .filter(|r| &r.plugin == plugin && subscription.is_none_or(|s| r.subscription == s))
         .map(|r| r.state);
-    worst(states).map_or_else(|| "-".to_owned(), |s| state_name(s).to_owned())
-}
-
-fn state_name(state: CircuitState) -> &'static str {
-    match state {
-        CircuitState::Closed => "closed",
-        CircuitState::Open => "open",
-        CircuitState::HalfOpen => "half-open",
-    }
+    worst(states).map_or_else(|| "-".to_owned(), |s| s.name().to_owned())
 }
 
 async fn status(args: StatusArgs) -> Result<(), CliError> {
@@ -348,7 +339,7 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
         let instances: Vec<String> = reports
             .iter()
             .filter(|r| r.plugin == args.plugin && r.subscription == subscription.name.as_str())
-            .map(|r| format!("{}={}", r.instance, state_name(r.state)))
+            .map(|r| format!("{}={}", r.instance, r.state.name()))
             .collect();
         rows.push([
             subscription.name.to_string(),

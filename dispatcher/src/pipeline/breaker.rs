@@ -42,6 +42,18 @@ pub enum CircuitState {
     HalfOpen,
 }
 
+impl CircuitState {
+    /// The state's name, as operators read it and as it is serialized: `closed`, `open`,
+    /// `half-open`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half-open",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum State {
     Closed { failures: u32 },

@@ -86,7 +86,7 @@ fn render(frame: &Frame<'_>) -> String {
                 .circuits
                 .iter()
                 .find(|(p, sub, _)| p == s.plugin.as_str() && *sub == s.subscription)
-                .map_or("-", |(_, _, state)| state_name(*state));
+                .map_or("-", |(_, _, state)| state.name());
             [
                 s.plugin.to_string(),
                 s.subscription.clone(),
@@ -111,14 +111,6 @@ fn render(frame: &Frame<'_>) -> String {
         &rows,
     ));
     text
-}
-
-pub(crate) fn state_name(state: CircuitState) -> &'static str {
-    match state {
-        CircuitState::Closed => "closed",
-        CircuitState::Open => "open",
-        CircuitState::HalfOpen => "half-open",
-    }
 }
 
 #[cfg(test)]
