@@ -9,24 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use futures::StreamExt;
 use switchyard_schemas::manifest::Subscription;
 use switchyard_schemas::{Namespace, PluginId};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::pipeline::breaker::CircuitState;
 use crate::pipeline::{deliver, DeliveryPath};
+use crate::pull::{Pull, Pulled};
 use crate::registry::TenantScope;
 
 /// Added to the per-attempt timeout to get the consumer's ack wait: time for the ack itself
 /// and for writing a dead letter.
 pub const ACK_WAIT_MARGIN: Duration = Duration::from_secs(10);
-/// How long one pull waits for messages before it is renewed.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
-/// How long a pull waits for more free delivery slots before it asks for fewer messages.
-const PULL_GATHER: Duration = Duration::from_millis(1);
 /// When stopping, how long to wait for messages the server has already sent in answer to the
 /// current pull.
 const STOP_DRAIN: Duration = Duration::from_millis(200);
@@ -91,9 +87,9 @@ pub fn consumer_config(
 }
 
 /// Pulls from `consumer` and delivers each message on its own task, at most
-/// `max_in_flight` at once, until `stop` is cancelled. Does not pull while the plugin's
-/// workers are absent or its circuit is open: held events are enough to find out when that
-/// changes.
+/// `max_in_flight` at once, until `stop` is cancelled. Asks for more only while the
+/// plugin's workers are present and its circuit is not open: the events already under way
+/// are enough to find out when that changes.
 ///
 /// Deliveries run on `deliveries`, so that shutdown can wait for them.
 pub async fn pull_loop(
@@ -104,117 +100,114 @@ pub async fn pull_loop(
     stop: CancellationToken,
     abort: CancellationToken,
 ) {
+    let info = consumer.cached_info();
+    let context = async_nats::jetstream::new(path.client.clone());
+    let mut pull = loop {
+        match Pull::open(context.clone(), &info.stream_name, &info.name).await {
+            Ok(pull) => break pull,
+            Err(error) => {
+                tracing::warn!(plugin = %path.plugin, %error, "cannot pull");
+                pause_or_stop(&stop).await;
+                if stop.is_cancelled() {
+                    return;
+                }
+            }
+        }
+    };
     let slots = Arc::new(Semaphore::new(max_in_flight));
+    // While some slots are asked for, more are asked for only in groups of this many, so that
+    // a busy subscription sends one pull request per several messages, not one per message.
+    let group = u32::try_from((max_in_flight / 4).max(1)).unwrap_or(u32::MAX);
     let mut circuit = path.breaker.subscribe();
     loop {
-        let ready = async {
-            path.presence.wait_present().await;
-            let _ = circuit.wait_for(|state| *state != CircuitState::Open).await;
-            let mut permits = Arc::clone(&slots)
-                .acquire_many_owned(1)
-                .await
-                .expect("the semaphore is never closed");
-            // Take every free slot: one pull asks for as many messages as can be delivered.
-            // Under load slots free up one at a time; gathering them for a moment makes one
-            // pull per several messages instead of one per message (each pull subscribes and
-            // unsubscribes an inbox).
-            let wanted = (max_in_flight / 2).max(1);
-            let gather_until = tokio::time::Instant::now() + PULL_GATHER;
-            loop {
-                let extra = slots.available_permits();
-                if extra > 0 {
-                    if let Ok(more) = Arc::clone(&slots).try_acquire_many_owned(extra as u32) {
-                        permits.merge(more);
-                    }
-                }
-                if permits.num_permits() >= wanted {
-                    break;
-                }
-                tokio::select! {
-                    more = Arc::clone(&slots).acquire_owned() => {
-                        permits.merge(more.expect("the semaphore is never closed"));
-                    }
-                    () = tokio::time::sleep_until(gather_until) => break,
-                }
-            }
-            permits
-        };
-        let mut permits = tokio::select! {
+        let least = if pull.requested() == 0 { 1 } else { group };
+        tokio::select! {
             biased;
-            () = stop.cancelled() => return,
-            permits = ready => permits,
-        };
-        let wanted = permits.num_permits();
-        let batch = consumer
-            .batch()
-            .max_messages(wanted)
-            .expires(PULL_EXPIRES)
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::warn!(plugin = %path.plugin, %error, "pull failed");
-                pause_or_stop(&stop).await;
-                continue;
+            () = stop.cancelled() => break,
+            pulled = pull.next() => match pulled {
+                Some(Pulled::Message(message, slot)) => {
+                    spawn_delivery(&deliveries, &path, &slots, &abort, message, slot);
+                }
+                Some(Pulled::Released) => {}
+                None => {
+                    tracing::warn!(plugin = %path.plugin, "pull inbox closed");
+                    return;
+                }
+            },
+            free = free_slots(&path, &mut circuit, &slots, least) => {
+                if let Err(error) = pull.request(free).await {
+                    tracing::warn!(plugin = %path.plugin, %error, "pull failed");
+                    pause_or_stop(&stop).await;
+                }
             }
-        };
-        let mut stopping = false;
-        loop {
-            let next = if stopping {
-                // Messages the server has already sent are delivered like any other (they
-                // are under way); then the pull is let go.
-                match tokio::time::timeout(STOP_DRAIN, batch.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                }
-            } else {
-                tokio::select! {
-                    biased;
-                    () = stop.cancelled() => {
-                        stopping = true;
-                        continue;
-                    }
-                    next = batch.next() => next,
-                }
-            };
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(error)) => {
-                    // Typically the server going away (409 shutdown). A pull sent at once
-                    // would reach the dying server and be lost with it, leaving nothing to
-                    // re-pull until the client's own batch timer fires; a short pause lets
-                    // the client reconnect first.
-                    tracing::warn!(plugin = %path.plugin, %error, "pull interrupted");
-                    if !stopping {
-                        pause_or_stop(&stop).await;
-                    }
-                    break;
-                }
-                None => break,
-            };
-            let Some(permit) = permits.split(1) else {
-                // More messages than asked for cannot arrive; keep the bound regardless.
-                tracing::warn!("pull returned more messages than requested");
-                break;
-            };
-            let path = Arc::clone(&path);
-            let abort = abort.clone();
-            deliveries.spawn(async move {
-                // On abort (shutdown past its grace) the delivery is dropped un-acked, and
-                // JetStream redelivers it after the ack wait.
-                let _in_flight = (path.stats.start(), path.metrics.start());
-                tokio::select! {
-                    settled = deliver(&path, message) => path.stats.record(&settled),
-                    () = abort.cancelled() => {}
-                }
-                drop(permit);
-            });
-        }
-        if stop.is_cancelled() {
-            return;
         }
     }
+    // Messages the server has already sent are delivered like any other (they are under
+    // way); then the pull is let go, and whatever comes later is redelivered by JetStream.
+    let until = tokio::time::Instant::now() + STOP_DRAIN;
+    while pull.requested() > 0 {
+        match tokio::time::timeout_at(until, pull.next()).await {
+            Ok(Some(Pulled::Message(message, slot))) => {
+                spawn_delivery(&deliveries, &path, &slots, &abort, message, slot);
+            }
+            Ok(Some(Pulled::Released)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+/// Waits until the plugin can take more (workers present, circuit not open) and at least
+/// `least` delivery slots are free, and takes every free slot.
+async fn free_slots(
+    path: &DeliveryPath,
+    circuit: &mut tokio::sync::watch::Receiver<CircuitState>,
+    slots: &Arc<Semaphore>,
+    least: u32,
+) -> OwnedSemaphorePermit {
+    path.presence.wait_present().await;
+    let _ = circuit.wait_for(|state| *state != CircuitState::Open).await;
+    let mut free = Arc::clone(slots)
+        .acquire_many_owned(least)
+        .await
+        .expect("the semaphore is never closed");
+    let extra = slots.available_permits();
+    if extra > 0 {
+        if let Ok(more) = Arc::clone(slots).try_acquire_many_owned(extra as u32) {
+            free.merge(more);
+        }
+    }
+    free
+}
+
+/// Delivers one pulled message on its own task, in the slot it was asked for.
+fn spawn_delivery(
+    deliveries: &TaskTracker,
+    path: &Arc<DeliveryPath>,
+    slots: &Arc<Semaphore>,
+    abort: &CancellationToken,
+    message: async_nats::jetstream::Message,
+    slot: Option<OwnedSemaphorePermit>,
+) {
+    let path = Arc::clone(path);
+    let slots = Arc::clone(slots);
+    let abort = abort.clone();
+    deliveries.spawn(async move {
+        // On abort (shutdown past its grace) the delivery is dropped un-acked, and
+        // JetStream redelivers it after the ack wait.
+        tokio::select! {
+            () = abort.cancelled() => {}
+            () = async {
+                // A message of a request presumed lost still keeps the bound.
+                let _slot = match slot {
+                    Some(slot) => slot,
+                    None => slots.acquire_owned().await.expect("the semaphore is never closed"),
+                };
+                let _in_flight = (path.stats.start(), path.metrics.start());
+                let settled = deliver(&path, message).await;
+                path.stats.record(&settled);
+            } => {}
+        }
+    });
 }
 
 async fn pause_or_stop(stop: &CancellationToken) {

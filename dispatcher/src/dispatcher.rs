@@ -91,6 +91,8 @@ pub struct Dispatcher {
     shutdown_grace: Duration,
     paths: Paths,
     loops: TaskTracker,
+    /// Flushed at shutdown, so that the last acknowledgements reach the server.
+    client: async_nats::Client,
     /// Kept so that their callbacks stay registered while the dispatcher runs.
     _gauges: [ObservableGauge<u64>; 2],
 }
@@ -151,7 +153,7 @@ impl Dispatcher {
             client: client.clone(),
             events,
             dead_letters: DeadLetterWriter::new(
-                client,
+                client.clone(),
                 config.namespace.clone(),
                 Duration::from_secs(5),
             ),
@@ -176,6 +178,7 @@ impl Dispatcher {
             shutdown_grace: config.shutdown_grace,
             paths,
             loops,
+            client,
             _gauges: gauges,
         })
     }
@@ -221,15 +224,20 @@ impl Dispatcher {
         self.loops.close();
         self.loops.wait().await;
         self.deliveries.close();
-        if tokio::time::timeout(self.shutdown_grace, self.deliveries.wait())
+        let dropped = if tokio::time::timeout(self.shutdown_grace, self.deliveries.wait())
             .await
             .is_ok()
         {
-            return 0;
+            0
+        } else {
+            let dropped = self.deliveries.len();
+            self.abort.cancel();
+            self.deliveries.wait().await;
+            dropped
+        };
+        if let Err(error) = self.client.flush().await {
+            tracing::warn!(%error, "last acknowledgements not flushed; JetStream will redeliver them");
         }
-        let dropped = self.deliveries.len();
-        self.abort.cancel();
-        self.deliveries.wait().await;
         dropped
     }
 }

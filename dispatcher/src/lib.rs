@@ -19,6 +19,7 @@ pub mod dead_letter;
 mod dispatcher;
 pub mod local_nats;
 pub mod pipeline;
+pub mod pull;
 pub mod redrive;
 pub mod registry;
 pub mod status;

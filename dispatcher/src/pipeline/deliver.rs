@@ -22,8 +22,6 @@ use super::presence::Presence;
 use super::rate::RateLimit;
 use crate::dead_letter::{DeadLetterWriter, Failure};
 
-/// How long the server has to confirm an acknowledgement.
-const ACK_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an event whose dead letter could not be stored waits before it comes back.
 const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
 /// How long an event waits after the request itself failed (not the worker's fault).
@@ -192,14 +190,11 @@ async fn process(
         Sent::Result(result) => result,
         Sent::NotSent(reason) => {
             tracing::warn!(plugin = %path.plugin, %reason, "request failed; redelivering");
-            return settle(
-                &path.client,
-                message,
-                AckKind::Nak(Some(REQUEST_FAILURE_RETRY)),
-                || Settled::Retried {
+            return settle(message, AckKind::Nak(Some(REQUEST_FAILURE_RETRY)), || {
+                Settled::Retried {
                     delay: REQUEST_FAILURE_RETRY,
-                },
-            )
+                }
+            })
             .await;
         }
     };
@@ -215,7 +210,7 @@ async fn process(
             if attempt > 1 {
                 path.first_failures.remove(&sequence);
             }
-            settle(&path.client, message, AckKind::Ack, || Settled::Acked).await
+            settle(message, AckKind::Ack, || Settled::Acked).await
         }
         Action::Retry {
             delay,
@@ -226,8 +221,8 @@ async fn process(
                 .entry(sequence)
                 .or_insert_with(OffsetDateTime::now_utc);
             tracing::debug!(plugin = %path.plugin, %code, %reason, ?delay, attempt, "retrying later");
-            settle(&path.client, message, AckKind::Nak(Some(delay)), || {
-                Settled::Retried { delay }
+            settle(message, AckKind::Nak(Some(delay)), || Settled::Retried {
+                delay,
             })
             .await
         }
@@ -415,49 +410,29 @@ async fn dead_letter(
             path.metrics.dead_letter(code.as_str());
             path.first_failures.remove(&sequence);
             tracing::info!(plugin = %path.plugin, %code, sequence, "dead-lettered");
-            settle(&path.client, message, AckKind::Ack, || {
-                Settled::DeadLettered { code }
-            })
-            .await
+            settle(message, AckKind::Ack, || Settled::DeadLettered { code }).await
         }
         Err(error) => {
             // The original stays un-acked and comes back: nothing is lost.
             tracing::error!(%error, "dead letter not stored; the event will come back");
-            settle(
-                &path.client,
-                message,
-                AckKind::Nak(Some(DEAD_LETTER_RETRY)),
-                || Settled::Unsettled,
-            )
+            settle(message, AckKind::Nak(Some(DEAD_LETTER_RETRY)), || {
+                Settled::Unsettled
+            })
             .await
         }
     }
 }
 
+/// Sends the acknowledgement of `kind`. Acks are not confirmed: a lost one (the
+/// connection dropped) means JetStream redelivers the event after its ack wait, which is
+/// at-least-once delivery either way; confirming each one cost a message per event and held
+/// the delivery's slot for the round trip (docs/performance.md).
 async fn settle(
-    client: &async_nats::Client,
     message: &jetstream::Message,
     kind: AckKind,
     settled: impl FnOnce() -> Settled,
 ) -> Settled {
-    let result = match (kind, message.reply.as_ref()) {
-        // Acks are confirmed by the server, so that a lost ack shows as a redelivery, not a
-        // gap. Asking through the connection's shared reply inbox costs one message each way;
-        // async-nats' `double_ack` subscribes a fresh inbox per ack, which cost a third of the
-        // throughput (docs/performance.md).
-        (AckKind::Ack, Some(reply)) => {
-            let request = async_nats::Request::new()
-                .payload(bytes::Bytes::from_static(b"+ACK"))
-                .timeout(Some(ACK_CONFIRM_TIMEOUT));
-            client
-                .send_request(reply.clone(), request)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
-        (other, _) => message.ack_with(other).await.map_err(|e| e.to_string()),
-    };
-    match result {
+    match message.ack_with(kind).await {
         Ok(()) => settled(),
         Err(error) => {
             tracing::warn!(%error, "acknowledgement failed; JetStream will redeliver");

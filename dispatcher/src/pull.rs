@@ -1,0 +1,212 @@
+//! A long-lived pull from one JetStream consumer, asking for exactly the free delivery slots.
+//!
+//! async-nats offers two pulls, and neither fits. `batch()` subscribes and unsubscribes a
+//! fresh inbox for every pull, which cost a third of the throughput (docs/performance.md).
+//! `stream()` fetches ahead of what can be delivered and re-pulls on its own timer, so
+//! events would wait un-acknowledged in a client buffer; while a plugin's workers are
+//! absent, their ack wait would run out and each would come back having lost an attempt
+//! it never had.
+//!
+//! [`Pull`] keeps one inbox for its lifetime and sends a pull request for the slots that
+//! are free. Every message that arrives was asked for with a slot, and comes with it, so it
+//! is delivered (or held, its ack wait extended) at once; nothing waits in a buffer.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull::BatchConfig};
+use async_nats::{StatusCode, Subject};
+use futures::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+/// How long the server keeps one pull request open. An expired request's unfilled slots
+/// come back with its `408` status.
+pub const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// Past a request's expiry, how long to wait for its `408` before presuming the request
+/// lost and freeing its slots.
+const LOST_AFTER: Duration = Duration::from_secs(2);
+/// While slots are asked for, how often to look for a reconnect: a server that restarted
+/// has forgotten every request, so their slots are freed and asked for again.
+const RECONNECT_CHECK: Duration = Duration::from_secs(1);
+/// The server's count of messages a request still had not sent when it ended.
+const PENDING_MESSAGES: &str = "Nats-Pending-Messages";
+
+/// Why a pull could not be set up or asked.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The inbox subscription failed.
+    #[error("cannot subscribe the pull inbox: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    /// A pull request could not be sent.
+    #[error("cannot send a pull request: {0}")]
+    Request(#[from] async_nats::PublishError),
+}
+
+/// What [`Pull::next`] brings.
+// Returned by value and taken apart at once; boxing the message would allocate per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Pulled {
+    /// A message and the slot asked for it. `None` only for a message of a request that was
+    /// presumed lost: it needs a slot of its own.
+    Message(jetstream::Message, Option<OwnedSemaphorePermit>),
+    /// Requests ended unfilled and their slots were freed.
+    Released,
+}
+
+/// A pull from one consumer through one inbox; see the module documentation.
+#[derive(Debug)]
+pub struct Pull {
+    context: jetstream::Context,
+    next_subject: Subject,
+    inbox: Subject,
+    replies: async_nats::Subscriber,
+    /// One permit per message asked for and not arrived yet.
+    requested: Option<OwnedSemaphorePermit>,
+    /// When the last request was sent or the last reply came.
+    last_heard: Instant,
+    /// The connection's statistics, whose connect count tells of reconnects.
+    statistics: Arc<async_nats::Statistics>,
+    /// The connect count when requests were last known to be alive.
+    connects: u64,
+    /// When to look for a reconnect next, while nothing arrives.
+    next_check: Instant,
+}
+
+impl Pull {
+    /// Subscribes an inbox for pulling from `consumer` of `stream`, on the connection of
+    /// `context`: requests go out on the same one, so the server knows the inbox before the
+    /// first request reaches it.
+    ///
+    /// # Errors
+    /// [`PullError::Subscribe`] when the subscription fails.
+    pub async fn open(
+        context: jetstream::Context,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<Self, PullError> {
+        let client = context.client();
+        let inbox = Subject::from(client.new_inbox());
+        let replies = client.subscribe(inbox.clone()).await?;
+        let statistics = client.statistics();
+        Ok(Self {
+            connects: statistics.connects.load(Ordering::Relaxed),
+            statistics,
+            next_check: Instant::now() + RECONNECT_CHECK,
+            context,
+            // The JetStream API's default prefix, as the bus's JetStream context uses.
+            next_subject: Subject::from(format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}")),
+            inbox,
+            replies,
+            requested: None,
+            last_heard: Instant::now(),
+        })
+    }
+
+    /// How many messages are asked for and not arrived yet.
+    pub fn requested(&self) -> usize {
+        self.requested.as_ref().map_or(0, |p| p.num_permits())
+    }
+
+    /// Asks for one message per permit in `slots`; each arrives with one of them.
+    ///
+    /// # Errors
+    /// [`PullError::Request`] when the request cannot be sent; the slots are freed.
+    pub async fn request(&mut self, slots: OwnedSemaphorePermit) -> Result<(), PullError> {
+        let config = BatchConfig {
+            batch: slots.num_permits(),
+            expires: Some(PULL_EXPIRES),
+            ..BatchConfig::default()
+        };
+        let body = serde_json::to_vec(&config).expect("a pull request serializes");
+        self.context
+            .client()
+            .publish_with_reply(self.next_subject.clone(), self.inbox.clone(), body.into())
+            .await?;
+        match &mut self.requested {
+            Some(requested) => requested.merge(slots),
+            None => self.requested = Some(slots),
+        }
+        self.last_heard = Instant::now();
+        Ok(())
+    }
+
+    /// The next message, or news that slots were freed. Pending forever while nothing is
+    /// asked for; ends (`None`) only if the subscription does.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: nothing is taken or freed until it returns.
+    pub async fn next(&mut self) -> Option<Pulled> {
+        loop {
+            if self.requested() > 0 && self.requests_lost() {
+                tracing::debug!(slots = self.requested(), "pull requests lost; asking again");
+                self.requested = None;
+                return Some(Pulled::Released);
+            }
+            let check_at = (self.requested() > 0).then_some(self.next_check);
+            let reply = tokio::select! {
+                reply = self.replies.next() => reply?,
+                () = sleep_until(check_at) => {
+                    self.next_check = Instant::now() + RECONNECT_CHECK;
+                    continue;
+                }
+            };
+            self.last_heard = Instant::now();
+            match reply.status {
+                None | Some(StatusCode::OK) => {
+                    let slot = self.requested.as_mut().and_then(|p| p.split(1));
+                    if self.requested() == 0 {
+                        self.requested = None;
+                    }
+                    let message = jetstream::Message {
+                        message: reply,
+                        context: self.context.clone(),
+                    };
+                    return Some(Pulled::Message(message, slot));
+                }
+                Some(StatusCode::IDLE_HEARTBEAT) => {}
+                Some(status) => {
+                    // A request ended (expired, or terminated by the server). Its unfilled
+                    // count comes as a header; without one, nothing asked for can be
+                    // counted on any more.
+                    let unfilled = reply
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(PENDING_MESSAGES))
+                        .and_then(|v| v.as_str().parse::<usize>().ok());
+                    if status != StatusCode::TIMEOUT {
+                        tracing::debug!(%status, description = ?reply.description, "pull request ended");
+                    }
+                    match unfilled {
+                        Some(n) if n < self.requested() => {
+                            drop(self.requested.as_mut().and_then(|p| p.split(n)));
+                        }
+                        _ => self.requested = None,
+                    }
+                    return Some(Pulled::Released);
+                }
+            }
+        }
+    }
+}
+
+impl Pull {
+    /// Whether the requests asked for can no longer be answered: the connection was
+    /// re-established since (the server may have restarted), or the last request expired
+    /// without the server's `408`.
+    fn requests_lost(&mut self) -> bool {
+        let connects = self.statistics.connects.load(Ordering::Relaxed);
+        let reconnected = connects != self.connects;
+        self.connects = connects;
+        reconnected || Instant::now() >= self.last_heard + PULL_EXPIRES + LOST_AFTER
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
