@@ -1,7 +1,7 @@
 //! Moving [`Event`]s in and out of NATS messages: the one place where the envelope's header
 //! list meets async-nats' `HeaderMap`.
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use switchyard_schemas::{DecodeError, Event};
 
@@ -9,7 +9,8 @@ use switchyard_schemas::{DecodeError, Event};
 pub fn event_headers(event: &Event) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in event.headers() {
-        headers.insert(name, value);
+        // A static name is used as it is; one given as `&str` would be copied per insert.
+        headers.insert(HeaderName::from_static(name), value);
     }
     headers
 }

@@ -245,7 +245,8 @@ async fn serve_one(
     let (pairs, body) = outcome.to_reply();
     let mut reply_headers = HeaderMap::new();
     for (name, value) in pairs {
-        reply_headers.insert(name, value);
+        // A static name is used as it is; one given as `&str` would be copied per insert.
+        reply_headers.insert(async_nats::HeaderName::from_static(name), value);
     }
     if let Err(error) = client
         .publish_with_headers(reply, reply_headers, body)

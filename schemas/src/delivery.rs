@@ -13,20 +13,10 @@ use crate::name::PluginId;
 
 /// Header names of the delivery protocol, defined once.
 pub mod header {
-    /// The attempt number, 1 for the first delivery of an event to this plugin.
-    pub const ATTEMPT: &str = "switchyard-attempt";
-    /// The most attempts the plugin's policy allows.
-    pub const MAX_ATTEMPTS: &str = "switchyard-max-attempts";
-    /// When the dispatcher stops waiting for the reply: Unix time in milliseconds.
-    pub const DEADLINE_MS: &str = "switchyard-deadline-ms";
-    /// The per-attempt timeout in milliseconds (the deadline without clock skew).
-    pub const TIMEOUT_MS: &str = "switchyard-timeout-ms";
-    /// The plugin the delivery is for.
-    pub const PLUGIN: &str = "switchyard-plugin";
-    /// The plugin's subscription that matched the event.
-    pub const SUBSCRIPTION: &str = "switchyard-subscription";
-    /// The event's sequence number in the events stream.
-    pub const STREAM_SEQUENCE: &str = "switchyard-stream-seq";
+    /// Everything the dispatcher tells a worker about one delivery, as `name=value` fields
+    /// separated by `;` (see [`super::field`]): one header rather than one per field, since
+    /// every header is parsed and allocated on its own by each client that receives it.
+    pub const DELIVERY: &str = "switchyard-delivery";
     /// The reply's outcome: `done`, `retry` or `failed`.
     pub const OUTCOME: &str = "switchyard-outcome";
     /// With `retry`: how long to wait before the next attempt, in milliseconds.
@@ -40,6 +30,24 @@ pub mod header {
     pub const TRACEPARENT: &str = "traceparent";
     /// W3C trace state.
     pub const TRACESTATE: &str = "tracestate";
+}
+
+/// Field names of the [`header::DELIVERY`] header, defined once.
+pub mod field {
+    /// The attempt number, 1 for the first delivery of an event to this plugin.
+    pub const ATTEMPT: &str = "attempt";
+    /// The most attempts the plugin's policy allows.
+    pub const MAX_ATTEMPTS: &str = "max-attempts";
+    /// When the dispatcher stops waiting for the reply: Unix time in milliseconds.
+    pub const DEADLINE_MS: &str = "deadline-ms";
+    /// The per-attempt timeout in milliseconds (the deadline without clock skew).
+    pub const TIMEOUT_MS: &str = "timeout-ms";
+    /// The plugin the delivery is for.
+    pub const PLUGIN: &str = "plugin";
+    /// The plugin's subscription that matched the event.
+    pub const SUBSCRIPTION: &str = "subscription";
+    /// The event's sequence number in the events stream.
+    pub const STREAM_SEQUENCE: &str = "stream-seq";
 }
 
 /// The longest error code accepted, in bytes.
@@ -118,6 +126,19 @@ pub enum ProtocolError {
     /// A required header is absent.
     #[error("missing header `{0}`")]
     Missing(&'static str),
+    /// A field of the [`header::DELIVERY`] header is absent.
+    #[error("header `{header}` has no `{0}` field", header = header::DELIVERY)]
+    MissingField(&'static str),
+    /// A field of the [`header::DELIVERY`] header is not valid.
+    #[error("bad field `{field}` = `{value}` in header `{header}`: {reason}", header = header::DELIVERY)]
+    BadField {
+        /// The field.
+        field: &'static str,
+        /// The value found.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A header's value is not valid.
     #[error("bad header `{header}` = `{value}`: {reason}")]
     Bad {
@@ -131,59 +152,106 @@ pub enum ProtocolError {
 }
 
 impl DeliveryInfo {
-    /// The headers that carry this information.
+    /// The header that carries this information: [`header::DELIVERY`] and its value.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![(header::DELIVERY, self.header_value())]
+    }
+
+    /// The value of the [`header::DELIVERY`] header, e.g.
+    /// `attempt=1;max-attempts=5;deadline-ms=1795000000123;timeout-ms=30000;plugin=audit;subscription=orders;stream-seq=42`.
+    pub fn header_value(&self) -> String {
+        use std::fmt::Write as _;
         let deadline_ms = self
             .deadline
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        vec![
-            (header::ATTEMPT, self.attempt.to_string()),
-            (header::MAX_ATTEMPTS, self.max_attempts.to_string()),
-            (header::DEADLINE_MS, deadline_ms.to_string()),
-            (header::TIMEOUT_MS, self.timeout.as_millis().to_string()),
-            (header::PLUGIN, self.plugin.as_str().to_owned()),
-            (header::SUBSCRIPTION, self.subscription.clone()),
-            (header::STREAM_SEQUENCE, self.stream_sequence.to_string()),
-        ]
+        let mut value = String::with_capacity(128);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            value,
+            "{}={};{}={};{}={};{}={};{}={};{}={};{}={}",
+            field::ATTEMPT,
+            self.attempt,
+            field::MAX_ATTEMPTS,
+            self.max_attempts,
+            field::DEADLINE_MS,
+            deadline_ms,
+            field::TIMEOUT_MS,
+            self.timeout.as_millis(),
+            field::PLUGIN,
+            self.plugin,
+            field::SUBSCRIPTION,
+            self.subscription,
+            field::STREAM_SEQUENCE,
+            self.stream_sequence,
+        );
+        value
     }
 
-    /// Reads the information from a delivery's headers.
+    /// Reads the information from a delivery's headers. Fields it does not know are
+    /// skipped, so that later versions can add some.
     ///
     /// # Errors
-    /// A [`ProtocolError`] naming the missing or bad header.
+    /// A [`ProtocolError`] naming the missing header, or the missing or bad field.
     pub fn decode<'h>(header: impl Fn(&str) -> Option<&'h str>) -> Result<Self, ProtocolError> {
-        let get = |name: &'static str| header(name).ok_or(ProtocolError::Missing(name));
+        let raw = header(header::DELIVERY).ok_or(ProtocolError::Missing(header::DELIVERY))?;
+        const FIELDS: [&str; 7] = [
+            field::ATTEMPT,
+            field::MAX_ATTEMPTS,
+            field::DEADLINE_MS,
+            field::TIMEOUT_MS,
+            field::PLUGIN,
+            field::SUBSCRIPTION,
+            field::STREAM_SEQUENCE,
+        ];
+        let mut values: [Option<&str>; 7] = [None; 7];
+        for pair in raw.split(';').filter(|p| !p.trim().is_empty()) {
+            let (name, value) = pair.split_once('=').ok_or_else(|| ProtocolError::Bad {
+                header: header::DELIVERY,
+                value: raw.to_owned(),
+                reason: "not a list of `name=value` fields separated by `;`",
+            })?;
+            if let Some(i) = FIELDS.iter().position(|f| *f == name.trim()) {
+                values[i] = Some(value.trim());
+            }
+        }
+        let get = |name: &'static str| {
+            let i = FIELDS
+                .iter()
+                .position(|f| *f == name)
+                .expect("a known field");
+            values[i].ok_or(ProtocolError::MissingField(name))
+        };
         let number = |name: &'static str| -> Result<u64, ProtocolError> {
             let raw = get(name)?;
-            raw.parse().map_err(|_| ProtocolError::Bad {
-                header: name,
+            raw.parse().map_err(|_| ProtocolError::BadField {
+                field: name,
                 value: raw.to_owned(),
                 reason: "not a whole number",
             })
         };
         let small = |name: &'static str| -> Result<u32, ProtocolError> {
             let value = number(name)?;
-            u32::try_from(value).map_err(|_| ProtocolError::Bad {
-                header: name,
+            u32::try_from(value).map_err(|_| ProtocolError::BadField {
+                field: name,
                 value: value.to_string(),
                 reason: "too large",
             })
         };
-        let raw_plugin = get(header::PLUGIN)?;
+        let raw_plugin = get(field::PLUGIN)?;
         Ok(Self {
-            attempt: small(header::ATTEMPT)?,
-            max_attempts: small(header::MAX_ATTEMPTS)?,
-            deadline: UNIX_EPOCH + Duration::from_millis(number(header::DEADLINE_MS)?),
-            timeout: Duration::from_millis(number(header::TIMEOUT_MS)?),
-            plugin: PluginId::new(raw_plugin).map_err(|_| ProtocolError::Bad {
-                header: header::PLUGIN,
+            attempt: small(field::ATTEMPT)?,
+            max_attempts: small(field::MAX_ATTEMPTS)?,
+            deadline: UNIX_EPOCH + Duration::from_millis(number(field::DEADLINE_MS)?),
+            timeout: Duration::from_millis(number(field::TIMEOUT_MS)?),
+            plugin: PluginId::new(raw_plugin).map_err(|_| ProtocolError::BadField {
+                field: field::PLUGIN,
                 value: raw_plugin.to_owned(),
                 reason: "not a valid plugin id",
             })?,
-            subscription: get(header::SUBSCRIPTION)?.to_owned(),
-            stream_sequence: number(header::STREAM_SEQUENCE)?,
+            subscription: get(field::SUBSCRIPTION)?.to_owned(),
+            stream_sequence: number(field::STREAM_SEQUENCE)?,
         })
     }
 }
@@ -339,20 +407,71 @@ mod tests {
     }
 
     #[test]
-    fn delivery_info_names_a_missing_or_bad_header() {
-        let err = DeliveryInfo::decode(|_| None).unwrap_err();
-        assert!(matches!(err, ProtocolError::Missing(_)));
-        let headers = vec![
-            (header::ATTEMPT, "x".to_owned()),
-            (header::PLUGIN, "audit".to_owned()),
-        ];
+    fn delivery_info_is_one_header_of_named_fields() {
+        let info = DeliveryInfo {
+            attempt: 1,
+            max_attempts: 5,
+            deadline: UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
+            timeout: Duration::from_secs(30),
+            plugin: PluginId::new("audit").unwrap(),
+            subscription: "orders".into(),
+            stream_sequence: 42,
+        };
         assert_eq!(
-            DeliveryInfo::decode(lookup(&headers)).unwrap_err(),
-            ProtocolError::Bad {
-                header: header::ATTEMPT,
+            info.headers(),
+            [(
+                header::DELIVERY,
+                "attempt=1;max-attempts=5;deadline-ms=1795000000123;timeout-ms=30000;\
+                 plugin=audit;subscription=orders;stream-seq=42"
+                    .to_owned()
+            )]
+        );
+        // Any order, spaces around fields, and fields added later are all fine.
+        let reordered = vec![(
+            header::DELIVERY,
+            " stream-seq=42; subscription=orders;plugin=audit ;future=x;timeout-ms=30000;\
+             deadline-ms=1795000000123;max-attempts=5;attempt=1;"
+                .to_owned(),
+        )];
+        assert_eq!(DeliveryInfo::decode(lookup(&reordered)).unwrap(), info);
+    }
+
+    #[test]
+    fn delivery_info_names_a_missing_or_bad_field() {
+        assert_eq!(
+            DeliveryInfo::decode(|_| None).unwrap_err(),
+            ProtocolError::Missing(header::DELIVERY)
+        );
+        let bad = |value: &str| {
+            let headers = vec![(header::DELIVERY, value.to_owned())];
+            DeliveryInfo::decode(lookup(&headers)).unwrap_err()
+        };
+        assert_eq!(
+            bad("attempt=x;plugin=audit"),
+            ProtocolError::BadField {
+                field: field::ATTEMPT,
                 value: "x".into(),
                 reason: "not a whole number"
             }
+        );
+        assert_eq!(
+            bad("plugin=audit"),
+            ProtocolError::MissingField(field::ATTEMPT)
+        );
+        let err = bad("attempt");
+        assert!(
+            matches!(
+                err,
+                ProtocolError::Bad {
+                    header: header::DELIVERY,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            bad("plugin=audit").to_string(),
+            "header `switchyard-delivery` has no `attempt` field"
         );
     }
 

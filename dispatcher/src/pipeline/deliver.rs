@@ -22,6 +22,9 @@ use super::presence::Presence;
 use super::rate::RateLimit;
 use crate::dead_letter::{DeadLetterWriter, Failure};
 
+/// The delivery header's name, built once: a name given as text is copied into a new
+/// allocation on every insert.
+const DELIVERY_HEADER: async_nats::HeaderName = async_nats::HeaderName::from_static(dh::DELIVERY);
 /// How long an event whose dead letter could not be stored waits before it comes back.
 const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
 /// How long an event waits after the request itself failed (not the worker's fault).
@@ -293,9 +296,7 @@ async fn request(
         || vec![KeyValue::new(attr::ATTEMPT, i64::from(attempt))],
     );
     let mut headers = message.headers.clone().unwrap_or_default();
-    for (name, value) in info.headers() {
-        headers.insert(name, value);
-    }
+    headers.insert(DELIVERY_HEADER, info.header_value());
     // The worker's span becomes a child of this send (replacing the publisher's context).
     telemetry::inject(&send, |name, value| {
         headers.insert(name, value);
