@@ -62,6 +62,19 @@ impl Target {
         }
     }
 
+    /// The raw baseline carrying Switchyard's wire format: the same CloudEvents headers on
+    /// each event, the delivery header on each request, the outcome header on each reply.
+    /// What a hand-written program delivering the same events costs.
+    pub fn raw_same_wire(window: u32) -> Self {
+        Self::Raw {
+            window,
+            variant: RawVariant {
+                headers: true,
+                ..RawVariant::PLAIN
+            },
+        }
+    }
+
     /// How many settled deliveries complete a run of `events` events.
     fn settlements(&self, events: u64) -> u64 {
         match self {

@@ -33,8 +33,9 @@ pub enum Group {
     Failures,
     /// Registered plugins that receive nothing.
     Idle,
-    /// Which of Switchyard's ways of pulling and acknowledging explain the gap: the raw
-    /// baseline with each of them swapped in.
+    /// Which ways of pulling, acknowledging and encoding explain a gap: the raw baseline
+    /// with each of them swapped in (one-shot pulls and confirmed acks, as Switchyard's
+    /// dispatcher did at first; Switchyard's wire format), beside Switchyard itself.
     Attribution,
     /// Switchyard with telemetry off (no providers: the no-op globals) against telemetry on
     /// (SDK providers recording every span and metric into memory), in the same run.
@@ -171,48 +172,64 @@ impl Suite<'_> {
 
     async fn throughput(&self) -> BenchResult<Table> {
         let mut table = Table::new(
-            "Throughput, flat out: Switchyard (sy) against raw async-nats (raw)",
+            "Throughput, flat out: Switchyard (sy) against raw async-nats, bare (raw) and with \
+             Switchyard's wire format (wire)",
             &[
                 "window",
                 "payload",
                 "raw",
+                "wire",
                 "sy",
                 "sy/raw",
+                "sy/wire",
                 "raw p50",
                 "raw p99",
                 "sy p50",
                 "sy p99",
                 "cpu/event raw",
+                "cpu/event wire",
                 "cpu/event sy",
             ],
         );
         for window in WINDOWS {
             for payload in PAYLOADS {
                 let events = self.flat_out_events(window);
-                let [raw, sy] = self
-                    .pair(
+                let measured = self
+                    .measure(&[
                         self.scenario(Target::raw(window), payload, Load::FlatOut, events),
+                        self.scenario(
+                            Target::raw_same_wire(window),
+                            payload,
+                            Load::FlatOut,
+                            events,
+                        ),
                         self.scenario(Target::switchyard(window), payload, Load::FlatOut, events),
-                    )
+                    ])
                     .await?;
+                let [raw, wire, sy] = [measured[0], measured[1], measured[2]];
                 table.row(vec![
                     window.to_string(),
                     format!("{payload} B"),
                     report::rate(raw.events_per_sec),
+                    report::rate(wire.events_per_sec),
                     report::rate(sy.events_per_sec),
                     report::ratio(sy.events_per_sec / raw.events_per_sec),
+                    report::ratio(sy.events_per_sec / wire.events_per_sec),
                     report::duration(raw.latency.p50),
                     report::duration(raw.latency.p99),
                     report::duration(sy.latency.p50),
                     report::duration(sy.latency.p99),
                     cpu(&raw),
+                    cpu(&wire),
                     cpu(&sy),
                 ]);
             }
         }
         table.note(
             "Events/s from first publish to last ack; latency from publish to the worker's \
-             receipt (flat out it includes the backlog). cpu/event: this process \
+             receipt (flat out it includes the backlog). raw: bare payloads, no headers. wire: \
+             the same program carrying Switchyard's wire format (the events' CloudEvents \
+             headers, the delivery header, the outcome header). cpu/event: this process \
              (publisher, dispatcher, worker) + nats-server.",
         );
         Ok(table)
@@ -464,7 +481,7 @@ impl Suite<'_> {
 
     async fn attribution(&self) -> BenchResult<Table> {
         let mut table = Table::new(
-            "Attribution: the raw baseline with Switchyard's ways swapped in, one at a time",
+            "Attribution: the raw baseline with other ways of pulling, acknowledging and encoding swapped in, one at a time",
             &[
                 "window",
                 "variant",
