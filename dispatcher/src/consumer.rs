@@ -91,8 +91,11 @@ pub fn consumer_config(
 /// plugin's workers are present and its circuit is not open: the events already under way
 /// are enough to find out when that changes.
 ///
-/// Deliveries run on `deliveries`, so that shutdown can wait for them.
+/// `jetstream` must be a context on `path.client`, so that pull requests and acks go out on
+/// the connection that subscribed the pull's inbox. Deliveries run on `deliveries`, so that
+/// shutdown can wait for them.
 pub async fn pull_loop(
+    jetstream: async_nats::jetstream::Context,
     consumer: async_nats::jetstream::consumer::PullConsumer,
     path: Arc<DeliveryPath>,
     max_in_flight: usize,
@@ -101,9 +104,8 @@ pub async fn pull_loop(
     abort: CancellationToken,
 ) {
     let info = consumer.cached_info();
-    let context = async_nats::jetstream::new(path.client.clone());
     let mut pull = loop {
-        match Pull::open(context.clone(), &info.stream_name, &info.name).await {
+        match Pull::open(jetstream.clone(), &info.stream_name, &info.name).await {
             Ok(pull) => break pull,
             Err(error) => {
                 tracing::warn!(plugin = %path.plugin, %error, "cannot pull");

@@ -151,6 +151,7 @@ impl Dispatcher {
         let paths: Paths = Arc::default();
         let supervisor = Supervisor {
             client: client.clone(),
+            jetstream: bus.jetstream().clone(),
             events,
             dead_letters: DeadLetterWriter::new(
                 client.clone(),
@@ -347,6 +348,8 @@ struct RunningPlugin {
 /// Follows the registry and keeps the pull loops in line with it.
 struct Supervisor {
     client: async_nats::Client,
+    /// The bus's JetStream context on `client`, shared by the pull loops.
+    jetstream: jetstream::Context,
     events: jetstream::stream::Stream,
     dead_letters: DeadLetterWriter,
     namespace: Namespace,
@@ -508,6 +511,7 @@ impl Supervisor {
                 stop.clone(),
             ));
             self.loops.spawn(pull_loop(
+                self.jetstream.clone(),
                 consumer,
                 path,
                 subscription.policy.max_in_flight.get() as usize,

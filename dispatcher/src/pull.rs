@@ -140,16 +140,20 @@ impl Pull {
     /// Cancel-safe: nothing is taken or freed until it returns.
     pub async fn next(&mut self) -> Option<Pulled> {
         loop {
-            if self.requested() > 0 && self.requests_lost() {
-                tracing::debug!(slots = self.requested(), "pull requests lost; asking again");
-                self.requested = None;
-                return Some(Pulled::Released);
+            if self.requested() > 0 && self.reconnected() {
+                return Some(self.release_all("the connection was re-established"));
             }
             let check_at = (self.requested() > 0).then_some(self.next_check);
             let reply = tokio::select! {
                 reply = self.replies.next() => reply?,
                 () = sleep_until(check_at) => {
-                    self.next_check = Instant::now() + RECONNECT_CHECK;
+                    // Replies keep `last_heard` fresh, so a request can only be lost without
+                    // its `408` while nothing arrives: checked here, not per message.
+                    let now = Instant::now();
+                    self.next_check = now + RECONNECT_CHECK;
+                    if now >= self.last_heard + PULL_EXPIRES + LOST_AFTER {
+                        return Some(self.release_all("no 408 after the requests expired"));
+                    }
                     continue;
                 }
             };
@@ -157,9 +161,6 @@ impl Pull {
             match reply.status {
                 None | Some(StatusCode::OK) => {
                     let slot = self.requested.as_mut().and_then(|p| p.split(1));
-                    if self.requested() == 0 {
-                        self.requested = None;
-                    }
                     let message = jetstream::Message {
                         message: reply,
                         context: self.context.clone(),
@@ -190,17 +191,23 @@ impl Pull {
             }
         }
     }
-}
 
-impl Pull {
-    /// Whether the requests asked for can no longer be answered: the connection was
-    /// re-established since (the server may have restarted), or the last request expired
-    /// without the server's `408`.
-    fn requests_lost(&mut self) -> bool {
+    /// Whether the connection was re-established since the last look: a server that
+    /// restarted has forgotten every request.
+    fn reconnected(&mut self) -> bool {
         let connects = self.statistics.connects.load(Ordering::Relaxed);
-        let reconnected = connects != self.connects;
-        self.connects = connects;
-        reconnected || Instant::now() >= self.last_heard + PULL_EXPIRES + LOST_AFTER
+        std::mem::replace(&mut self.connects, connects) != connects
+    }
+
+    /// Frees every slot asked for: the requests can no longer be answered.
+    fn release_all(&mut self, why: &'static str) -> Pulled {
+        tracing::debug!(
+            slots = self.requested(),
+            why,
+            "pull requests lost; asking again"
+        );
+        self.requested = None;
+        Pulled::Released
     }
 }
 
