@@ -196,62 +196,59 @@ impl DeliveryInfo {
     /// A [`ProtocolError`] naming the missing header, or the missing or bad field.
     pub fn decode<'h>(header: impl Fn(&str) -> Option<&'h str>) -> Result<Self, ProtocolError> {
         let raw = header(header::DELIVERY).ok_or(ProtocolError::Missing(header::DELIVERY))?;
-        const FIELDS: [&str; 7] = [
-            field::ATTEMPT,
-            field::MAX_ATTEMPTS,
-            field::DEADLINE_MS,
-            field::TIMEOUT_MS,
-            field::PLUGIN,
-            field::SUBSCRIPTION,
-            field::STREAM_SEQUENCE,
-        ];
-        let mut values: [Option<&str>; 7] = [None; 7];
+        let (mut attempt, mut max_attempts, mut deadline_ms, mut timeout_ms) =
+            (None, None, None, None);
+        let (mut plugin, mut subscription, mut stream_sequence) = (None, None, None);
         for pair in raw.split(';').filter(|p| !p.trim().is_empty()) {
             let (name, value) = pair.split_once('=').ok_or_else(|| ProtocolError::Bad {
                 header: header::DELIVERY,
                 value: raw.to_owned(),
                 reason: "not a list of `name=value` fields separated by `;`",
             })?;
-            if let Some(i) = FIELDS.iter().position(|f| *f == name.trim()) {
-                values[i] = Some(value.trim());
-            }
+            let slot = match name.trim() {
+                field::ATTEMPT => &mut attempt,
+                field::MAX_ATTEMPTS => &mut max_attempts,
+                field::DEADLINE_MS => &mut deadline_ms,
+                field::TIMEOUT_MS => &mut timeout_ms,
+                field::PLUGIN => &mut plugin,
+                field::SUBSCRIPTION => &mut subscription,
+                field::STREAM_SEQUENCE => &mut stream_sequence,
+                _ => continue,
+            };
+            *slot = Some(value.trim());
         }
-        let get = |name: &'static str| {
-            let i = FIELDS
-                .iter()
-                .position(|f| *f == name)
-                .expect("a known field");
-            values[i].ok_or(ProtocolError::MissingField(name))
+        let get = |value: Option<&'h str>, name: &'static str| {
+            value.ok_or(ProtocolError::MissingField(name))
         };
-        let number = |name: &'static str| -> Result<u64, ProtocolError> {
-            let raw = get(name)?;
+        let number = |value: Option<&'h str>, name: &'static str| -> Result<u64, ProtocolError> {
+            let raw = get(value, name)?;
             raw.parse().map_err(|_| ProtocolError::BadField {
                 field: name,
                 value: raw.to_owned(),
                 reason: "not a whole number",
             })
         };
-        let small = |name: &'static str| -> Result<u32, ProtocolError> {
-            let value = number(name)?;
+        let small = |value: Option<&'h str>, name: &'static str| -> Result<u32, ProtocolError> {
+            let value = number(value, name)?;
             u32::try_from(value).map_err(|_| ProtocolError::BadField {
                 field: name,
                 value: value.to_string(),
                 reason: "too large",
             })
         };
-        let raw_plugin = get(field::PLUGIN)?;
+        let raw_plugin = get(plugin, field::PLUGIN)?;
         Ok(Self {
-            attempt: small(field::ATTEMPT)?,
-            max_attempts: small(field::MAX_ATTEMPTS)?,
-            deadline: UNIX_EPOCH + Duration::from_millis(number(field::DEADLINE_MS)?),
-            timeout: Duration::from_millis(number(field::TIMEOUT_MS)?),
+            attempt: small(attempt, field::ATTEMPT)?,
+            max_attempts: small(max_attempts, field::MAX_ATTEMPTS)?,
+            deadline: UNIX_EPOCH + Duration::from_millis(number(deadline_ms, field::DEADLINE_MS)?),
+            timeout: Duration::from_millis(number(timeout_ms, field::TIMEOUT_MS)?),
             plugin: PluginId::new(raw_plugin).map_err(|_| ProtocolError::BadField {
                 field: field::PLUGIN,
                 value: raw_plugin.to_owned(),
                 reason: "not a valid plugin id",
             })?,
-            subscription: get(field::SUBSCRIPTION)?.to_owned(),
-            stream_sequence: number(field::STREAM_SEQUENCE)?,
+            subscription: get(subscription, field::SUBSCRIPTION)?.to_owned(),
+            stream_sequence: number(stream_sequence, field::STREAM_SEQUENCE)?,
         })
     }
 }
