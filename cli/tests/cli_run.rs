@@ -12,6 +12,7 @@ use switchyard_schemas::EventId;
 use switchyard_tests::{manifest, wait_until, Behaviour, Switchyard, TestWorker};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -21,6 +22,8 @@ struct RunningDispatcher {
     child: Child,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// The tasks copying the two outputs; they end when the child closes its pipes.
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl RunningDispatcher {
@@ -39,12 +42,13 @@ impl RunningDispatcher {
             .kill_on_drop(true)
             .spawn()
             .expect("switchyard run starts");
-        let stdout = collect(child.stdout.take().expect("piped stdout"));
-        let stderr = collect(child.stderr.take().expect("piped stderr"));
+        let (stdout, stdout_reader) = collect(child.stdout.take().expect("piped stdout"));
+        let (stderr, stderr_reader) = collect(child.stderr.take().expect("piped stderr"));
         let running = Self {
             child,
             stdout,
             stderr,
+            readers: vec![stdout_reader, stderr_reader],
         };
         if wait_until(DEADLINE, || async {
             running.stdout().contains("running on")
@@ -91,11 +95,20 @@ impl RunningDispatcher {
         self.child.kill().await.expect("SIGKILL the dispatcher");
     }
 
+    /// Waits for the process to exit and for its last output lines to be read: the exit can
+    /// be seen before the reader tasks have copied what was written just before it.
     async fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(status) => status.expect("waiting for switchyard run"),
+        let exited = async {
+            let status = self.child.wait().await.expect("waiting for switchyard run");
+            for reader in self.readers.drain(..) {
+                reader.await.expect("output reader task");
+            }
+            status
+        };
+        match tokio::time::timeout(timeout, exited).await {
+            Ok(status) => status,
             Err(_) => panic!(
-                "switchyard run did not exit within {timeout:?}:\n{}",
+                "switchyard run did not exit and close its output within {timeout:?}:\n{}",
                 self.output()
             ),
         }
@@ -109,11 +122,11 @@ impl Drop for RunningDispatcher {
     }
 }
 
-/// Reads `from` line by line into a shared string until it closes.
-fn collect(from: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
+/// Reads `from` line by line into a shared string until it closes; the task ends then.
+fn collect(from: impl AsyncRead + Unpin + Send + 'static) -> (Arc<Mutex<String>>, JoinHandle<()>) {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&text);
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut lines = BufReader::new(from).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let mut text = sink.lock().unwrap();
@@ -121,7 +134,7 @@ fn collect(from: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> 
             text.push('\n');
         }
     });
-    text
+    (text, reader)
 }
 
 /// How many messages the dead-letter stream holds.
