@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use futures::stream::{FuturesUnordered, StreamExt};
 use switchyard_schemas::manifest::Subscription;
 use switchyard_schemas::{Namespace, PluginId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::pipeline::breaker::CircuitState;
 use crate::pipeline::{deliver, DeliveryPath};
 use crate::pull::{Pull, Pulled};
 use crate::registry::TenantScope;
@@ -86,32 +86,38 @@ pub fn consumer_config(
     }
 }
 
-/// Pulls from `consumer` and delivers each message on its own task, at most
-/// `max_in_flight` at once, until `stop` is cancelled. Asks for more only while the
-/// plugin's workers are present and its circuit is not open: the events already under way
-/// are enough to find out when that changes.
+/// Pulls from `consumer` and delivers, at most `max_in_flight` at once, until `stop` is
+/// cancelled; then finishes the deliveries under way unless `abort` is cancelled first.
+/// Returns how many deliveries the abort dropped (un-acked: JetStream redelivers them).
+///
+/// Asks for more only while the plugin's workers are present and its circuit admits
+/// attempts: an open circuit fetches nothing until its cooldown ends, and then the event
+/// that becomes its probe.
+///
+/// The deliveries run on this task, not one task each: the ones that become ready together
+/// (a batch of pulled messages, a burst of replies) are polled in one go, so their requests
+/// and acks reach the connection together and leave in one write. A task per delivery had
+/// each one woken, and its message written, on its own (docs/performance.md).
 ///
 /// `jetstream` must be a context on `path.client`, so that pull requests and acks go out on
-/// the connection that subscribed the pull's inbox. Deliveries run on `deliveries`, so that
-/// shutdown can wait for them.
+/// the connection that subscribed the pull's inbox.
 pub async fn pull_loop(
     jetstream: async_nats::jetstream::Context,
     consumer: async_nats::jetstream::consumer::PullConsumer,
     path: Arc<DeliveryPath>,
     max_in_flight: usize,
-    deliveries: TaskTracker,
     stop: CancellationToken,
     abort: CancellationToken,
-) {
+) -> usize {
     let info = consumer.cached_info();
     let mut pull = loop {
         match Pull::open(jetstream.clone(), &info.stream_name, &info.name).await {
             Ok(pull) => break pull,
             Err(error) => {
                 tracing::warn!(plugin = %path.plugin, %error, "cannot pull");
-                pause_or_stop(&stop).await;
-                if stop.is_cancelled() {
-                    return;
+                tokio::select! {
+                    () = tokio::time::sleep(PULL_FAILURE_PAUSE) => {}
+                    () = stop.cancelled() => return 0,
                 }
             }
         }
@@ -120,54 +126,75 @@ pub async fn pull_loop(
     // While some slots are asked for, more are asked for only in groups of this many, so that
     // a busy subscription sends one pull request per several messages, not one per message.
     let group = u32::try_from((max_in_flight / 4).max(1)).unwrap_or(u32::MAX);
-    let mut circuit = path.breaker.subscribe();
+    let mut under_way = FuturesUnordered::new();
+    // After a failed pull request, none is sent until then, so a broken consumer is not
+    // hammered; deliveries under way go on meanwhile.
+    let mut paused_until: Option<Instant> = None;
     loop {
         let least = if pull.requested() == 0 { 1 } else { group };
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
+            Some(()) = under_way.next(), if !under_way.is_empty() => {}
             pulled = pull.next() => match pulled {
                 Some(Pulled::Message(message, slot)) => {
-                    spawn_delivery(&deliveries, &path, &slots, &abort, message, slot);
+                    under_way.push(delivery(&path, &slots, message, slot));
                 }
                 Some(Pulled::Released) => {}
                 None => {
                     tracing::warn!(plugin = %path.plugin, "pull inbox closed");
-                    return;
+                    break;
                 }
             },
-            free = free_slots(&path, &mut circuit, &slots, least) => {
+            () = sleep_until_some(paused_until), if paused_until.is_some() => paused_until = None,
+            free = free_slots(&path, &slots, least), if paused_until.is_none() => {
                 if let Err(error) = pull.request(free).await {
                     tracing::warn!(plugin = %path.plugin, %error, "pull failed");
-                    pause_or_stop(&stop).await;
+                    paused_until = Some(Instant::now() + PULL_FAILURE_PAUSE);
                 }
             }
         }
     }
     // Messages the server has already sent are delivered like any other (they are under
     // way); then the pull is let go, and whatever comes later is redelivered by JetStream.
-    let until = tokio::time::Instant::now() + STOP_DRAIN;
-    while pull.requested() > 0 {
-        match tokio::time::timeout_at(until, pull.next()).await {
-            Ok(Some(Pulled::Message(message, slot))) => {
-                spawn_delivery(&deliveries, &path, &slots, &abort, message, slot);
-            }
-            Ok(Some(Pulled::Released)) => {}
-            Ok(None) | Err(_) => break,
+    let drain_until = Instant::now() + STOP_DRAIN;
+    let mut draining = true;
+    while draining || !under_way.is_empty() {
+        tokio::select! {
+            biased;
+            () = abort.cancelled() => return under_way.len(),
+            Some(()) = under_way.next(), if !under_way.is_empty() => {}
+            pulled = tokio::time::timeout_at(drain_until, pull.next()),
+                if draining && pull.requested() > 0 => match pulled {
+                Ok(Some(Pulled::Message(message, slot))) => {
+                    under_way.push(delivery(&path, &slots, message, slot));
+                }
+                Ok(Some(Pulled::Released)) => {}
+                Ok(None) | Err(_) => draining = false,
+            },
+            () = std::future::ready(()), if draining && pull.requested() == 0 => draining = false,
         }
+    }
+    0
+}
+
+/// Sleeps until `until`; never wakes for `None`.
+async fn sleep_until_some(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
     }
 }
 
-/// Waits until the plugin can take more (workers present, circuit not open) and at least
-/// `least` delivery slots are free, and takes every free slot.
+/// Waits until the plugin can take more (workers present, circuit not open or its cooldown
+/// over) and at least `least` delivery slots are free, and takes every free slot.
 async fn free_slots(
     path: &DeliveryPath,
-    circuit: &mut tokio::sync::watch::Receiver<CircuitState>,
     slots: &Arc<Semaphore>,
     least: u32,
 ) -> OwnedSemaphorePermit {
     path.presence.wait_present().await;
-    let _ = circuit.wait_for(|state| *state != CircuitState::Open).await;
+    path.breaker.until_admitting().await;
     let mut free = Arc::clone(slots)
         .acquire_many_owned(least)
         .await
@@ -181,42 +208,25 @@ async fn free_slots(
     free
 }
 
-/// Delivers one pulled message on its own task, in the slot it was asked for.
-fn spawn_delivery(
-    deliveries: &TaskTracker,
-    path: &Arc<DeliveryPath>,
+/// Delivers one pulled message in the slot it was asked for. Dropped (at an abort), it
+/// leaves the message un-acked, and JetStream redelivers it after the ack wait.
+async fn delivery(
+    path: &DeliveryPath,
     slots: &Arc<Semaphore>,
-    abort: &CancellationToken,
     message: async_nats::jetstream::Message,
     slot: Option<OwnedSemaphorePermit>,
 ) {
-    let path = Arc::clone(path);
-    let slots = Arc::clone(slots);
-    let abort = abort.clone();
-    deliveries.spawn(async move {
-        // On abort (shutdown past its grace) the delivery is dropped un-acked, and
-        // JetStream redelivers it after the ack wait.
-        tokio::select! {
-            () = abort.cancelled() => {}
-            () = async {
-                // A message of a request presumed lost still keeps the bound.
-                let _slot = match slot {
-                    Some(slot) => slot,
-                    None => slots.acquire_owned().await.expect("the semaphore is never closed"),
-                };
-                let _in_flight = (path.stats.start(), path.metrics.start());
-                let settled = deliver(&path, message).await;
-                path.stats.record(&settled);
-            } => {}
-        }
-    });
-}
-
-async fn pause_or_stop(stop: &CancellationToken) {
-    tokio::select! {
-        () = tokio::time::sleep(PULL_FAILURE_PAUSE) => {}
-        () = stop.cancelled() => {}
-    }
+    // A message of a request presumed lost still keeps the bound.
+    let _slot = match slot {
+        Some(slot) => slot,
+        None => Arc::clone(slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed"),
+    };
+    let _in_flight = (path.stats.start(), path.metrics.start());
+    let settled = deliver(path, message).await;
+    path.stats.record(&settled);
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! loop running per registered (plugin, subscription).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,10 +87,12 @@ pub enum DispatcherError {
 pub struct Dispatcher {
     stop: CancellationToken,
     abort: CancellationToken,
-    deliveries: TaskTracker,
+    /// Deliveries the abort at the end of the shutdown grace dropped, counted by the loops.
+    dropped: Arc<AtomicUsize>,
     supervisor: Option<JoinHandle<()>>,
     shutdown_grace: Duration,
     paths: Paths,
+    /// The pull loops, each with its deliveries under way.
     loops: TaskTracker,
     /// Flushed at shutdown, so that the last acknowledgements reach the server.
     client: async_nats::Client,
@@ -146,7 +149,7 @@ impl Dispatcher {
 
         let stop = CancellationToken::new();
         let abort = CancellationToken::new();
-        let deliveries = TaskTracker::new();
+        let dropped = Arc::new(AtomicUsize::new(0));
         let loops = TaskTracker::new();
         let paths: Paths = Arc::default();
         let supervisor = Supervisor {
@@ -161,7 +164,7 @@ impl Dispatcher {
             namespace: config.namespace.clone(),
             breaker: config.breaker,
             plugins: HashMap::new(),
-            deliveries: deliveries.clone(),
+            dropped: Arc::clone(&dropped),
             stop: stop.clone(),
             abort: abort.clone(),
             status,
@@ -174,7 +177,7 @@ impl Dispatcher {
         Ok(Self {
             stop,
             abort,
-            deliveries,
+            dropped,
             supervisor: Some(handle),
             shutdown_grace: config.shutdown_grace,
             paths,
@@ -220,22 +223,17 @@ impl Dispatcher {
         if let Some(supervisor) = self.supervisor.take() {
             let _ = supervisor.await;
         }
-        // The pull loops hand over what they already pulled, then end; only then is the set
-        // of deliveries to wait for complete.
+        // The supervisor starts no loop any more; each loop delivers what it already
+        // pulled, finishes its deliveries under way and ends, or drops them at the abort.
         self.loops.close();
-        self.loops.wait().await;
-        self.deliveries.close();
-        let dropped = if tokio::time::timeout(self.shutdown_grace, self.deliveries.wait())
+        if tokio::time::timeout(self.shutdown_grace, self.loops.wait())
             .await
-            .is_ok()
+            .is_err()
         {
-            0
-        } else {
-            let dropped = self.deliveries.len();
             self.abort.cancel();
-            self.deliveries.wait().await;
-            dropped
-        };
+            self.loops.wait().await;
+        }
+        let dropped = self.dropped.load(Ordering::Relaxed);
         if let Err(error) = self.client.flush().await {
             tracing::warn!(%error, "last acknowledgements not flushed; JetStream will redeliver them");
         }
@@ -355,7 +353,7 @@ struct Supervisor {
     namespace: Namespace,
     breaker: BreakerConfig,
     plugins: HashMap<PluginId, RunningPlugin>,
-    deliveries: TaskTracker,
+    dropped: Arc<AtomicUsize>,
     stop: CancellationToken,
     abort: CancellationToken,
     status: StatusBoard,
@@ -510,15 +508,18 @@ impl Supervisor {
                 Arc::clone(&path),
                 stop.clone(),
             ));
-            self.loops.spawn(pull_loop(
+            let pulling = pull_loop(
                 self.jetstream.clone(),
                 consumer,
                 path,
                 subscription.policy.max_in_flight.get() as usize,
-                self.deliveries.clone(),
                 stop.clone(),
                 self.abort.clone(),
-            ));
+            );
+            let dropped = Arc::clone(&self.dropped);
+            self.loops.spawn(async move {
+                dropped.fetch_add(pulling.await, Ordering::Relaxed);
+            });
             tracing::info!(%plugin, subscription = %name, "delivering");
             let running = self.plugins.get_mut(&plugin).expect("inserted above");
             running.subscriptions.insert(

@@ -153,6 +153,28 @@ impl CircuitBreaker {
         }
     }
 
+    /// Waits until an attempt could be admitted: the circuit is closed or half-open, or open
+    /// with its cooldown over (the next attempt is the probe). Takes no permission: a pull
+    /// loop waits here before fetching more, so that an open circuit fetches nothing, yet the
+    /// event that becomes the probe is fetched when the cooldown ends.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn until_admitting(&self) {
+        loop {
+            // Subscribe before looking, so a change between the look and the wait is seen.
+            let mut changes = self.changes.subscribe();
+            let until = match *self.lock() {
+                State::Open { until } if Instant::now() < until => until,
+                _ => return,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                _ = changes.changed() => {}
+            }
+        }
+    }
+
     fn admission(self: &Arc<Self>, probe: bool) -> Admission {
         Admission {
             breaker: Arc::clone(self),
@@ -273,6 +295,19 @@ mod tests {
         probe.record(true);
         assert_eq!(b.state(), CircuitState::Closed);
         assert!(!b.admit().await.is_probe());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_circuit_admits_again_when_its_cooldown_ends() {
+        let b = breaker(1, 10);
+        let start = Instant::now();
+        b.until_admitting().await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "closed: at once");
+        fail(&b, 1).await;
+        b.until_admitting().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert_eq!(b.state(), CircuitState::Open, "waiting takes no probe");
+        assert!(b.admit().await.is_probe());
     }
 
     #[tokio::test(start_paused = true)]
