@@ -248,6 +248,11 @@ impl Plugin {
 
     /// At most `n` handlers run at once in this worker (default 64). The dispatcher's
     /// `max_in_flight` bounds all workers of the plugin together; this bounds one process.
+    ///
+    /// A worker's delivery handlers run concurrently on one task, interleaved at their
+    /// `.await`s: the replies of handlers that finish together then leave in one write. Put
+    /// CPU-heavy or blocking work in [`tokio::task::spawn_blocking`] (or spawn it), and run
+    /// more worker processes (they share the plugin's queue group) to use more cores.
     #[must_use]
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.max_concurrency = n.max(1);
