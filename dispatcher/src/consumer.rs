@@ -5,10 +5,13 @@
 //! cursor and lag, a slow plugin never holds back another, and a replay reaches only the
 //! plugin that failed the event.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+
+use futures::future::{Fuse, FusedFuture, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use switchyard_schemas::manifest::Subscription;
 use switchyard_schemas::{Namespace, PluginId};
@@ -130,8 +133,17 @@ pub async fn pull_loop(
     // After a failed pull request, none is sent until then, so a broken consumer is not
     // hammered; deliveries under way go on meanwhile.
     let mut paused_until: Option<Instant> = None;
+    // The wait for free slots outlives the loop's turns: a turn per settled delivery would
+    // otherwise look at presence and breaker and queue on the semaphore again each time.
+    // It is made anew only when it has finished, or when how many it waits for changes.
+    let mut asking = pin!(free_slots(&path, &slots, 1).fuse());
+    let mut asked_least = 1;
     loop {
         let least = if pull.requested() == 0 { 1 } else { group };
+        if asking.is_terminated() || least != asked_least {
+            asking.set(free_slots(&path, &slots, least).fuse());
+            asked_least = least;
+        }
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
@@ -147,7 +159,7 @@ pub async fn pull_loop(
                 }
             },
             () = sleep_until_some(paused_until), if paused_until.is_some() => paused_until = None,
-            free = free_slots(&path, &slots, least), if paused_until.is_none() => {
+            free = &mut asking, if paused_until.is_none() => {
                 if let Err(error) = pull.request(free).await {
                     tracing::warn!(plugin = %path.plugin, %error, "pull failed");
                     paused_until = Some(Instant::now() + PULL_FAILURE_PAUSE);
@@ -155,27 +167,32 @@ pub async fn pull_loop(
             }
         }
     }
+    // Slots still being waited for go back before the last deliveries need them.
+    asking.set(Fuse::terminated());
     // Messages the server has already sent are delivered like any other (they are under
     // way); then the pull is let go, and whatever comes later is redelivered by JetStream.
     let drain_until = Instant::now() + STOP_DRAIN;
     let mut draining = true;
-    while draining || !under_way.is_empty() {
+    loop {
+        draining &= pull.requested() > 0;
+        if !draining && under_way.is_empty() {
+            return 0;
+        }
         tokio::select! {
             biased;
             () = abort.cancelled() => return under_way.len(),
             Some(()) = under_way.next(), if !under_way.is_empty() => {}
-            pulled = tokio::time::timeout_at(drain_until, pull.next()),
-                if draining && pull.requested() > 0 => match pulled {
-                Ok(Some(Pulled::Message(message, slot))) => {
-                    under_way.push(delivery(&path, &slots, message, slot));
+            pulled = tokio::time::timeout_at(drain_until, pull.next()), if draining => {
+                match pulled {
+                    Ok(Some(Pulled::Message(message, slot))) => {
+                        under_way.push(delivery(&path, &slots, message, slot));
+                    }
+                    Ok(Some(Pulled::Released)) => {}
+                    Ok(None) | Err(_) => draining = false,
                 }
-                Ok(Some(Pulled::Released)) => {}
-                Ok(None) | Err(_) => draining = false,
-            },
-            () = std::future::ready(()), if draining && pull.requested() == 0 => draining = false,
+            }
         }
     }
-    0
 }
 
 /// Sleeps until `until`; never wakes for `None`.
@@ -186,19 +203,22 @@ async fn sleep_until_some(until: Option<Instant>) {
     }
 }
 
-/// Waits until the plugin can take more (workers present, circuit not open or its cooldown
-/// over) and at least `least` delivery slots are free, and takes every free slot.
+/// Waits until at least `least` delivery slots are free and the plugin can take more
+/// (workers present, circuit not open or its cooldown over), and takes every free slot.
+///
+/// The plugin is looked at after the slots are had, right before they are asked for: this
+/// wait can last across many deliveries, and one of them may have opened the circuit.
 async fn free_slots(
     path: &DeliveryPath,
     slots: &Arc<Semaphore>,
     least: u32,
 ) -> OwnedSemaphorePermit {
-    path.presence.wait_present().await;
-    path.breaker.until_admitting().await;
     let mut free = Arc::clone(slots)
         .acquire_many_owned(least)
         .await
         .expect("the semaphore is never closed");
+    path.presence.wait_present().await;
+    path.breaker.until_admitting().await;
     let extra = slots.available_permits();
     if extra > 0 {
         if let Ok(more) = Arc::clone(slots).try_acquire_many_owned(extra as u32) {
