@@ -102,8 +102,8 @@ pub fn consumer_config(
 /// and acks reach the connection together and leave in one write. A task per delivery had
 /// each one woken, and its message written, on its own (docs/performance.md).
 ///
-/// `jetstream` must be a context on `path.client`, so that pull requests and acks go out on
-/// the connection that subscribed the pull's inbox.
+/// `jetstream` must be a context on the connection of `path.replies`, so that requests, pull
+/// requests and acks share one connection and its writes.
 pub async fn pull_loop(
     jetstream: async_nats::jetstream::Context,
     consumer: async_nats::jetstream::consumer::PullConsumer,

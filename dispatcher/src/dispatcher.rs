@@ -22,6 +22,7 @@ use crate::pipeline::breaker::{BreakerConfig, CircuitBreaker, CircuitState};
 use crate::pipeline::metrics::PathMetrics;
 use crate::pipeline::presence::Presence;
 use crate::pipeline::rate::RateLimit;
+use crate::pipeline::replies::Replies;
 use crate::pipeline::stats::{DeliveryStats, StatsSnapshot};
 use crate::pipeline::DeliveryPath;
 use crate::registry::{Registration, Registry, RegistryChange, RegistryError, TenantScope};
@@ -138,6 +139,18 @@ impl Dispatcher {
                 action: "subscribe to worker hellos",
                 reason: e.to_string(),
             })?;
+        // The reply space's instance token is random, not `config.instance` (which an
+        // operator names, and which need not be a subject token).
+        let replies = Replies::start(
+            client.clone(),
+            config.namespace.clone(),
+            format!("{:016x}", rand::random::<u64>()),
+        )
+        .await
+        .map_err(|e| DispatcherError::Nats {
+            action: "subscribe to delivery answers",
+            reason: e.to_string(),
+        })?;
         let events = bus
             .jetstream()
             .get_stream(&config.streams.events.name)
@@ -153,7 +166,7 @@ impl Dispatcher {
         let loops = TaskTracker::new();
         let paths: Paths = Arc::default();
         let supervisor = Supervisor {
-            client: client.clone(),
+            replies: Arc::new(replies),
             jetstream: bus.jetstream().clone(),
             events,
             dead_letters: DeadLetterWriter::new(
@@ -345,8 +358,9 @@ struct RunningPlugin {
 
 /// Follows the registry and keeps the pull loops in line with it.
 struct Supervisor {
-    client: async_nats::Client,
-    /// The bus's JetStream context on `client`, shared by the pull loops.
+    /// Requests to workers and their answers, on the dispatcher's connection.
+    replies: Arc<Replies>,
+    /// The bus's JetStream context on the same connection, shared by the pull loops.
     jetstream: jetstream::Context,
     events: jetstream::stream::Stream,
     dead_letters: DeadLetterWriter,
@@ -487,7 +501,7 @@ impl Supervisor {
                 RateLimit::new(rate.count, rate.per.duration(), subscription.policy.burst)
             });
             let path = Arc::new(DeliveryPath {
-                client: self.client.clone(),
+                replies: Arc::clone(&self.replies),
                 delivery_subject: self.namespace.delivery(&plugin).into(),
                 plugin: plugin.clone(),
                 subscription: subscription.clone(),

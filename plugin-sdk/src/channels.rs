@@ -2,8 +2,11 @@
 //! request/reply, always within one tenant.
 //!
 //! A channel message is a CloudEvents message like an event (attributes in headers, data in
-//! the body, MessagePack by default) on `{prefix}.channel.{tenant}.{channel}`, with the trace
-//! context of the handler that sent it. Which channels a plugin may send on and receive from
+//! the body, MessagePack by default) on `{prefix}.channel.{tenant}.{channel}.{sender}`, with
+//! the trace context of the handler that sent it. The sender's id in the subject is checked by
+//! the broker (a plugin may publish only under its own id), so a receiver knows who sent a
+//! message ([`ChannelContext::sender`]); a request's answer goes to
+//! `_SY_CHREPLY.{prefix}.{tenant}.{channel}.{sender}.{token}`, where only the sender listens. Which channels a plugin may send on and receive from
 //! is its manifest's `[channels]`, as approved by an operator, and the *broker* enforces it
 //! (`docs/security.md`): this module only makes a refusal visible. NATS accepts a publish
 //! without saying whether the server let it through; here every send waits until the server
@@ -31,7 +34,7 @@ use serde::Deserialize;
 use switchyard_schemas::delivery::Outcome;
 use switchyard_schemas::telemetry::{self, attr};
 use switchyard_schemas::{
-    header, Attributes, ChannelName, Event, Namespace, PluginId, Tenant, TypedEvent,
+    header, Attributes, ChannelName, ChannelSubject, Event, Namespace, PluginId, Tenant, TypedEvent,
 };
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -394,7 +397,7 @@ impl Channels {
         let link = self.link()?;
         let subject = link
             .namespace
-            .channel(&self.tenant, &channel_name(channel)?);
+            .channel(&self.tenant, &channel_name(channel)?, &link.plugin);
         let span = self.start_span(&subject, T::TYPE);
         let result = async {
             let (headers, body) = self.encode(link, message, &span)?;
@@ -428,13 +431,20 @@ impl Channels {
         timeout: Duration,
     ) -> Result<Resp, ChannelError> {
         let link = self.link()?;
-        let subject = link
-            .namespace
-            .channel(&self.tenant, &channel_name(channel)?);
+        let on = ChannelSubject {
+            tenant: self.tenant.clone(),
+            channel: channel_name(channel)?,
+            sender: link.plugin.clone(),
+        };
+        let subject = link.namespace.channel(&on.tenant, &on.channel, &on.sender);
         let span = self.start_span(&subject, Req::TYPE);
         let result = async {
             let (headers, body) = self.encode(link, message, &span)?;
-            let inbox = link.client.new_inbox();
+            // Answers come back where only this plugin may listen, and only the plugins
+            // receiving the channel in this tenant may publish.
+            let inbox = link
+                .namespace
+                .channel_reply(&on, &unique_token(&link.client));
             let mut replies = link
                 .client
                 .subscribe(inbox.clone())
@@ -496,7 +506,7 @@ pub struct ChannelContext {
 }
 
 struct ChannelInner {
-    channel: ChannelName,
+    on: ChannelSubject,
     attributes: Attributes,
     reply: Option<String>,
     replied: AtomicBool,
@@ -506,7 +516,8 @@ struct ChannelInner {
 impl std::fmt::Debug for ChannelContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelContext")
-            .field("channel", &self.inner.channel)
+            .field("channel", &self.inner.on.channel)
+            .field("sender", &self.inner.on.sender)
             .field("tenant", &self.inner.channels.tenant)
             .field("id", &self.inner.attributes.id)
             .field("request", &self.is_request())
@@ -517,7 +528,13 @@ impl std::fmt::Debug for ChannelContext {
 impl ChannelContext {
     /// The channel the message came on.
     pub fn channel(&self) -> &ChannelName {
-        &self.inner.channel
+        &self.inner.on.channel
+    }
+
+    /// The plugin that sent it, from its subject: the broker lets a plugin publish on a
+    /// channel only under its own id, so this is proven, unlike the headers.
+    pub fn sender(&self) -> &PluginId {
+        &self.inner.on.sender
     }
 
     /// The tenant it belongs to (from its subject, which the broker checked).
@@ -526,8 +543,8 @@ impl ChannelContext {
     }
 
     /// Its attributes: id, type, schema version, time, and `source`, which the sending SDK
-    /// sets to `urn:switchyard:plugin:{id}`. The source is what the sender says: the broker
-    /// checks who may publish on the channel, not what they write in their headers.
+    /// sets to `urn:switchyard:plugin:{id}`. The attributes are what the sender says; who sent
+    /// it is [`sender`](Self::sender).
     pub fn attributes(&self) -> &Attributes {
         &self.inner.attributes
     }
@@ -548,8 +565,8 @@ impl ChannelContext {
     ///
     /// # Errors
     /// [`ChannelError::Reply`] when the message is not a request, was answered already, or
-    /// asks for the answer outside an inbox (a sender could otherwise make this plugin
-    /// publish wherever it likes); [`ChannelError::PermissionDenied`] when the server refused
+    /// asks for the answer anywhere but the sender's reply subject for this channel (a sender
+    /// could otherwise make this plugin publish wherever it likes); [`ChannelError::PermissionDenied`] when the server refused
     /// the answer (too late); and as [`Channels::send`].
     pub async fn reply<R: TypedEvent>(&self, response: &R) -> Result<(), ChannelError> {
         let reply = self.claim_reply()?;
@@ -571,9 +588,10 @@ impl ChannelContext {
             .reply
             .as_deref()
             .ok_or(ChannelError::Reply("the message is not a request"))?;
-        if !is_inbox(reply) {
+        let link = self.inner.channels.link()?;
+        if !link.namespace.is_channel_reply_for(reply, &self.inner.on) {
             return Err(ChannelError::Reply(
-                "the reply subject is not an inbox (`_INBOX.` or `_SY_INBOX.`)",
+                "the reply subject is not the sender's reply subject for this channel",
             ));
         }
         if self.inner.replied.swap(true, Ordering::SeqCst) {
@@ -583,9 +601,11 @@ impl ChannelContext {
     }
 }
 
-/// Whether `subject` is in an inbox namespace, where replies belong.
-fn is_inbox(subject: &str) -> bool {
-    subject.starts_with("_SY_INBOX.") || subject.starts_with("_INBOX.")
+/// A fresh token, unique per request, for a reply subject: the last token of a new inbox
+/// (async-nats makes those unique).
+fn unique_token(client: &async_nats::Client) -> String {
+    let inbox = client.new_inbox();
+    inbox.rsplit('.').next().unwrap_or(&inbox).to_owned()
 }
 
 /// A channel handler with its message type erased.
@@ -713,7 +733,7 @@ async fn wanted_subjects(
                 "no control plane answers rights requests: receiving channels for every tenant (rights are not enforced)");
             return Ok(handlers
                 .keys()
-                .map(|channel| (ns.channel_filter(None, channel), channel.clone()))
+                .map(|channel| (ns.channel_filter(None, channel, None), channel.clone()))
                 .collect());
         }
         Err(error) => return Err(error.to_string()),
@@ -727,14 +747,15 @@ async fn wanted_subjects(
         }
         match &tenants {
             Tenants::All(all) if all == "all" => {
-                wanted.push((ns.channel_filter(None, channel), channel.clone()));
+                wanted.push((ns.channel_filter(None, channel, None), channel.clone()));
             }
             Tenants::All(other) => return Err(format!("unreadable rights: tenants `{other}`")),
-            Tenants::Only(tenants) => wanted.extend(
-                tenants
-                    .iter()
-                    .map(|tenant| (ns.channel(tenant, channel), channel.clone())),
-            ),
+            Tenants::Only(tenants) => wanted.extend(tenants.iter().map(|tenant| {
+                (
+                    ns.channel_filter(Some(tenant), channel, None),
+                    channel.clone(),
+                )
+            })),
         }
     }
     Ok(wanted)
@@ -856,9 +877,10 @@ async fn handle_message(
     message: Message,
 ) {
     let lookup = lookup(message.headers.as_ref());
-    let Some((tenant, _)) = link.namespace.parse_channel(message.subject.as_str()) else {
+    let Some(on) = link.namespace.parse_channel(message.subject.as_str()) else {
         return;
     };
+    let tenant = on.tenant.clone();
     let event = match Event::decode(lookup, message.payload.clone()) {
         // The subject's tenant is the one the broker checked: a header saying otherwise is
         // not believed.
@@ -869,12 +891,12 @@ async fn handle_message(
                 event.attributes.tenant, message.subject
             );
             tracing::warn!(plugin = %link.plugin, %channel, %reason, "channel message refused");
-            answer_error(link, message.reply.as_deref(), &reason).await;
+            answer_error(link, &on, message.reply.as_deref(), &reason).await;
             return;
         }
         Err(error) => {
             tracing::warn!(plugin = %link.plugin, %channel, %error, "undecodable channel message");
-            answer_error(link, message.reply.as_deref(), &error.to_string()).await;
+            answer_error(link, &on, message.reply.as_deref(), &error.to_string()).await;
             return;
         }
     };
@@ -895,7 +917,7 @@ async fn handle_message(
     );
     let context = ChannelContext {
         inner: Arc::new(ChannelInner {
-            channel: channel.clone(),
+            on: on.clone(),
             attributes: event.attributes.clone(),
             reply: message.reply.as_ref().map(|r| r.to_string()),
             replied: AtomicBool::new(false),
@@ -909,15 +931,15 @@ async fn handle_message(
         telemetry::fail(&span, || reason.clone());
         tracing::warn!(plugin = %link.plugin, %channel, %reason, "channel handler failed");
         if context.claim_reply().is_ok() {
-            answer_error(link, context.inner.reply.as_deref(), &reason).await;
+            answer_error(link, &on, context.inner.reply.as_deref(), &reason).await;
         }
     }
     telemetry::end(&span);
 }
 
 /// Tells a requester that its request could not be handled.
-async fn answer_error(link: &Link, reply: Option<&str>, reason: &str) {
-    let Some(reply) = reply.filter(|r| is_inbox(r)) else {
+async fn answer_error(link: &Link, on: &ChannelSubject, reply: Option<&str>, reason: &str) {
+    let Some(reply) = reply.filter(|r| link.namespace.is_channel_reply_for(r, on)) else {
         return;
     };
     let mut reason: String = reason
@@ -982,12 +1004,5 @@ mod tests {
             violations.observe(&plugin, &refused(&n.to_string()));
         }
         assert_eq!(violations.recent.lock().unwrap().len(), KEEP);
-    }
-
-    #[test]
-    fn replies_go_to_inboxes_only() {
-        assert!(is_inbox("_SY_INBOX.switchyard.asker.abc"));
-        assert!(is_inbox("_INBOX.abc.def"));
-        assert!(!is_inbox("switchyard.events.acme.order.created"));
     }
 }

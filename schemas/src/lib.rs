@@ -58,7 +58,7 @@ pub use manifest::{
 pub use name::{
     ChannelName, EventType, NameError, PluginId, Tenant, MAX_TOKEN_LEN, MAX_TYPE_TOKENS,
 };
-pub use subject::{Namespace, SubjectError, DEFAULT_PREFIX};
+pub use subject::{ChannelSubject, Namespace, SubjectError, DEFAULT_PREFIX};
 
 pub use semver;
 pub use time;

@@ -4,13 +4,15 @@
 //! |---|---|
 //! | `{prefix}.events.{tenant}.{type…}` | events, stored in the events stream |
 //! | `{prefix}.deliver.{plugin}` | deliveries from the dispatcher to a plugin's workers |
-//! | `{prefix}.channel.{tenant}.{channel}` | plugin-to-plugin channel messages |
+//! | `{prefix}.channel.{tenant}.{channel}.{sender}` | plugin-to-plugin channel messages, from `sender` |
 //! | `{prefix}.dlq.{plugin}.{tenant}.{type…}` | dead letters, stored in the dead-letter stream |
 //! | `{prefix}.redrive.{plugin}.{subscription}.{tenant}.{type…}` | dead letters replayed to one plugin, stored in the events stream |
 //! | `{prefix}.control.{topic}` | the dispatcher's control plane |
 //! | `{prefix}.control.hello.{plugin}` | a worker announcing itself |
 //! | `{prefix}.control.rights.{plugin}` | a worker asking the control plane for its rights (tenants, channels) |
-//! | `_SY_INBOX.{prefix}.{plugin}.…` | replies to a plugin's own requests (its inbox prefix) |
+//! | `_SY_INBOX.{prefix}.{plugin}.…` | a plugin's own inbox: answers of the control plane to its requests |
+//! | `_SY_REPLY.{prefix}.{plugin}.{dispatcher}.{n}` | a plugin's answers to the deliveries of one dispatcher instance |
+//! | `_SY_CHREPLY.{prefix}.{tenant}.{channel}.{sender}.{n}` | answers to `sender`'s requests on a channel |
 //!
 //! The prefix defaults to [`DEFAULT_PREFIX`]; two deployments can share one NATS account by
 //! using different prefixes.
@@ -58,6 +60,26 @@ pub enum SubjectError {
         /// What was wrong with the name.
         source: NameError,
     },
+}
+
+/// Where a channel message was published: parsed from its subject, which the broker checked
+/// against the sender's permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChannelSubject {
+    /// The tenant it belongs to.
+    pub tenant: Tenant,
+    /// The channel.
+    pub channel: ChannelName,
+    /// The plugin that published it.
+    pub sender: PluginId,
+}
+
+/// Whether `token` is one non-empty subject token without wildcards.
+fn is_plain_token(token: &str) -> bool {
+    !token.is_empty()
+        && !token
+            .bytes()
+            .any(|b| matches!(b, b'.' | b'*' | b'>') || b.is_ascii_whitespace())
 }
 
 impl Namespace {
@@ -145,23 +167,90 @@ impl Namespace {
         format!("{}.deliver.{plugin}", self.prefix)
     }
 
-    /// The subject of a channel within a tenant.
-    pub fn channel(&self, tenant: &Tenant, channel: &ChannelName) -> String {
-        format!("{}.channel.{tenant}.{channel}", self.prefix)
+    /// The subject `sender` publishes a channel message on, within a tenant. The sender's id
+    /// is the last token: a plugin's permissions let it publish only with its own id there,
+    /// so a receiver knows from the subject alone, checked by the broker, who sent it.
+    pub fn channel(&self, tenant: &Tenant, channel: &ChannelName, sender: &PluginId) -> String {
+        format!("{}.channel.{tenant}.{channel}.{sender}", self.prefix)
     }
 
-    /// A filter matching one channel within one tenant, or within every tenant (`None`).
-    pub fn channel_filter(&self, tenant: Option<&Tenant>, channel: &ChannelName) -> String {
+    /// A filter matching one channel within one tenant, or within every tenant (`None`),
+    /// from one sender, or from any sender (`None`).
+    pub fn channel_filter(
+        &self,
+        tenant: Option<&Tenant>,
+        channel: &ChannelName,
+        sender: Option<&PluginId>,
+    ) -> String {
         let tenant = tenant.map_or("*", Tenant::as_str);
-        format!("{}.channel.{tenant}.{channel}", self.prefix)
+        let sender = sender.map_or("*", PluginId::as_str);
+        format!("{}.channel.{tenant}.{channel}.{sender}", self.prefix)
     }
 
-    /// Parses a channel subject back into its tenant and channel; `None` when `subject` is
-    /// not a channel subject of this namespace or holds invalid names.
-    pub fn parse_channel(&self, subject: &str) -> Option<(Tenant, ChannelName)> {
+    /// Parses a channel subject back into its tenant, channel and sender; `None` when
+    /// `subject` is not a channel subject of this namespace or holds invalid names.
+    pub fn parse_channel(&self, subject: &str) -> Option<ChannelSubject> {
         let rest = subject.strip_prefix(&format!("{}.channel.", self.prefix))?;
-        let (tenant, channel) = rest.split_once('.')?;
-        Some((Tenant::new(tenant).ok()?, ChannelName::new(channel).ok()?))
+        let mut tokens = rest.split('.');
+        let (tenant, channel, sender) = (tokens.next()?, tokens.next()?, tokens.next()?);
+        if tokens.next().is_some() {
+            return None;
+        }
+        Some(ChannelSubject {
+            tenant: Tenant::new(tenant).ok()?,
+            channel: ChannelName::new(channel).ok()?,
+            sender: PluginId::new(sender).ok()?,
+        })
+    }
+
+    /// The reply subject of one channel request: `token` (one subject token, unique per
+    /// request) under the sender's replies for that tenant and channel. Only the sender may
+    /// subscribe there, and only the plugins receiving that channel in that tenant may
+    /// publish there, so an answer can come from nobody else and go nowhere else.
+    pub fn channel_reply(&self, on: &ChannelSubject, token: &str) -> String {
+        format!(
+            "_SY_CHREPLY.{}.{}.{}.{}.{token}",
+            self.prefix, on.tenant, on.channel, on.sender
+        )
+    }
+
+    /// A filter matching the replies to channel requests: of one tenant or every tenant
+    /// (`None`), on one channel, to one sender or to any sender (`None`).
+    pub fn channel_reply_filter(
+        &self,
+        tenant: Option<&Tenant>,
+        channel: &ChannelName,
+        sender: Option<&PluginId>,
+    ) -> String {
+        let tenant = tenant.map_or("*", Tenant::as_str);
+        let sender = sender.map_or("*", PluginId::as_str);
+        format!("_SY_CHREPLY.{}.{tenant}.{channel}.{sender}.*", self.prefix)
+    }
+
+    /// Whether `reply` is a reply subject that a request on the channel subject `on` may
+    /// carry: exactly [`channel_reply`](Self::channel_reply) of `on` with one token. A
+    /// receiver answers nothing else.
+    pub fn is_channel_reply_for(&self, reply: &str, on: &ChannelSubject) -> bool {
+        let expected = self.channel_reply(on, "");
+        reply.strip_prefix(&expected).is_some_and(is_plain_token)
+    }
+
+    /// The reply subject of one delivery (or probe) the dispatcher instance `instance` sends to
+    /// `plugin`'s workers; `token` tells the dispatcher which request it answers. The plugin
+    /// may publish under [`delivery_reply_grant`](Self::delivery_reply_grant) and nowhere
+    /// else outside its own subjects, and only dispatchers subscribe there.
+    pub fn delivery_reply(&self, plugin: &PluginId, instance: &str, token: &str) -> String {
+        format!("_SY_REPLY.{}.{plugin}.{instance}.{token}", self.prefix)
+    }
+
+    /// What `plugin` may publish its delivery answers to.
+    pub fn delivery_reply_grant(&self, plugin: &PluginId) -> String {
+        format!("_SY_REPLY.{}.{plugin}.>", self.prefix)
+    }
+
+    /// The filter a dispatcher instance receives every answer to its deliveries on.
+    pub fn delivery_reply_filter(&self, instance: &str) -> String {
+        format!("_SY_REPLY.{}.*.{instance}.*", self.prefix)
     }
 
     /// The subject a plugin's workers ask the control plane for their rights on.
@@ -312,8 +401,8 @@ mod tests {
         );
         assert_eq!(ns.delivery(&plugin), "switchyard.deliver.audit");
         assert_eq!(
-            ns.channel(&tenant, &ChannelName::new("alerts").unwrap()),
-            "switchyard.channel.acme.alerts"
+            ns.channel(&tenant, &ChannelName::new("alerts").unwrap(), &plugin),
+            "switchyard.channel.acme.alerts.audit"
         );
         assert_eq!(
             ns.dead_letter(&plugin, &tenant, &ty),
@@ -326,15 +415,54 @@ mod tests {
         assert_eq!(ns.control("registry"), "switchyard.control.registry");
         let alerts = ChannelName::new("alerts").unwrap();
         assert_eq!(
-            ns.channel_filter(None, &alerts),
-            "switchyard.channel.*.alerts"
+            ns.channel_filter(None, &alerts, None),
+            "switchyard.channel.*.alerts.*"
+        );
+        let on = ChannelSubject {
+            tenant: tenant.clone(),
+            channel: alerts.clone(),
+            sender: plugin.clone(),
+        };
+        assert_eq!(
+            ns.parse_channel("switchyard.channel.acme.alerts.audit"),
+            Some(on.clone())
+        );
+        assert_eq!(ns.parse_channel("switchyard.channel.acme.alerts"), None);
+        assert_eq!(ns.parse_channel("switchyard.channel.acme.a.b.c"), None);
+        assert_eq!(ns.parse_channel("switchyard.events.acme.alerts.x"), None);
+        assert_eq!(
+            ns.channel_reply(&on, "r1"),
+            "_SY_CHREPLY.switchyard.acme.alerts.audit.r1"
         );
         assert_eq!(
-            ns.parse_channel("switchyard.channel.acme.alerts"),
-            Some((tenant.clone(), alerts.clone()))
+            ns.channel_reply_filter(Some(&tenant), &alerts, None),
+            "_SY_CHREPLY.switchyard.acme.alerts.*.*"
         );
-        assert_eq!(ns.parse_channel("switchyard.channel.acme.a.b"), None);
-        assert_eq!(ns.parse_channel("switchyard.events.acme.alerts"), None);
+        assert!(ns.is_channel_reply_for("_SY_CHREPLY.switchyard.acme.alerts.audit.r1", &on));
+        for wrong in [
+            "_SY_CHREPLY.switchyard.acme.alerts.audit",
+            "_SY_CHREPLY.switchyard.acme.alerts.audit.",
+            "_SY_CHREPLY.switchyard.acme.alerts.audit.r1.r2",
+            "_SY_CHREPLY.switchyard.acme.alerts.audit.*",
+            "_SY_CHREPLY.switchyard.acme.alerts.other.r1",
+            "_SY_CHREPLY.switchyard.globex.alerts.audit.r1",
+            "$JS.API.STREAM.PURGE.x",
+            "_INBOX.abc",
+        ] {
+            assert!(!ns.is_channel_reply_for(wrong, &on), "{wrong}");
+        }
+        assert_eq!(
+            ns.delivery_reply(&plugin, "d1", "7"),
+            "_SY_REPLY.switchyard.audit.d1.7"
+        );
+        assert_eq!(
+            ns.delivery_reply_grant(&plugin),
+            "_SY_REPLY.switchyard.audit.>"
+        );
+        assert_eq!(
+            ns.delivery_reply_filter("d1"),
+            "_SY_REPLY.switchyard.*.d1.*"
+        );
         assert_eq!(ns.plugin_rights(&plugin), "switchyard.control.rights.audit");
         assert_eq!(ns.all_plugin_rights(), "switchyard.control.rights.*");
         assert_eq!(

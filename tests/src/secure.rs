@@ -41,16 +41,26 @@ pub struct SecuredSwitchyard {
 
 impl SecuredSwitchyard {
     /// Starts the server with a freshly generated [`AuthSetup`], provisions the streams, and
-    /// starts the auth service (sweeping every second, JWTs valid for an hour). No dispatcher.
+    /// starts the auth service (sweeping every second, JWTs of the default lifetime). No
+    /// dispatcher.
     ///
     /// # Panics
     /// When anything fails to start.
     pub async fn start() -> Self {
-        // Boxed: the whole start-up is a large future.
-        Box::pin(Self::launch()).await
+        Self::start_with(|_| {}).await
     }
 
-    async fn launch() -> Self {
+    /// As [`start`](Self::start), with the auth service's configuration changed by
+    /// `configure` first (e.g. a short JWT lifetime).
+    ///
+    /// # Panics
+    /// When anything fails to start.
+    pub async fn start_with(configure: impl FnOnce(&mut AuthConfig)) -> Self {
+        // Boxed: the whole start-up is a large future.
+        Box::pin(Self::launch(configure)).await
+    }
+
+    async fn launch(configure: impl FnOnce(&mut AuthConfig)) -> Self {
         let setup = AuthSetup::generate();
         let server =
             TestServer::with_config_refusing_anonymous(TestConfig::text(setup.server_config()))
@@ -75,6 +85,7 @@ impl SecuredSwitchyard {
         let system = connect_trusted(&setup.system.url(&server.url())).await;
         let mut config = AuthConfig::new(&setup.issuer_seed()).expect("issuer seed");
         config.sweep_interval = Duration::from_secs(1);
+        configure(&mut config);
         let auth = AuthService::start(dispatcher_client, Some(system), config)
             .await
             .expect("auth service starts");

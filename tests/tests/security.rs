@@ -141,11 +141,12 @@ async fn an_ungranted_publish_reaches_no_one_and_the_plugin_sees_the_violation()
     let mut observer = observer(&sy).await;
 
     for refused in [
-        "switchyard.channel.acme.secrets",  // a channel it was not granted
-        "switchyard.channel.globex.alerts", // its channel, another tenant's
-        "switchyard.events.acme.order.created", // forging an event
-        "switchyard.deliver.sender",        // posing as the dispatcher
-        "switchyard.control.hello.other",   // posing as another plugin
+        "switchyard.channel.acme.secrets.sender", // a channel it was not granted
+        "switchyard.channel.globex.alerts.sender", // its channel, another tenant's
+        "switchyard.channel.acme.alerts.other",   // its channel, posing as another sender
+        "switchyard.events.acme.order.created",   // forging an event
+        "switchyard.deliver.sender",              // posing as the dispatcher
+        "switchyard.control.hello.other",         // posing as another plugin
     ] {
         assert_eq!(
             probe(&plugin, "sender", &mut observer, refused, 1).await,
@@ -163,7 +164,7 @@ async fn an_ungranted_publish_reaches_no_one_and_the_plugin_sees_the_violation()
             &plugin,
             "sender",
             &mut observer,
-            "switchyard.channel.acme.alerts",
+            "switchyard.channel.acme.alerts.sender",
             2
         )
         .await,
@@ -185,8 +186,8 @@ async fn a_plugin_sees_nothing_of_another_tenant_or_another_plugin() {
 
     // Subscribing straight to other tenants' and other plugins' subjects, as a raw client can.
     let forbidden = [
-        "switchyard.channel.globex.alerts",
-        "switchyard.channel.*.alerts",
+        "switchyard.channel.globex.alerts.*",
+        "switchyard.channel.*.alerts.*",
         "switchyard.channel.>",
         "switchyard.events.globex.>",
         "switchyard.events.>",
@@ -201,7 +202,7 @@ async fn a_plugin_sees_nothing_of_another_tenant_or_another_plugin() {
     }
     let mut allowed = plugin
         .client
-        .subscribe("switchyard.channel.acme.alerts")
+        .subscribe("switchyard.channel.acme.alerts.*")
         .await
         .unwrap();
     round_trip(&plugin.client).await;
@@ -215,7 +216,7 @@ async fn a_plugin_sees_nothing_of_another_tenant_or_another_plugin() {
 
     // A full-rights publisher sends to all of them, then to the plugin's own channel.
     for subject in [
-        "switchyard.channel.globex.alerts",
+        "switchyard.channel.globex.alerts.someone",
         "switchyard.events.globex.order.created",
         "switchyard.deliver.globex-billing",
         "_SY_INBOX.switchyard.globex-billing.x",
@@ -224,7 +225,7 @@ async fn a_plugin_sees_nothing_of_another_tenant_or_another_plugin() {
         sy.admin.publish(subject, "secret".into()).await.unwrap();
     }
     sy.admin
-        .publish("switchyard.channel.acme.alerts", "yours".into())
+        .publish("switchyard.channel.acme.alerts.someone", "yours".into())
         .await
         .unwrap();
     sy.admin.flush().await.unwrap();
@@ -335,7 +336,7 @@ async fn a_grant_takes_effect_and_a_revocation_stops_it_without_a_restart() {
         .await
         .unwrap();
     let mut observer = observer(&sy).await;
-    let alerts = "switchyard.channel.acme.alerts";
+    let alerts = "switchyard.channel.acme.alerts.notifier";
 
     assert_eq!(
         probe(&plugin, "notifier", &mut observer, alerts, 0).await,
@@ -504,19 +505,24 @@ async fn granted_plugins_talk_request_reply_and_learn_their_rights() {
 
     let mut requests = quoter
         .client
-        .subscribe("switchyard.channel.acme.quotes")
+        .subscribe("switchyard.channel.acme.quotes.*")
         .await
         .unwrap();
     round_trip(&quoter.client).await;
     let quoter_events = quoter.events.clone();
     let answering = tokio::spawn(async move {
         let request = requests.next().await.unwrap();
-        // The reply subject is in the asker's own inbox; the quoter may answer it once.
+        // The subject names the sender, and the reply subject is in the sender's reply space
+        // for this channel, where the quoter (a receiver of `quotes` for acme) may publish.
+        assert_eq!(
+            request.subject.as_str(),
+            "switchyard.channel.acme.quotes.asker"
+        );
         assert!(request
             .reply
             .as_ref()
             .unwrap()
-            .starts_with("_SY_INBOX.switchyard.asker."));
+            .starts_with("_SY_CHREPLY.switchyard.acme.quotes.asker."));
         quoter
             .client
             .publish(request.reply.unwrap(), "42".into())
@@ -525,15 +531,18 @@ async fn granted_plugins_talk_request_reply_and_learn_their_rights() {
         quoter.client.flush().await.unwrap();
         quoter
     });
-    let answer = timeout(
-        WAIT,
-        asker
-            .client
-            .request("switchyard.channel.acme.quotes", "price?".into()),
-    )
-    .await
-    .unwrap()
-    .unwrap_or_else(|e| {
+    let reply = "_SY_CHREPLY.switchyard.acme.quotes.asker.q1";
+    let mut answers = asker.client.subscribe(reply).await.unwrap();
+    asker
+        .client
+        .publish_with_reply(
+            "switchyard.channel.acme.quotes.asker",
+            reply,
+            "price?".into(),
+        )
+        .await
+        .unwrap();
+    let answer = timeout(WAIT, answers.next()).await.unwrap_or_else(|e| {
         panic!(
             "the quoter answers: {e}; asker saw {:?}, quoter saw {:?}\n{}",
             asker.events.all(),
@@ -541,6 +550,7 @@ async fn granted_plugins_talk_request_reply_and_learn_their_rights() {
             sy.server().server().log_tail()
         )
     });
+    let answer = answer.unwrap();
     assert_eq!(&answer.payload[..], b"42");
     let quoter = answering.await.unwrap();
     assert!(quoter.events.all().iter().all(|e| !e.contains("Violation")));
@@ -728,10 +738,25 @@ async fn the_sdk_talks_on_granted_channels_and_reports_refusals() {
     wait_until(WAIT, || {
         let (admin, headers, body) = (sy.admin.clone(), headers.clone(), body.clone());
         async move {
-            admin
-                .request_with_headers("switchyard.channel.acme.quotes", headers, body)
-                .await
-                .is_ok_and(|reply| reply.status.is_none())
+            // As a sender `probe` would: the answer goes to its reply subject.
+            let unique = admin.new_inbox();
+            let token = unique.rsplit('.').next().unwrap_or_default();
+            let reply = format!("_SY_CHREPLY.switchyard.acme.quotes.probe.{token}");
+            let Ok(mut answers) = admin.subscribe(reply.clone()).await else {
+                return false;
+            };
+            let sent = admin
+                .publish_with_reply_and_headers(
+                    "switchyard.channel.acme.quotes.probe",
+                    reply,
+                    headers,
+                    body,
+                )
+                .await;
+            sent.is_ok()
+                && timeout(Duration::from_secs(1), answers.next())
+                    .await
+                    .is_ok_and(|reply| reply.is_some_and(|r| r.status.is_none()))
         }
     })
     .await
@@ -781,7 +806,7 @@ async fn the_sdk_talks_on_granted_channels_and_reports_refusals() {
     assert_eq!(
         alert,
         Err(ChannelError::PermissionDenied {
-            subject: "switchyard.channel.acme.alerts".to_owned()
+            subject: "switchyard.channel.acme.alerts.shop".to_owned()
         })
     );
     let (note, tenant, trace_id) = noted.unwrap();

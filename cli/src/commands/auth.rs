@@ -65,8 +65,9 @@ pub(crate) struct ServeArgs {
     /// JWT expires (`--ttl`).
     #[arg(long, env = "SWITCHYARD_AUTH_SYSTEM_URL")]
     system_url: Option<String>,
-    /// How long a plugin connection's rights are valid before it must reconnect.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    /// How long a plugin connection's rights are valid before it must reconnect (and be
+    /// authorized again). While no auth service runs, a revoked right lasts at most this long.
+    #[arg(long, default_value = "60s", value_parser = parse_ttl)]
     ttl: Duration,
     /// How often stale plugin connections are looked for besides every change.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -177,4 +178,14 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     service.shutdown().await;
     println!("stopped");
     Ok(())
+}
+
+/// A JWT lifetime: a duration of at least 5 seconds (shorter ones would have plugin
+/// connections reconnecting all the time).
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if ttl < Duration::from_secs(5) {
+        return Err(format!("`{text}` is too short: at least 5s"));
+    }
+    Ok(ttl)
 }

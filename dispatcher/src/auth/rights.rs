@@ -1,25 +1,27 @@
 //! What one plugin may do on the bus, and the NATS permissions that say so.
-
-use std::time::Duration;
+//!
+//! The permissions are static lists: no response permission (`allow_responses`) is ever
+//! given. nats-server grants a response right for the reply subject of *every* message a
+//! connection receives, and checks it only after the allow and deny lists refused a publish,
+//! so a plugin that can send itself a message (its own inbox, a channel it sends and
+//! receives, a colluding plugin) could name any subject as the reply and then publish there.
+//! Instead each kind of answer has a subject space of its own that only the one who waits
+//! for it subscribes to: deliveries are answered under `_SY_REPLY.{prefix}.{plugin}.…`
+//! (the dispatcher listens), channel requests under
+//! `_SY_CHREPLY.{prefix}.{tenant}.{channel}.{sender}.…` (the sender listens).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use switchyard_schemas::{ChannelName, Namespace, PluginId, Tenant};
 
-use super::jwt::{Permission, ResponsePermission};
+use super::jwt::Permission;
 use crate::registry::{Registration, TenantScope};
 
 /// Subjects no plugin may publish or subscribe to, whatever its grants: the JetStream,
-/// key-value and object-store APIs, the system account's subjects, and Switchyard's stored
-/// subjects (events, dead letters, replays). The allow lists already leave them out; the deny
-/// list keeps them out should a grant ever be written too wide.
-const ALWAYS_DENIED: &[&str] = &["$JS.>", "$JSC.>", "$KV.>", "$O.>", "$SYS.>"];
-
-/// How long a worker may take to answer a request it received, beyond the longest delivery
-/// timeout of its subscriptions: the reply is still allowed then.
-const REPLY_GRACE: Duration = Duration::from_secs(60);
-/// The shortest reply window given (nats-server's own default).
-const MIN_REPLY_WINDOW: Duration = Duration::from_secs(120);
+/// key-value and object-store APIs, the system account's subjects, and the inboxes of trusted
+/// clients. The allow lists already leave them out; the deny list keeps them out should a
+/// grant ever be written too wide.
+const ALWAYS_DENIED: &[&str] = &["$JS.>", "$JSC.>", "$KV.>", "$O.>", "$SYS.>", "_INBOX.>"];
 
 /// A plugin's rights: its tenants and the channels its approved manifest grants. Derived from
 /// its registration; this is also what a worker is told when it asks the control plane
@@ -34,69 +36,81 @@ pub struct PluginRights {
     pub send: Vec<ChannelName>,
     /// Channels it may receive from (and answer requests on).
     pub receive: Vec<ChannelName>,
-    /// How long after receiving a request (a delivery, a channel request) it may still reply.
-    #[serde(with = "millis")]
-    pub reply_window: Duration,
 }
 
 impl PluginRights {
     /// The rights a registration grants.
     pub fn of(registration: &Registration) -> Self {
         let manifest = &registration.manifest;
-        let longest = manifest
-            .subscriptions
-            .iter()
-            .map(|s| s.policy.timeout)
-            .max()
-            .unwrap_or_default();
         Self {
             plugin: manifest.plugin.id.clone(),
             tenants: registration.tenants.clone(),
             send: manifest.channels.send.clone(),
             receive: manifest.channels.receive.clone(),
-            reply_window: (longest + REPLY_GRACE).max(MIN_REPLY_WINDOW),
         }
     }
 
-    /// The channel subjects (or filters) of `channels` for the plugin's tenants.
-    fn channel_subjects(&self, namespace: &Namespace, channels: &[ChannelName]) -> Vec<String> {
-        let mut subjects = Vec::new();
-        for channel in channels {
-            match &self.tenants {
-                TenantScope::All => subjects.push(namespace.channel_filter(None, channel)),
-                TenantScope::Only(tenants) => subjects.extend(
-                    tenants
-                        .iter()
-                        .map(|tenant: &Tenant| namespace.channel(tenant, channel)),
-                ),
-            }
+    /// The tenants as subject tokens: each one, or `None` (the `*` wildcard) for all.
+    fn tenant_tokens(&self) -> Vec<Option<&Tenant>> {
+        match &self.tenants {
+            TenantScope::All => vec![None],
+            TenantScope::Only(tenants) => tenants.iter().map(Some).collect(),
         }
-        subjects
+    }
+
+    /// One subject per (channel, tenant) of `channels`, built by `subject`.
+    fn per_channel_and_tenant(
+        &self,
+        channels: &[ChannelName],
+        subject: impl Fn(Option<&Tenant>, &ChannelName) -> String,
+    ) -> Vec<String> {
+        let tenants = self.tenant_tokens();
+        channels
+            .iter()
+            .flat_map(|channel| tenants.iter().map(|tenant| subject(*tenant, channel)))
+            .collect()
     }
 
     /// The NATS permissions of the plugin's connections:
     ///
-    /// - subscribe: its delivery subject, its own inbox, and its `receive` channels for its
-    ///   tenants;
-    /// - publish: its hello and rights subjects, its own inbox, and its `send` channels for
-    ///   its tenants;
-    /// - replies to requests it received (deliveries, channel requests), once each, within
-    ///   [`reply_window`](Self::reply_window);
-    /// - never the JetStream, key-value, object-store or system APIs.
+    /// - subscribe: its delivery subject, its own inbox, its `receive` channels from any
+    ///   sender, and the answers to its own requests on its `send` channels;
+    /// - publish: its hello and rights subjects, its own inbox, answers to its deliveries,
+    ///   its `send` channels under its own id, and answers to requests on its `receive`
+    ///   channels;
+    /// - all channel subjects for its tenants only;
+    /// - no response permission, and never the JetStream, key-value, object-store or system
+    ///   APIs, nor trusted clients' inboxes.
     pub fn permissions(&self, namespace: &Namespace) -> Permissions {
         let denied: Vec<String> = ALWAYS_DENIED.iter().map(|s| (*s).to_owned()).collect();
-        let inbox = format!("{}.>", namespace.plugin_inbox_prefix(&self.plugin));
-        let mut subscribe = vec![namespace.delivery(&self.plugin), inbox.clone()];
-        subscribe.extend(self.channel_subjects(namespace, &self.receive));
+        let me = &self.plugin;
+        let inbox = format!("{}.>", namespace.plugin_inbox_prefix(me));
+        let mut subscribe = vec![namespace.delivery(me), inbox.clone()];
+        subscribe.extend(
+            self.per_channel_and_tenant(&self.receive, |tenant, channel| {
+                namespace.channel_filter(tenant, channel, None)
+            }),
+        );
+        subscribe.extend(self.per_channel_and_tenant(&self.send, |tenant, channel| {
+            namespace.channel_reply_filter(tenant, channel, Some(me))
+        }));
         // Its own inbox too: only it can subscribe there, and a message to itself is how a
         // client learns that the server has processed everything it sent before (the SDK
         // checks a channel publish that way).
         let mut publish = vec![
-            namespace.worker_hello(&self.plugin),
-            namespace.plugin_rights(&self.plugin),
+            namespace.worker_hello(me),
+            namespace.plugin_rights(me),
             inbox,
+            namespace.delivery_reply_grant(me),
         ];
-        publish.extend(self.channel_subjects(namespace, &self.send));
+        publish.extend(self.per_channel_and_tenant(&self.send, |tenant, channel| {
+            namespace.channel_filter(tenant, channel, Some(me))
+        }));
+        publish.extend(
+            self.per_channel_and_tenant(&self.receive, |tenant, channel| {
+                namespace.channel_reply_filter(tenant, channel, None)
+            }),
+        );
         Permissions {
             publish: Permission {
                 allow: publish,
@@ -106,7 +120,6 @@ impl PluginRights {
                 allow: subscribe,
                 deny: denied,
             },
-            reply_window: self.reply_window,
         }
     }
 }
@@ -116,7 +129,6 @@ impl PluginRights {
 pub struct Permissions {
     pub(crate) publish: Permission,
     pub(crate) subscribe: Permission,
-    pub(crate) reply_window: Duration,
 }
 
 impl Permissions {
@@ -133,14 +145,6 @@ impl Permissions {
     /// Subjects denied whatever else is allowed.
     pub fn denied(&self) -> &[String] {
         &self.publish.deny
-    }
-
-    /// The response permission: one reply per request received, within the reply window.
-    pub(crate) fn responses(&self) -> ResponsePermission {
-        ResponsePermission {
-            max: 1,
-            ttl: i64::try_from(self.reply_window.as_nanos()).unwrap_or(i64::MAX),
-        }
     }
 
     /// A short digest of these permissions and of the credential they were granted to: two
@@ -161,7 +165,6 @@ impl Permissions {
             }
             hash.update([1]);
         }
-        hash.update(self.reply_window.as_millis().to_le_bytes());
         hash.update(credential_id.as_bytes());
         data_encoding::HEXLOWER.encode(&hash.finalize()[..6])
     }
@@ -177,21 +180,6 @@ pub(crate) fn connection_name(plugin: &PluginId, fingerprint: &str) -> String {
 pub(crate) fn parse_connection_name(name: &str) -> Option<(PluginId, &str)> {
     let (plugin, fingerprint) = name.strip_prefix("plugin:")?.rsplit_once(':')?;
     Some((PluginId::new(plugin).ok()?, fingerprint))
-}
-
-/// Durations as whole milliseconds in the rights' JSON.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
-    }
 }
 
 #[cfg(test)]
@@ -231,10 +219,12 @@ mod tests {
             [
                 "switchyard.deliver.audit",
                 "_SY_INBOX.switchyard.audit.>",
-                "switchyard.channel.acme.alerts",
-                "switchyard.channel.globex.alerts",
-                "switchyard.channel.acme.audit",
-                "switchyard.channel.globex.audit",
+                "switchyard.channel.acme.alerts.*",
+                "switchyard.channel.globex.alerts.*",
+                "switchyard.channel.acme.audit.*",
+                "switchyard.channel.globex.audit.*",
+                "_SY_CHREPLY.switchyard.acme.alerts.audit.*",
+                "_SY_CHREPLY.switchyard.globex.alerts.audit.*",
             ]
         );
         assert_eq!(
@@ -243,14 +233,18 @@ mod tests {
                 "switchyard.control.hello.audit",
                 "switchyard.control.rights.audit",
                 "_SY_INBOX.switchyard.audit.>",
-                "switchyard.channel.acme.alerts",
-                "switchyard.channel.globex.alerts",
+                "_SY_REPLY.switchyard.audit.>",
+                "switchyard.channel.acme.alerts.audit",
+                "switchyard.channel.globex.alerts.audit",
+                "_SY_CHREPLY.switchyard.acme.alerts.*.*",
+                "_SY_CHREPLY.switchyard.globex.alerts.*.*",
+                "_SY_CHREPLY.switchyard.acme.audit.*.*",
+                "_SY_CHREPLY.switchyard.globex.audit.*.*",
             ]
         );
-        assert!(permissions.denied().contains(&"$JS.>".to_owned()));
-        // The longest delivery timeout (5 minutes) plus a minute to answer.
-        assert_eq!(rights.reply_window, Duration::from_secs(360));
-        assert_eq!(permissions.responses().ttl, 360_000_000_000);
+        for denied in ["$JS.>", "$KV.>", "$SYS.>", "_INBOX.>"] {
+            assert!(permissions.denied().contains(&denied.to_owned()));
+        }
     }
 
     #[test]
@@ -259,10 +253,10 @@ mod tests {
         let permissions = rights.permissions(&Namespace::new("staging").unwrap());
         assert!(permissions
             .subscribe_allowed()
-            .contains(&"staging.channel.*.audit".to_owned()));
+            .contains(&"staging.channel.*.audit.*".to_owned()));
         assert!(permissions
             .publish_allowed()
-            .contains(&"staging.channel.*.alerts".to_owned()));
+            .contains(&"staging.channel.*.alerts.audit".to_owned()));
     }
 
     #[test]
@@ -294,7 +288,7 @@ mod tests {
             json,
             serde_json::json!({
                 "plugin": "audit", "tenants": "all", "send": ["alerts"],
-                "receive": ["alerts", "audit"], "reply_window": 360_000
+                "receive": ["alerts", "audit"]
             })
         );
         assert_eq!(

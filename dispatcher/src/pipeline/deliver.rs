@@ -20,6 +20,7 @@ use super::decision::{codes, decide, Action, AttemptResult};
 use super::keepalive::keep_alive;
 use super::presence::Presence;
 use super::rate::RateLimit;
+use super::replies::Replies;
 use crate::dead_letter::{DeadLetterWriter, Failure};
 
 /// The delivery header's name, built once: a name given as text is copied into a new
@@ -33,8 +34,8 @@ const REQUEST_FAILURE_RETRY: Duration = Duration::from_secs(1);
 /// Everything the deliveries of one (plugin, subscription) share.
 #[derive(Debug)]
 pub struct DeliveryPath {
-    /// The connection requests go out on.
-    pub client: async_nats::Client,
+    /// Where requests to the plugin's workers go out and their answers come back.
+    pub replies: Arc<Replies>,
     /// The subject the plugin's workers listen on, built once: cloning it per attempt only
     /// bumps a reference count.
     pub delivery_subject: async_nats::Subject,
@@ -301,12 +302,15 @@ async fn request(
     telemetry::inject(&send, |name, value| {
         headers.insert(name, value);
     });
-    let request = async_nats::Request::new()
-        .headers(headers)
-        .payload(message.payload.clone())
-        .timeout(Some(policy.timeout));
     let started = std::time::Instant::now();
-    let result = match path.client.send_request(subject.clone(), request).await {
+    let sent = path.replies.request(
+        &path.plugin,
+        subject.clone(),
+        headers,
+        message.payload.clone(),
+        policy.timeout,
+    );
+    let result = match sent.await {
         Ok(reply) => Ok(read_reply(reply.headers.as_ref(), &reply.payload)),
         Err(error) if error.kind() == RequestErrorKind::TimedOut => Ok(AttemptResult::TimedOut),
         Err(error) => Err(error),
@@ -331,27 +335,32 @@ fn read_reply(headers: Option<&HeaderMap>, body: &[u8]) -> AttemptResult {
 /// message (header `switchyard-probe`) until someone is subscribed again.
 fn spawn_prober(path: &DeliveryPath) {
     let presence = Arc::clone(&path.presence);
-    let client = path.client.clone();
+    let replies = Arc::clone(&path.replies);
+    let plugin = path.plugin.clone();
     let subject = path.delivery_subject.clone();
     tokio::spawn(async move {
         presence
             .probe_until_present(|| {
-                let client = client.clone();
-                let subject = subject.clone();
-                async move { probe(&client, subject).await }
+                let replies = Arc::clone(&replies);
+                let (plugin, subject) = (plugin.clone(), subject.clone());
+                async move { probe(&replies, &plugin, subject).await }
             })
             .await;
     });
 }
 
 /// True when some worker is subscribed: any answer, or even a timeout, means someone is there.
-async fn probe(client: &async_nats::Client, subject: async_nats::Subject) -> bool {
+async fn probe(replies: &Replies, plugin: &PluginId, subject: async_nats::Subject) -> bool {
     let mut headers = HeaderMap::new();
     headers.insert(dh::PROBE, "1");
-    let request = async_nats::Request::new()
-        .headers(headers)
-        .timeout(Some(Duration::from_secs(1)));
-    match client.send_request(subject, request).await {
+    let sent = replies.request(
+        plugin,
+        subject,
+        headers,
+        bytes::Bytes::new(),
+        Duration::from_secs(1),
+    );
+    match sent.await {
         Ok(_) => true,
         Err(error) => error.kind() != RequestErrorKind::NoResponders,
     }

@@ -12,6 +12,7 @@ pub mod keepalive;
 pub mod metrics;
 pub mod presence;
 pub mod rate;
+pub mod replies;
 pub mod stats;
 
 pub use deliver::{deliver, DeliveryPath, Settled};
