@@ -39,6 +39,7 @@
 mod callout;
 pub mod credentials;
 mod jwt;
+pub mod probe;
 mod rights;
 mod setup;
 mod sweep;
