@@ -35,6 +35,11 @@ pub(crate) enum AuthCommand {
     /// Connect with `--url` as a trusted user of the plugins' account (the `dispatcher` login
     /// of `auth init`). Several may run; one answers each request.
     Serve(ServeArgs),
+    /// Prove that no plugin gets past its rights on this deployment: throwaway plugins try
+    /// every subject class and reply trick, alone and colluding, and this login (a trusted
+    /// one with full rights, e.g. `admin`) observes what arrives. Prints `N passed, M
+    /// failed`; fails when any cell failed. Its plugins are removed at the end.
+    Probe(super::probe::ProbeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +83,7 @@ pub(crate) async fn run(command: AuthCommand) -> Result<(), CliError> {
     match command {
         AuthCommand::Init(args) => init(&args),
         AuthCommand::Serve(args) => serve(args).await,
+        AuthCommand::Probe(args) => super::probe::run(args).await,
     }
 }
 

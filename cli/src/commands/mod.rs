@@ -4,6 +4,7 @@ mod auth;
 mod dev;
 mod dlq;
 mod plugins;
+mod probe;
 mod run;
 mod streams;
 
@@ -119,6 +120,8 @@ pub(crate) enum CliError {
     Auth(#[from] switchyard_dispatcher::auth::AuthError),
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
     NotRegistered { plugin: PluginId, bucket: String },
+    #[error("the probe found {failed} of {total} cells failing: a plugin can get past its rights")]
+    ProbeFailed { failed: usize, total: usize },
     #[error("{action}: {reason}")]
     Nats {
         action: &'static str,
