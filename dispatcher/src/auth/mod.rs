@@ -65,6 +65,8 @@ use crate::registry::Registry;
 
 /// The subject nats-server sends authorization requests to, in the callout's account.
 pub const CALLOUT_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
+/// Where nats-server expects authorization responses: its own response inboxes.
+const SERVER_INBOX: &str = "$SYS._INBOX.";
 /// The queue group of the callout and rights responders: with several dispatchers, one answers.
 const QUEUE: &str = "switchyard-auth";
 
@@ -302,6 +304,13 @@ async fn answer_callouts(
     stop: CancellationToken,
 ) {
     while let Some((request, reply)) = next_request(&mut requests, &stop).await {
+        // nats-server asks from its own response inboxes; answer nowhere else (only trusted
+        // users may publish here, but a trusted component never publishes to a subject that
+        // someone else chose without checking it).
+        if !reply.starts_with(SERVER_INBOX) {
+            tracing::warn!(reply = %reply, "authorization request with a reply subject outside the server's inboxes: not answered");
+            continue;
+        }
         let (client, callout) = (client.clone(), callout.clone());
         // Each request on its own task: a slow registry read delays one connection only.
         tasks.spawn(async move {
