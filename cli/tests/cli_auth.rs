@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use switchyard_tests::{wait_until, TestConfig, TestServer};
 
-const WAIT: Duration = Duration::from_secs(15);
+// Long enough for a first login attempt made before `auth serve` listens (refused at the
+// server's 5 s auth timeout) and a second one.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Runs `switchyard <args>`, with no URL in the environment (each command names its own).
 async fn switchyard(args: &[&str]) -> Output {

@@ -23,7 +23,10 @@ use switchyard_tests::{
     round_trip, wait_until, Sealing, SecuredSwitchyard, TestConfig, TestServer,
 };
 
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(30);
+/// How long one login attempt may take to be decided: beyond the server's auth timeout (5 s),
+/// at which an unanswered one is refused.
+const ADMISSION: Duration = Duration::from_secs(10);
 const PLUGIN: &str = "audit-log";
 
 fn manifest() -> Manifest {
@@ -195,11 +198,11 @@ async fn admitted(sy: &SecuredSwitchyard, secret: &str) -> bool {
     if plugin.client.publish(inbox, "".into()).await.is_err() {
         return false;
     }
-    let refused = wait_until(WAIT, || async {
+    let refused = wait_until(ADMISSION, || async {
         plugin.events.count("Authorization Violation") > 0
     });
     tokio::select! {
-        echoed = tokio::time::timeout(WAIT, echo.next()) => matches!(echoed, Ok(Some(_))),
+        echoed = tokio::time::timeout(ADMISSION, echo.next()) => matches!(echoed, Ok(Some(_))),
         _ = refused => false,
     }
 }
