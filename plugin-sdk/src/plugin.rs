@@ -31,6 +31,15 @@ pub enum PluginError {
     /// The handlers do not fit the manifest; every problem is listed.
     #[error("the plugin's handlers do not fit its manifest:\n{}", .0.join("\n"))]
     Setup(Vec<String>),
+    /// A setting from the environment is unusable (a token file that cannot be read, a
+    /// token given twice).
+    #[error("{variable}: {reason}")]
+    Settings {
+        /// The environment variable at fault.
+        variable: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// NATS could not be reached or refused the worker.
     #[error("{action}: {reason}")]
     Nats {

@@ -45,6 +45,10 @@ pub mod env {
     /// The plugin's secret (`switchyard plugins credentials <id>`), when the broker enforces
     /// plugin rights: the worker logs in as its plugin id with it.
     pub const TOKEN: &str = "SWITCHYARD_PLUGIN_TOKEN";
+    /// A file holding the plugin's secret (`switchyard plugins credentials <id> --out FILE`),
+    /// instead of [`TOKEN`]: the secret stays out of the environment other processes may
+    /// read. Set one of the two.
+    pub const TOKEN_FILE: &str = "SWITCHYARD_PLUGIN_TOKEN_FILE";
 }
 
 impl Plugin {

@@ -57,6 +57,7 @@ pub use manifest::{
 };
 pub use name::{
     ChannelName, EventType, NameError, PluginId, Tenant, MAX_TOKEN_LEN, MAX_TYPE_TOKENS,
+    RESERVED_PLUGIN_IDS,
 };
 pub use subject::{ChannelSubject, Namespace, SubjectError, DEFAULT_PREFIX};
 

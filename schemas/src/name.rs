@@ -195,6 +195,21 @@ token_name!(
     PluginId,
     "plugin id"
 );
+/// The user names of a secured deployment's trusted logins (`docs/security.md`), which bypass
+/// the broker's checks. A plugin logs in with its id as user name, so none of these may be a
+/// plugin's id: manifests declaring one are refused, and the auth callout refuses it too.
+pub const RESERVED_PLUGIN_IDS: [&str; 3] = ["dispatcher", "admin", "system"];
+
+impl PluginId {
+    /// Whether this id is one of [`RESERVED_PLUGIN_IDS`], ignoring ASCII case. [`PluginId::new`]
+    /// accepts such ids (ids read back from storage stay readable); manifests refuse them.
+    pub fn is_reserved(&self) -> bool {
+        RESERVED_PLUGIN_IDS
+            .iter()
+            .any(|reserved| self.0.eq_ignore_ascii_case(reserved))
+    }
+}
+
 token_name!(
     /// The name of a plugin-to-plugin channel.
     ChannelName,
@@ -286,6 +301,16 @@ token_name!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trusted_logins_are_reserved_plugin_ids() {
+        for id in ["dispatcher", "admin", "system", "Admin", "SYSTEM"] {
+            assert!(PluginId::new(id).unwrap().is_reserved(), "{id}");
+        }
+        for id in ["audit-log", "admins", "system-audit", "my-dispatcher"] {
+            assert!(!PluginId::new(id).unwrap().is_reserved(), "{id}");
+        }
+    }
 
     #[test]
     fn accepts_plain_tokens() {

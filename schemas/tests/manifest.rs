@@ -542,6 +542,27 @@ fn bad_names() {
 }
 
 #[test]
+fn the_ids_of_trusted_logins_are_reserved() {
+    for reserved in ["dispatcher", "admin", "system", "Admin"] {
+        let text = minimal_edited("id = \"audit-log\"", &format!("id = \"{reserved}\""));
+        let errors = Manifest::from_toml_str(&text).expect_err("a reserved id is refused");
+        let problems = errors.problems();
+        assert_eq!(problems.len(), 1, "{errors}");
+        assert_eq!(problems[0].key, "plugin.id");
+        assert_eq!(problems[0].kind, ProblemKind::Reserved);
+        assert_eq!(
+            problems[0].message,
+            format!("plugin id `{reserved}` is reserved for a trusted login")
+        );
+    }
+    // Only the whole id is reserved.
+    parse(&minimal_edited(
+        "id = \"audit-log\"",
+        "id = \"admin-audit\"",
+    ));
+}
+
+#[test]
 fn bad_event_patterns() {
     for bad in [
         "order.>.late",

@@ -1,7 +1,8 @@
 //! A Switchyard whose broker enforces plugin rights: nats-server in auth-callout mode, the
 //! streams, the registry, the credentials and the auth service (with its system-account
 //! connection), optionally a dispatcher; plus raw plugin connections that record what the
-//! server refused them.
+//! server refused them. By default the server seals authorization requests to the auth
+//! service's xkey, as `switchyard auth init` configures it ([`Sealing`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use async_nats::{ConnectError, Event as NatsEvent, ServerError};
 use switchyard_bus::Bus;
 use switchyard_dispatcher::auth::{
-    AuthConfig, AuthService, AuthSetup, CredentialStore, PluginSecret,
+    AuthConfig, AuthService, AuthSetup, CredentialStore, PluginSecret, XKey,
 };
 use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
@@ -17,6 +18,32 @@ use switchyard_schemas::{Manifest, Namespace, PluginId};
 use tokio::sync::Notify;
 
 use crate::{wait_until, TestConfig, TestServer};
+
+/// Whether authorization requests are sealed (nats-server's `auth_callout { xkey }`): whether
+/// the server's configuration names the xkey, and whether the auth service holds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sealing {
+    /// Both: the server seals, the auth service opens (what `switchyard auth init` sets up).
+    #[default]
+    Both,
+    /// The server seals, but the auth service has no xkey: it can authorize no one.
+    ServerOnly,
+    /// The auth service has the xkey, but the server does not seal: the service refuses the
+    /// plaintext requests, so it authorizes no one either.
+    ServiceOnly,
+    /// Neither: requests, plugin secrets in them, travel in plaintext.
+    Neither,
+}
+
+impl Sealing {
+    fn server_seals(self) -> bool {
+        matches!(self, Sealing::Both | Sealing::ServerOnly)
+    }
+
+    fn service_opens(self) -> bool {
+        matches!(self, Sealing::Both | Sealing::ServiceOnly)
+    }
+}
 
 /// A nats-server in auth-callout mode with Switchyard's control plane running.
 pub struct SecuredSwitchyard {
@@ -41,30 +68,39 @@ pub struct SecuredSwitchyard {
 
 impl SecuredSwitchyard {
     /// Starts the server with a freshly generated [`AuthSetup`], provisions the streams, and
-    /// starts the auth service (sweeping every second, JWTs of the default lifetime). No
-    /// dispatcher.
+    /// starts the auth service (sweeping every second, JWTs of the default lifetime), requests
+    /// sealed to its xkey. No dispatcher.
     ///
     /// # Panics
     /// When anything fails to start.
     pub async fn start() -> Self {
-        Self::start_with(|_| {}).await
+        Self::start_with(Sealing::Both).await
     }
 
-    /// As [`start`](Self::start), with the auth service's configuration changed by
-    /// `configure` first (e.g. a short JWT lifetime).
+    /// As [`start`](Self::start), with requests sealed or not as `sealing` says.
     ///
     /// # Panics
     /// When anything fails to start.
-    pub async fn start_with(configure: impl FnOnce(&mut AuthConfig)) -> Self {
+    pub async fn start_with(sealing: Sealing) -> Self {
         // Boxed: the whole start-up is a large future.
-        Box::pin(Self::launch(configure)).await
+        Box::pin(Self::launch(sealing)).await
     }
 
-    async fn launch(configure: impl FnOnce(&mut AuthConfig)) -> Self {
+    async fn launch(sealing: Sealing) -> Self {
         let setup = AuthSetup::generate();
-        let server =
-            TestServer::with_config_refusing_anonymous(TestConfig::text(setup.server_config()))
-                .await;
+        let config = if sealing.server_seals() {
+            setup.server_config()
+        } else {
+            let xkey = format!("xkey: \"{}\"", setup.xkey.public_key());
+            let config = setup.server_config();
+            assert!(config.contains(&xkey), "the configuration names the xkey");
+            config
+                .lines()
+                .filter(|line| !line.contains(&xkey))
+                .map(|line| format!("{line}\n"))
+                .collect()
+        };
+        let server = TestServer::with_config_refusing_anonymous(TestConfig::text(config)).await;
         let admin = connect_trusted(&setup.admin.url(&server.url())).await;
         let js = crate::jetstream_context(admin.clone());
         wait_until(Duration::from_secs(10), || {
@@ -81,24 +117,67 @@ impl SecuredSwitchyard {
         let credentials = CredentialStore::open(bus.jetstream(), bus.namespace())
             .await
             .expect("credentials open");
-        let dispatcher_client = connect_trusted(&setup.dispatcher.url(&server.url())).await;
-        let system = connect_trusted(&setup.system.url(&server.url())).await;
-        let mut config = AuthConfig::new(&setup.issuer_seed()).expect("issuer seed");
-        config.sweep_interval = Duration::from_secs(1);
-        configure(&mut config);
-        let auth = AuthService::start(dispatcher_client, Some(system), config)
-            .await
-            .expect("auth service starts");
-        Self {
+        let mut secured = Self {
             setup,
             admin,
             bus,
             registry,
             credentials,
-            auth: Some(auth),
+            auth: None,
             dispatcher: None,
             server,
+        };
+        let xkey = sealing.service_opens().then(|| secured.setup.xkey.clone());
+        secured.restart_auth(xkey).await;
+        secured
+    }
+
+    /// Stops the auth service, if one runs, and starts a new one holding `xkey` (none: it
+    /// cannot open sealed requests), on its own trusted and system connections.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub async fn restart_auth(&mut self, xkey: Option<XKey>) {
+        self.restart_auth_configured(xkey, |_| {}).await;
+    }
+
+    /// As [`start`](Self::start), with plugin JWTs valid for `ttl`.
+    ///
+    /// # Panics
+    /// When anything fails to start.
+    pub async fn with_ttl(ttl: Duration) -> Self {
+        let mut secured = Self::start().await;
+        let xkey = Some(secured.setup.xkey.clone());
+        secured
+            .restart_auth_configured(xkey, |config| config.ttl = ttl)
+            .await;
+        secured
+    }
+
+    /// As [`restart_auth`](Self::restart_auth), with the configuration changed by
+    /// `configure` last.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub async fn restart_auth_configured(
+        &mut self,
+        xkey: Option<XKey>,
+        configure: impl FnOnce(&mut AuthConfig),
+    ) {
+        if let Some(auth) = self.auth.take() {
+            auth.shutdown().await;
         }
+        let dispatcher_client =
+            connect_trusted(&self.setup.dispatcher.url(&self.server.url())).await;
+        let system = connect_trusted(&self.setup.system.url(&self.server.url())).await;
+        let mut config = AuthConfig::new(&self.setup.issuer_seed()).expect("issuer seed");
+        config.sweep_interval = Duration::from_secs(1);
+        config.xkey = xkey.map(Arc::new);
+        configure(&mut config);
+        let auth = AuthService::start(dispatcher_client, Some(system), config)
+            .await
+            .expect("auth service starts");
+        self.auth = Some(auth);
     }
 
     /// Starts a dispatcher on its own trusted connection.

@@ -218,7 +218,7 @@ async fn the_sender_of_a_channel_message_is_proven_by_the_broker() {
 #[tokio::test]
 async fn revocation_fails_closed_without_an_auth_service() {
     let ttl = Duration::from_secs(3);
-    let mut sy = SecuredSwitchyard::start_with(|config| config.ttl = ttl).await;
+    let mut sy = SecuredSwitchyard::with_ttl(ttl).await;
     let secret = sy.register(manifest("revoked", &[], &[]), acme()).await;
     let plugin = sy.connect_plugin("revoked", secret.expose()).await.unwrap();
     sy.auth.take().expect("running").shutdown().await;

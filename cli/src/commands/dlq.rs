@@ -135,7 +135,7 @@ pub(crate) async fn run(command: DlqCommand) -> Result<(), CliError> {
 }
 
 async fn open(nats: &NatsArgs, namespace: &NamespaceArgs) -> Result<DeadLetters, CliError> {
-    let bus = Bus::connect(&nats.connect_options())
+    let bus = Bus::connect(&nats.connect_options()?)
         .await?
         .with_namespace(namespace.prefix.clone());
     Ok(DeadLetters::new(

@@ -6,6 +6,7 @@ mod dlq;
 mod plugins;
 mod probe;
 mod run;
+mod secrets;
 mod streams;
 
 use std::path::PathBuf;
@@ -47,16 +48,22 @@ enum Command {
     Auth(auth::AuthCommand),
 }
 
+/// The server URL when none is given.
+const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
 /// How to reach a NATS server; shared by every command that connects to one.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct NatsArgs {
-    /// NATS server URL(s), comma-separated.
-    #[arg(
-        long,
-        env = "SWITCHYARD_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    url: String,
+    /// NATS server URL(s), comma-separated [env: SWITCHYARD_NATS_URL] [default:
+    /// nats://127.0.0.1:4222]. A password in it is visible to other users of the machine:
+    /// use --url-file for a login URL.
+    #[arg(long, value_name = "URL", conflicts_with = "url_file")]
+    url: Option<String>,
+    /// A file holding the NATS URL, e.g. `admin.url` written by `switchyard auth init`, so
+    /// that no password is on the command line [env: SWITCHYARD_NATS_URL_FILE]. Either option
+    /// wins over both variables; setting both variables is an error.
+    #[arg(long, value_name = "PATH")]
+    url_file: Option<PathBuf>,
     /// A NATS credentials (.creds) file.
     #[arg(long, env = "SWITCHYARD_NATS_CREDS")]
     creds: Option<PathBuf>,
@@ -75,16 +82,31 @@ pub(crate) struct NatsArgs {
 }
 
 impl NatsArgs {
-    fn connect_options(&self) -> ConnectOptions {
-        ConnectOptions {
-            url: self.url.clone(),
+    /// The server URL(s): `--url`, `--url-file`, `SWITCHYARD_NATS_URL_FILE` or
+    /// `SWITCHYARD_NATS_URL`, else the default.
+    fn url(&self) -> Result<String, CliError> {
+        let source = secrets::UrlSource {
+            url: self.url.as_deref(),
+            file: self.url_file.as_deref(),
+            env: "SWITCHYARD_NATS_URL",
+            env_file: "SWITCHYARD_NATS_URL_FILE",
+        };
+        Ok(source
+            .resolve(secrets::environment)?
+            .unwrap_or_else(|| DEFAULT_URL.to_owned()))
+    }
+
+    /// How to connect, the URL read from its file if one is named.
+    fn connect_options(&self) -> Result<ConnectOptions, CliError> {
+        Ok(ConnectOptions {
+            url: self.url()?,
             credentials_file: self.creds.clone(),
             tls_root_certificates: self.tls_ca.clone(),
             tls_client_certificate: self.tls_cert.clone().zip(self.tls_key.clone()),
             require_tls: self.tls_ca.is_some() || self.tls_cert.is_some(),
             connect_timeout: self.connect_timeout,
             name: Some("switchyard-cli".to_owned()),
-        }
+        })
     }
 }
 
@@ -127,6 +149,14 @@ pub(crate) enum CliError {
         action: &'static str,
         reason: String,
     },
+    /// Both variables of one URL are set; which one is meant is not guessed.
+    #[error("both {env} and {env_file} are set; unset one (or give the URL as an option)")]
+    UrlTwice {
+        env: &'static str,
+        env_file: &'static str,
+    },
+    #[error("the URL file `{path}` is empty")]
+    EmptyUrlFile { path: PathBuf },
     #[error("{action} `{path}`: {source}")]
     Io {
         action: &'static str,

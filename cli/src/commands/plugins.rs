@@ -12,6 +12,7 @@ use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::status::{worst, CircuitReport, StatusBoard};
 use switchyard_schemas::{Manifest, Namespace, PluginId, Tenant};
 
+use super::secrets::PrivateReplacement;
 use super::streams::NamespaceArgs;
 use super::{CliError, NatsArgs};
 use crate::table::render_table;
@@ -37,8 +38,9 @@ pub(crate) enum PluginsCommand {
     /// broker-enforced rights, docs/security.md) its workers are disconnected and refused.
     Disable(RemoveArgs),
     /// Issue a new secret for a registered plugin's workers and print it (as
-    /// `SWITCHYARD_PLUGIN_TOKEN=...`); any earlier secret stops working, and connections
-    /// made with it are closed. Only a digest is stored: the secret is shown this once.
+    /// `SWITCHYARD_PLUGIN_TOKEN=...`), or write it to a file with `--out`; any earlier secret
+    /// stops working, and connections made with it are closed. Only a digest is stored: the
+    /// secret is shown this once.
     Credentials(CredentialsArgs),
     /// List the registered plugins with their version, tenants, subscriptions and circuit.
     ///
@@ -101,8 +103,13 @@ pub(crate) struct CredentialsArgs {
     #[arg(value_parser = parse_plugin_id)]
     plugin: PluginId,
     /// Revoke the plugin's secret instead of issuing one: its workers are refused.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "out")]
     revoke: bool,
+    /// Write the secret (the token alone) to this file, readable by its owner only, instead
+    /// of printing it; replaces the file. Give it to the workers as
+    /// `SWITCHYARD_PLUGIN_TOKEN_FILE`.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -134,7 +141,7 @@ pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
 }
 
 async fn open_registry(nats: &NatsArgs, namespace: &NamespaceArgs) -> Result<Registry, CliError> {
-    let client = nats.connect_options().connect().await?;
+    let client = nats.connect_options()?.connect().await?;
     Ok(Registry::open(&jetstream::new(client), &namespace.prefix).await?)
 }
 
@@ -169,7 +176,7 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
 }
 
 async fn remove(args: RemoveArgs) -> Result<(), CliError> {
-    let client = args.nats.connect_options().connect().await?;
+    let client = args.nats.connect_options()?.connect().await?;
     let js = jetstream::new(client);
     let registry = Registry::open(&js, &args.namespace.prefix).await?;
     if registry.remove(&args.plugin).await? {
@@ -213,7 +220,7 @@ async fn set_enabled(args: RemoveArgs, enabled: bool) -> Result<(), CliError> {
 }
 
 async fn credentials(args: CredentialsArgs) -> Result<(), CliError> {
-    let client = args.nats.connect_options().connect().await?;
+    let client = args.nats.connect_options()?.connect().await?;
     let js = jetstream::new(client);
     let credentials = CredentialStore::open(&js, &args.namespace.prefix).await?;
     if args.revoke {
@@ -231,12 +238,30 @@ async fn credentials(args: CredentialsArgs) -> Result<(), CliError> {
             bucket: registry.bucket().to_owned(),
         });
     }
+    // The file is created before the secret: a path that cannot be written to fails before
+    // the old secret is replaced.
+    let out = args
+        .out
+        .as_deref()
+        .map(PrivateReplacement::begin)
+        .transpose()?;
     let secret = credentials.issue(&args.plugin).await?;
-    eprintln!(
-        "issued a new secret for {}; give it to its workers (any earlier one no longer works):",
-        args.plugin
-    );
-    println!("SWITCHYARD_PLUGIN_TOKEN={}", secret.expose());
+    if let Some(out) = out {
+        let path = out.target().to_owned();
+        out.commit(&format!("{}\n", secret.expose()))?;
+        println!(
+            "issued a new secret for {} and wrote it to {} (any earlier one no longer works); \
+             give it to its workers as SWITCHYARD_PLUGIN_TOKEN_FILE",
+            args.plugin,
+            path.display()
+        );
+    } else {
+        eprintln!(
+            "issued a new secret for {}; give it to its workers (any earlier one no longer works):",
+            args.plugin
+        );
+        println!("SWITCHYARD_PLUGIN_TOKEN={}", secret.expose());
+    }
     Ok(())
 }
 
@@ -247,7 +272,7 @@ async fn list(args: ListArgs) -> Result<(), CliError> {
         println!("no plugins are registered in {}", registry.bucket());
         return Ok(());
     }
-    let client = args.nats.connect_options().connect().await?;
+    let client = args.nats.connect_options()?.connect().await?;
     let reports = StatusBoard::open(&jetstream::new(client), &args.namespace.prefix)
         .await?
         .circuits()
@@ -299,7 +324,7 @@ fn circuit_of(reports: &[CircuitReport], plugin: &PluginId, subscription: Option
 }
 
 async fn status(args: StatusArgs) -> Result<(), CliError> {
-    let client = args.nats.connect_options().connect().await?;
+    let client = args.nats.connect_options()?.connect().await?;
     let js = jetstream::new(client);
     let ns = &args.namespace.prefix;
     let registry = Registry::open(&js, ns).await?;

@@ -35,7 +35,7 @@ pub(crate) struct ProbeArgs {
 }
 
 pub(crate) async fn run(args: ProbeArgs) -> Result<(), CliError> {
-    let admin_options = args.nats.connect_options();
+    let admin_options = args.nats.connect_options()?;
     let admin = admin_options.connect().await?;
     let mut plugin_connect = admin_options.clone();
     plugin_connect.url = args

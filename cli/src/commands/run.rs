@@ -33,7 +33,8 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
-    let client = args.nats.connect_options().connect().await?;
+    let options = args.nats.connect_options()?;
+    let client = options.connect().await?;
     let namespace = args.namespace.prefix;
     let defaults = DispatcherConfig::default();
     let config = DispatcherConfig {
@@ -50,7 +51,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     let dispatcher = Dispatcher::start(client, config).await?;
     println!(
         "switchyard dispatcher {instance} running on {}",
-        switchyard_bus::redact_password(&args.nats.url)
+        switchyard_bus::redact_password(&options.url)
     );
     switchyard_plugin_sdk::stop_signal().await;
     println!(

@@ -85,7 +85,7 @@ async fn provision(args: ProvisionArgs) -> Result<(), CliError> {
             ..defaults.dead_letters
         },
     };
-    let bus = Bus::connect(&args.nats.connect_options())
+    let bus = Bus::connect(&args.nats.connect_options()?)
         .await?
         .with_namespace(ns)
         .with_streams(streams);
@@ -100,7 +100,7 @@ async fn provision(args: ProvisionArgs) -> Result<(), CliError> {
 }
 
 async fn info(args: InfoArgs) -> Result<(), CliError> {
-    let bus = Bus::connect(&args.nats.connect_options())
+    let bus = Bus::connect(&args.nats.connect_options()?)
         .await?
         .with_namespace(args.namespace.prefix);
     for settings in [&bus.streams().events, &bus.streams().dead_letters] {

@@ -21,6 +21,11 @@ pub enum Refusal {
     /// The user name is not a plugin id.
     #[error("`{0}` is not a valid plugin id")]
     BadIdentity(String),
+    /// The user name is a trusted login's (`dispatcher`, `admin`, `system`), which no plugin
+    /// may have: the server sends such a login to the callout only when it is not among its
+    /// `auth_users`, a misconfiguration.
+    #[error("`{0}` is reserved for a trusted login, never a plugin")]
+    Reserved(PluginId),
     /// No plugin with this id is registered (never, or removed since).
     #[error("plugin `{0}` is not registered")]
     Unknown(PluginId),
@@ -76,8 +81,9 @@ impl Current {
 impl Callout {
     /// The response JWT to one authorization request (`$SYS.REQ.USER.AUTH`), or `None` when
     /// the request is not a valid one signed by a server: then nothing is answered, and the
-    /// server refuses the connection when its auth timeout passes.
-    pub(crate) async fn answer(&self, payload: &[u8]) -> Option<String> {
+    /// server refuses the connection when its auth timeout passes. `sealed_by` is the server
+    /// key a sealed request was opened with: the request's signed claims must name the same.
+    pub(crate) async fn answer(&self, payload: &[u8], sealed_by: Option<&str>) -> Option<String> {
         let now = unix_now();
         let request = std::str::from_utf8(payload)
             .map_err(|e| e.to_string())
@@ -96,6 +102,11 @@ impl Callout {
                 return None;
             }
         };
+        if sealed_by.is_some_and(|key| key != request.server_id.xkey) {
+            tracing::warn!(server = %request.server_id.name,
+                "ignoring an authorization request sealed with another key than its server's");
+            return None;
+        }
         let response = match self.authorize(&request, now).await {
             Ok((plugin, user_jwt)) => {
                 tracing::debug!(%plugin, host = %request.client_info.host, "plugin connection authorized");
@@ -141,6 +152,9 @@ impl Callout {
             .filter(|user| !user.is_empty())
             .ok_or(Refusal::NoIdentity)?;
         let plugin = PluginId::new(user).map_err(|_| Refusal::BadIdentity(user.to_owned()))?;
+        if plugin.is_reserved() {
+            return Err(Refusal::Reserved(plugin));
+        }
         let current = self.current(&plugin).await?;
         let secret = request.connect_opts.pass.as_deref().unwrap_or("");
         if !current.credential.accepts(secret) {

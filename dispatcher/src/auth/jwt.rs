@@ -191,6 +191,10 @@ pub(crate) struct ServerId {
     /// The server's id (its public nkey): the audience of the response.
     #[serde(default)]
     pub id: String,
+    /// The public curve key the server seals requests with, when its `auth_callout` names an
+    /// `xkey`.
+    #[serde(default)]
+    pub xkey: String,
 }
 
 /// The client of an authorization request.

@@ -41,6 +41,7 @@ pub mod credentials;
 mod jwt;
 pub mod probe;
 mod rights;
+mod sealed;
 mod setup;
 mod sweep;
 
@@ -48,6 +49,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+/// A curve key (xkey) that seals authorization requests and responses ([`AuthConfig::xkey`]).
+pub use nkeys::XKey;
 use nkeys::{KeyPair, KeyPairType};
 use switchyard_schemas::{Namespace, PluginId};
 use tokio::sync::Notify;
@@ -57,9 +60,13 @@ use tokio_util::task::TaskTracker;
 pub use self::callout::Refusal;
 pub use self::credentials::{CredentialStore, PluginSecret, StoredCredential};
 pub use self::rights::{Permissions, PluginRights};
-pub use self::setup::{AuthSetup, Login, DEFAULT_ACCOUNT, SYSTEM_ACCOUNT};
+pub use self::sealed::{SealError, SERVER_XKEY_HEADER};
+pub use self::setup::{
+    AuthSetup, Listen, ListenError, Login, TlsFiles, DEFAULT_ACCOUNT, SYSTEM_ACCOUNT,
+};
 
 use self::callout::Callout;
+use self::sealed::Sealing;
 use self::sweep::Sweeper;
 use crate::registry::Registry;
 
@@ -93,11 +100,17 @@ pub struct AuthConfig {
     /// How often stale plugin connections are looked for even when no change was seen (a
     /// connection authorized at the very moment of a change, a missed notification).
     pub sweep_interval: Duration,
+    /// The curve key whose public half the server's `auth_callout { xkey }` names: the server
+    /// seals every authorization request (the plugin's secret is in it) to this key, and the
+    /// responses are sealed back. With a key, plaintext requests are refused (the server is
+    /// configured without it); without one, sealed requests cannot be read and are refused.
+    pub xkey: Option<Arc<XKey>>,
 }
 
 impl AuthConfig {
     /// A configuration with the issuer key read from its seed (`SA…`), the default
-    /// namespace and account, a JWT lifetime of [`DEFAULT_TTL`] and a 30 s sweep.
+    /// namespace and account, a JWT lifetime of [`DEFAULT_TTL`], a 30 s sweep and no xkey
+    /// (set [`xkey`](Self::xkey) with [`xkey_from_seed`]).
     ///
     /// # Errors
     /// [`AuthError::Issuer`] when the seed is not an account seed.
@@ -108,8 +121,18 @@ impl AuthConfig {
             account: DEFAULT_ACCOUNT.to_owned(),
             ttl: DEFAULT_TTL,
             sweep_interval: Duration::from_secs(30),
+            xkey: None,
         })
     }
+}
+
+/// Reads the auth service's xkey (curve key) from its seed (`SX…`, `xkey.nk` of
+/// `switchyard auth init`).
+///
+/// # Errors
+/// [`AuthError::Xkey`] when the seed does not decode or is not a curve seed.
+pub fn xkey_from_seed(seed: &str) -> Result<XKey, AuthError> {
+    sealed::xkey_from_seed(seed).map_err(AuthError::Xkey)
 }
 
 /// Reads an issuer key from its seed.
@@ -134,6 +157,9 @@ pub enum AuthError {
     /// The issuer seed is not a usable account key.
     #[error("invalid issuer key: {0}")]
     Issuer(String),
+    /// The xkey seed is not a usable curve key.
+    #[error("invalid xkey: {0}")]
+    Xkey(String),
     /// A subscription or request on the deployment's account failed.
     #[error("{action}: {reason}")]
     Nats {
@@ -222,6 +248,7 @@ impl AuthService {
             client.clone(),
             requests,
             callout.clone(),
+            Sealing::new(config.xkey.clone()),
             tasks.clone(),
             stop.clone(),
         ));
@@ -250,7 +277,9 @@ impl AuthService {
                 "no system-account connection: a plugin whose rights change keeps its old rights until its JWT expires"
             ),
         }
-        tracing::info!(account = %config.account, issuer = %config.issuer.public_key(), "auth callout running");
+        let xkey = config.xkey.as_ref().map(|key| key.public_key());
+        tracing::info!(account = %config.account, issuer = %config.issuer.public_key(),
+            xkey = xkey.as_deref().unwrap_or("none: requests are not sealed"), "auth callout running");
         Ok(Self {
             stop,
             tasks,
@@ -300,6 +329,7 @@ async fn answer_callouts(
     client: async_nats::Client,
     mut requests: async_nats::Subscriber,
     callout: Callout,
+    sealing: Sealing,
     tasks: TaskTracker,
     stop: CancellationToken,
 ) {
@@ -311,13 +341,35 @@ async fn answer_callouts(
             tracing::warn!(reply = %reply, "authorization request with a reply subject outside the server's inboxes: not answered");
             continue;
         }
+        let server_xkey = request
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(SERVER_XKEY_HEADER))
+            .map(|key| key.as_str().to_owned());
+        // Not answered: the server refuses the connection at its auth timeout.
+        let opened = match sealing.open(server_xkey.as_deref(), &request.payload) {
+            Ok(opened) => opened,
+            Err(error) => {
+                tracing::error!(%error, "authorization request not answered: misconfigured");
+                continue;
+            }
+        };
         let (client, callout) = (client.clone(), callout.clone());
         // Each request on its own task: a slow registry read delays one connection only.
         tasks.spawn(async move {
-            if let Some(response) = callout.answer(&request.payload).await {
-                if let Err(error) = client.publish(reply, response.into()).await {
-                    tracing::warn!(%error, "authorization response not sent");
+            let sealed_by = opened.server_xkey();
+            let Some(response) = callout.answer(&opened.request, sealed_by.as_deref()).await else {
+                return;
+            };
+            let response = match opened.seal(response) {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::error!(%error, "authorization response not sent");
+                    return;
                 }
+            };
+            if let Err(error) = client.publish(reply, response.into()).await {
+                tracing::warn!(%error, "authorization response not sent");
             }
         });
     }

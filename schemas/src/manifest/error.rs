@@ -27,6 +27,9 @@ pub enum ProblemKind {
     OutOfRange,
     /// A plugin id, subscription name or channel name that is not a valid token.
     BadName,
+    /// A plugin id reserved for a trusted login (`dispatcher`, `admin`, `system`): a plugin
+    /// logs in with its id as user name, so it cannot be one of theirs.
+    Reserved,
     /// An event type pattern that is not valid.
     BadPattern,
     /// A value listed twice where each must be unique.

@@ -68,9 +68,17 @@ pub(super) fn read_manifest(root: &Table, problems: &mut Problems) -> Result<Man
 
 fn read_plugin(field: &Field<'_>, problems: &mut Problems) -> Result<PluginInfo, Reported> {
     let plugin = field.section(problems, PLUGIN_KEYS)?;
-    let id = plugin
-        .required("id", problems)
-        .and_then(|f| f.name::<PluginId>(problems));
+    let id = plugin.required("id", problems).and_then(|f| {
+        let id = f.name::<PluginId>(problems)?;
+        if id.is_reserved() {
+            return Err(f.report(
+                problems,
+                ProblemKind::Reserved,
+                format!("plugin id `{id}` is reserved for a trusted login"),
+            ));
+        }
+        Ok(id)
+    });
     let version = plugin
         .required("version", problems)
         .and_then(|f| f.version(problems));
