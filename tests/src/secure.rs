@@ -146,12 +146,16 @@ impl SecuredSwitchyard {
     /// # Panics
     /// When anything fails to start.
     pub async fn with_ttl(ttl: Duration) -> Self {
-        let mut secured = Self::start().await;
-        let xkey = Some(secured.setup.xkey.clone());
-        secured
-            .restart_auth_configured(xkey, |config| config.ttl = ttl)
-            .await;
-        secured
+        // Boxed: the whole start-up is a large future.
+        Box::pin(async move {
+            let mut secured = Self::start().await;
+            let xkey = Some(secured.setup.xkey.clone());
+            secured
+                .restart_auth_configured(xkey, |config| config.ttl = ttl)
+                .await;
+            secured
+        })
+        .await
     }
 
     /// As [`restart_auth`](Self::restart_auth), with the configuration changed by
