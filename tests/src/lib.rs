@@ -56,7 +56,9 @@ pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
 pub use cluster::TestCluster;
 pub use dispatch::{manifest, OrderCreated, StoredDeadLetter, Switchyard};
 pub use python::{python_command, PYTHON_PACKAGES};
-pub use secure::{round_trip, RawPlugin, Sealing, SecuredSwitchyard, ServerErrors};
+pub use secure::{
+    channel_manifest, round_trip, RawPlugin, Sealing, SecuredSwitchyard, ServerErrors,
+};
 pub use server::{configs_dir, TestConfig, TestServer};
 pub use wait::{wait_until, TimedOut};
 pub use worker::{Behaviour, ReceivedDelivery, TestWorker};

@@ -384,3 +384,26 @@ async fn connect_trusted(url: &str) -> async_nats::Client {
         .await
         .unwrap_or_else(|error| panic!("a trusted user connects: {error}"))
 }
+
+/// A plugin manifest subscribed to `order.*`, granted to send on `send` and receive from
+/// `receive`.
+///
+/// # Panics
+/// When the names do not make a valid manifest.
+pub fn channel_manifest(plugin: &str, send: &[&str], receive: &[&str]) -> Manifest {
+    let list = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Manifest::from_toml_str(&format!(
+        "[plugin]\nid = \"{plugin}\"\nversion = \"1.0.0\"\ncore = \"*\"\n\
+         [[subscriptions]]\nname = \"orders\"\nevents = [\"order.*\"]\n\
+         [channels]\nsend = [{}]\nreceive = [{}]\n",
+        list(send),
+        list(receive)
+    ))
+    .expect("valid manifest")
+}

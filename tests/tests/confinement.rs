@@ -15,21 +15,7 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn manifest(plugin: &str, send: &[&str], receive: &[&str]) -> Manifest {
-    let list = |names: &[&str]| {
-        names
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Manifest::from_toml_str(&format!(
-        "[plugin]\nid = \"{plugin}\"\nversion = \"1.0.0\"\ncore = \"*\"\n\
-         [[subscriptions]]\nname = \"orders\"\nevents = [\"order.*\"]\n\
-         [channels]\nsend = [{}]\nreceive = [{}]\n",
-        list(send),
-        list(receive)
-    ))
-    .expect("valid manifest")
+    switchyard_tests::channel_manifest(plugin, send, receive)
 }
 
 fn acme() -> TenantScope {

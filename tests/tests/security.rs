@@ -25,30 +25,7 @@ const WAIT: Duration = Duration::from_secs(10);
 const PROBE: Duration = Duration::from_secs(2);
 
 fn manifest(plugin: &str, send: &[&str], receive: &[&str]) -> Manifest {
-    let list = |names: &[&str]| {
-        names
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Manifest::from_toml_str(&format!(
-        r#"
-        [plugin]
-        id = "{plugin}"
-        version = "1.0.0"
-        core = "*"
-        [[subscriptions]]
-        name = "orders"
-        events = ["order.*"]
-        [channels]
-        send = [{}]
-        receive = [{}]
-        "#,
-        list(send),
-        list(receive)
-    ))
-    .expect("valid manifest")
+    switchyard_tests::channel_manifest(plugin, send, receive)
 }
 
 fn only(tenant: &str) -> TenantScope {
