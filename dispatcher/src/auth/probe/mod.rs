@@ -16,7 +16,6 @@
 
 mod cells;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{HeaderMap, Subscriber};
@@ -188,11 +187,10 @@ impl Cast {
     }
 }
 
-/// A raw connection of one throwaway plugin, and the server errors it was sent.
+/// A raw connection of one throwaway plugin.
 struct Actor {
     id: PluginId,
     client: async_nats::Client,
-    errors: Arc<Mutex<Vec<String>>>,
     /// Its own deliveries: the subject the observer publishes a control message to after a
     /// subscription cell.
     deliveries: tokio::sync::Mutex<Subscriber>,
@@ -263,7 +261,7 @@ async fn probe(
     }
     let mut actors = Vec::new();
     for (plugin, secret) in cast.plugins().into_iter().zip(&secrets) {
-        let (client, errors) = connect(options, &cast.ns, plugin.as_str(), secret.expose())
+        let client = connect(options, &cast.ns, plugin.as_str(), secret.expose())
             .await
             .map_err(|reason| ProbeError::Connect {
                 plugin: plugin.to_string(),
@@ -279,7 +277,6 @@ async fn probe(
         actors.push(Actor {
             id: plugin.clone(),
             client,
-            errors,
             deliveries: tokio::sync::Mutex::new(deliveries),
         });
     }
@@ -315,7 +312,6 @@ async fn probe(
         report.results.push(CellResult { cell, passed, seen });
     }
     for actor in actors {
-        drop(actor.errors);
         let _ = actor.client.drain().await;
     }
     Ok(report)
@@ -328,10 +324,8 @@ async fn connect(
     ns: &Namespace,
     user: &str,
     password: &str,
-) -> Result<(async_nats::Client, Arc<Mutex<Vec<String>>>), String> {
+) -> Result<async_nats::Client, String> {
     let base = &options.plugin_connect;
-    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
-    let recorder = Arc::clone(&errors);
     let inbox = match PluginId::new(user) {
         Ok(id) => ns.plugin_inbox_prefix(&id),
         Err(_) => "_SY_INBOX.probe".to_owned(),
@@ -342,16 +336,7 @@ async fn connect(
             .custom_inbox_prefix(inbox)
             .connection_timeout(base.connect_timeout)
             .require_tls(base.require_tls)
-            .max_reconnects(Some(3))
-            .event_callback(move |event| {
-                if let async_nats::Event::ServerError(error) = &event {
-                    recorder
-                        .lock()
-                        .expect("not poisoned")
-                        .push(error.to_string());
-                }
-                async {}
-            });
+            .max_reconnects(Some(3));
     if let Some(ca) = &base.tls_root_certificates {
         connect = connect.add_root_certificates(ca.clone());
     }
@@ -360,7 +345,7 @@ async fn connect(
     }
     let url = base.url.clone();
     match tokio::time::timeout(base.connect_timeout, connect.connect(url.as_str())).await {
-        Ok(Ok(client)) => Ok((client, errors)),
+        Ok(Ok(client)) => Ok(client),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!("no answer within {:?}", base.connect_timeout)),
     }
