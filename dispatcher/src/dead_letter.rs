@@ -1,10 +1,19 @@
 //! Dead letters: the original event, untouched, plus why and where it failed.
 //!
 //! A dead letter is stored in the dead-letter stream under
-//! `{prefix}.dlq.{plugin}.{tenant}.{type}` with the event's own headers and body, and the
-//! failure metadata in `switchyard-dlq-*` headers. Its `Nats-Msg-Id` is derived from the
-//! plugin, the subscription and the event's stream sequence, so that writing it twice (a
-//! dispatcher that crashed after the write and before the ack) stores it once.
+//! `{prefix}.dlq.{plugin}.{tenant}.{type}` (tenant and type of the subject the event was
+//! published to) with the failure metadata in `switchyard-dlq-*` headers. Its `Nats-Msg-Id` is
+//! derived from the plugin, the subscription and the event's stream sequence, so that writing
+//! it twice (a dispatcher that crashed after the write and before the ack) stores it once.
+//!
+//! It keeps the original in the first of these forms that fits (a header block holds at most
+//! 65,535 bytes, a message at most the server's `max_payload`):
+//! 1. **copy**: the event's own headers and body;
+//! 2. **raw**: the body holds the event's header block as stored, then its body;
+//!    `switchyard-dlq-raw-header-len` says where the body starts. Used when the header block
+//!    cannot be read, or when it and the metadata exceed the header limit;
+//! 3. **omitted**: no original; `switchyard-dlq-omitted` says why, and the event stays
+//!    readable at its sequence in the events stream until that stream's retention removes it.
 
 use std::time::Duration;
 
@@ -36,6 +45,132 @@ pub mod header {
     pub const ORIGINAL_SUBJECT: &str = "switchyard-dlq-original-subject";
     /// The event's sequence in the events stream.
     pub const STREAM_SEQUENCE: &str = "switchyard-dlq-stream-seq";
+    /// Raw form: how many leading bytes of the body are the event's header block.
+    pub const RAW_HEADER_LEN: &str = "switchyard-dlq-raw-header-len";
+    /// Omitted form: why the dead letter does not hold the event.
+    pub const OMITTED: &str = "switchyard-dlq-omitted";
+}
+
+/// The most bytes a stored header block may have (nats-server refuses more, JetStream error
+/// 10097).
+pub const MAX_HEADER_BLOCK: usize = 65_535;
+
+/// The original event, as the dispatcher holds it.
+#[derive(Debug, Clone)]
+pub enum Original {
+    /// Headers the client could read, and the body.
+    Message {
+        /// The event's headers.
+        headers: Option<HeaderMap>,
+        /// The body.
+        body: Bytes,
+    },
+    /// The stored bytes, read past the client's header parser.
+    Raw(crate::raw::RawMessage),
+}
+
+/// The headers and body of a dead letter, in the form chosen for the sizes.
+#[derive(Debug)]
+struct Planned {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Chooses the first form of the dead letter of `original` that fits `max_payload`: see the
+/// module documentation.
+fn plan(original: &Original, failure: &Failure, max_payload: usize) -> Planned {
+    let mut metadata = HeaderMap::new();
+    metadata.insert(ce::NATS_MSG_ID, failure.dead_letter_id());
+    failure.write_headers(&mut metadata);
+    let fits = |headers: &HeaderMap, body_len: usize| {
+        let block = header_block_len(headers);
+        block <= MAX_HEADER_BLOCK && block + body_len <= max_payload
+    };
+
+    let (block, body) = match original {
+        Original::Message { headers, body } => {
+            let mut copy = headers.clone().unwrap_or_default();
+            for (name, values) in metadata.iter() {
+                for (i, value) in values.iter().enumerate() {
+                    if i == 0 {
+                        copy.insert(name.clone(), value.clone());
+                    } else {
+                        copy.append(name.clone(), value.clone());
+                    }
+                }
+            }
+            if fits(&copy, body.len()) {
+                return Planned {
+                    headers: copy,
+                    body: body.clone(),
+                };
+            }
+            (
+                Bytes::from(header_block(headers.as_ref().unwrap_or(&HeaderMap::new()))),
+                body,
+            )
+        }
+        Original::Raw(raw) => (raw.header_block.clone(), &raw.body),
+    };
+
+    let mut raw = metadata.clone();
+    raw.insert(header::RAW_HEADER_LEN, block.len().to_string());
+    if fits(&raw, block.len() + body.len()) {
+        let mut joined = bytes::BytesMut::with_capacity(block.len() + body.len());
+        joined.extend_from_slice(&block);
+        joined.extend_from_slice(body);
+        return Planned {
+            headers: raw,
+            body: joined.freeze(),
+        };
+    }
+
+    let mut omitted = metadata;
+    omitted.insert(
+        header::OMITTED,
+        format!(
+            "the event ({} header and {} body bytes) does not fit in a dead letter under              max_payload {max_payload}; it is sequence {} of the events stream until that              stream's retention removes it",
+            block.len(),
+            body.len(),
+            failure.stream_sequence
+        ),
+    );
+    Planned {
+        headers: omitted,
+        body: Bytes::new(),
+    }
+}
+
+/// The length of `headers` as a NATS header block: `NATS/1.0\r\n`, a `name: value\r\n` line
+/// per value, and a closing `\r\n`.
+fn header_block_len(headers: &HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values
+                .iter()
+                .map(|v| name.len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum();
+    b"NATS/1.0\r\n".len() + lines + 2
+}
+
+/// `headers` written as a NATS header block.
+fn header_block(headers: &HeaderMap) -> Vec<u8> {
+    let mut block = Vec::with_capacity(header_block_len(headers));
+    block.extend_from_slice(b"NATS/1.0\r\n");
+    for (name, values) in headers.iter() {
+        for value in values {
+            block.extend_from_slice(AsRef::<str>::as_ref(name).as_bytes());
+            block.extend_from_slice(b": ");
+            block.extend_from_slice(value.as_str().as_bytes());
+            block.extend_from_slice(b"\r\n");
+        }
+    }
+    block.extend_from_slice(b"\r\n");
+    block
 }
 
 /// Tokens used in the dead-letter subject when the event's tenant or type is unreadable.
@@ -159,21 +294,20 @@ impl DeadLetterWriter {
         Self { js, namespace }
     }
 
-    /// Stores the event (headers and body as they were) with the failure's metadata, and
-    /// returns the dead letter's sequence in the dead-letter stream.
+    /// Stores the event with the failure's metadata, in the first form that fits (see the
+    /// module documentation), and returns the dead letter's sequence in the dead-letter
+    /// stream.
     ///
     /// # Errors
     /// A [`DeadLetterError`] when the stream does not acknowledge the write.
     pub async fn write(
         &self,
-        event_headers: Option<&HeaderMap>,
-        body: Bytes,
+        original: &Original,
         failure: &Failure,
     ) -> Result<u64, DeadLetterError> {
-        let subject = self.subject_for(event_headers, failure);
-        let mut headers = event_headers.cloned().unwrap_or_default();
-        headers.insert(ce::NATS_MSG_ID, failure.dead_letter_id());
-        failure.write_headers(&mut headers);
+        let subject = self.subject_for(failure);
+        let max_payload = self.js.client().server_info().max_payload;
+        let Planned { headers, body } = plan(original, failure, max_payload);
         let error = |reason: String| DeadLetterError {
             plugin: failure.plugin.clone(),
             stream_sequence: failure.stream_sequence,
@@ -189,28 +323,20 @@ impl DeadLetterWriter {
         Ok(ack.sequence)
     }
 
-    /// The subject the dead letter of `failure` is stored under.
-    pub fn subject_for(&self, event_headers: Option<&HeaderMap>, failure: &Failure) -> String {
-        let (tenant, event_type) = self.subject_names(event_headers, &failure.original_subject);
+    /// The subject the dead letter of `failure` is stored under: the tenant and type are the
+    /// ones of the subject the event was published to, which the broker authorized (its
+    /// headers may say otherwise).
+    pub fn subject_for(&self, failure: &Failure) -> String {
+        let (tenant, event_type) = self.subject_names(&failure.original_subject);
         self.namespace
             .dead_letter(&failure.plugin, &tenant, &event_type)
     }
 
-    /// The tenant and type for the dead letter's subject: from the event's headers when they
-    /// are valid names, else from the subject it was published to, else `unknown`.
-    fn subject_names(
-        &self,
-        headers: Option<&HeaderMap>,
-        original_subject: &str,
-    ) -> (Tenant, EventType) {
-        let from_headers = headers.and_then(|h| {
-            let tenant = Tenant::new(h.get(ce::TENANT)?.as_str()).ok()?;
-            let ty = EventType::new(h.get(ce::TYPE)?.as_str()).ok()?;
-            Some((tenant, ty))
-        });
-        from_headers
-            .or_else(|| self.namespace.parse_event_or_redrive(original_subject).ok())
-            .unwrap_or_else(|| {
+    /// The tenant and type of the subject an event was published to, else `unknown`.
+    fn subject_names(&self, original_subject: &str) -> (Tenant, EventType) {
+        self.namespace
+            .parse_event_or_redrive(original_subject)
+            .unwrap_or_else(|_| {
                 (
                     Tenant::new(UNKNOWN).expect("`unknown` is a valid tenant"),
                     EventType::new(UNKNOWN).expect("`unknown` is a valid type"),

@@ -25,6 +25,7 @@ use crate::pipeline::rate::RateLimit;
 use crate::pipeline::replies::Replies;
 use crate::pipeline::stats::{DeliveryStats, StatsSnapshot};
 use crate::pipeline::DeliveryPath;
+use crate::raw::RawReader;
 use crate::registry::{Registration, Registry, RegistryChange, RegistryError, TenantScope};
 use crate::status::{CircuitReport, StatusBoard, StatusError, REFRESH};
 use opentelemetry::global;
@@ -174,6 +175,7 @@ impl Dispatcher {
                 config.namespace.clone(),
                 Duration::from_secs(5),
             ),
+            raw: RawReader::new(client.clone(), config.streams.events.name.clone()),
             namespace: config.namespace.clone(),
             breaker: config.breaker,
             plugins: HashMap::new(),
@@ -364,6 +366,7 @@ struct Supervisor {
     jetstream: jetstream::Context,
     events: jetstream::stream::Stream,
     dead_letters: DeadLetterWriter,
+    raw: RawReader,
     namespace: Namespace,
     breaker: BreakerConfig,
     plugins: HashMap<PluginId, RunningPlugin>,
@@ -509,6 +512,8 @@ impl Supervisor {
                 rate,
                 presence: Arc::clone(&presence),
                 dead_letters: self.dead_letters.clone(),
+                namespace: self.namespace.clone(),
+                raw: self.raw.clone(),
                 keepalive_interval: config.ack_wait / 3,
                 first_failures: DashMap::new(),
                 stats: DeliveryStats::default(),

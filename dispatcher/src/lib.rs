@@ -20,6 +20,7 @@ mod dispatcher;
 pub mod local_nats;
 pub mod pipeline;
 pub mod pull;
+pub mod raw;
 pub mod redrive;
 pub mod registry;
 pub mod status;

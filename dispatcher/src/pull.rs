@@ -158,14 +158,21 @@ impl Pull {
                 }
             };
             self.last_heard = Instant::now();
+            // A stored message always comes with its acknowledgement subject, a status from
+            // the server never does: a status line a publisher wrote into an event must not
+            // be taken for the server's (the screen dead-letters it).
+            let stored = reply.reply.is_some();
             match reply.status {
-                None | Some(StatusCode::OK) => {
+                _ if stored => {
                     let slot = self.requested.as_mut().and_then(|p| p.split(1));
                     let message = jetstream::Message {
                         message: reply,
                         context: self.context.clone(),
                     };
                     return Some(Pulled::Message(message, slot));
+                }
+                None | Some(StatusCode::OK) => {
+                    tracing::warn!(subject = %reply.subject, "a message without an acknowledgement subject on the pull inbox; ignored");
                 }
                 Some(StatusCode::IDLE_HEARTBEAT) => {}
                 Some(status) => {

@@ -47,6 +47,7 @@ mod cli;
 mod cluster;
 mod dispatch;
 mod python;
+mod raw;
 mod secure;
 mod server;
 mod wait;
@@ -56,6 +57,7 @@ pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
 pub use cluster::TestCluster;
 pub use dispatch::{manifest, OrderCreated, StoredDeadLetter, Switchyard};
 pub use python::{python_command, PYTHON_PACKAGES};
+pub use raw::{event_lines, header_block, RawPublisher};
 pub use secure::{
     channel_manifest, round_trip, RawPlugin, Sealing, SecuredSwitchyard, ServerErrors,
 };

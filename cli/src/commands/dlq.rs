@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use clap::{ArgGroup, Args, Subcommand};
 use switchyard_bus::Bus;
 use switchyard_dispatcher::redrive::{
-    DeadLetterFilter, DeadLetterRecord, DeadLetterSummary, DeadLetters, Selection,
+    DeadLetterFilter, DeadLetterRecord, DeadLetterSummary, DeadLetters, OriginalForm, Selection,
 };
 use switchyard_schemas::{header as ce, ContentType, PluginId};
 use time::format_description::well_known::Rfc3339;
@@ -255,14 +255,34 @@ fn describe(record: &DeadLetterRecord) -> String {
     for (name, value) in headers {
         let _ = writeln!(out, "  {name}: {value}");
     }
-    let content_type = record.headers.get(ce::CONTENT_TYPE).map(|v| v.as_str());
-    let _ = writeln!(
-        out,
-        "body ({}, {} bytes):",
-        content_type.unwrap_or("no content-type"),
-        record.body.len()
-    );
-    let _ = writeln!(out, "{}", render_body(content_type, &record.body));
+    match &record.form {
+        OriginalForm::Copy => {
+            let content_type = record.headers.get(ce::CONTENT_TYPE).map(|v| v.as_str());
+            let _ = writeln!(
+                out,
+                "body ({}, {} bytes):",
+                content_type.unwrap_or("no content-type"),
+                record.body.len()
+            );
+            let _ = writeln!(out, "{}", render_body(content_type, &record.body));
+        }
+        OriginalForm::Raw { header_len } => {
+            // The event's header block could not be read (or copied): both parts as stored.
+            let split = (*header_len).min(record.body.len());
+            let (block, body) = record.body.split_at(split);
+            let _ = writeln!(
+                out,
+                "original header block ({} bytes, as stored):",
+                block.len()
+            );
+            let _ = writeln!(out, "{}", preview(block));
+            let _ = writeln!(out, "original body ({} bytes):", body.len());
+            let _ = writeln!(out, "{}", preview(body));
+        }
+        OriginalForm::Omitted { why } => {
+            let _ = writeln!(out, "original: not kept: {why}");
+        }
+    }
     out
 }
 

@@ -19,6 +19,14 @@ pub mod codes {
     pub const RETRY: &str = "handler.retry";
     /// The event's schema version is outside the subscription's range.
     pub const VERSION_MISMATCH: &str = "subscription.version-mismatch";
+    /// The event's header block cannot be read (or carries a status line).
+    pub const MALFORMED_HEADERS: &str = "event.malformed-headers";
+    /// The event's tenant or type differs from the subject it was published to.
+    pub const SUBJECT_MISMATCH: &str = "event.subject-mismatch";
+    /// The event with the delivery's own headers exceeds the server's `max_payload`.
+    pub const TOO_LARGE: &str = "event.too-large";
+    /// Every attempt failed before reaching a worker (the request could not be sent).
+    pub const NOT_SENT: &str = "delivery.not-sent";
 }
 
 /// How one attempt ended, as the dispatcher saw it.

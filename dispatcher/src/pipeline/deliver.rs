@@ -8,11 +8,11 @@ use async_nats::{HeaderMap, RequestErrorKind};
 use dashmap::DashMap;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
-use switchyard_bus::{decode_event, header};
+use switchyard_bus::header;
 use switchyard_schemas::delivery::{header as dh, DeliveryInfo, ErrorCode, Outcome};
 use switchyard_schemas::manifest::Subscription;
 use switchyard_schemas::telemetry::{self, attr};
-use switchyard_schemas::{header as ce, PluginId};
+use switchyard_schemas::{header as ce, Namespace, PluginId};
 use time::OffsetDateTime;
 
 use super::breaker::CircuitBreaker;
@@ -21,7 +21,9 @@ use super::keepalive::keep_alive;
 use super::presence::Presence;
 use super::rate::RateLimit;
 use super::replies::Replies;
-use crate::dead_letter::{DeadLetterWriter, Failure};
+use super::screen::{screen, Refused};
+use crate::dead_letter::{DeadLetterWriter, Failure, Original};
+use crate::raw::RawReader;
 
 /// The delivery header's name, built once: a name given as text is copied into a new
 /// allocation on every insert.
@@ -51,6 +53,10 @@ pub struct DeliveryPath {
     pub presence: Arc<Presence>,
     /// Where exhausted and permanent failures go.
     pub dead_letters: DeadLetterWriter,
+    /// The subject names events are checked against.
+    pub namespace: Namespace,
+    /// Reads stored events whose header block the client could not read.
+    pub raw: RawReader,
     /// How often a held event's ack wait is extended.
     pub keepalive_interval: Duration,
     /// When each failing event first failed here, by stream sequence.
@@ -96,7 +102,10 @@ impl Settled {
 enum Sent {
     Result(AttemptResult),
     /// The request failed for a reason that is not the plugin's (e.g. a disconnect).
-    NotSent(String),
+    Unsent(String),
+    /// The event with the delivery's headers exceeds the server's `max_payload`: no attempt
+    /// can ever be sent.
+    TooLarge(String),
 }
 
 /// Delivers one pulled message to the plugin and settles it. Never fails: every problem
@@ -152,23 +161,11 @@ async fn process(
     attempt: u32,
     cx: &opentelemetry::Context,
 ) -> Settled {
-    let event = decode_event(message.headers.as_ref(), message.payload.clone());
-    let event = match event {
-        Ok(event) => event,
-        Err(error) => {
-            let code = ErrorCode::internal(error.kind().code());
-            return dead_letter(
-                path,
-                message,
-                sequence,
-                attempt,
-                code,
-                error.to_string(),
-                cx,
-            )
-            .await;
-        }
+    let admitted = match screen(&path.namespace, message) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refuse(path, message, sequence, attempt, refused, cx).await,
     };
+    let event = &admitted.event;
     let attrs = &event.attributes;
     if !path.subscription.versions.matches(&attrs.schema_version) {
         let reason = format!(
@@ -186,13 +183,24 @@ async fn process(
                 tracing::debug!(%error, "in-progress ack failed");
             }
         },
-        attempt_delivery(path, message, sequence, attempt, cx),
+        attempt_delivery(path, message, &admitted.headers, sequence, attempt, cx),
     )
     .await;
 
     let result = match attempt_result {
         Sent::Result(result) => result,
-        Sent::NotSent(reason) => {
+        Sent::TooLarge(reason) => {
+            let code = ErrorCode::internal(codes::TOO_LARGE);
+            return dead_letter(path, message, sequence, attempt, code, reason, cx).await;
+        }
+        Sent::Unsent(reason) if attempt >= path.subscription.policy.max_attempts.get() => {
+            // Bounded like any failure: an event that can never be sent (whatever the
+            // reason) must not come back forever.
+            let code = ErrorCode::internal(codes::NOT_SENT);
+            let reason = format!("gave up after {attempt} attempts; last: {reason}");
+            return dead_letter(path, message, sequence, attempt, code, reason, cx).await;
+        }
+        Sent::Unsent(reason) => {
             tracing::warn!(plugin = %path.plugin, %reason, "request failed; redelivering");
             return settle(message, AckKind::Nak(Some(REQUEST_FAILURE_RETRY)), || {
                 Settled::Retried {
@@ -241,6 +249,7 @@ async fn process(
 async fn attempt_delivery(
     path: &DeliveryPath,
     message: &jetstream::Message,
+    headers: &HeaderMap,
     sequence: u64,
     attempt: u32,
     cx: &opentelemetry::Context,
@@ -251,7 +260,7 @@ async fn attempt_delivery(
         if let Some(rate) = &path.rate {
             path.metrics.rate_limit_wait(rate.acquire().await);
         }
-        match request(path, message, sequence, attempt, cx).await {
+        match request(path, message, headers, sequence, attempt, cx).await {
             Ok(result) => {
                 admission.record(result.is_success());
                 path.presence.mark_present();
@@ -265,7 +274,11 @@ async fn attempt_delivery(
                     spawn_prober(path);
                 }
             }
-            Err(error) => return Sent::NotSent(error.to_string()),
+            Err(error) if error.kind() == RequestErrorKind::MaxPayloadExceeded => {
+                drop(admission);
+                return Sent::TooLarge(error.to_string());
+            }
+            Err(error) => return Sent::Unsent(error.to_string()),
         }
     }
 }
@@ -274,6 +287,7 @@ async fn attempt_delivery(
 async fn request(
     path: &DeliveryPath,
     message: &jetstream::Message,
+    headers: &HeaderMap,
     sequence: u64,
     attempt: u32,
     cx: &opentelemetry::Context,
@@ -296,7 +310,7 @@ async fn request(
         subject.as_str(),
         || vec![KeyValue::new(attr::ATTEMPT, i64::from(attempt))],
     );
-    let mut headers = message.headers.clone().unwrap_or_default();
+    let mut headers = headers.clone();
     headers.insert(DELIVERY_HEADER, info.header_value());
     // The worker's span becomes a child of this send (replacing the publisher's context).
     telemetry::inject(&send, |name, value| {
@@ -366,9 +380,71 @@ async fn probe(replies: &Replies, plugin: &PluginId, subject: async_nats::Subjec
     }
 }
 
+/// Dead-letters a message the screen refused; one whose header block the client could not
+/// read is kept as the stream stored it.
+async fn refuse(
+    path: &DeliveryPath,
+    message: &jetstream::Message,
+    sequence: u64,
+    attempt: u32,
+    refused: Refused,
+    cx: &opentelemetry::Context,
+) -> Settled {
+    let Refused {
+        code,
+        mut reason,
+        headers_unreadable,
+    } = refused;
+    let original = if headers_unreadable {
+        match path.raw.read(sequence).await {
+            Ok(raw) => Original::Raw(raw),
+            Err(error) => {
+                // Still bounded: the dead letter keeps the body and says what is missing.
+                tracing::warn!(%error, "cannot read the stored header block");
+                reason = format!("{reason} (header block not kept: {error})");
+                Original::Message {
+                    headers: None,
+                    body: message.payload.clone(),
+                }
+            }
+        }
+    } else {
+        original_of(message)
+    };
+    write_dead_letter(
+        path, message, &original, sequence, attempt, code, reason, cx,
+    )
+    .await
+}
+
+fn original_of(message: &jetstream::Message) -> Original {
+    Original::Message {
+        headers: message.headers.clone(),
+        body: message.payload.clone(),
+    }
+}
+
 async fn dead_letter(
     path: &DeliveryPath,
     message: &jetstream::Message,
+    sequence: u64,
+    attempt: u32,
+    code: ErrorCode,
+    reason: String,
+    cx: &opentelemetry::Context,
+) -> Settled {
+    let original = original_of(message);
+    write_dead_letter(
+        path, message, &original, sequence, attempt, code, reason, cx,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_dead_letter(
+    path: &DeliveryPath,
+    message: &jetstream::Message,
+    original: &Original,
     sequence: u64,
     attempt: u32,
     code: ErrorCode,
@@ -392,9 +468,7 @@ async fn dead_letter(
         original_subject: message.subject.to_string(),
         stream_sequence: sequence,
     };
-    let subject = path
-        .dead_letters
-        .subject_for(message.headers.as_ref(), &failure);
+    let subject = path.dead_letters.subject_for(&failure);
     let span = telemetry::start(
         cx,
         SpanKind::Producer,
@@ -407,10 +481,7 @@ async fn dead_letter(
             ]
         },
     );
-    let written = path
-        .dead_letters
-        .write(message.headers.as_ref(), message.payload.clone(), &failure)
-        .await;
+    let written = path.dead_letters.write(original, &failure).await;
     if let Err(error) = &written {
         telemetry::fail(&span, || error.to_string());
     }

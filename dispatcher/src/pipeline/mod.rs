@@ -1,7 +1,7 @@
 //! The delivery path, as small pieces with one job each, composed by [`deliver`]:
 //!
 //! ```text
-//! pulled message ─ decode ─ subscription check ─┬─ presence ─ circuit breaker ─ rate limit ─ request ─┬─ decide ─ ack / nak(delay) / dead-letter
+//! pulled message ─ screen ─ version check ─┬─ presence ─ circuit breaker ─ rate limit ─ request ─┬─ decide ─ ack / nak(delay) / dead-letter
 //!                                               └────────── all under keep-alive (in-progress acks) ──┘
 //! ```
 
@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod presence;
 pub mod rate;
 pub mod replies;
+pub mod screen;
 pub mod stats;
 
 pub use deliver::{deliver, DeliveryPath, Settled};

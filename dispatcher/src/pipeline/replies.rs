@@ -115,7 +115,15 @@ impl Replies {
         self.client
             .publish_with_reply_and_headers(subject, reply, headers, payload)
             .await
-            .map_err(|e| RequestError::with_source(RequestErrorKind::Other, e))?;
+            .map_err(|e| {
+                let kind = match e.kind() {
+                    async_nats::client::PublishErrorKind::MaxPayloadExceeded => {
+                        RequestErrorKind::MaxPayloadExceeded
+                    }
+                    _ => RequestErrorKind::Other,
+                };
+                RequestError::with_source(kind, e)
+            })?;
         match tokio::time::timeout(timeout, answer).await {
             Err(_) => Err(RequestError::new(RequestErrorKind::TimedOut)),
             Ok(Err(_)) => Err(RequestError::with_source(

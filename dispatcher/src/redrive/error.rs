@@ -48,6 +48,16 @@ pub enum RedriveError {
         /// The subscription its dead letters name.
         subscription: String,
     },
+    /// The dead letter does not hold the event in a form that can be published again: its
+    /// header block could not be read, or the event did not fit. Nothing was replayed; `show`
+    /// displays what it keeps.
+    #[error("dead letter {sequence} cannot be replayed: {why}")]
+    NotReplayable {
+        /// The dead letter.
+        sequence: u64,
+        /// Why.
+        why: String,
+    },
     /// A stream Switchyard needs does not exist.
     #[error("stream `{stream}` does not exist (run `switchyard streams provision`)")]
     StreamMissing {

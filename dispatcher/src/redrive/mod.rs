@@ -45,7 +45,7 @@ use switchyard_bus::Streams;
 use switchyard_schemas::{header as ce, Namespace, PluginId, SubscriptionName};
 
 pub use error::RedriveError;
-pub use record::{DeadLetterRecord, DeadLetterSubject, DeadLetterSummary};
+pub use record::{DeadLetterRecord, DeadLetterSubject, DeadLetterSummary, OriginalForm};
 pub use selection::{DeadLetterFilter, Scope, Selection};
 
 use record::StoredMessage;
@@ -341,6 +341,16 @@ impl DeadLetters {
             return Ok(None);
         };
         let record = StoredMessage::new(&self.namespace, message)?.into_record()?;
+        let why = match &record.form {
+            OriginalForm::Copy => None,
+            OriginalForm::Raw { .. } => {
+                Some("it keeps the event's raw bytes (its header block could not be read or copied); inspect it with `dlq show`".to_owned())
+            }
+            OriginalForm::Omitted { why } => Some(why.clone()),
+        };
+        if let Some(why) = why {
+            return Err(RedriveError::NotReplayable { sequence, why });
+        }
         let subject = self.namespace.redrive(
             plugin,
             planned.subscription.as_str(),

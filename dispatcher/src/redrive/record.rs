@@ -76,6 +76,45 @@ pub struct DeadLetterRecord {
     /// The event, when its headers are valid CloudEvents attributes (the body itself is not
     /// decoded: see [`Event::data_as`]).
     pub event: Option<Event>,
+    /// How the dead letter keeps the event.
+    pub form: OriginalForm,
+}
+
+/// How a dead letter keeps the original event (see [`crate::dead_letter`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginalForm {
+    /// Its headers and body, as published.
+    Copy,
+    /// The body holds the event's header block as stored (`header_len` bytes), then its body:
+    /// its headers could not be read, or were too large to copy.
+    Raw {
+        /// How many leading bytes of the body are the header block.
+        header_len: usize,
+    },
+    /// The event did not fit; it stays in the events stream at the failure's stream sequence
+    /// until that stream's retention removes it.
+    Omitted {
+        /// Why, as the dispatcher recorded it.
+        why: String,
+    },
+}
+
+impl OriginalForm {
+    fn of(headers: &HeaderMap) -> Self {
+        use crate::dead_letter::header;
+        if let Some(len) = headers
+            .get(header::RAW_HEADER_LEN)
+            .and_then(|v| v.as_str().parse().ok())
+        {
+            return Self::Raw { header_len: len };
+        }
+        match headers.get(header::OMITTED) {
+            Some(why) => Self::Omitted {
+                why: why.as_str().to_owned(),
+            },
+            None => Self::Copy,
+        }
+    }
 }
 
 /// What is stored under a dead letter's subject, before its metadata is read.
@@ -119,7 +158,13 @@ impl StoredMessage {
             .headers
             .get(ce::ID)
             .and_then(|id| EventId::new(id.as_str()).ok());
-        let event = decode_event(Some(&self.message.headers), self.message.payload.clone()).ok();
+        let form = OriginalForm::of(&self.message.headers);
+        let event = match form {
+            OriginalForm::Copy => {
+                decode_event(Some(&self.message.headers), self.message.payload.clone()).ok()
+            }
+            _ => None,
+        };
         Ok(DeadLetterRecord {
             summary: DeadLetterSummary {
                 sequence: self.sequence,
@@ -132,6 +177,7 @@ impl StoredMessage {
             headers: original_headers(&self.message.headers),
             body: self.message.payload,
             event,
+            form,
         })
     }
 }
