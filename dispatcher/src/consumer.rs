@@ -133,6 +133,9 @@ pub async fn pull_loop(
     // After a failed pull request, none is sent until then, so a broken consumer is not
     // hammered; deliveries under way go on meanwhile.
     let mut paused_until: Option<Instant> = None;
+    // Pull requests refused in a row (a consumer without a leader answers at once): each
+    // waits longer before the next, so a broken consumer costs no CPU.
+    let mut refusals = Refusals::default();
     // The wait for free slots outlives the loop's turns: a turn per settled delivery would
     // otherwise look at presence and breaker and queue on the semaphore again each time.
     // It is made anew only when it has finished, or when how many it waits for changes.
@@ -150,9 +153,19 @@ pub async fn pull_loop(
             Some(()) = under_way.next(), if !under_way.is_empty() => {}
             pulled = pull.next() => match pulled {
                 Some(Pulled::Message(message, slot)) => {
+                    if refusals.recovered() {
+                        tracing::info!(plugin = %path.plugin, "pulls answered again");
+                    }
                     under_way.push(delivery(&path, &slots, message, slot));
                 }
                 Some(Pulled::Released) => {}
+                Some(Pulled::Refused(why)) => {
+                    let pause = refusals.refused();
+                    if refusals.count == 1 || refusals.count % REFUSALS_LOGGED_EVERY == 0 {
+                        tracing::warn!(plugin = %path.plugin, %why, refusals = refusals.count, ?pause, "pull refused; backing off");
+                    }
+                    paused_until = Some(Instant::now() + pause);
+                }
                 None => {
                     tracing::warn!(plugin = %path.plugin, "pull inbox closed");
                     break;
@@ -187,11 +200,40 @@ pub async fn pull_loop(
                     Ok(Some(Pulled::Message(message, slot))) => {
                         under_way.push(delivery(&path, &slots, message, slot));
                     }
-                    Ok(Some(Pulled::Released)) => {}
+                    Ok(Some(Pulled::Released | Pulled::Refused(_))) => {}
                     Ok(None) | Err(_) => draining = false,
                 }
             }
         }
+    }
+}
+
+/// Refusals are logged at the first and then every this many in a row.
+const REFUSALS_LOGGED_EVERY: u32 = 20;
+/// The first pause after a refused pull; it doubles with each refusal in a row.
+const FIRST_REFUSAL_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between refused pulls.
+const MAX_REFUSAL_PAUSE: Duration = Duration::from_secs(5);
+
+/// Pull requests refused in a row, and the pause before the next.
+#[derive(Debug, Default)]
+struct Refusals {
+    count: u32,
+}
+
+impl Refusals {
+    /// Counts a refusal; returns how long to wait before asking again.
+    fn refused(&mut self) -> Duration {
+        self.count = self.count.saturating_add(1);
+        let doublings = self.count.saturating_sub(1).min(16);
+        FIRST_REFUSAL_PAUSE
+            .saturating_mul(1 << doublings)
+            .min(MAX_REFUSAL_PAUSE)
+    }
+
+    /// A message arrived: true when refusals had been counted (and are now forgotten).
+    fn recovered(&mut self) -> bool {
+        std::mem::take(&mut self.count) > 0
     }
 }
 
@@ -297,6 +339,19 @@ mod tests {
         );
         let all = filter_subjects(&Namespace::default(), &plugin, &TenantScope::All, &sub);
         assert_eq!(all[0], "switchyard.events.*.order.*");
+    }
+
+    #[test]
+    fn refused_pulls_back_off_doubling_to_a_ceiling_and_recover_at_once() {
+        let mut refusals = Refusals::default();
+        let pauses: Vec<Duration> = (0..10).map(|_| refusals.refused()).collect();
+        assert_eq!(pauses[0], FIRST_REFUSAL_PAUSE);
+        assert_eq!(pauses[1], FIRST_REFUSAL_PAUSE * 2);
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(pauses[9], MAX_REFUSAL_PAUSE);
+        assert!(refusals.recovered());
+        assert!(!refusals.recovered());
+        assert_eq!(refusals.refused(), FIRST_REFUSAL_PAUSE);
     }
 
     #[test]

@@ -33,6 +33,9 @@ use opentelemetry::metrics::ObservableGauge;
 use switchyard_schemas::telemetry::{metric, SCOPE};
 use time::OffsetDateTime;
 
+/// After the grace period, how long each remaining step of a shutdown may take (the loops'
+/// return after the abort, the last flush).
+const SHUTDOWN_TAIL: Duration = Duration::from_secs(2);
 /// How a dispatcher runs. Every field has a default.
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
@@ -233,24 +236,47 @@ impl Dispatcher {
 
     /// Stops pulling, waits up to the shutdown grace for deliveries under way, and drops
     /// the rest un-acked (JetStream redelivers them). Returns how many were dropped.
+    ///
+    /// Takes at most the grace plus 4 s, whether or not nats-server can be reached.
     pub async fn shutdown(mut self) -> usize {
+        // Every step is bounded: with nats-server unreachable, a request of the supervisor
+        // or the final flush would otherwise wait for a reconnect that may never come.
+        let deadline = tokio::time::Instant::now() + self.shutdown_grace;
         self.stop.cancel();
-        if let Some(supervisor) = self.supervisor.take() {
-            let _ = supervisor.await;
+        if let Some(mut supervisor) = self.supervisor.take() {
+            if tokio::time::timeout_at(deadline, &mut supervisor)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the supervisor did not stop within the grace period; aborted");
+                supervisor.abort();
+            }
         }
         // The supervisor starts no loop any more; each loop delivers what it already
         // pulled, finishes its deliveries under way and ends, or drops them at the abort.
         self.loops.close();
-        if tokio::time::timeout(self.shutdown_grace, self.loops.wait())
+        if tokio::time::timeout_at(deadline, self.loops.wait())
             .await
             .is_err()
         {
             self.abort.cancel();
-            self.loops.wait().await;
+            // An aborted loop returns at its next turn; a bound all the same.
+            if tokio::time::timeout(SHUTDOWN_TAIL, self.loops.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("delivery loops did not stop after the abort");
+            }
         }
         let dropped = self.dropped.load(Ordering::Relaxed);
-        if let Err(error) = self.client.flush().await {
-            tracing::warn!(%error, "last acknowledgements not flushed; JetStream will redeliver them");
+        match tokio::time::timeout(SHUTDOWN_TAIL, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "last acknowledgements not flushed; JetStream will redeliver them");
+            }
+            Err(_) => {
+                tracing::warn!("nats-server unreachable: last acknowledgements not flushed; JetStream will redeliver them");
+            }
         }
         dropped
     }

@@ -24,9 +24,12 @@ use tokio::time::Instant;
 /// How long the server keeps one pull request open. An expired request's unfilled slots
 /// come back with its `408` status.
 pub const PULL_EXPIRES: Duration = Duration::from_secs(5);
-/// Past a request's expiry, how long to wait for its `408` before presuming the request
-/// lost and freeing its slots.
-const LOST_AFTER: Duration = Duration::from_secs(2);
+/// While a request waits, the server sends a heartbeat this often, so that a request lost
+/// with its server (a node down, a consumer leader moved) is noticed in seconds.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// After this long without a message, a heartbeat or a status while requests are out, they
+/// are presumed lost and their slots freed.
+const LOST_AFTER: Duration = Duration::from_millis(2_500);
 /// While slots are asked for, how often to look for a reconnect: a server that restarted
 /// has forgotten every request, so their slots are freed and asked for again.
 const RECONNECT_CHECK: Duration = Duration::from_secs(1);
@@ -52,8 +55,11 @@ pub enum Pulled {
     /// A message and the slot asked for it. `None` only for a message of a request that was
     /// presumed lost: it needs a slot of its own.
     Message(jetstream::Message, Option<OwnedSemaphorePermit>),
-    /// Requests ended unfilled and their slots were freed.
+    /// Requests ended unfilled (expired, or lost) and their slots were freed.
     Released,
+    /// The server refused a request at once (no consumer leader, no JetStream, the
+    /// consumer gone...) and its slots were freed: asking again at once would repeat it.
+    Refused(String),
 }
 
 /// A pull from one consumer through one inbox; see the module documentation.
@@ -118,6 +124,7 @@ impl Pull {
         let config = BatchConfig {
             batch: slots.num_permits(),
             expires: Some(PULL_EXPIRES),
+            idle_heartbeat: HEARTBEAT,
             ..BatchConfig::default()
         };
         let body = serde_json::to_vec(&config).expect("a pull request serializes");
@@ -151,8 +158,8 @@ impl Pull {
                     // its `408` while nothing arrives: checked here, not per message.
                     let now = Instant::now();
                     self.next_check = now + RECONNECT_CHECK;
-                    if now >= self.last_heard + PULL_EXPIRES + LOST_AFTER {
-                        return Some(self.release_all("no 408 after the requests expired"));
+                    if now >= self.last_heard + LOST_AFTER {
+                        return Some(self.release_all("no heartbeat from the server"));
                     }
                     continue;
                 }
@@ -184,16 +191,21 @@ impl Pull {
                         .as_ref()
                         .and_then(|h| h.get(PENDING_MESSAGES))
                         .and_then(|v| v.as_str().parse::<usize>().ok());
-                    if status != StatusCode::TIMEOUT {
-                        tracing::debug!(%status, description = ?reply.description, "pull request ended");
-                    }
                     match unfilled {
                         Some(n) if n < self.requested() => {
                             drop(self.requested.as_mut().and_then(|p| p.split(n)));
                         }
                         _ => self.requested = None,
                     }
-                    return Some(Pulled::Released);
+                    // 408 is an expiry, and 409 with pending counts a request the server
+                    // ended in order (e.g. a leader change); anything else is a refusal.
+                    if status == StatusCode::TIMEOUT
+                        || (status == StatusCode::REQUEST_TERMINATED && unfilled.is_some())
+                    {
+                        return Some(Pulled::Released);
+                    }
+                    let description = reply.description.as_deref().unwrap_or("");
+                    return Some(Pulled::Refused(format!("{status} {description}")));
                 }
             }
         }
@@ -208,7 +220,7 @@ impl Pull {
 
     /// Frees every slot asked for: the requests can no longer be answered.
     fn release_all(&mut self, why: &'static str) -> Pulled {
-        tracing::debug!(
+        tracing::warn!(
             slots = self.requested(),
             why,
             "pull requests lost; asking again"

@@ -101,3 +101,67 @@ async fn the_slots_of_a_request_that_expires_unfilled_come_back() {
     assert_eq!(pull.requested(), 0);
     assert_eq!(slots.available_permits(), 2);
 }
+
+#[tokio::test]
+async fn a_request_the_server_refuses_comes_back_as_a_refusal_not_an_expiry() {
+    let server = TestServer::start().await;
+    let js = server.jetstream().await;
+    let _consumer = consumer_with(&js, 0).await;
+    let mut pull = open(&js).await;
+    js.get_stream("PULL")
+        .await
+        .unwrap()
+        .delete_consumer("puller")
+        .await
+        .unwrap();
+    let slots = Arc::new(Semaphore::new(2));
+    pull.request(Arc::clone(&slots).acquire_many_owned(2).await.unwrap())
+        .await
+        .unwrap();
+    match tokio::time::timeout(WAIT, pull.next()).await.unwrap() {
+        Some(Pulled::Refused(why)) => assert!(!why.is_empty()),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(pull.requested(), 0, "the slots are freed");
+    assert_eq!(slots.available_permits(), 2);
+}
+
+/// With its consumer gone, a dispatcher must not re-send pull requests in a loop: each
+/// refusal waits longer (50 ms doubling to 5 s), so a few seconds hold at most a handful.
+#[tokio::test]
+async fn a_refused_consumer_is_not_hammered_with_pull_requests() {
+    use std::sync::atomic::Ordering;
+    use switchyard_schemas::delivery::Outcome;
+    use switchyard_tests::{manifest, Behaviour, Switchyard, TestWorker};
+
+    let sy = Box::pin(Switchyard::start()).await;
+    sy.register(manifest("audit", "")).await;
+    // A worker is present, so the dispatcher does pull.
+    let _worker = TestWorker::start(&sy.url(), sy.namespace(), "audit", |_| {
+        Behaviour::Reply(Outcome::Done)
+    })
+    .await;
+    sy.publish_orders("acme", 0..1).await;
+    switchyard_tests::wait_until(WAIT, || async {
+        sy.consumer_backlog("audit").await == (0, 0)
+    })
+    .await
+    .expect("the first event is delivered");
+    let stats = sy.dispatcher_client.statistics();
+    sy.events_stream()
+        .await
+        .delete_consumer("audit~orders")
+        .await
+        .unwrap();
+    let before = stats.out_messages.load(Ordering::Relaxed);
+    // The hot loop this guards against sent thousands a second; the back-off sends ~7 in 3 s.
+    let hammered = switchyard_tests::wait_until(Duration::from_secs(3), || async {
+        stats.out_messages.load(Ordering::Relaxed) - before > 100
+    })
+    .await;
+    assert!(
+        hammered.is_err(),
+        "{} messages sent in 3 s to a consumer that is gone",
+        stats.out_messages.load(Ordering::Relaxed) - before
+    );
+}
