@@ -314,3 +314,23 @@ async fn run_help_describes_the_shutdown_grace_and_the_breaker() {
         assert!(help.contains(needle), "`{needle}` in:\n{help}");
     }
 }
+
+/// With nats-server gone, SIGTERM still ends `run` within the grace period plus the bounded
+/// tail (4 s): nothing waits for a reconnect that will not come.
+#[tokio::test]
+async fn sigterm_stops_run_even_when_nats_server_is_unreachable() {
+    let mut sy = Switchyard::without_dispatcher().await;
+    let mut run = RunningDispatcher::start(&sy.url(), &["--shutdown-grace", "1s"]).await;
+    sy.register(manifest("audit", "")).await;
+    sy.server.server_mut().kill().expect("nats-server killed");
+
+    run.terminate().await;
+    // 1 s of grace, at most 4 s after it, and slack for a loaded machine.
+    let status = run.wait(Duration::from_secs(12)).await;
+    assert!(status.success(), "exit {status:?}\n{}", run.output());
+    assert!(
+        run.stdout().lines().any(|line| line.trim() == "stopped"),
+        "{}",
+        run.output()
+    );
+}
