@@ -175,9 +175,9 @@ impl Callout {
             nats: User {
                 publish: permissions.publish,
                 subscribe: permissions.subscribe,
-                subs: -1,
+                subs: i64::from(permissions.limits.max_subscriptions.get()),
                 data: -1,
-                payload: -1,
+                payload: i64::from(permissions.limits.max_payload.get()),
                 kind: "user".to_owned(),
                 version: 2,
             },

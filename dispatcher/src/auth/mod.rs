@@ -10,7 +10,8 @@
 //! 2. answers with a user JWT signed by the issuer key, whose permissions are exactly the
 //!    plugin's rights ([`PluginRights::permissions`]): its delivery subject, its own inbox,
 //!    replies, its hello and rights subjects, and the channels its approved manifest grants,
-//!    for its tenants only; never JetStream;
+//!    for its tenants only; never JetStream. Its manifest's limits go into the JWT too,
+//!    though nats-server does not apply a callout user's limits (`docs/security.md`);
 //! 3. answers workers asking for their rights (`{prefix}.control.rights.{plugin}`), so that the
 //!    SDK subscribes to the channels it may receive on;
 //! 4. follows the registry and the credentials, and disconnects (through the system account)
