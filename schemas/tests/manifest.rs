@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_schemas::manifest::{
-    ManifestLoadError, ParseRateError, PatternError, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_SUBSCRIPTIONS,
+    ManifestLoadError, ParseRateError, PatternError, DEFAULT_MAX_BYTES_PER_SECOND,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_SUBSCRIPTIONS,
 };
 use switchyard_schemas::semver::{Version, VersionReq};
 use switchyard_schemas::{
@@ -161,6 +162,8 @@ fn full_manifest_parses_every_field_as_written() {
         Limits {
             max_subscriptions: nz(200),
             max_payload: nz(256 * 1024),
+            max_connections: nz(3),
+            max_bytes_per_second: nz(2 * 1024 * 1024),
         }
     );
 
@@ -211,12 +214,19 @@ fn minimal_manifest_gets_every_documented_default() {
         Limits {
             max_subscriptions: nz(1000),
             max_payload: nz(1024 * 1024),
+            max_connections: nz(8),
+            max_bytes_per_second: nz(8 * 1024 * 1024),
         }
     );
     assert_eq!(manifest.limits, Limits::default());
     assert_eq!(
-        (DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_PAYLOAD),
-        (nz(1000), nz(1_048_576))
+        (
+            DEFAULT_MAX_SUBSCRIPTIONS,
+            DEFAULT_MAX_PAYLOAD,
+            DEFAULT_MAX_CONNECTIONS,
+            DEFAULT_MAX_BYTES_PER_SECOND
+        ),
+        (nz(1000), nz(1_048_576), nz(8), nz(8_388_608))
     );
     assert!(
         manifest.dependencies.requires.is_empty() && manifest.dependencies.conflicts.is_empty()
@@ -243,6 +253,20 @@ fn limits_keys_are_optional_one_by_one() {
         limits("max_payload = \"2KiB\""),
         Limits {
             max_payload: nz(2048),
+            ..Limits::default()
+        }
+    );
+    assert_eq!(
+        limits("max_connections = 2"),
+        Limits {
+            max_connections: nz(2),
+            ..Limits::default()
+        }
+    );
+    assert_eq!(
+        limits("max_bytes_per_second = \"64KiB\""),
+        Limits {
+            max_bytes_per_second: nz(64 * 1024),
             ..Limits::default()
         }
     );
@@ -275,6 +299,10 @@ fn limits_are_accepted_at_their_bounds_and_refused_one_past() {
         "max_payload = \"1KiB\"",
         "max_payload = 67108864",
         "max_payload = \"64MiB\"",
+        "max_connections = 1",
+        "max_connections = 10000",
+        "max_bytes_per_second = 1024",
+        "max_bytes_per_second = \"1GiB\"",
     ] {
         parse(&minimal_with(&format!("[limits]\n{accepted}")));
     }
@@ -290,6 +318,10 @@ fn limits_are_accepted_at_their_bounds_and_refused_one_past() {
         ("max_payload = 0", "max_payload"),
         ("max_payload = -2048", "max_payload"),
         ("max_payload = \"99999999999999999999MiB\"", "max_payload"),
+        ("max_connections = 0", "max_connections"),
+        ("max_connections = 10001", "max_connections"),
+        ("max_bytes_per_second = 1023", "max_bytes_per_second"),
+        ("max_bytes_per_second = \"1025MiB\"", "max_bytes_per_second"),
     ];
     for (setting, key) in refused {
         assert_problems(
@@ -303,12 +335,15 @@ fn limits_are_accepted_at_their_bounds_and_refused_one_past() {
 fn limit_problems_name_their_key() {
     assert_problems(
         &minimal_with(
-            "[limits]\nmax_connections = 3\nmax_subscriptions = \"5\"\nmax_payload = 1.5",
+            "[limits]\nmax_sessions = 3\nmax_subscriptions = \"5\"\nmax_payload = 1.5\n\
+             max_connections = \"3\"\nmax_bytes_per_second = true",
         ),
         &[
-            ("limits.max_connections", ProblemKind::UnknownKey),
+            ("limits.max_sessions", ProblemKind::UnknownKey),
             ("limits.max_subscriptions", ProblemKind::WrongType),
             ("limits.max_payload", ProblemKind::WrongType),
+            ("limits.max_connections", ProblemKind::WrongType),
+            ("limits.max_bytes_per_second", ProblemKind::WrongType),
         ],
     );
     for size in ["1MB", "1M", "1.5MiB", "lots", "1kib", ""] {
@@ -930,6 +965,8 @@ fn the_canonical_form_writes_the_limits_even_when_they_are_the_defaults() {
     let limits = table["limits"].as_table().expect("a [limits] table");
     assert_eq!(limits["max_subscriptions"].as_integer(), Some(1000));
     assert_eq!(limits["max_payload"].as_str(), Some("1MiB"));
+    assert_eq!(limits["max_connections"].as_integer(), Some(8));
+    assert_eq!(limits["max_bytes_per_second"].as_str(), Some("8MiB"));
     assert_eq!(parse(&manifest.to_toml_string()), manifest);
 
     let odd = parse(&minimal_with("[limits]\nmax_payload = 2049"));

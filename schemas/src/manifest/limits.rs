@@ -1,5 +1,6 @@
 //! A plugin's quotas on the bus (`[limits]`): how many subscriptions one of its connections may
-//! hold, and how large a message it may publish.
+//! hold, how large a message it may publish, how many connections it may have open and how
+//! many bytes per second it may send.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -20,32 +21,57 @@ pub const MAX_SUBSCRIPTIONS_RANGE: RangeInclusive<u32> = 1..=100_000;
 /// nats-server's default `max_pending`, the most it buffers for one connection; it refuses to
 /// start with a `max_payload` above that.
 pub const MAX_PAYLOAD_RANGE: RangeInclusive<u32> = 1024..=64 * 1024 * 1024;
+/// The `max_connections` a manifest may ask for.
+pub const MAX_CONNECTIONS_RANGE: RangeInclusive<u32> = 1..=10_000;
+/// The `max_bytes_per_second`s a manifest may ask for: 1 KiB to 1 GiB.
+pub const MAX_BYTES_PER_SECOND_RANGE: RangeInclusive<u32> = 1024..=1024 * 1024 * 1024;
 /// `max_subscriptions` when the manifest does not say.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: NonZeroU32 = NonZeroU32::new(1000).expect("1000 is not 0");
 /// `max_payload` when the manifest does not say: 1 MiB, nats-server's own default.
 pub const DEFAULT_MAX_PAYLOAD: NonZeroU32 = NonZeroU32::new(1024 * 1024).expect("1 MiB is not 0");
+/// `max_connections` when the manifest does not say: room for a few workers, and for each to
+/// reconnect while its old connection is still being closed.
+pub const DEFAULT_MAX_CONNECTIONS: NonZeroU32 = NonZeroU32::new(8).expect("8 is not 0");
+/// `max_bytes_per_second` when the manifest does not say: 8 MiB/s, eight largest messages of
+/// the default `max_payload` a second.
+pub const DEFAULT_MAX_BYTES_PER_SECOND: NonZeroU32 =
+    NonZeroU32::new(8 * 1024 * 1024).expect("8 MiB is not 0");
 
-/// A plugin's quotas, per connection: part of what an operator approves by registering its
-/// manifest, and written into the user JWT of each of its connections (`subs`, `payload`).
+/// A plugin's quotas: part of what an operator approves by registering its manifest.
+///
+/// `max_subscriptions` and `max_payload` are per connection and written into the user JWT of
+/// each of its connections (`subs`, `payload`); `max_connections` and `max_bytes_per_second`
+/// are for the plugin as a whole, all its connections together. The auth service enforces all
+/// but `max_payload` itself (`docs/security.md`, Limits).
 ///
 /// Its serde form (the one of the rights a worker is told) is plain numbers:
-/// `{"max_subscriptions": 1000, "max_payload": 1048576}`; the manifest writes `max_payload` as
-/// a size (`"1MiB"`).
+/// `{"max_subscriptions": 1000, "max_payload": 1048576, "max_connections": 8,
+/// "max_bytes_per_second": 8388608}`; a key left out reads as its default. The manifest writes
+/// sizes as such (`"1MiB"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// How many subscriptions one connection may hold at once (1 to 100 000).
     pub max_subscriptions: NonZeroU32,
     /// The largest message, in bytes, one connection may publish (1 KiB to 64 MiB). The
     /// server's own `max_payload` still applies: the smaller of the two wins.
     pub max_payload: NonZeroU32,
+    /// How many connections the plugin may have open at once, all its workers together (1 to
+    /// 10 000).
+    pub max_connections: NonZeroU32,
+    /// How many bytes per second the plugin may publish, all its connections together (1 KiB
+    /// to 1 GiB): message headers and payloads, as the server counts them.
+    pub max_bytes_per_second: NonZeroU32,
 }
 
 impl Default for Limits {
-    /// 1000 subscriptions, 1 MiB messages.
+    /// 1000 subscriptions, 1 MiB messages, 8 connections, 8 MiB/s.
     fn default() -> Self {
         Self {
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_bytes_per_second: DEFAULT_MAX_BYTES_PER_SECOND,
         }
     }
 }

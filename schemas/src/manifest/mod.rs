@@ -59,8 +59,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use self::error::Problems;
 pub use self::error::{ManifestErrors, ManifestLoadError, ManifestProblem, ProblemKind};
 pub use self::limits::{
-    Limits, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_SUBSCRIPTIONS, MAX_PAYLOAD_RANGE,
-    MAX_SUBSCRIPTIONS_RANGE,
+    Limits, DEFAULT_MAX_BYTES_PER_SECOND, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PAYLOAD,
+    DEFAULT_MAX_SUBSCRIPTIONS, MAX_BYTES_PER_SECOND_RANGE, MAX_CONNECTIONS_RANGE,
+    MAX_PAYLOAD_RANGE, MAX_SUBSCRIPTIONS_RANGE,
 };
 pub use self::pattern::{EventPattern, PatternError};
 pub use self::policy::{Backoff, DeliveryPolicy, ParseRateError, Rate, RatePeriod};
@@ -79,7 +80,7 @@ pub struct Manifest {
     pub subscriptions: Vec<Subscription>,
     /// The channels it may use (`[channels]`).
     pub channels: ChannelGrants,
-    /// Its quotas per connection (`[limits]`); the defaults when the manifest has none.
+    /// Its quotas (`[limits]`); the defaults when the manifest has none.
     pub limits: Limits,
     /// Other plugins it needs or cannot run with (`[dependencies]`).
     pub dependencies: Dependencies,

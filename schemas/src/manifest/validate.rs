@@ -6,7 +6,10 @@ use semver::VersionReq;
 use toml::Table;
 
 use super::error::{ProblemKind, Problems, Reported};
-use super::limits::{Limits, MAX_PAYLOAD_RANGE, MAX_SUBSCRIPTIONS_RANGE};
+use super::limits::{
+    Limits, MAX_BYTES_PER_SECOND_RANGE, MAX_CONNECTIONS_RANGE, MAX_PAYLOAD_RANGE,
+    MAX_SUBSCRIPTIONS_RANGE,
+};
 use super::overrides::PolicyOverrides;
 use super::pattern::{EventPattern, PatternError};
 use super::read::{report_duplicates, Field, KeyPath, ReadList, Section};
@@ -25,7 +28,12 @@ const TOP_KEYS: &[&str] = &[
 const PLUGIN_KEYS: &[&str] = &["id", "version", "core", "description"];
 const SUBSCRIPTION_KEYS: &[&str] = &["name", "events", "versions", "policy"];
 const CHANNEL_KEYS: &[&str] = &["send", "receive"];
-const LIMIT_KEYS: &[&str] = &["max_subscriptions", "max_payload"];
+const LIMIT_KEYS: &[&str] = &[
+    "max_subscriptions",
+    "max_payload",
+    "max_connections",
+    "max_bytes_per_second",
+];
 const DEPENDENCY_KEYS: &[&str] = &["requires", "conflicts"];
 
 /// Reads the manifest in `root`. Every problem goes to `problems`; the result is `Ok` only if
@@ -226,9 +234,21 @@ fn read_limits(field: &Field<'_>, problems: &mut Problems) -> Result<Limits, Rep
         .map_or(Ok(defaults.max_payload), |f| {
             f.size_in(problems, MAX_PAYLOAD_RANGE)
         });
+    let max_connections = limits
+        .optional("max_connections")
+        .map_or(Ok(defaults.max_connections), |f| {
+            f.count_up_to(problems, *MAX_CONNECTIONS_RANGE.end())
+        });
+    let max_bytes_per_second = limits
+        .optional("max_bytes_per_second")
+        .map_or(Ok(defaults.max_bytes_per_second), |f| {
+            f.size_in(problems, MAX_BYTES_PER_SECOND_RANGE)
+        });
     Ok(Limits {
         max_subscriptions: max_subscriptions?,
         max_payload: max_payload?,
+        max_connections: max_connections?,
+        max_bytes_per_second: max_bytes_per_second?,
     })
 }
 

@@ -129,6 +129,16 @@ fn write_limits(limits: &Limits) -> Table {
         "max_payload".into(),
         Size(limits.max_payload.get().into()).to_string().into(),
     );
+    table.insert(
+        "max_connections".into(),
+        i64::from(limits.max_connections.get()).into(),
+    );
+    table.insert(
+        "max_bytes_per_second".into(),
+        Size(limits.max_bytes_per_second.get().into())
+            .to_string()
+            .into(),
+    );
     table
 }
 
