@@ -160,10 +160,12 @@ impl Permissions {
         self.limits
     }
 
-    /// A short digest of these permissions, their limits and the credential they were granted
-    /// to: two connections with the same fingerprint have the same rights. It is part of the
-    /// name the server shows for a plugin's connection, so that the control plane can tell
-    /// stale connections (older rights or limits, or a rotated credential) from current ones.
+    /// A short digest of these permissions, the limits in their JWT and the credential they
+    /// were granted to: two connections with the same fingerprint have the same rights. It is
+    /// part of the name the server shows for a plugin's connection, so that the control plane
+    /// can tell stale connections (older rights or limits, or a rotated credential) from
+    /// current ones. `max_connections` and `max_bytes_per_second` are left out: they are not in
+    /// the JWT, the quota checks read them afresh, and a change of them replaces nothing.
     pub fn fingerprint(&self, credential_id: &str) -> String {
         let mut hash = Sha256::new();
         for list in [
@@ -301,6 +303,13 @@ mod tests {
             assert_eq!(limited.subscribe_allowed(), all.subscribe_allowed());
             assert_ne!(limited.fingerprint("c1"), all.fingerprint("c1"), "{limits}");
         }
+        // The limits that are not in the JWT are not in the fingerprint.
+        let plugin_wide = PluginRights::of(&registration_with(
+            TenantScope::All,
+            "max_connections = 1\nmax_bytes_per_second = \"1KiB\"",
+        ))
+        .permissions(&ns);
+        assert_eq!(plugin_wide.fingerprint("c1"), all.fingerprint("c1"));
         // Writing out the defaults changes nothing.
         let written = PluginRights::of(&registration_with(
             TenantScope::All,
@@ -330,7 +339,8 @@ mod tests {
             serde_json::json!({
                 "plugin": "audit", "tenants": "all", "send": ["alerts"],
                 "receive": ["alerts", "audit"],
-                "limits": {"max_subscriptions": 5, "max_payload": 2048}
+                "limits": {"max_subscriptions": 5, "max_payload": 2048,
+                    "max_connections": 8, "max_bytes_per_second": 8_388_608}
             })
         );
         assert_eq!(
