@@ -52,8 +52,8 @@ pub use content_type::{ContentType, JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE};
 pub use envelope::{Attributes, Event, EventBuilder, EventId, TypedEvent, MAX_ID_LEN};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use manifest::{
-    Backoff, DeliveryPolicy, EventPattern, Manifest, ManifestErrors, ManifestProblem, ProblemKind,
-    Rate, RatePeriod, Subscription, SubscriptionName,
+    Backoff, DeliveryPolicy, EventPattern, Limits, Manifest, ManifestErrors, ManifestProblem,
+    ProblemKind, Rate, RatePeriod, Subscription, SubscriptionName,
 };
 pub use name::{
     ChannelName, EventType, NameError, PluginId, Tenant, MAX_TOKEN_LEN, MAX_TYPE_TOKENS,

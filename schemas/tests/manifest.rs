@@ -6,11 +6,14 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use switchyard_schemas::manifest::{ManifestLoadError, ParseRateError, PatternError};
+use switchyard_schemas::manifest::{
+    ManifestLoadError, ParseRateError, PatternError, DEFAULT_MAX_BYTES_PER_SECOND,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_SUBSCRIPTIONS,
+};
 use switchyard_schemas::semver::{Version, VersionReq};
 use switchyard_schemas::{
-    Backoff, ChannelName, DeliveryPolicy, EventPattern, EventType, Manifest, PluginId, ProblemKind,
-    Rate, RatePeriod,
+    Backoff, ChannelName, DeliveryPolicy, EventPattern, EventType, Limits, Manifest, PluginId,
+    ProblemKind, Rate, RatePeriod,
 };
 
 // ---- harness ---------------------------------------------------------------------------
@@ -154,6 +157,16 @@ fn full_manifest_parses_every_field_as_written() {
     assert!(manifest.channels.can_send(&alerts) && !manifest.channels.can_send(&audit));
     assert!(manifest.channels.can_receive(&audit));
 
+    assert_eq!(
+        manifest.limits,
+        Limits {
+            max_subscriptions: nz(200),
+            max_payload: nz(256 * 1024),
+            max_connections: nz(3),
+            max_bytes_per_second: nz(2 * 1024 * 1024),
+        }
+    );
+
     let requires = BTreeMap::from([(
         PluginId::new("geo-lookup").unwrap(),
         VersionReq::parse("^1.0").unwrap(),
@@ -196,10 +209,161 @@ fn minimal_manifest_gets_every_documented_default() {
     );
     assert_eq!(orders.policy, DeliveryPolicy::default());
     assert!(manifest.channels.send.is_empty() && manifest.channels.receive.is_empty());
+    assert_eq!(
+        manifest.limits,
+        Limits {
+            max_subscriptions: nz(1000),
+            max_payload: nz(1024 * 1024),
+            max_connections: nz(8),
+            max_bytes_per_second: nz(8 * 1024 * 1024),
+        }
+    );
+    assert_eq!(manifest.limits, Limits::default());
+    assert_eq!(
+        (
+            DEFAULT_MAX_SUBSCRIPTIONS,
+            DEFAULT_MAX_PAYLOAD,
+            DEFAULT_MAX_CONNECTIONS,
+            DEFAULT_MAX_BYTES_PER_SECOND
+        ),
+        (nz(1000), nz(1_048_576), nz(8), nz(8_388_608))
+    );
     assert!(
         manifest.dependencies.requires.is_empty() && manifest.dependencies.conflicts.is_empty()
     );
     assert!(manifest.settings.is_empty());
+}
+
+/// The limits of the minimal manifest with a `[limits]` table of `keys`.
+fn limits(keys: &str) -> Limits {
+    parse(&minimal_with(&format!("[limits]\n{keys}"))).limits
+}
+
+#[test]
+fn limits_keys_are_optional_one_by_one() {
+    assert_eq!(limits(""), Limits::default());
+    assert_eq!(
+        limits("max_subscriptions = 5"),
+        Limits {
+            max_subscriptions: nz(5),
+            ..Limits::default()
+        }
+    );
+    assert_eq!(
+        limits("max_payload = \"2KiB\""),
+        Limits {
+            max_payload: nz(2048),
+            ..Limits::default()
+        }
+    );
+    assert_eq!(
+        limits("max_connections = 2"),
+        Limits {
+            max_connections: nz(2),
+            ..Limits::default()
+        }
+    );
+    assert_eq!(
+        limits("max_bytes_per_second = \"64KiB\""),
+        Limits {
+            max_bytes_per_second: nz(64 * 1024),
+            ..Limits::default()
+        }
+    );
+}
+
+#[test]
+fn max_payload_is_a_size_or_a_number_of_bytes() {
+    for (written, bytes) in [
+        ("2048", 2048),
+        ("\"2048\"", 2048),
+        ("\"2049B\"", 2049),
+        ("\"256KiB\"", 256 * 1024),
+        ("\"1 MiB\"", 1024 * 1024),
+        ("\"3MiB\"", 3 * 1024 * 1024),
+    ] {
+        assert_eq!(
+            limits(&format!("max_payload = {written}")).max_payload,
+            nz(bytes),
+            "{written}"
+        );
+    }
+}
+
+#[test]
+fn limits_are_accepted_at_their_bounds_and_refused_one_past() {
+    for accepted in [
+        "max_subscriptions = 1",
+        "max_subscriptions = 100000",
+        "max_payload = 1024",
+        "max_payload = \"1KiB\"",
+        "max_payload = 67108864",
+        "max_payload = \"64MiB\"",
+        "max_connections = 1",
+        "max_connections = 10000",
+        "max_bytes_per_second = 1024",
+        "max_bytes_per_second = \"1GiB\"",
+    ] {
+        parse(&minimal_with(&format!("[limits]\n{accepted}")));
+    }
+    let refused = [
+        ("max_subscriptions = 0", "max_subscriptions"),
+        ("max_subscriptions = 100001", "max_subscriptions"),
+        ("max_subscriptions = -1", "max_subscriptions"),
+        ("max_payload = 1023", "max_payload"),
+        ("max_payload = \"1023B\"", "max_payload"),
+        ("max_payload = 67108865", "max_payload"),
+        ("max_payload = \"65537KiB\"", "max_payload"),
+        ("max_payload = \"1GiB\"", "max_payload"),
+        ("max_payload = 0", "max_payload"),
+        ("max_payload = -2048", "max_payload"),
+        ("max_payload = \"99999999999999999999MiB\"", "max_payload"),
+        ("max_connections = 0", "max_connections"),
+        ("max_connections = 10001", "max_connections"),
+        ("max_bytes_per_second = 1023", "max_bytes_per_second"),
+        ("max_bytes_per_second = \"1025MiB\"", "max_bytes_per_second"),
+    ];
+    for (setting, key) in refused {
+        assert_problems(
+            &minimal_with(&format!("[limits]\n{setting}")),
+            &[(format!("limits.{key}").as_str(), ProblemKind::OutOfRange)],
+        );
+    }
+}
+
+#[test]
+fn limit_problems_name_their_key() {
+    assert_problems(
+        &minimal_with(
+            "[limits]\nmax_sessions = 3\nmax_subscriptions = \"5\"\nmax_payload = 1.5\n\
+             max_connections = \"3\"\nmax_bytes_per_second = true",
+        ),
+        &[
+            ("limits.max_sessions", ProblemKind::UnknownKey),
+            ("limits.max_subscriptions", ProblemKind::WrongType),
+            ("limits.max_payload", ProblemKind::WrongType),
+            ("limits.max_connections", ProblemKind::WrongType),
+            ("limits.max_bytes_per_second", ProblemKind::WrongType),
+        ],
+    );
+    for size in ["1MB", "1M", "1.5MiB", "lots", "1kib", ""] {
+        assert_problems(
+            &minimal_with(&format!("[limits]\nmax_payload = \"{size}\"")),
+            &[("limits.max_payload", ProblemKind::BadSize)],
+        );
+    }
+    assert_problems(
+        &format!("limits = 5\n{MINIMAL}"),
+        &[("limits", ProblemKind::WrongType)],
+    );
+    let errors =
+        Manifest::from_toml_str(&minimal_with("[limits]\nmax_payload = \"1MB\"")).unwrap_err();
+    let message = &errors.problems()[0].message;
+    assert!(message.contains("KiB, MiB"), "{message}");
+    let errors =
+        Manifest::from_toml_str(&minimal_with("[limits]\nmax_payload = \"65MiB\"")).unwrap_err();
+    let message = &errors.problems()[0].message;
+    assert!(message.contains("from 1KiB to 64MiB"), "{message}");
 }
 
 #[test]
@@ -719,6 +883,9 @@ fn every_problem_is_reported_at_once() {
         [[subscriptions]]
         name = "orders"
         events = ["order.>.x"]
+
+        [limits]
+        max_payload = "1MB"
     "#;
     let errors = Manifest::from_toml_str(text).unwrap_err();
     assert_problems(
@@ -736,13 +903,14 @@ fn every_problem_is_reported_at_once() {
                 ProblemKind::OutOfRange,
             ),
             ("subscriptions[1].events[0]", ProblemKind::BadPattern),
+            ("limits.max_payload", ProblemKind::BadSize),
         ],
     );
     // A header line, then one line per problem, each starting with its key.
     let shown = errors.to_string();
     let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(lines.len(), 1 + errors.len(), "{shown}");
-    assert!(lines[0].contains("9 problems"), "{shown}");
+    assert!(lines[0].contains("10 problems"), "{shown}");
     for (line, problem) in lines[1..].iter().zip(errors.problems()) {
         assert!(
             line.trim_start().starts_with(&format!("{}: ", problem.key)),
@@ -791,6 +959,34 @@ fn toml_round_trip_is_lossless() {
 }
 
 #[test]
+fn the_canonical_form_writes_the_limits_even_when_they_are_the_defaults() {
+    let manifest = parse(MINIMAL);
+    let table = manifest.to_table();
+    let limits = table["limits"].as_table().expect("a [limits] table");
+    assert_eq!(limits["max_subscriptions"].as_integer(), Some(1000));
+    assert_eq!(limits["max_payload"].as_str(), Some("1MiB"));
+    assert_eq!(limits["max_connections"].as_integer(), Some(8));
+    assert_eq!(limits["max_bytes_per_second"].as_str(), Some("8MiB"));
+    assert_eq!(parse(&manifest.to_toml_string()), manifest);
+
+    let odd = parse(&minimal_with("[limits]\nmax_payload = 2049"));
+    assert_eq!(
+        odd.to_table()["limits"]["max_payload"].as_str(),
+        Some("2049B")
+    );
+    assert_eq!(parse(&odd.to_toml_string()), odd);
+}
+
+#[test]
+fn a_stored_manifest_without_limits_reads_with_the_defaults() {
+    // Registrations stored before `[limits]` existed have none.
+    let mut json = serde_json::to_value(full()).unwrap();
+    json.as_object_mut().unwrap().remove("limits");
+    let read: Manifest = serde_json::from_value(json).unwrap();
+    assert_eq!(read.limits, Limits::default());
+}
+
+#[test]
 fn round_trip_keeps_odd_durations_rates_and_settings() {
     let manifest = parse(&minimal_with(
         r#"
@@ -816,6 +1012,7 @@ fn json_round_trip_is_lossless_and_readable() {
     assert_eq!(json["plugin"]["id"], "audit-log");
     assert_eq!(json["subscriptions"][0]["policy"]["timeout"], "2s");
     assert_eq!(json["subscriptions"][1]["policy"]["rate"], "100/s");
+    assert_eq!(json["limits"]["max_payload"], "256KiB");
     let read: Manifest = serde_json::from_value(json).unwrap();
     assert_eq!(read, manifest);
 }

@@ -68,8 +68,9 @@ pub struct SecuredSwitchyard {
 
 impl SecuredSwitchyard {
     /// Starts the server with a freshly generated [`AuthSetup`], provisions the streams, and
-    /// starts the auth service (sweeping every second, JWTs of the default lifetime), requests
-    /// sealed to its xkey. No dispatcher.
+    /// starts the auth service (sweeping every second, quotas checked every second with the
+    /// default cool-down, JWTs of the default lifetime), requests sealed to its xkey. No
+    /// dispatcher.
     ///
     /// # Panics
     /// When anything fails to start.
@@ -168,17 +169,40 @@ impl SecuredSwitchyard {
         xkey: Option<XKey>,
         configure: impl FnOnce(&mut AuthConfig),
     ) {
+        self.launch_auth(xkey, true, configure).await;
+    }
+
+    /// As [`restart_auth`](Self::restart_auth), but without a system-account connection: the
+    /// auth service authorizes plugins, but neither disconnects stale connections nor checks
+    /// quotas, which shows what nats-server does by itself.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub async fn restart_auth_without_system(&mut self, xkey: Option<XKey>) {
+        self.launch_auth(xkey, false, |_| {}).await;
+    }
+
+    async fn launch_auth(
+        &mut self,
+        xkey: Option<XKey>,
+        with_system: bool,
+        configure: impl FnOnce(&mut AuthConfig),
+    ) {
         if let Some(auth) = self.auth.take() {
             auth.shutdown().await;
         }
         let dispatcher_client =
             connect_trusted(&self.setup.dispatcher.url(&self.server.url())).await;
-        let system = connect_trusted(&self.setup.system.url(&self.server.url())).await;
+        let system = if with_system {
+            Some(connect_trusted(&self.setup.system.url(&self.server.url())).await)
+        } else {
+            None
+        };
         let mut config = AuthConfig::new(&self.setup.issuer_seed()).expect("issuer seed");
         config.sweep_interval = Duration::from_secs(1);
         config.xkey = xkey.map(Arc::new);
         configure(&mut config);
-        let auth = AuthService::start(dispatcher_client, Some(system), config)
+        let auth = AuthService::start(dispatcher_client, system, config)
             .await
             .expect("auth service starts");
         self.auth = Some(auth);

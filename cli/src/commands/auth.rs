@@ -14,6 +14,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use switchyard_dispatcher::auth::{
     issuer_from_seed, xkey_from_seed, AuthConfig, AuthService, AuthSetup, Listen, Login, TlsFiles,
+    MIN_QUOTA_INTERVAL,
 };
 
 use super::secrets::{self, write_private, UrlSource};
@@ -106,9 +107,18 @@ pub(crate) struct ServeArgs {
     /// authorized again). While no auth service runs, a revoked right lasts at most this long.
     #[arg(long, default_value = "60s", value_parser = parse_ttl)]
     ttl: Duration,
-    /// How often stale plugin connections are looked for besides every change.
+    /// How often every plugin's rights are read afresh to look for stale connections, besides
+    /// every change.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     sweep_interval: Duration,
+    /// How often plugin connections are checked against their plugins' quotas (subscriptions,
+    /// connections, bytes per second; needs the system login). A plugin may exceed a quota for
+    /// up to this long.
+    #[arg(long, default_value = "1s", value_parser = parse_quota_interval)]
+    quota_interval: Duration,
+    /// How long a plugin disconnected for exceeding a quota is refused new logins.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    quota_cooldown: Duration,
 }
 
 pub(crate) async fn run(command: AuthCommand) -> Result<(), CliError> {
@@ -275,6 +285,8 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         account: args.account,
         ttl: args.ttl,
         sweep_interval: args.sweep_interval,
+        quota_interval: args.quota_interval,
+        quota_cooldown: args.quota_cooldown,
         xkey,
     };
     let system_url = UrlSource {
@@ -317,9 +329,29 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// A quota interval: at least [`MIN_QUOTA_INTERVAL`].
+fn parse_quota_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < MIN_QUOTA_INTERVAL {
+        return Err(format!(
+            "`{text}` is too short: at least {}",
+            humantime::format_duration(MIN_QUOTA_INTERVAL)
+        ));
+    }
+    Ok(interval)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quota_intervals_are_not_too_short() {
+        assert_eq!(parse_quota_interval("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_quota_interval("100ms"), Ok(MIN_QUOTA_INTERVAL));
+        assert!(parse_quota_interval("0s").is_err());
+        assert!(parse_quota_interval("99ms").is_err());
+    }
 
     #[test]
     fn only_a_server_reachable_from_the_network_without_tls_is_warned_about() {

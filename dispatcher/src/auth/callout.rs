@@ -8,6 +8,7 @@ use switchyard_schemas::{Namespace, PluginId};
 
 use super::credentials::{CredentialStore, StoredCredential};
 use super::jwt::{self, AuthorizationRequest, AuthorizationResponse, Claims, User};
+use super::quota::{QuotaBook, QuotaExceeded};
 use super::rights::{connection_name, PluginRights};
 use crate::registry::Registry;
 
@@ -38,6 +39,27 @@ pub enum Refusal {
     /// The secret does not match the plugin's credential.
     #[error("wrong secret for plugin `{0}`")]
     WrongSecret(PluginId),
+    /// The plugin was disconnected for exceeding a quota a moment ago, and may not connect
+    /// again until its cool-down ends.
+    #[error(
+        "plugin `{plugin}` exceeded a quota ({exceeded}): no new connection for {left_secs} s"
+    )]
+    CoolingDown {
+        /// The plugin.
+        plugin: PluginId,
+        /// The quota it exceeded.
+        exceeded: QuotaExceeded,
+        /// Seconds of cool-down left, rounded up.
+        left_secs: u64,
+    },
+    /// The connection would take the plugin over a quota (`max_connections`).
+    #[error("plugin `{plugin}` would exceed a quota: {exceeded}")]
+    OverQuota {
+        /// The plugin.
+        plugin: PluginId,
+        /// The quota, and what the connection would make of it.
+        exceeded: QuotaExceeded,
+    },
     /// The registry or the credentials could not be read; the connection is refused rather
     /// than let in unchecked.
     #[error("cannot check plugin `{plugin}`: {reason}")]
@@ -60,6 +82,8 @@ pub(crate) struct Callout {
     pub(crate) namespace: Namespace,
     /// How long a user JWT is valid.
     pub(crate) ttl: Duration,
+    /// Cool-downs and connection counts, kept by the quota checks.
+    pub(crate) quotas: Arc<QuotaBook>,
 }
 
 /// What is in force for one plugin right now.
@@ -160,6 +184,8 @@ impl Callout {
         if !current.credential.accepts(secret) {
             return Err(Refusal::WrongSecret(plugin));
         }
+        // Last, so that only a login that is otherwise let in is counted.
+        self.quotas.admit(&plugin, &current.rights.limits)?;
         let permissions = current.rights.permissions(&self.namespace);
         let name = connection_name(&plugin, &permissions.fingerprint(&current.credential.id));
         let ttl = i64::try_from(jittered(self.ttl).as_secs()).unwrap_or(i64::MAX);
@@ -175,9 +201,9 @@ impl Callout {
             nats: User {
                 publish: permissions.publish,
                 subscribe: permissions.subscribe,
-                subs: -1,
+                subs: i64::from(permissions.limits.max_subscriptions.get()),
                 data: -1,
-                payload: -1,
+                payload: i64::from(permissions.limits.max_payload.get()),
                 kind: "user".to_owned(),
                 version: 2,
             },

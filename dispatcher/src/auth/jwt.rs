@@ -272,11 +272,14 @@ pub(crate) struct User {
     /// Subscribe permissions.
     #[serde(rename = "sub", default, skip_serializing_if = "Permission::is_empty")]
     pub subscribe: Permission,
-    /// Most subscriptions; -1 for no limit.
+    /// Most subscriptions; -1 for no limit. nats-server (up to 2.15.1 at least) applies it only
+    /// to a connection that presented this JWT itself, not to one authorized by the callout.
     pub subs: i64,
-    /// Most data in flight; -1 for no limit.
+    /// Most data; -1 for no limit. nats-server does not apply a user's `data` to client
+    /// connections at all.
     pub data: i64,
-    /// Largest message; -1 for the server's limit.
+    /// Largest message (headers included); -1 for the server's limit, which applies anyway.
+    /// Applied like `subs`.
     pub payload: i64,
     /// `user`.
     #[serde(rename = "type")]

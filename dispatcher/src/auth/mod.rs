@@ -10,12 +10,17 @@
 //! 2. answers with a user JWT signed by the issuer key, whose permissions are exactly the
 //!    plugin's rights ([`PluginRights::permissions`]): its delivery subject, its own inbox,
 //!    replies, its hello and rights subjects, and the channels its approved manifest grants,
-//!    for its tenants only; never JetStream;
+//!    for its tenants only; never JetStream. Its manifest's limits go into the JWT too,
+//!    though nats-server does not apply a callout user's limits (`docs/security.md`);
+//!    a plugin cooling down after exceeding a quota, or at its `max_connections`, is refused;
 //! 3. answers workers asking for their rights (`{prefix}.control.rights.{plugin}`), so that the
 //!    SDK subscribes to the channels it may receive on;
 //! 4. follows the registry and the credentials, and disconnects (through the system account)
 //!    every plugin connection whose rights changed, so that it reconnects with the new ones,
 //!    or is refused. Nothing restarts.
+//! 5. checks every plugin connection against its plugin's quotas every
+//!    [`AuthConfig::quota_interval`], since nats-server does not (`docs/security.md`,
+//!    Quotas), and disconnects those over one.
 //!
 //! The server enforces the permissions: a plugin using a raw NATS client instead of the SDK
 //! is refused the same way.
@@ -40,6 +45,7 @@ mod callout;
 pub mod credentials;
 mod jwt;
 pub mod probe;
+mod quota;
 mod rights;
 mod sealed;
 mod setup;
@@ -59,6 +65,9 @@ use tokio_util::task::TaskTracker;
 
 pub use self::callout::Refusal;
 pub use self::credentials::{CredentialStore, PluginSecret, StoredCredential};
+pub use self::quota::{
+    QuotaExceeded, DEFAULT_QUOTA_COOLDOWN, DEFAULT_QUOTA_INTERVAL, MIN_QUOTA_INTERVAL,
+};
 pub use self::rights::{Permissions, PluginRights};
 pub use self::sealed::{SealError, SERVER_XKEY_HEADER};
 pub use self::setup::{
@@ -66,8 +75,9 @@ pub use self::setup::{
 };
 
 use self::callout::Callout;
+use self::quota::QuotaBook;
 use self::sealed::Sealing;
-use self::sweep::Sweeper;
+use self::sweep::{Checked, Enforcer, Sweeper};
 use crate::registry::Registry;
 
 /// The subject nats-server sends authorization requests to, in the callout's account.
@@ -97,9 +107,19 @@ pub struct AuthConfig {
     /// fresh rights, or is refused. This bounds how long a revoked right lasts when no auth
     /// service is running to disconnect it at once: revocation fails closed within `ttl`.
     pub ttl: Duration,
-    /// How often stale plugin connections are looked for even when no change was seen (a
-    /// connection authorized at the very moment of a change, a missed notification).
+    /// How often every plugin's rights are read afresh even when no change was seen (a missed
+    /// notification). The checks every [`quota_interval`](Self::quota_interval) in between
+    /// look for stale connections with the rights last read, which catches a connection
+    /// authorized at the very moment of a change.
     pub sweep_interval: Duration,
+    /// How often plugin connections are checked against their quotas (with the rights last
+    /// read): a plugin may exceed a quota for up to this long before it is disconnected, and a
+    /// rate is measured over windows this long. [`DEFAULT_QUOTA_INTERVAL`] by default, at least
+    /// [`MIN_QUOTA_INTERVAL`].
+    pub quota_interval: Duration,
+    /// How long a plugin disconnected for exceeding a quota is refused new logins
+    /// ([`DEFAULT_QUOTA_COOLDOWN`] by default).
+    pub quota_cooldown: Duration,
     /// The curve key whose public half the server's `auth_callout { xkey }` names: the server
     /// seals every authorization request (the plugin's secret is in it) to this key, and the
     /// responses are sealed back. With a key, plaintext requests are refused (the server is
@@ -109,8 +129,9 @@ pub struct AuthConfig {
 
 impl AuthConfig {
     /// A configuration with the issuer key read from its seed (`SA…`), the default
-    /// namespace and account, a JWT lifetime of [`DEFAULT_TTL`], a 30 s sweep and no xkey
-    /// (set [`xkey`](Self::xkey) with [`xkey_from_seed`]).
+    /// namespace and account, a JWT lifetime of [`DEFAULT_TTL`], a 30 s sweep, quotas checked
+    /// every [`DEFAULT_QUOTA_INTERVAL`] with a [`DEFAULT_QUOTA_COOLDOWN`], and no xkey (set
+    /// [`xkey`](Self::xkey) with [`xkey_from_seed`]).
     ///
     /// # Errors
     /// [`AuthError::Issuer`] when the seed is not an account seed.
@@ -121,6 +142,8 @@ impl AuthConfig {
             account: DEFAULT_ACCOUNT.to_owned(),
             ttl: DEFAULT_TTL,
             sweep_interval: Duration::from_secs(30),
+            quota_interval: DEFAULT_QUOTA_INTERVAL,
+            quota_cooldown: DEFAULT_QUOTA_COOLDOWN,
             xkey: None,
         })
     }
@@ -225,6 +248,7 @@ impl AuthService {
             account: config.account.clone(),
             namespace: config.namespace.clone(),
             ttl: config.ttl,
+            quotas: Arc::new(QuotaBook::new(config.quota_cooldown)),
         };
         let nats = |action| {
             move |e: async_nats::SubscribeError| AuthError::Nats {
@@ -262,19 +286,25 @@ impl AuthService {
             Some(system) => {
                 let changes = registry.watch().await?;
                 let credential_changes = credentials.changes().await?;
-                let sweeper = Sweeper { system, callout };
+                let quotas = Arc::clone(&callout.quotas);
+                let quota_interval = config.quota_interval.max(MIN_QUOTA_INTERVAL);
+                let enforcer = Enforcer::new(Sweeper { system, callout }, quotas, quota_interval);
                 tasks.spawn(sweep_on_changes(
-                    sweeper,
+                    enforcer,
                     changes.map(drop).fuse().boxed(),
                     credential_changes.map(drop).fuse().boxed(),
                     Arc::clone(&sweeps),
-                    config.sweep_interval,
+                    Intervals {
+                        sweep: config.sweep_interval,
+                        quota: quota_interval,
+                    },
                     stop.clone(),
                 ));
             }
             None => tracing::warn!(
                 ttl = ?config.ttl,
-                "no system-account connection: a plugin whose rights change keeps its old rights until its JWT expires"
+                "no system-account connection: a plugin whose rights change keeps its old rights until its JWT expires, \
+                 and plugins' quotas are not enforced"
             ),
         }
         let xkey = config.xkey.as_ref().map(|key| key.public_key());
@@ -287,8 +317,9 @@ impl AuthService {
         })
     }
 
-    /// Asks for a sweep of stale plugin connections now (it also happens on every change and
-    /// every [`AuthConfig::sweep_interval`]). Does nothing without a system connection.
+    /// Asks for a sweep of stale plugin connections now, with every plugin's rights read afresh
+    /// (it also happens on every change and every [`AuthConfig::sweep_interval`]). Does nothing
+    /// without a system connection.
     pub fn sweep_soon(&self) {
         self.sweeps.notify_one();
     }
@@ -436,16 +467,27 @@ fn is_own_inbox(namespace: &Namespace, plugin: &PluginId, reply: &str) -> bool {
         })
 }
 
+/// How often the enforcer reads every plugin's rights afresh, and how often it checks.
+#[derive(Debug, Clone, Copy)]
+struct Intervals {
+    sweep: Duration,
+    quota: Duration,
+}
+
 async fn sweep_on_changes(
-    sweeper: Sweeper,
+    mut enforcer: Enforcer,
     mut registry_changes: futures::stream::BoxStream<'static, ()>,
     mut credential_changes: futures::stream::BoxStream<'static, ()>,
     sweeps: Arc<Notify>,
-    interval: Duration,
+    intervals: Intervals,
     stop: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ticks = |period| {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    };
+    let (mut sweep_ticks, mut quota_ticks) = (ticks(intervals.sweep), ticks(intervals.quota));
     let trigger = Arc::clone(&sweeps);
     let watch = async move {
         loop {
@@ -458,14 +500,24 @@ async fn sweep_on_changes(
     };
     let sweeping = async {
         loop {
-            tokio::select! {
-                () = sweeps.notified() => {}
-                _ = ticks.tick() => {}
+            // A change, or the periodic sweep, makes the check read the rights afresh; the
+            // quota checks in between use the rights last read.
+            let fresh = tokio::select! {
+                () = sweeps.notified() => true,
+                _ = sweep_ticks.tick() => true,
+                _ = quota_ticks.tick() => false,
+            };
+            if fresh {
+                enforcer.forget_rights();
             }
-            match sweeper.sweep().await {
-                Ok(0) => {}
-                Ok(kicked) => tracing::debug!(kicked, "stale plugin connections disconnected"),
-                Err(error) => tracing::warn!(%error, "cannot sweep plugin connections"),
+            match enforcer.check().await {
+                Ok(checked) if checked == Checked::default() => {}
+                Ok(checked) => tracing::debug!(
+                    stale = checked.stale,
+                    over_quota = checked.over_quota,
+                    "plugin connections disconnected"
+                ),
+                Err(error) => tracing::warn!(%error, "cannot check plugin connections"),
             }
         }
     };

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use switchyard_schemas::{ChannelName, Namespace, PluginId, Tenant};
+use switchyard_schemas::{ChannelName, Limits, Namespace, PluginId, Tenant};
 
 use super::jwt::Permission;
 use crate::registry::{Registration, TenantScope};
@@ -23,9 +23,9 @@ use crate::registry::{Registration, TenantScope};
 /// grant ever be written too wide.
 const ALWAYS_DENIED: &[&str] = &["$JS.>", "$JSC.>", "$KV.>", "$O.>", "$SYS.>", "_INBOX.>"];
 
-/// A plugin's rights: its tenants and the channels its approved manifest grants. Derived from
-/// its registration; this is also what a worker is told when it asks the control plane
-/// (`{prefix}.control.rights.{plugin}`).
+/// A plugin's rights: its tenants, the channels its approved manifest grants and its limits.
+/// Derived from its registration; this is also what a worker is told when it asks the control
+/// plane (`{prefix}.control.rights.{plugin}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginRights {
     /// The plugin.
@@ -36,6 +36,10 @@ pub struct PluginRights {
     pub send: Vec<ChannelName>,
     /// Channels it may receive from (and answer requests on).
     pub receive: Vec<ChannelName>,
+    /// Its quotas per connection, from its manifest's `[limits]` (the defaults when an answer
+    /// without them is read).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 impl PluginRights {
@@ -47,6 +51,7 @@ impl PluginRights {
             tenants: registration.tenants.clone(),
             send: manifest.channels.send.clone(),
             receive: manifest.channels.receive.clone(),
+            limits: manifest.limits,
         }
     }
 
@@ -80,7 +85,8 @@ impl PluginRights {
     ///   channels;
     /// - all channel subjects for its tenants only;
     /// - no response permission, and never the JetStream, key-value, object-store or system
-    ///   APIs, nor trusted clients' inboxes.
+    ///   APIs, nor trusted clients' inboxes;
+    /// - its limits.
     pub fn permissions(&self, namespace: &Namespace) -> Permissions {
         let denied: Vec<String> = ALWAYS_DENIED.iter().map(|s| (*s).to_owned()).collect();
         let me = &self.plugin;
@@ -120,15 +126,17 @@ impl PluginRights {
                 allow: subscribe,
                 deny: denied,
             },
+            limits: self.limits,
         }
     }
 }
 
-/// The NATS permissions of one plugin's connections, as written into its user JWT.
+/// The NATS permissions and limits of one plugin's connections, as written into its user JWT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions {
     pub(crate) publish: Permission,
     pub(crate) subscribe: Permission,
+    pub(crate) limits: Limits,
 }
 
 impl Permissions {
@@ -147,10 +155,17 @@ impl Permissions {
         &self.publish.deny
     }
 
-    /// A short digest of these permissions and of the credential they were granted to: two
-    /// connections with the same fingerprint have the same rights. It is part of the name the
-    /// server shows for a plugin's connection, so that the control plane can tell stale
-    /// connections (older rights, or a rotated credential) from current ones.
+    /// The limits written into the user JWT (`subs`, `payload`).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// A short digest of these permissions, the limits in their JWT and the credential they
+    /// were granted to: two connections with the same fingerprint have the same rights. It is
+    /// part of the name the server shows for a plugin's connection, so that the control plane
+    /// can tell stale connections (older rights or limits, or a rotated credential) from
+    /// current ones. `max_connections` and `max_bytes_per_second` are left out: they are not in
+    /// the JWT, the quota checks read them afresh, and a change of them replaces nothing.
     pub fn fingerprint(&self, credential_id: &str) -> String {
         let mut hash = Sha256::new();
         for list in [
@@ -165,6 +180,8 @@ impl Permissions {
             }
             hash.update([1]);
         }
+        hash.update(self.limits.max_subscriptions.get().to_be_bytes());
+        hash.update(self.limits.max_payload.get().to_be_bytes());
         hash.update(credential_id.as_bytes());
         data_encoding::HEXLOWER.encode(&hash.finalize()[..6])
     }
@@ -188,7 +205,12 @@ mod tests {
     use switchyard_schemas::Manifest;
 
     fn registration(tenants: TenantScope) -> Registration {
-        let manifest = Manifest::from_toml_str(
+        registration_with(tenants, "")
+    }
+
+    /// The test plugin's registration, with `limits` as its `[limits]` table.
+    fn registration_with(tenants: TenantScope, limits: &str) -> Registration {
+        let manifest = Manifest::from_toml_str(&format!(
             r#"
             [plugin]
             id = "audit"
@@ -197,12 +219,14 @@ mod tests {
             [[subscriptions]]
             name = "orders"
             events = ["order.*"]
-            policy = { timeout = "5m" }
+            policy = {{ timeout = "5m" }}
             [channels]
             send = ["alerts"]
             receive = ["alerts", "audit"]
+            [limits]
+            {limits}
             "#,
-        )
+        ))
         .unwrap();
         Registration::new(manifest, tenants)
     }
@@ -271,6 +295,29 @@ mod tests {
         assert_ne!(all.fingerprint("c1"), acme.fingerprint("c1"));
         assert_ne!(all.fingerprint("c1"), all.fingerprint("c2"));
 
+        // Limits are part of the rights: changing either replaces live connections.
+        for limits in ["max_subscriptions = 999", "max_payload = \"512KiB\""] {
+            let limited =
+                PluginRights::of(&registration_with(TenantScope::All, limits)).permissions(&ns);
+            assert_eq!(limited.publish_allowed(), all.publish_allowed());
+            assert_eq!(limited.subscribe_allowed(), all.subscribe_allowed());
+            assert_ne!(limited.fingerprint("c1"), all.fingerprint("c1"), "{limits}");
+        }
+        // The limits that are not in the JWT are not in the fingerprint.
+        let plugin_wide = PluginRights::of(&registration_with(
+            TenantScope::All,
+            "max_connections = 1\nmax_bytes_per_second = \"1KiB\"",
+        ))
+        .permissions(&ns);
+        assert_eq!(plugin_wide.fingerprint("c1"), all.fingerprint("c1"));
+        // Writing out the defaults changes nothing.
+        let written = PluginRights::of(&registration_with(
+            TenantScope::All,
+            "max_subscriptions = 1000\nmax_payload = \"1MiB\"",
+        ))
+        .permissions(&ns);
+        assert_eq!(written.fingerprint("c1"), all.fingerprint("c1"));
+
         let plugin = PluginId::new("audit").unwrap();
         let name = connection_name(&plugin, &all.fingerprint("c1"));
         assert_eq!(
@@ -282,18 +329,49 @@ mod tests {
 
     #[test]
     fn rights_travel_as_json() {
-        let rights = PluginRights::of(&registration(TenantScope::All));
+        let rights = PluginRights::of(&registration_with(
+            TenantScope::All,
+            "max_subscriptions = 5\nmax_payload = \"2KiB\"",
+        ));
         let json = serde_json::to_value(&rights).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
                 "plugin": "audit", "tenants": "all", "send": ["alerts"],
-                "receive": ["alerts", "audit"]
+                "receive": ["alerts", "audit"],
+                "limits": {"max_subscriptions": 5, "max_payload": 2048,
+                    "max_connections": 8, "max_bytes_per_second": 8_388_608}
             })
         );
         assert_eq!(
             serde_json::from_value::<PluginRights>(json).unwrap(),
             rights
         );
+    }
+
+    #[test]
+    fn rights_without_limits_read_with_the_defaults() {
+        let json = serde_json::json!({
+            "plugin": "audit", "tenants": "all", "send": [], "receive": []
+        });
+        let rights = serde_json::from_value::<PluginRights>(json).unwrap();
+        assert_eq!(rights.limits, Limits::default());
+    }
+
+    #[test]
+    fn the_limits_are_those_of_the_manifest() {
+        let rights = PluginRights::of(&registration_with(
+            TenantScope::All,
+            "max_subscriptions = 7\nmax_payload = 4096",
+        ));
+        let limits = rights.permissions(&Namespace::default()).limits();
+        assert_eq!(
+            (limits.max_subscriptions.get(), limits.max_payload.get()),
+            (7, 4096)
+        );
+        let defaults = PluginRights::of(&registration(TenantScope::All))
+            .permissions(&Namespace::default())
+            .limits();
+        assert_eq!(defaults, Limits::default());
     }
 }

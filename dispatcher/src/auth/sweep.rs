@@ -1,4 +1,5 @@
-//! Disconnecting plugin connections whose rights are no longer current.
+//! Disconnecting plugin connections whose rights are no longer current, or that exceed their
+//! plugin's quotas.
 //!
 //! nats-server fixes a connection's permissions when it connects. When a plugin's rights change
 //! (a grant, a revocation, a tenant change, disabling, removal, a rotated credential), its
@@ -10,16 +11,23 @@
 //! A plugin connection's name carries the fingerprint of the rights it was issued
 //! (`plugin:{id}:{fingerprint}`), so a sweep disconnects exactly the stale ones: several
 //! dispatchers may sweep at once without disconnecting each other's fresh connections.
+//!
+//! The same listing shows each connection's subscriptions and the bytes it sent, which is how
+//! the [`Enforcer`] holds plugins to the quotas nats-server does not apply to them
+//! ([`super::quota`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Deserialize;
 use switchyard_schemas::PluginId;
+use time::OffsetDateTime;
 use tokio::time::{timeout, Instant};
 
 use super::callout::{Callout, Refusal};
+use super::quota::{self, Listing, Meter, PluginConnection, QuotaBook, Standing, Verdict};
 use super::rights::parse_connection_name;
 use super::AuthError;
 
@@ -30,15 +38,6 @@ const FIRST_ANSWER: Duration = Duration::from_secs(3);
 const MORE_ANSWERS: Duration = Duration::from_millis(150);
 /// Connections asked for per page.
 const PAGE: usize = 1024;
-
-/// One plugin connection on one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PluginConnection {
-    pub(crate) server: String,
-    pub(crate) cid: u64,
-    pub(crate) plugin: PluginId,
-    pub(crate) fingerprint: String,
-}
 
 /// A server's answer to a system request.
 #[derive(Debug, Deserialize)]
@@ -65,6 +64,9 @@ struct ApiError {
 
 #[derive(Debug, Deserialize)]
 struct Connz {
+    /// The server's clock when it answered.
+    #[serde(with = "time::serde::rfc3339")]
+    now: OffsetDateTime,
     #[serde(default)]
     total: usize,
     #[serde(default)]
@@ -78,6 +80,15 @@ struct ConnInfo {
     cid: u64,
     #[serde(default)]
     authorized_user: String,
+    /// How many subscriptions it holds (a count; the list is not asked for).
+    #[serde(default)]
+    subscriptions: u32,
+    /// Message bytes the server received from it.
+    #[serde(default)]
+    in_bytes: u64,
+    /// When the server accepted it.
+    #[serde(with = "time::serde::rfc3339")]
+    start: OffsetDateTime,
 }
 
 /// Lists and disconnects plugin connections through a system-account connection.
@@ -87,62 +98,133 @@ pub(crate) struct Sweeper {
     pub(crate) callout: Callout,
 }
 
-impl Sweeper {
-    /// Disconnects every plugin connection whose rights are not the ones in force; returns how
-    /// many. A plugin whose rights cannot be read right now is left alone until the next sweep.
+/// What one check did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checked {
+    /// Connections disconnected because their rights changed.
+    pub(crate) stale: usize,
+    /// Connections disconnected for exceeding a quota.
+    pub(crate) over_quota: usize,
+}
+
+/// Checks plugin connections, again and again: their rights and their quotas.
+#[derive(Debug)]
+pub(crate) struct Enforcer {
+    sweeper: Sweeper,
+    quotas: Arc<QuotaBook>,
+    /// How often checks run, the shortest window a rate is measured over.
+    interval: Duration,
+    /// What each plugin seen is held to, read once per plugin until [`forget_rights`]: so
+    /// that a check every second does not read the registry for every plugin every second.
+    ///
+    /// [`forget_rights`]: Enforcer::forget_rights
+    standing: HashMap<PluginId, Standing>,
+    meter: Meter,
+}
+
+impl Enforcer {
+    /// An enforcer checking every `interval`, recording what it finds in `quotas`.
+    pub(crate) fn new(sweeper: Sweeper, quotas: Arc<QuotaBook>, interval: Duration) -> Self {
+        Self {
+            sweeper,
+            quotas,
+            interval,
+            standing: HashMap::new(),
+            meter: Meter::default(),
+        }
+    }
+
+    /// Makes the next check read every plugin's rights afresh: call it on every change of the
+    /// registry or the credentials (and now and then, in case a change was missed).
+    pub(crate) fn forget_rights(&mut self) {
+        self.standing.clear();
+    }
+
+    /// Lists every plugin connection, and disconnects those whose rights are not the ones in
+    /// force, and those over a quota (their plugin is then refused new logins for the
+    /// cool-down). A plugin whose rights cannot be read right now is left alone until the next
+    /// check.
     ///
     /// # Errors
     /// [`AuthError::System`] when the connections cannot be listed.
-    pub(crate) async fn sweep(&self) -> Result<usize, AuthError> {
-        let connections = self.connections().await?;
-        let mut wanted: HashMap<PluginId, Option<Option<String>>> = HashMap::new();
-        let mut kicked = 0;
-        for connection in connections {
-            if !wanted.contains_key(&connection.plugin) {
-                let fingerprint = match self.callout.current(&connection.plugin).await {
-                    Ok(current) => Some(Some(current.fingerprint(&self.callout.namespace))),
-                    Err(Refusal::Unavailable { reason, .. }) => {
-                        tracing::warn!(plugin = %connection.plugin, %reason, "cannot check a plugin's connections now");
-                        None
-                    }
-                    Err(_) => Some(None),
-                };
-                wanted.insert(connection.plugin.clone(), fingerprint);
-            }
-            let stale = match &wanted[&connection.plugin] {
-                None => false,
-                Some(current) => current.as_deref() != Some(connection.fingerprint.as_str()),
-            };
-            if stale {
-                match self.kick(&connection.server, connection.cid).await {
-                    Ok(()) => {
-                        kicked += 1;
-                        tracing::info!(plugin = %connection.plugin, cid = connection.cid,
-                            "disconnected a plugin connection whose rights changed");
-                    }
-                    Err(error) => {
-                        tracing::warn!(plugin = %connection.plugin, cid = connection.cid, %error,
-                            "cannot disconnect a stale plugin connection");
-                    }
+    pub(crate) async fn check(&mut self) -> Result<Checked, AuthError> {
+        let listing = self.sweeper.listing().await?;
+        for connection in &listing.connections {
+            if !self.standing.contains_key(&connection.plugin) {
+                if let Some(standing) = self.sweeper.standing(&connection.plugin).await {
+                    self.standing.insert(connection.plugin.clone(), standing);
                 }
             }
         }
-        Ok(kicked)
+        let rates = self.meter.rates(&listing, self.interval);
+        let mut judgement = quota::judge(&listing, &self.standing, &rates);
+        let mut checked = Checked::default();
+        for (index, verdict) in judgement.kicks {
+            let connection = &listing.connections[index];
+            let (plugin, cid) = (&connection.plugin, connection.cid);
+            if let Verdict::Over(exceeded) = verdict {
+                // Before the disconnect: the reconnect that follows is refused.
+                self.quotas.cool_down(plugin, exceeded);
+                tracing::warn!(%plugin, cid, server = %connection.server,
+                    quota = exceeded.quota(), limit = exceeded.limit(), observed = exceeded.observed(),
+                    "disconnecting a plugin connection over a quota; the plugin cools down");
+            }
+            match self.sweeper.kick(&connection.server, cid).await {
+                Ok(()) => match verdict {
+                    Verdict::Stale => {
+                        checked.stale += 1;
+                        tracing::info!(%plugin, cid,
+                            "disconnected a plugin connection whose rights changed");
+                    }
+                    Verdict::Over(_) => checked.over_quota += 1,
+                },
+                Err(error) => {
+                    // Still open: counted against its plugin's connections.
+                    *judgement.open.entry(plugin.clone()).or_default() += 1;
+                    tracing::warn!(%plugin, cid, %error, "cannot disconnect a plugin connection");
+                }
+            }
+        }
+        self.quotas.counted(judgement.open, listing.asked);
+        Ok(checked)
+    }
+}
+
+impl Sweeper {
+    /// What `plugin`'s connections are held to now, or `None` when its rights cannot be read.
+    async fn standing(&self, plugin: &PluginId) -> Option<Standing> {
+        match self.callout.current(plugin).await {
+            Ok(current) => Some(Standing::Current {
+                fingerprint: current.fingerprint(&self.callout.namespace),
+                limits: current.rights.limits,
+            }),
+            Err(Refusal::Unavailable { reason, .. }) => {
+                tracing::warn!(%plugin, %reason, "cannot check a plugin's connections now");
+                None
+            }
+            Err(_) => Some(Standing::Refused),
+        }
     }
 
     /// Every plugin connection in the plugins' account, on every server that answers.
-    async fn connections(&self) -> Result<Vec<PluginConnection>, AuthError> {
-        let mut found = Vec::new();
+    async fn listing(&self) -> Result<Listing, AuthError> {
+        let asked = Instant::now();
+        let mut connections = Vec::new();
+        let mut servers = HashMap::new();
         for (server, mut connz) in self.ping_connz().await? {
+            servers.insert(server.clone(), connz.now);
             loop {
                 let page = connz.connections.len();
-                found.extend(connz.connections.iter().filter_map(|c| {
+                connections.extend(connz.connections.iter().filter_map(|c| {
                     let (plugin, fingerprint) = parse_connection_name(&c.authorized_user)?;
                     Some(PluginConnection {
                         server: server.clone(),
                         cid: c.cid,
                         plugin,
                         fingerprint: fingerprint.to_owned(),
+                        subscriptions: c.subscriptions,
+                        in_bytes: c.in_bytes,
+                        start: c.start,
                     })
                 }));
                 let next = connz.offset + page;
@@ -152,7 +234,12 @@ impl Sweeper {
                 connz = self.server_connz(&server, next).await?;
             }
         }
-        Ok(found)
+        Ok(Listing {
+            asked,
+            at: Instant::now(),
+            servers,
+            connections,
+        })
     }
 
     fn connz_options(&self, offset: usize) -> bytes::Bytes {
@@ -251,5 +338,42 @@ fn system_error(action: &'static str, reason: impl std::fmt::Display) -> AuthErr
     AuthError::System {
         action,
         reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connz_answer_reads_with_nanosecond_times() {
+        // Abridged from nats-server 2.15; Go writes times in RFC 3339 with nanoseconds, trailing
+        // zeros cut, in the server's time zone.
+        let answer = r#"{"server": {"name": "n1", "id": "NSRV"}, "data": {
+            "server_id": "NSRV", "now": "2026-03-01T10:00:02.5+01:00", "num_connections": 1,
+            "total": 1, "offset": 0, "limit": 1024, "connections": [{
+                "cid": 12, "kind": "Client", "type": "nats", "ip": "127.0.0.1", "port": 50000,
+                "start": "2026-03-01T09:00:01.123456789Z", "last_activity": "2026-03-01T09:00:02Z",
+                "rtt": "1ms", "uptime": "1s", "idle": "0s", "pending_bytes": 0, "in_msgs": 3,
+                "out_msgs": 0, "in_bytes": 4096, "out_bytes": 0, "subscriptions": 7,
+                "name": "raw-p", "lang": "rust", "version": "0.51.0",
+                "authorized_user": "plugin:p:0123456789ab", "account": "SWITCHYARD"}]}}"#;
+        let answer: ServerAnswer<Connz> = serde_json::from_str(answer).unwrap();
+        let (server, connz) = into_result(answer, "list connections").unwrap();
+        assert_eq!(server, "NSRV");
+        let connection = &connz.connections[0];
+        assert_eq!(
+            (
+                connection.cid,
+                connection.subscriptions,
+                connection.in_bytes
+            ),
+            (12, 7, 4096)
+        );
+        assert_eq!(connection.authorized_user, "plugin:p:0123456789ab");
+        assert_eq!(
+            connz.now - connection.start,
+            time::Duration::new(1, 376_543_211)
+        );
     }
 }

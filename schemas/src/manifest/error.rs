@@ -23,6 +23,9 @@ pub enum ProblemKind {
     BadDuration,
     /// A rate that is not `N/s`, `N/m` or `N/h`.
     BadRate,
+    /// A size that is not a whole number of bytes, or one followed by `B`, `KiB`, `MiB` or
+    /// `GiB` (`"256KiB"`).
+    BadSize,
     /// A number or duration outside its allowed range.
     OutOfRange,
     /// A plugin id, subscription name or channel name that is not a valid token.

@@ -1,5 +1,5 @@
 //! Plugin manifests (`plugin.toml`): what a plugin is, what it subscribes to and how its events
-//! are delivered, which channels it may use, what it depends on, and its settings.
+//! are delivered, which channels it may use, its quotas, what it depends on, and its settings.
 //!
 //! [`Manifest::from_toml_str`] reads and validates a manifest. It does not stop at the first
 //! problem: an invalid manifest is refused with [`ManifestErrors`], which lists every problem,
@@ -42,6 +42,7 @@
 //! ```
 
 mod error;
+mod limits;
 mod overrides;
 mod pattern;
 mod policy;
@@ -57,6 +58,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use self::error::Problems;
 pub use self::error::{ManifestErrors, ManifestLoadError, ManifestProblem, ProblemKind};
+pub use self::limits::{
+    Limits, DEFAULT_MAX_BYTES_PER_SECOND, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PAYLOAD,
+    DEFAULT_MAX_SUBSCRIPTIONS, MAX_BYTES_PER_SECOND_RANGE, MAX_CONNECTIONS_RANGE,
+    MAX_PAYLOAD_RANGE, MAX_SUBSCRIPTIONS_RANGE,
+};
 pub use self::pattern::{EventPattern, PatternError};
 pub use self::policy::{Backoff, DeliveryPolicy, ParseRateError, Rate, RatePeriod};
 pub use crate::name::SubscriptionName;
@@ -74,6 +80,8 @@ pub struct Manifest {
     pub subscriptions: Vec<Subscription>,
     /// The channels it may use (`[channels]`).
     pub channels: ChannelGrants,
+    /// Its quotas (`[limits]`); the defaults when the manifest has none.
+    pub limits: Limits,
     /// Other plugins it needs or cannot run with (`[dependencies]`).
     pub dependencies: Dependencies,
     /// Free-form settings handed to the plugin's handlers (`[settings]`); read them into a
@@ -194,7 +202,7 @@ impl Manifest {
     }
 
     /// The manifest in its canonical form: no `[defaults]`, every subscription with its full
-    /// resolved policy. [`Manifest::from_table`] reads it back to an equal manifest.
+    /// resolved policy, `[limits]` written out. [`Manifest::from_table`] reads it back to an equal manifest.
     pub fn to_table(&self) -> toml::Table {
         write::write_manifest(self)
     }

@@ -13,6 +13,7 @@ use semver::{Version, VersionReq};
 use toml::{Table, Value};
 
 use super::error::{ProblemKind, Problems, Reported};
+use super::limits::{parse_size, ParseSizeError, Size};
 use crate::name::NameError;
 
 /// The path of a key from the document's root, as shown in problems:
@@ -223,6 +224,47 @@ impl<'a> Field<'a> {
                     format!("{number} is out of range: must be from 1 to {max}"),
                 )
             })
+    }
+
+    /// The value as a size in bytes within `range`: an integer (bytes) or a string such as
+    /// `"256KiB"` or `"1MiB"`.
+    pub(super) fn size_in(
+        &self,
+        problems: &mut Problems,
+        range: RangeInclusive<u32>,
+    ) -> Result<std::num::NonZeroU32, Reported> {
+        let bytes = match self.value {
+            // A negative count of bytes is a number out of range, not a malformed one.
+            Value::Integer(bytes) => u64::try_from(*bytes).map_err(|_| None),
+            Value::String(text) => parse_size(text).map_err(|err| match err {
+                ParseSizeError::Malformed(_) => Some(err),
+                ParseSizeError::Overflow(_) => None,
+            }),
+            _ => return Err(self.wrong_type(problems, "a size such as \"256KiB\" or bytes")),
+        };
+        if let Err(Some(malformed)) = &bytes {
+            return Err(self.report(problems, ProblemKind::BadSize, malformed.to_string()));
+        }
+        let within = bytes
+            .ok()
+            .and_then(|bytes| u32::try_from(bytes).ok())
+            .filter(|bytes| range.contains(bytes))
+            .and_then(std::num::NonZeroU32::new);
+        within.ok_or_else(|| {
+            let shown = match self.value {
+                Value::String(text) => format!("`{text}`"),
+                other => other.to_string(),
+            };
+            self.report(
+                problems,
+                ProblemKind::OutOfRange,
+                format!(
+                    "{shown} is out of range: must be from {} to {}",
+                    Size(u64::from(*range.start())),
+                    Size(u64::from(*range.end()))
+                ),
+            )
+        })
     }
 
     /// The value as a number; an integer is accepted where a float is expected (`2` for `2.0`).

@@ -6,6 +6,10 @@ use semver::VersionReq;
 use toml::Table;
 
 use super::error::{ProblemKind, Problems, Reported};
+use super::limits::{
+    Limits, MAX_BYTES_PER_SECOND_RANGE, MAX_CONNECTIONS_RANGE, MAX_PAYLOAD_RANGE,
+    MAX_SUBSCRIPTIONS_RANGE,
+};
 use super::overrides::PolicyOverrides;
 use super::pattern::{EventPattern, PatternError};
 use super::read::{report_duplicates, Field, KeyPath, ReadList, Section};
@@ -17,12 +21,19 @@ const TOP_KEYS: &[&str] = &[
     "defaults",
     "subscriptions",
     "channels",
+    "limits",
     "dependencies",
     "settings",
 ];
 const PLUGIN_KEYS: &[&str] = &["id", "version", "core", "description"];
 const SUBSCRIPTION_KEYS: &[&str] = &["name", "events", "versions", "policy"];
 const CHANNEL_KEYS: &[&str] = &["send", "receive"];
+const LIMIT_KEYS: &[&str] = &[
+    "max_subscriptions",
+    "max_payload",
+    "max_connections",
+    "max_bytes_per_second",
+];
 const DEPENDENCY_KEYS: &[&str] = &["requires", "conflicts"];
 
 /// Reads the manifest in `root`. Every problem goes to `problems`; the result is `Ok` only if
@@ -46,6 +57,9 @@ pub(super) fn read_manifest(root: &Table, problems: &mut Problems) -> Result<Man
         .map_or(Ok(ChannelGrants::default()), |f| {
             read_channels(&f, problems)
         });
+    let limits = document
+        .optional("limits")
+        .map_or(Ok(Limits::default()), |f| read_limits(&f, problems));
     let dependencies = document
         .optional("dependencies")
         .map_or(Ok(Dependencies::default()), |f| {
@@ -61,6 +75,7 @@ pub(super) fn read_manifest(root: &Table, problems: &mut Problems) -> Result<Man
         plugin,
         subscriptions: subscriptions?,
         channels: channels?,
+        limits: limits?,
         dependencies,
         settings: settings?,
     })
@@ -203,6 +218,38 @@ fn read_channel_list(
     let channels = ReadList::new(&items, problems, |f, p| f.name::<ChannelName>(p));
     report_duplicates(&channels.read, "channel", problems);
     channels.into_values()
+}
+
+/// `[limits]`: each key optional, each missing one at its default.
+fn read_limits(field: &Field<'_>, problems: &mut Problems) -> Result<Limits, Reported> {
+    let limits = field.section(problems, LIMIT_KEYS)?;
+    let defaults = Limits::default();
+    let max_subscriptions = limits
+        .optional("max_subscriptions")
+        .map_or(Ok(defaults.max_subscriptions), |f| {
+            f.count_up_to(problems, *MAX_SUBSCRIPTIONS_RANGE.end())
+        });
+    let max_payload = limits
+        .optional("max_payload")
+        .map_or(Ok(defaults.max_payload), |f| {
+            f.size_in(problems, MAX_PAYLOAD_RANGE)
+        });
+    let max_connections = limits
+        .optional("max_connections")
+        .map_or(Ok(defaults.max_connections), |f| {
+            f.count_up_to(problems, *MAX_CONNECTIONS_RANGE.end())
+        });
+    let max_bytes_per_second = limits
+        .optional("max_bytes_per_second")
+        .map_or(Ok(defaults.max_bytes_per_second), |f| {
+            f.size_in(problems, MAX_BYTES_PER_SECOND_RANGE)
+        });
+    Ok(Limits {
+        max_subscriptions: max_subscriptions?,
+        max_payload: max_payload?,
+        max_connections: max_connections?,
+        max_bytes_per_second: max_bytes_per_second?,
+    })
 }
 
 fn read_dependencies(field: &Field<'_>, problems: &mut Problems) -> Result<Dependencies, Reported> {

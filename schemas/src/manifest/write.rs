@@ -1,13 +1,14 @@
 //! Writing a manifest back as a TOML table in its canonical form.
 //!
 //! The canonical form has no `[defaults]`: every subscription carries its fully resolved
-//! policy, with every key written out, so that reading it back gives the same [`Manifest`]
-//! even if the built-in defaults change later.
+//! policy, and `[limits]` is always written, with every key written out, so that reading it
+//! back gives the same [`Manifest`] even if the built-in defaults change later.
 
 use std::time::Duration;
 
 use toml::{Table, Value};
 
+use super::limits::{Limits, Size};
 use super::policy::{Backoff, DeliveryPolicy};
 use super::{ChannelGrants, Dependencies, Manifest, PluginInfo, Subscription};
 
@@ -22,6 +23,7 @@ pub(super) fn write_manifest(manifest: &Manifest) -> Table {
         );
     }
     insert_unless_empty(&mut root, "channels", write_channels(&manifest.channels));
+    root.insert("limits".into(), write_limits(&manifest.limits).into());
     insert_unless_empty(
         &mut root,
         "dependencies",
@@ -112,6 +114,31 @@ fn write_channels(channels: &ChannelGrants) -> Table {
             table.insert(key.into(), Value::Array(names.collect()));
         }
     }
+    table
+}
+
+/// Always written, defaults included: the limits an operator approved stay what they were
+/// if a built-in default changes later.
+fn write_limits(limits: &Limits) -> Table {
+    let mut table = Table::new();
+    table.insert(
+        "max_subscriptions".into(),
+        i64::from(limits.max_subscriptions.get()).into(),
+    );
+    table.insert(
+        "max_payload".into(),
+        Size(limits.max_payload.get().into()).to_string().into(),
+    );
+    table.insert(
+        "max_connections".into(),
+        i64::from(limits.max_connections.get()).into(),
+    );
+    table.insert(
+        "max_bytes_per_second".into(),
+        Size(limits.max_bytes_per_second.get().into())
+            .to_string()
+            .into(),
+    );
     table
 }
 
