@@ -109,7 +109,7 @@ pub(crate) struct ServeArgs {
     ttl: Duration,
     /// How often every plugin's rights are read afresh to look for stale connections, besides
     /// every change.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_sweep_interval)]
     sweep_interval: Duration,
     /// How often plugin connections are checked against their plugins' quotas (subscriptions,
     /// connections, bytes per second; needs the system login). A plugin may exceed a quota for
@@ -329,6 +329,15 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// A sweep interval: at least one second (zero would make the timer spin).
+fn parse_sweep_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < Duration::from_secs(1) {
+        return Err(format!("`{text}` is too short: at least 1s"));
+    }
+    Ok(interval)
+}
+
 /// A quota interval: at least [`MIN_QUOTA_INTERVAL`].
 fn parse_quota_interval(text: &str) -> Result<Duration, String> {
     let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
@@ -344,6 +353,12 @@ fn parse_quota_interval(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_intervals_are_not_zero() {
+        assert_eq!(parse_sweep_interval("30s"), Ok(Duration::from_secs(30)));
+        assert!(parse_sweep_interval("0s").is_err());
+    }
 
     #[test]
     fn quota_intervals_are_not_too_short() {
