@@ -39,7 +39,10 @@ pub use connect::{redact_password, ConnectError, ConnectOptions};
 pub use publish::{
     BatchError, PublishError, PublishErrorKind, PublishReceipt, Publisher, DEFAULT_ACK_TIMEOUT,
 };
-pub use streams::{provision, stream_name, ProvisionError, Provisioned, StreamSettings, Streams};
+pub use streams::{
+    ensure, provision, set_replicas, stream_name, Ensured, ProvisionError, Provisioned,
+    StreamSettings, Streams,
+};
 pub use wire::{decode_event, event_headers, header};
 
 use async_nats::jetstream;
@@ -61,6 +64,15 @@ pub struct ProvisionReport {
     pub events: Provisioned,
     /// The dead-letter stream.
     pub dead_letters: Provisioned,
+}
+
+/// What [`Bus::ensure_streams`] found of each stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsureReport {
+    /// The events stream.
+    pub events: Ensured,
+    /// The dead-letter stream.
+    pub dead_letters: Ensured,
 }
 
 impl Bus {
@@ -104,6 +116,18 @@ impl Bus {
         Ok(ProvisionReport {
             events: provision(&self.jetstream, &self.streams.events).await?,
             dead_letters: provision(&self.jetstream, &self.streams.dead_letters).await?,
+        })
+    }
+
+    /// Creates the streams that are missing and leaves existing ones as they are (see
+    /// [`ensure`]): what a dispatcher does at every start.
+    ///
+    /// # Errors
+    /// See [`ensure`].
+    pub async fn ensure_streams(&self) -> Result<EnsureReport, ProvisionError> {
+        Ok(EnsureReport {
+            events: ensure(&self.jetstream, &self.streams.events).await?,
+            dead_letters: ensure(&self.jetstream, &self.streams.dead_letters).await?,
         })
     }
 

@@ -15,6 +15,12 @@
 //! "When full, refuse" is chosen over "drop the oldest" so that nothing is lost silently: a
 //! publisher sees the refusal and can retry, and the dispatcher keeps an event un-acked while
 //! its dead letter cannot be stored.
+//!
+//! Two ways to provision: [`provision`] makes a stream match the settings (the operator's
+//! `switchyard streams provision`); [`ensure`] creates what is missing and never changes what
+//! exists (every dispatcher start), so a start cannot undo what an operator chose, such as
+//! three replicas or a smaller size. It refuses, naming the problem, a stream that cannot work
+//! (a subject missing, a retention that deletes acknowledged events).
 
 use std::time::Duration;
 
@@ -148,9 +154,30 @@ pub enum Provisioned {
     Unchanged,
 }
 
+/// What [`ensure`] found of one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ensured {
+    /// The stream did not exist and was created with the settings.
+    Created,
+    /// The stream exists and can serve; it was left as it is. `differences` names each setting
+    /// that is not the one asked for (e.g. `replicas 3 (default 1)`), for the log.
+    Kept {
+        /// The settings that differ, as `name value (default value)`.
+        differences: Vec<String>,
+    },
+}
+
 /// Why a stream could not be provisioned.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
+    /// The stream exists but cannot serve Switchyard as it is; nothing was changed.
+    #[error("stream `{stream}` {problem}; change it with `switchyard streams provision`")]
+    Incompatible {
+        /// The stream.
+        stream: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The server has JetStream off, or this account may not use it.
     #[error("JetStream is not available on this server/account: {reason}")]
     JetStreamUnavailable {
@@ -217,6 +244,170 @@ pub async fn provision(
             reason: err.to_string(),
         }),
     }
+}
+
+/// Creates the stream when it is missing; otherwise leaves it exactly as it is, after checking
+/// that it can serve: it stores every subject of the settings and keeps messages by limits
+/// (not until acknowledged or until no consumer is interested, which would delete events that
+/// other plugins have not had).
+///
+/// # Errors
+/// [`ProvisionError::Incompatible`] when the stream exists but cannot serve, and the errors of
+/// [`provision`].
+pub async fn ensure(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<Ensured, ProvisionError> {
+    let stream = settings.name.clone();
+    match js.get_stream(&settings.name).await {
+        Ok(mut existing) => {
+            let info = existing.info().await.map_err(|e| ProvisionError::Request {
+                stream: stream.clone(),
+                reason: e.to_string(),
+            })?;
+            check_serves(settings, &info.config)?;
+            Ok(Ensured::Kept {
+                differences: differences(settings, &info.config),
+            })
+        }
+        Err(err) if is_not_found(&err) => match js.create_stream(settings.to_config()).await {
+            Ok(_) => Ok(Ensured::Created),
+            // Another process created it in between: check theirs instead.
+            Err(create) => match js.get_stream(&settings.name).await {
+                Ok(mut existing) => {
+                    let info = existing.info().await.map_err(|e| ProvisionError::Request {
+                        stream: stream.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    check_serves(settings, &info.config)?;
+                    Ok(Ensured::Kept {
+                        differences: differences(settings, &info.config),
+                    })
+                }
+                Err(_) => Err(classify_create(stream, create)),
+            },
+        },
+        Err(err) if is_jetstream_off(&err) => Err(ProvisionError::JetStreamUnavailable {
+            reason: err.to_string(),
+        }),
+        Err(err) => Err(ProvisionError::Request {
+            stream,
+            reason: err.to_string(),
+        }),
+    }
+}
+
+/// Whether an existing stream can serve as the one `settings` describe.
+fn check_serves(settings: &StreamSettings, existing: &Config) -> Result<(), ProvisionError> {
+    let incompatible = |problem: String| ProvisionError::Incompatible {
+        stream: settings.name.clone(),
+        problem,
+    };
+    if let Some(missing) = settings
+        .subjects
+        .iter()
+        .find(|s| !existing.subjects.contains(s))
+    {
+        return Err(incompatible(format!(
+            "does not store `{missing}` (it stores {:?})",
+            existing.subjects
+        )));
+    }
+    if existing.retention != RetentionPolicy::Limits {
+        return Err(incompatible(format!(
+            "has retention {:?}: it would delete events some plugins have not had (limits is needed)",
+            existing.retention
+        )));
+    }
+    Ok(())
+}
+
+/// The settings of `existing` that are not those of `settings`, for the log.
+fn differences(settings: &StreamSettings, existing: &Config) -> Vec<String> {
+    let wanted = settings.to_config();
+    let mut out = Vec::new();
+    let mut differs = |name: &str, have: String, want: String| {
+        if have != want {
+            out.push(format!("{name} {have} (default {want})"));
+        }
+    };
+    differs(
+        "replicas",
+        existing.num_replicas.to_string(),
+        wanted.num_replicas.to_string(),
+    );
+    differs(
+        "max_bytes",
+        existing.max_bytes.to_string(),
+        wanted.max_bytes.to_string(),
+    );
+    differs(
+        "max_age",
+        format!("{:?}", existing.max_age),
+        format!("{:?}", wanted.max_age),
+    );
+    differs(
+        "duplicate_window",
+        format!("{:?}", existing.duplicate_window),
+        format!("{:?}", wanted.duplicate_window),
+    );
+    differs(
+        "discard",
+        format!("{:?}", existing.discard),
+        format!("{:?}", wanted.discard),
+    );
+    differs(
+        "storage",
+        format!("{:?}", existing.storage),
+        format!("{:?}", wanted.storage),
+    );
+    if existing.subjects.len() > wanted.subjects.len() {
+        differs(
+            "subjects",
+            format!("{:?}", existing.subjects),
+            format!("{:?}", wanted.subjects),
+        );
+    }
+    out
+}
+
+/// Sets how many servers keep a copy of an existing stream (a key-value bucket's, too),
+/// changing nothing else; does nothing when it already has that many.
+///
+/// # Errors
+/// [`ProvisionError::Request`] when the stream cannot be read (missing included), and
+/// [`ProvisionError::Refused`] when the server refuses the change (e.g. more replicas than
+/// servers).
+pub async fn set_replicas(
+    js: &jetstream::Context,
+    stream: &str,
+    replicas: usize,
+) -> Result<Provisioned, ProvisionError> {
+    let mut existing = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| ProvisionError::Request {
+            stream: stream.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let info = existing.info().await.map_err(|e| ProvisionError::Request {
+        stream: stream.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if info.config.num_replicas == replicas {
+        return Ok(Provisioned::Unchanged);
+    }
+    let config = Config {
+        num_replicas: replicas,
+        ..info.config.clone()
+    };
+    js.update_stream(config)
+        .await
+        .map_err(|e| ProvisionError::Refused {
+            stream: stream.to_owned(),
+            reason: e.to_string(),
+        })?;
+    Ok(Provisioned::Updated)
 }
 
 /// JetStream answers nothing when it is off server-wide, and an error code when it is off

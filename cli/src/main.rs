@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match commands::run(args).await {
+    match Box::pin(commands::run(args)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");

@@ -64,12 +64,16 @@ pub fn filter_subjects(
     filters
 }
 
-/// The JetStream configuration of a subscription's consumer.
+/// The JetStream configuration of a subscription's consumer, starting at `start_sequence`
+/// (the registration's; see [`Registration::start_sequence`]) when it is new.
+///
+/// [`Registration::start_sequence`]: crate::registry::Registration::start_sequence
 pub fn consumer_config(
     namespace: &Namespace,
     plugin: &PluginId,
     tenants: &TenantScope,
     subscription: &Subscription,
+    start_sequence: Option<u64>,
 ) -> pull::Config {
     pull::Config {
         durable_name: Some(consumer_name(plugin, subscription.name.as_str())),
@@ -78,8 +82,12 @@ pub fn consumer_config(
             subscription.name
         )),
         filter_subjects: filter_subjects(namespace, plugin, tenants, subscription),
-        // A newly registered plugin receives events published from now on.
-        deliver_policy: DeliverPolicy::New,
+        // A plugin receives every event published after its registration was acknowledged,
+        // however long before its consumer is created.
+        deliver_policy: match start_sequence {
+            Some(start_sequence) => DeliverPolicy::ByStartSequence { start_sequence },
+            None => DeliverPolicy::New,
+        },
         ack_policy: AckPolicy::Explicit,
         ack_wait: subscription.policy.timeout + ACK_WAIT_MARGIN,
         // Attempts are counted by the dispatcher, which dead-letters; JetStream never drops.
@@ -357,7 +365,13 @@ mod tests {
     #[test]
     fn the_ack_wait_follows_the_timeout() {
         let (plugin, sub) = subscription();
-        let config = consumer_config(&Namespace::default(), &plugin, &TenantScope::All, &sub);
+        let config = consumer_config(
+            &Namespace::default(),
+            &plugin,
+            &TenantScope::All,
+            &sub,
+            None,
+        );
         assert_eq!(config.ack_wait, Duration::from_secs(3) + ACK_WAIT_MARGIN);
         assert_eq!(config.durable_name.as_deref(), Some("audit~orders"));
         assert_eq!(config.max_deliver, -1);

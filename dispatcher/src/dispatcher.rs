@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use dashmap::DashMap;
 use futures::StreamExt;
-use switchyard_bus::{Bus, ProvisionError, Streams};
+use switchyard_bus::{Bus, Ensured, ProvisionError, Streams};
 use switchyard_schemas::manifest::Subscription;
 use switchyard_schemas::{Namespace, PluginId};
 use tokio::task::JoinHandle;
@@ -132,7 +132,21 @@ impl Dispatcher {
         let bus = Bus::from_client(client.clone())
             .with_namespace(config.namespace.clone())
             .with_streams(config.streams.clone());
-        bus.provision().await?;
+        // Never provision over what exists: an operator may have chosen three replicas or a
+        // smaller size, and a start must not undo it.
+        let streams = bus.ensure_streams().await?;
+        for (name, ensured) in [
+            (&config.streams.events.name, &streams.events),
+            (&config.streams.dead_letters.name, &streams.dead_letters),
+        ] {
+            match ensured {
+                Ensured::Created => tracing::info!(stream = %name, "stream created"),
+                Ensured::Kept { differences } if !differences.is_empty() => {
+                    tracing::info!(stream = %name, settings = %differences.join(", "), "stream kept as provisioned");
+                }
+                Ensured::Kept { .. } => {}
+            }
+        }
         let registry = Registry::open(bus.jetstream(), &config.namespace).await?;
         let changes = registry.watch().await?;
         let status = StatusBoard::open(bus.jetstream(), &config.namespace).await?;
@@ -499,12 +513,19 @@ impl Supervisor {
                 }
                 current.stop.cancel();
             }
-            let config = consumer_config(
+            let mut config = consumer_config(
                 &self.namespace,
                 &plugin,
                 &registration.tenants,
                 subscription,
+                registration.start_sequence,
             );
+            // An existing consumer keeps where it started: JetStream cannot change that, and
+            // its position is past it anyway.
+            let durable = consumer_name(&plugin, &name);
+            if let Ok(existing) = self.events.consumer_info(&durable).await {
+                config.deliver_policy = existing.config.deliver_policy;
+            }
             let consumer = match self.events.create_consumer(config.clone()).await {
                 Ok(consumer) => consumer,
                 Err(error) => {

@@ -42,7 +42,11 @@ fn registration(id: &str, version: &str, scope: TenantScope) -> Registration {
         "#
     ))
     .unwrap();
-    Registration::new(manifest, scope)
+    Registration {
+        // What `put` stamps when no events stream exists yet: every event comes after it.
+        start_sequence: Some(1),
+        ..Registration::new(manifest, scope)
+    }
 }
 
 async fn open(server: &TestServer) -> Registry {
@@ -384,4 +388,19 @@ async fn garbage_in_the_bucket_is_reported_and_never_ends_the_watch() {
         .map(|registration| registration.plugin_id().to_string())
         .collect();
     assert_eq!(listed, ["search"]);
+}
+
+#[tokio::test]
+async fn a_registration_is_stamped_with_the_next_event_sequence() {
+    let sy = Box::pin(switchyard_tests::Switchyard::without_dispatcher()).await;
+    sy.publish_orders("acme", 0..3).await;
+    let unstamped = Registration::new(switchyard_tests::manifest("audit", ""), TenantScope::All);
+    sy.registry.put(&unstamped).await.unwrap();
+    let stored = sy.registry.get(&plugin("audit")).await.unwrap().unwrap();
+    assert_eq!(stored.start_sequence, Some(4));
+    // A stamp already there (disable, enable) is kept.
+    sy.publish_orders("acme", 3..5).await;
+    sy.registry.put(&stored).await.unwrap();
+    let again = sy.registry.get(&plugin("audit")).await.unwrap().unwrap();
+    assert_eq!(again.start_sequence, Some(4));
 }

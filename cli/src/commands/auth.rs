@@ -124,7 +124,7 @@ pub(crate) struct ServeArgs {
 pub(crate) async fn run(command: AuthCommand) -> Result<(), CliError> {
     match command {
         AuthCommand::Init(args) => init(args),
-        AuthCommand::Serve(args) => serve(args).await,
+        AuthCommand::Serve(args) => Box::pin(serve(args)).await,
         AuthCommand::Probe(args) => super::probe::run(args).await,
     }
 }

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use switchyard_bus::{Bus, Provisioned, StreamSettings, Streams};
+use switchyard_bus::{set_replicas, stream_name, Bus, Provisioned, StreamSettings, Streams};
+use switchyard_dispatcher::auth::CredentialStore;
+use switchyard_dispatcher::registry::{Registry, RegistryOptions};
+use switchyard_dispatcher::status::StatusBoard;
 use switchyard_schemas::Namespace;
 
 use super::{CliError, NatsArgs};
@@ -22,7 +25,8 @@ pub(crate) struct ProvisionArgs {
     nats: NatsArgs,
     #[command(flatten)]
     namespace: NamespaceArgs,
-    /// Copies of each stream kept in a cluster (1, 3 or 5).
+    /// Copies of each stream, and of the registry, status and credentials buckets, kept in a
+    /// cluster (1, 3 or 5).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     replicas: u8,
     /// How long events are kept, e.g. `7d`.
@@ -96,6 +100,32 @@ async fn provision(args: ProvisionArgs) -> Result<(), CliError> {
         bus.streams().dead_letters.name,
         describe(report.dead_letters)
     );
+    provision_buckets(&bus, usize::from(args.replicas)).await
+}
+
+/// Gives the registry, status and credentials buckets the same number of replicas as the
+/// streams, creating the ones that do not exist yet: losing a node must not lose the plugins'
+/// registrations or credentials either. Dispatchers and the auth service open them as they are.
+async fn provision_buckets(bus: &Bus, replicas: usize) -> Result<(), CliError> {
+    let js = bus.jetstream();
+    let ns = bus.namespace();
+    let registry = Registry::open_with(js, ns, &RegistryOptions { replicas })
+        .await
+        .map_err(|e| CliError::nats("open the registry", e))?;
+    StatusBoard::open(js, ns)
+        .await
+        .map_err(|e| CliError::nats("open the status bucket", e))?;
+    let credentials = CredentialStore::open(js, ns)
+        .await
+        .map_err(|e| CliError::nats("open the credentials bucket", e))?;
+    for bucket in [
+        registry.bucket().to_owned(),
+        stream_name(ns, "STATUS"),
+        credentials.bucket().to_owned(),
+    ] {
+        let provisioned = set_replicas(js, &format!("KV_{bucket}"), replicas).await?;
+        println!("{bucket} (bucket): {}", describe(provisioned));
+    }
     Ok(())
 }
 

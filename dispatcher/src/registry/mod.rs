@@ -41,7 +41,7 @@ mod watch;
 use async_nats::jetstream::context::{GetStreamError, KeyValueError};
 use async_nats::jetstream::{self, kv};
 use futures::{Stream, TryStreamExt};
-use switchyard_bus::stream_name;
+use switchyard_bus::{stream_name, Streams};
 use switchyard_schemas::{Namespace, PluginId};
 
 pub use self::error::RegistryError;
@@ -75,6 +75,9 @@ impl Default for RegistryOptions {
 pub struct Registry {
     store: kv::Store,
     bucket: String,
+    /// The stream whose next sequence stamps each new registration.
+    events_stream: String,
+    js: jetstream::Context,
 }
 
 impl Registry {
@@ -112,7 +115,12 @@ impl Registry {
             }
             Err(error) => return Err(request_error(&bucket, "open the bucket", error)),
         };
-        Ok(Self { store, bucket })
+        Ok(Self {
+            store,
+            bucket,
+            events_stream: Streams::defaults(namespace).events.name,
+            js: js.clone(),
+        })
     }
 
     /// The bucket's name.
@@ -128,7 +136,11 @@ impl Registry {
     /// tenant), [`RegistryError::Request`] when the write is not acknowledged.
     pub async fn put(&self, registration: &Registration) -> Result<u64, RegistryError> {
         let plugin = registration.plugin_id();
-        let json = serde_json::to_vec(registration).map_err(|error| RegistryError::Encode {
+        let mut registration = registration.clone();
+        if registration.start_sequence.is_none() {
+            registration.start_sequence = Some(self.next_event_sequence().await?);
+        }
+        let json = serde_json::to_vec(&registration).map_err(|error| RegistryError::Encode {
             plugin: plugin.clone(),
             reason: error.to_string(),
         })?;
@@ -142,6 +154,32 @@ impl Registry {
                     error,
                 )
             })
+    }
+
+    /// The sequence the next event stored will have: 1 when the events stream does not
+    /// exist yet (every event it will hold comes after this registration).
+    async fn next_event_sequence(&self) -> Result<u64, RegistryError> {
+        use jetstream::context::GetStreamErrorKind as K;
+        match self.js.get_stream(&self.events_stream).await {
+            Ok(mut stream) => {
+                let info = stream.info().await.map_err(|error| {
+                    request_error(
+                        &self.bucket,
+                        "read the events stream's last sequence",
+                        error,
+                    )
+                })?;
+                Ok(info.state.last_sequence + 1)
+            }
+            Err(error) if matches!(error.kind(), K::JetStream(e) if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) => {
+                Ok(1)
+            }
+            Err(error) => Err(request_error(
+                &self.bucket,
+                "read the events stream's last sequence",
+                error,
+            )),
+        }
     }
 
     /// The registration of `plugin`, if it is registered.

@@ -28,6 +28,13 @@ pub struct Registration {
     /// as enabled.
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// The events stream's next sequence when the registration was stored (set by
+    /// [`Registry::put`](super::Registry::put)): the consumers of its subscriptions start
+    /// there, so the plugin receives every event published after its registration was
+    /// acknowledged, whenever a dispatcher first creates them. Registrations stored before
+    /// this field existed start at the consumer's creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_sequence: Option<u64>,
 }
 
 fn enabled_by_default() -> bool {
@@ -42,6 +49,7 @@ impl Registration {
             tenants,
             registered_at: OffsetDateTime::now_utc(),
             enabled: true,
+            start_sequence: None,
         }
     }
 

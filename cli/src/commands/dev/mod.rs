@@ -129,7 +129,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
 async fn demo(args: &DevArgs, url: &str, stop: CancellationToken) -> Result<(), CliError> {
     let connect = || async { switchyard_bus::ConnectOptions::new(url).connect().await };
     let bus = Bus::connect(&switchyard_bus::ConnectOptions::new(url)).await?;
-    bus.provision().await?;
+    bus.ensure_streams().await?;
     let dispatcher = Dispatcher::start(
         connect().await?,
         DispatcherConfig {
