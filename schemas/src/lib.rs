@@ -47,6 +47,7 @@ pub mod manifest;
 mod name;
 mod subject;
 pub mod telemetry;
+mod wellformed;
 
 pub use content_type::{ContentType, JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE};
 pub use envelope::{Attributes, Event, EventBuilder, EventId, TypedEvent, MAX_ID_LEN};
@@ -60,6 +61,7 @@ pub use name::{
     RESERVED_PLUGIN_IDS,
 };
 pub use subject::{ChannelSubject, Namespace, SubjectError, DEFAULT_PREFIX};
+pub use wellformed::{check_body, BodyError, BodyErrorKind, MAX_BODY_DEPTH};
 
 pub use semver;
 pub use time;
