@@ -152,7 +152,10 @@ async fn process(
     attempt: u32,
     cx: &opentelemetry::Context,
 ) -> Settled {
-    let event = decode_event(message.headers.as_ref(), message.payload.clone());
+    // A body that is not well-formed for its content type is dead-lettered here, so that no
+    // worker, in any language, is handed one.
+    let event = decode_event(message.headers.as_ref(), message.payload.clone())
+        .and_then(|event| event.check_body().map(|()| event));
     let event = match event {
         Ok(event) => event,
         Err(error) => {
