@@ -54,7 +54,8 @@ pub use envelope::{Attributes, Event, EventBuilder, EventId, TypedEvent, MAX_ID_
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use manifest::{
     Backoff, DeliveryPolicy, EventPattern, Manifest, ManifestErrors, ManifestProblem, ProblemKind,
-    Rate, RatePeriod, Subscription, SubscriptionName,
+    Rate, RatePeriod, Subscription, SubscriptionName, MAX_MANIFEST_BYTES,
+    MAX_PATTERNS_PER_SUBSCRIPTION, MAX_SUBSCRIPTIONS,
 };
 pub use name::{
     ChannelName, EventType, NameError, PluginId, Tenant, MAX_TOKEN_LEN, MAX_TYPE_TOKENS,
