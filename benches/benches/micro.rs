@@ -201,6 +201,26 @@ fn manifest(c: &mut Criterion) {
     c.bench_function("manifest/from_toml_str", |b| {
         b.iter(|| Manifest::from_toml_str(black_box(FULL_MANIFEST)).expect("a valid manifest"))
     });
+    // A subscription at the pattern limit: the duplicate and overlap checks once compared
+    // every pair (30 to 45 s); now linear. Half a second or more here means a regression.
+    let events: Vec<String> = (0..switchyard_schemas::MAX_PATTERNS_PER_SUBSCRIPTION)
+        .map(|i| match i % 3 {
+            0 => format!("\"t{i}.created\""),
+            1 => format!("\"t{i}.*.done\""),
+            _ => format!("\"svc.t{i}.>\""),
+        })
+        .collect();
+    let many = format!(
+        "[plugin]\nid = \"many\"\nversion = \"1.0.0\"\ncore = \"*\"\n\
+         [[subscriptions]]\nname = \"all\"\nevents = [{}]\n",
+        events.join(", ")
+    );
+    let mut group = c.benchmark_group("manifest");
+    group.sample_size(10);
+    group.bench_function("from_toml_str/10000 patterns", |b| {
+        b.iter(|| Manifest::from_toml_str(black_box(&many)).expect("a valid manifest"))
+    });
+    group.finish();
 }
 
 /// Every group, with the command line's options (what `criterion_group!` would generate,

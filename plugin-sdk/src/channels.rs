@@ -657,6 +657,18 @@ enum Tenants {
     Only(Vec<Tenant>),
 }
 
+/// Reads a rights answer exactly as a worker does, for the fuzz targets of `fuzz/`; exists
+/// only in builds with `--cfg fuzzing`, so it is no part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_rights_answer(payload: &[u8]) -> Result<(), String> {
+    match serde_json::from_slice::<RightsAnswer>(payload) {
+        Ok(RightsAnswer::Rights { .. }) => Ok(()),
+        Ok(RightsAnswer::Refused { error }) => Err(error),
+        Err(error) => Err(format!("unreadable rights: {error}")),
+    }
+}
+
 /// The channel subscriptions of a worker: one per (tenant, channel) it may receive, kept in
 /// line with its rights, which it asks the control plane for at start and after every
 /// reconnect (a connection is replaced when its rights change).

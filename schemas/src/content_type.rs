@@ -5,6 +5,8 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::wellformed::{check_body, BodyError};
+
 /// How an event's data is encoded in the message body (CloudEvents `datacontenttype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ContentType {
@@ -61,11 +63,26 @@ impl ContentType {
         }
     }
 
-    /// Decodes `bytes` in this content type.
+    /// Checks that `bytes` are one well-formed value of this content type, nested at most
+    /// [`MAX_BODY_DEPTH`](crate::MAX_BODY_DEPTH) deep, in one pass without allocating.
     ///
     /// # Errors
-    /// The deserializer's message when the bytes are not a valid encoding of `T`.
+    /// A [`BodyError`] naming the first problem and its offset.
+    pub fn check(self, bytes: &[u8]) -> Result<(), BodyError> {
+        check_body(self, bytes)
+    }
+
+    /// Decodes `bytes` in this content type.
+    ///
+    /// The bytes are [checked](ContentType::check) first: a decoder recurses once per level
+    /// of nesting, and rmp-serde does not count nested enum variants, so a small hostile body
+    /// could otherwise overflow the stack and abort the process.
+    ///
+    /// # Errors
+    /// The checker's message when the bytes are not well-formed, else the deserializer's
+    /// message when they are not a valid encoding of `T`.
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, String> {
+        self.check(bytes).map_err(|error| error.to_string())?;
         match self {
             ContentType::MessagePack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
             ContentType::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),

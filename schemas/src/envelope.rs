@@ -235,6 +235,22 @@ impl Event {
         })
     }
 
+    /// Checks that the body is well-formed for its content type (see [`ContentType::check`]),
+    /// without decoding it as any type: what a dispatcher verifies before a worker in any
+    /// language receives the event.
+    ///
+    /// # Errors
+    /// [`DecodeError::UndecodableBody`] naming the problem and its offset.
+    pub fn check_body(&self) -> Result<(), DecodeError> {
+        self.attributes
+            .content_type
+            .check(&self.data)
+            .map_err(|error| DecodeError::UndecodableBody {
+                content_type: self.attributes.content_type,
+                reason: error.to_string(),
+            })
+    }
+
     /// Decodes the data as `T`, checking that the event is of `T`'s type.
     ///
     /// The schema version is not compared here: a subscription accepts a range of versions,

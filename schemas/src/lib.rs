@@ -47,19 +47,22 @@ pub mod manifest;
 mod name;
 mod subject;
 pub mod telemetry;
+mod wellformed;
 
 pub use content_type::{ContentType, JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE};
 pub use envelope::{Attributes, Event, EventBuilder, EventId, TypedEvent, MAX_ID_LEN};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use manifest::{
     Backoff, DeliveryPolicy, EventPattern, Limits, Manifest, ManifestErrors, ManifestProblem,
-    ProblemKind, Rate, RatePeriod, Subscription, SubscriptionName,
+    ProblemKind, Rate, RatePeriod, Subscription, SubscriptionName, MAX_MANIFEST_BYTES,
+    MAX_PATTERNS_PER_SUBSCRIPTION, MAX_SUBSCRIPTIONS,
 };
 pub use name::{
     ChannelName, EventType, NameError, PluginId, Tenant, MAX_TOKEN_LEN, MAX_TYPE_TOKENS,
     RESERVED_PLUGIN_IDS,
 };
 pub use subject::{ChannelSubject, Namespace, SubjectError, DEFAULT_PREFIX};
+pub use wellformed::{check_body, BodyError, BodyErrorKind, MAX_BODY_DEPTH};
 
 pub use semver;
 pub use time;

@@ -239,6 +239,104 @@ fn an_undecodable_body_is_reported_when_the_data_is_read() {
     assert!(err.to_string().contains("application/msgpack"), "{err}");
 }
 
+/// A recursive payload type: rmp-serde bounds the depth of arrays and maps it reads, but not of
+/// enum variants, so without a check of its own a reader of this type recursed once per level
+/// of any body it was handed.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+enum Tree {
+    Leaf,
+    Node(Box<Tree>),
+}
+
+impl TypedEvent for Tree {
+    const TYPE: &'static str = "order.created";
+    const SCHEMA_VERSION: Version = Version::new(1, 2, 0);
+}
+
+/// `levels` nested `Node` variants around a `Leaf`, as rmp-serde writes them: each a map of
+/// one entry from the variant's name to its content.
+fn nested_variants(levels: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(levels * 6 + 5);
+    for _ in 0..levels {
+        body.extend_from_slice(b"\x81\xa4Node");
+    }
+    body.extend_from_slice(b"\xa4Leaf");
+    body
+}
+
+#[test]
+fn deeply_nested_enum_variants_are_refused_not_a_stack_overflow() {
+    // The body of the report: 21 KB of nested variants; then one far deeper. Before the depth
+    // check either aborted the test process with a stack overflow, failing this test.
+    for levels in [3_600, 200_000] {
+        let body = nested_variants(levels);
+        let event = Event {
+            data: Bytes::from(body),
+            ..sample(ContentType::MessagePack)
+        };
+        let err = event.data_as::<Tree>().unwrap_err();
+        assert_eq!(err.kind(), DecodeErrorKind::UndecodableBody);
+        assert!(err.to_string().contains("nested deeper than"), "{err}");
+        assert_eq!(event.check_body().unwrap_err(), err);
+    }
+    assert!(nested_variants(3_600).len() > 21_000);
+
+    // Within the limit the same type reads normally.
+    let event = Event {
+        data: Bytes::from(nested_variants(switchyard_schemas::MAX_BODY_DEPTH)),
+        ..sample(ContentType::MessagePack)
+    };
+    let mut tree = event.data_as::<Tree>().unwrap();
+    let mut depth = 0;
+    while let Tree::Node(inner) = tree {
+        tree = *inner;
+        depth += 1;
+    }
+    assert_eq!(depth, switchyard_schemas::MAX_BODY_DEPTH);
+}
+
+#[test]
+fn deeply_nested_json_is_refused_by_the_same_limit() {
+    let levels = switchyard_schemas::MAX_BODY_DEPTH + 1;
+    let body = format!(
+        "{}\"Leaf\"{}",
+        "{\"Node\":".repeat(levels),
+        "}".repeat(levels)
+    );
+    let event = Event {
+        data: Bytes::from(body),
+        ..sample(ContentType::Json)
+    };
+    let err = event.data_as::<Tree>().unwrap_err();
+    assert!(
+        err.to_string().contains("nested deeper than 100 levels"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_body_that_is_not_well_formed_is_found_without_a_type() {
+    let event = Wire::of(&sample(ContentType::Json))
+        .body(b"{this is not json")
+        .decode()
+        .expect("the headers are fine; the body is not read here");
+    let err = event.check_body().unwrap_err();
+    assert_eq!(err.kind(), DecodeErrorKind::UndecodableBody);
+    assert_eq!(err.kind().code(), "event.undecodable-body");
+    assert!(err.to_string().contains("at byte 1"), "{err}");
+
+    let event = Wire::of(&sample(ContentType::MessagePack))
+        .body(b"\xc1")
+        .decode()
+        .unwrap();
+    assert_eq!(
+        event.check_body().unwrap_err().kind(),
+        DecodeErrorKind::UndecodableBody
+    );
+    assert_eq!(sample(ContentType::MessagePack).check_body(), Ok(()));
+    assert_eq!(sample(ContentType::Json).check_body(), Ok(()));
+}
+
 #[test]
 fn reading_data_as_another_type_is_refused() {
     let err = sample(ContentType::Json)

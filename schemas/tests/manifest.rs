@@ -1194,3 +1194,111 @@ fn fixed_backoff_walks_the_list_then_repeats_the_last() {
     assert_eq!(backoff.delay(0, 0.1), secs(1));
     assert_eq!(Backoff::Fixed(Vec::new()).delay(3, 0.5), Duration::ZERO);
 }
+
+// ---- limits ------------------------------------------------------------------------------
+
+/// The minimal manifest whose one subscription lists `count` distinct patterns, none covering
+/// another.
+fn with_patterns(count: usize) -> String {
+    let events: Vec<String> = (0..count)
+        .map(|i| match i % 3 {
+            0 => format!("\"t{i}.created\""),
+            1 => format!("\"t{i}.*.done\""),
+            _ => format!("\"svc.t{i}.>\""),
+        })
+        .collect();
+    minimal_edited("[\"order.created\"]", &format!("[{}]", events.join(", ")))
+}
+
+#[test]
+fn a_subscription_may_list_up_to_the_pattern_limit_and_no_more() {
+    use switchyard_schemas::MAX_PATTERNS_PER_SUBSCRIPTION as MAX;
+    // At the limit it is valid, and reads back from its stored forms (the registry's JSON and
+    // the canonical TOML), which validate again.
+    let manifest = parse(&with_patterns(MAX));
+    assert_eq!(manifest.subscriptions[0].events.len(), MAX);
+    let json = serde_json::to_string(&manifest).unwrap();
+    assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), manifest);
+    assert_eq!(parse(&manifest.to_toml_string()), manifest);
+
+    let errors = Manifest::from_toml_str(&with_patterns(MAX + 1)).unwrap_err();
+    let problem = &errors.problems()[0];
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        (problem.key.as_str(), problem.kind),
+        ("subscriptions[0].events", ProblemKind::TooLarge)
+    );
+    assert!(
+        problem
+            .message
+            .contains("at most 10000 (MAX_PATTERNS_PER_SUBSCRIPTION)"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn overlaps_among_many_patterns_are_all_found() {
+    // The last of 10 000 patterns covers the first; another pair sits in the middle.
+    let mut text = with_patterns(9_997);
+    text = text.replacen("\"t0.created\"", "\"t0.created\", \"mid.*\", \"mid.x\"", 1);
+    let end = text.rfind(']').expect("the events list ends the text");
+    text.replace_range(end..end, ", \"t0.*\"");
+    assert_problems(
+        &text,
+        &[
+            ("subscriptions[0].events[2]", ProblemKind::Overlap),
+            ("subscriptions[0].events[9999]", ProblemKind::Overlap),
+        ],
+    );
+}
+
+#[test]
+fn a_manifest_may_have_up_to_the_subscription_limit_and_no_more() {
+    use switchyard_schemas::MAX_SUBSCRIPTIONS as MAX;
+    let subscriptions = |count: usize| {
+        let mut text = plugin_only().to_owned();
+        for i in 0..count {
+            text.push_str(&format!(
+                "[[subscriptions]]\nname = \"s{i}\"\nevents = [\"order.created\"]\n"
+            ));
+        }
+        text
+    };
+    assert_eq!(parse(&subscriptions(MAX)).subscriptions.len(), MAX);
+    let errors = Manifest::from_toml_str(&subscriptions(MAX + 1)).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    let problem = &errors.problems()[0];
+    assert_eq!(
+        (problem.key.as_str(), problem.kind),
+        ("subscriptions", ProblemKind::TooLarge)
+    );
+    assert!(
+        problem.message.contains("at most 256 (MAX_SUBSCRIPTIONS)"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_manifest_text_longer_than_the_byte_limit_is_not_parsed() {
+    use switchyard_schemas::MAX_MANIFEST_BYTES as MAX;
+    // Padded with a comment up to the limit exactly: read.
+    let pad = |to: usize| {
+        let mut text = format!("{MINIMAL}\n#");
+        text.push_str(&"x".repeat(to - text.len()));
+        text
+    };
+    parse(&pad(MAX));
+    let errors = Manifest::from_toml_str(&pad(MAX + 1)).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    let problem = &errors.problems()[0];
+    assert_eq!(
+        (problem.key.as_str(), problem.kind),
+        ("", ProblemKind::TooLarge)
+    );
+    assert!(
+        problem
+            .message
+            .contains("at most 1048576 are read (MAX_MANIFEST_BYTES)"),
+        "{problem}"
+    );
+}

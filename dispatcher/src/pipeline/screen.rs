@@ -4,7 +4,8 @@
 //! publisher wrote is trusted further than the broker vouches for it:
 //! - a header block that cannot be read (or a status line in a stored message) is refused
 //!   (`event.malformed-headers`);
-//! - the event must decode (the codes of [`switchyard_schemas::DecodeErrorKind`]);
+//! - the event must decode, and its body must be well-formed for its content type (the
+//!   codes of [`switchyard_schemas::DecodeErrorKind`]);
 //! - its tenant and type must be the ones of the subject it was published to, because the
 //!   subject is what the broker authorized and what the consumers filter on
 //!   (`event.subject-mismatch`);
@@ -88,7 +89,10 @@ pub fn screen(namespace: &Namespace, message: &async_nats::Message) -> Result<Ad
             "the header version line carries a status ({status})"
         )));
     }
+    // A body that is not well-formed for its content type is refused here, so that no
+    // worker, in any language, is handed one.
     let event = decode_event(headers, message.payload.clone())
+        .and_then(|event| event.check_body().map(|()| event))
         .map_err(|error| Refused::new(error.kind().code(), error.to_string()))?;
     let attributes = &event.attributes;
     let subject = message.subject.as_str();

@@ -40,6 +40,11 @@ pub enum ProblemKind {
     /// An event pattern that covers another one of the same subscription; JetStream refuses a
     /// consumer whose filter subjects overlap this way.
     Overlap,
+    /// A manifest, or a list in it, beyond a documented limit:
+    /// [`MAX_MANIFEST_BYTES`](super::MAX_MANIFEST_BYTES), [`MAX_SUBSCRIPTIONS`](super::MAX_SUBSCRIPTIONS)
+    /// or [`MAX_PATTERNS_PER_SUBSCRIPTION`](super::MAX_PATTERNS_PER_SUBSCRIPTION). The message
+    /// names the limit.
+    TooLarge,
     /// Values that are each valid but contradict each other, such as a backoff whose
     /// `initial` exceeds its `max`, or a plugin that both requires and conflicts with another.
     Inconsistent,

@@ -43,6 +43,7 @@
 
 mod error;
 mod limits;
+mod overlap;
 mod overrides;
 mod pattern;
 mod policy;
@@ -70,6 +71,16 @@ use crate::name::{ChannelName, EventType, PluginId};
 
 /// `toml`, whose [`Table`](toml::Table) holds a manifest's free-form settings.
 pub use toml;
+
+/// The longest manifest text [`Manifest::from_toml_str`] reads, in bytes (1 MiB). A registered
+/// manifest travels and is stored as one NATS message, and NATS refuses larger ones by default.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+
+/// The most subscriptions a manifest may have. Each is a JetStream consumer of its own.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
+
+/// The most event patterns one subscription may list: its consumer's filter subjects.
+pub const MAX_PATTERNS_PER_SUBSCRIPTION: usize = 10_000;
 
 /// A plugin's validated manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,9 +172,23 @@ impl Manifest {
     /// Reads and validates a manifest written in TOML.
     ///
     /// # Errors
-    /// [`ManifestErrors`] listing every problem: a single [`ProblemKind::Syntax`] when the
+    /// [`ManifestErrors`] listing every problem: a single [`ProblemKind::TooLarge`] when the
+    /// text is longer than [`MAX_MANIFEST_BYTES`], a single [`ProblemKind::Syntax`] when the
     /// text is not TOML, otherwise each unknown key, missing key, wrong type and invalid value.
     pub fn from_toml_str(text: &str) -> Result<Self, ManifestErrors> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            let mut problems = Problems::default();
+            let reported = problems.report(
+                "",
+                ProblemKind::TooLarge,
+                format!(
+                    "the manifest is {} bytes; at most {MAX_MANIFEST_BYTES} are read \
+                     (MAX_MANIFEST_BYTES)",
+                    text.len()
+                ),
+            );
+            return problems.finish(Err(reported));
+        }
         match toml::from_str::<toml::Table>(text) {
             Ok(table) => Self::from_table(&table),
             Err(err) => {

@@ -4,7 +4,9 @@
 //! is parsed into a plain [`Table`] and walked with these helpers instead. Each read returns
 //! `Err(Reported)` after recording why, and the caller carries on with the next key.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
@@ -351,14 +353,18 @@ impl<'a> Field<'a> {
 }
 
 /// Reports every value of `items` (each with its key) that equals an earlier one; `what` names
-/// the values in the message.
-pub(super) fn report_duplicates<T: PartialEq + fmt::Display>(
+/// the values in the message. Hashed, not compared pairwise: a list may be long.
+pub(super) fn report_duplicates<T: Eq + Hash + fmt::Display>(
     items: &[(KeyPath, T)],
     what: &str,
     problems: &mut Problems,
 ) {
-    for (position, (key, value)) in items.iter().enumerate() {
-        if let Some((first, _)) = items[..position].iter().find(|(_, seen)| seen == value) {
+    let mut seen: HashMap<&T, &KeyPath> = HashMap::with_capacity(items.len());
+    for (key, value) in items {
+        if let Some(first) = seen.get(value).copied().or_else(|| {
+            seen.insert(value, key);
+            None
+        }) {
             problems.report(
                 key,
                 ProblemKind::Duplicate,

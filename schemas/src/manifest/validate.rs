@@ -10,10 +10,14 @@ use super::limits::{
     Limits, MAX_BYTES_PER_SECOND_RANGE, MAX_CONNECTIONS_RANGE, MAX_PAYLOAD_RANGE,
     MAX_SUBSCRIPTIONS_RANGE,
 };
+use super::overlap;
 use super::overrides::PolicyOverrides;
 use super::pattern::{EventPattern, PatternError};
 use super::read::{report_duplicates, Field, KeyPath, ReadList, Section};
-use super::{ChannelGrants, Dependencies, Manifest, PluginInfo, Subscription};
+use super::{
+    ChannelGrants, Dependencies, Manifest, PluginInfo, Subscription, MAX_PATTERNS_PER_SUBSCRIPTION,
+    MAX_SUBSCRIPTIONS,
+};
 use crate::name::{ChannelName, PluginId, SubscriptionName};
 
 const TOP_KEYS: &[&str] = &[
@@ -118,6 +122,17 @@ fn read_subscriptions(
     problems: &mut Problems,
 ) -> Result<Vec<Subscription>, Reported> {
     let items = field.array(problems)?;
+    if items.len() > MAX_SUBSCRIPTIONS {
+        return Err(field.report(
+            problems,
+            ProblemKind::TooLarge,
+            format!(
+                "{} subscriptions; a manifest may have at most {MAX_SUBSCRIPTIONS} \
+                 (MAX_SUBSCRIPTIONS)",
+                items.len()
+            ),
+        ));
+    }
     // Compared as written, so that a name is checked for duplicates even when the rest of its
     // subscription is invalid; a malformed name is reported by the subscription itself.
     let names: Vec<(KeyPath, &str)> = items
@@ -163,6 +178,17 @@ fn read_subscription(
 
 fn read_events(field: &Field<'_>, problems: &mut Problems) -> Result<Vec<EventPattern>, Reported> {
     let items = field.non_empty_array(problems, "event pattern")?;
+    if items.len() > MAX_PATTERNS_PER_SUBSCRIPTION {
+        return Err(field.report(
+            problems,
+            ProblemKind::TooLarge,
+            format!(
+                "{} event patterns; a subscription may list at most {MAX_PATTERNS_PER_SUBSCRIPTION} \
+                 (MAX_PATTERNS_PER_SUBSCRIPTION)",
+                items.len()
+            ),
+        ));
+    }
     let patterns = ReadList::new(&items, problems, read_pattern);
     report_duplicates(&patterns.read, "event pattern", problems);
     report_overlaps(&patterns.read, problems);
@@ -176,14 +202,13 @@ fn read_pattern(field: &Field<'_>, problems: &mut Problems) -> Result<EventPatte
     })
 }
 
-/// Reports each pattern that covers, or is covered by, an earlier one. Equal patterns are
-/// duplicates, reported as such.
+/// Reports each pattern that covers, or is covered by, an earlier one (the first such), in
+/// time linear in their number ([`overlap`]). Equal patterns are duplicates, reported as such.
 fn report_overlaps(patterns: &[(KeyPath, EventPattern)], problems: &mut Problems) {
-    for (position, (key, pattern)) in patterns.iter().enumerate() {
-        let earlier = patterns[..position].iter().find(|(_, earlier)| {
-            earlier != pattern && (earlier.covers(pattern) || pattern.covers(earlier))
-        });
-        if let Some((earlier_key, earlier)) = earlier {
+    let list: Vec<&EventPattern> = patterns.iter().map(|(_, pattern)| pattern).collect();
+    let (found, _) = overlap::first_overlaps(&list);
+    for ((key, pattern), earlier) in patterns.iter().zip(found) {
+        if let Some((earlier_key, earlier)) = earlier.map(|position| &patterns[position]) {
             problems.report(
                 key,
                 ProblemKind::Overlap,
