@@ -130,9 +130,12 @@ impl ConnectOptions {
         if let Some((user, password)) = url_credentials(&self.url) {
             options = options.user_and_password(user, password);
         }
+        // Parsed here, one entry at a time: async-nats reads a string as one address, so a
+        // list would fail as a whole with a message ("invalid port number") naming none.
+        let servers = server_addrs(&self.url)?;
         // The client's own timeout covers each step; this one bounds the whole attempt,
         // DNS and a server that accepts TCP but never speaks included.
-        let attempt = options.connect(self.url.as_str());
+        let attempt = options.connect(servers);
         match tokio::time::timeout(self.connect_timeout, attempt).await {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(err)) => Err(self.classify(err)),
@@ -160,14 +163,52 @@ impl ConnectOptions {
     }
 }
 
-/// The user name and password in the first URL's authority (`scheme://user:password@host`).
+/// Each server of a comma-separated list (`nats://a:4222,nats://b:4222`; spaces around the
+/// commas are allowed), in order. A bare `host:port` means `nats://host:port`.
+///
+/// # Errors
+/// [`ConnectError::BadUrl`] naming the first entry that is not a server address (its password
+/// redacted), or saying that the list is empty.
+pub fn server_addrs(urls: &str) -> Result<Vec<async_nats::ServerAddr>, ConnectError> {
+    let entries: Vec<&str> = urls.split(',').map(str::trim).collect();
+    if entries.iter().all(|entry| entry.is_empty()) {
+        return Err(ConnectError::BadUrl {
+            url: urls.to_owned(),
+            reason: "no server URL given".to_owned(),
+        });
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let bad = |reason: String| ConnectError::BadUrl {
+                url: redact_password(entry),
+                reason: format!(
+                    "entry {} of `{}`: {reason}",
+                    index + 1,
+                    redact_password(urls)
+                ),
+            };
+            if entry.is_empty() {
+                return Err(bad("empty (two commas in a row?)".to_owned()));
+            }
+            entry
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|e| bad(e.to_string()))
+        })
+        .collect()
+}
+
+/// The user name and password of the first URL that has them in its authority
+/// (`scheme://user:password@host`): one login serves the whole list, as in other NATS clients.
 fn url_credentials(urls: &str) -> Option<(String, String)> {
-    let first = urls.split(',').next()?.trim();
-    let authority = first.split_once("://").map_or(first, |(_, rest)| rest);
-    let authority = authority.split('/').next()?;
-    let (userinfo, _host) = authority.rsplit_once('@')?;
-    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    (!user.is_empty()).then(|| (user.to_owned(), password.to_owned()))
+    urls.split(',').map(str::trim).find_map(|url| {
+        let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = authority.split('/').next()?;
+        let (userinfo, _host) = authority.rsplit_once('@')?;
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        (!user.is_empty()).then(|| (user.to_owned(), password.to_owned()))
+    })
 }
 
 /// The URLs with every password replaced by `***`, for messages.
@@ -215,5 +256,29 @@ mod url_tests {
             "nats://admin:***@127.0.0.1:4222,tls://h:1"
         );
         assert_eq!(redact_password("127.0.0.1:4222"), "127.0.0.1:4222");
+    }
+
+    #[test]
+    fn a_list_of_servers_is_parsed_entry_by_entry() {
+        let servers = server_addrs("nats://a:4222, nats://b:4223,c:4224").unwrap();
+        let hosts: Vec<(&str, u16)> = servers.iter().map(|s| (s.host(), s.port())).collect();
+        assert_eq!(hosts, [("a", 4222), ("b", 4223), ("c", 4224)]);
+        assert_eq!(
+            url_credentials("nats://a:4222,nats://u:pw@b:4222"),
+            Some(("u".to_owned(), "pw".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_bad_entry_is_named_without_its_password() {
+        let error = server_addrs("nats://a:4222,nats://u:s3cret@b:99999").unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, ConnectError::BadUrl { .. }), "{text}");
+        assert!(text.contains("nats://u:***@b:99999"), "{text}");
+        assert!(text.contains("entry 2"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        let empty = server_addrs("nats://a:4222,,nats://b:4222").unwrap_err();
+        assert!(empty.to_string().contains("entry 2"), "{empty}");
+        assert!(server_addrs(" ").is_err());
     }
 }

@@ -12,6 +12,7 @@ use switchyard_tests::{
     failed, manifest, run_switchyard, succeeded, wait_until, Behaviour, OrderCreated, Switchyard,
     TestWorker,
 };
+use time::format_description::well_known::Rfc3339;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -112,6 +113,59 @@ async fn list_show_and_replay_as_an_operator_runs_them() {
         gone.contains(&format!("no dead letter has sequence {sequence}")),
         "{gone}"
     );
+}
+
+#[tokio::test]
+async fn list_and_show_print_one_json_document() {
+    let (sy, _worker, _failing, ids) = with_dead_letters(2).await;
+    let letters = sy.dead_letters().await;
+    let json = |output: &Output| -> serde_json::Value {
+        let text = succeeded(output);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{text}"))
+    };
+
+    let listed = json(&switchyard(Some(&sy), &["dlq", "list", "--json", "--plugin", "a"]).await);
+    let found = listed["dead_letters"].as_array().expect("a list");
+    assert_eq!(found.len(), 2, "{listed:#}");
+    for ((letter, stored), id) in found.iter().zip(&letters).zip(&ids) {
+        assert_eq!(letter["sequence"], stored.sequence);
+        assert_eq!(letter["plugin"], "a");
+        assert_eq!(letter["subscription"], "orders");
+        assert_eq!(letter["code"], "order.invalid");
+        assert_eq!(letter["reason"], "no lines");
+        assert_eq!(letter["attempts"], 1);
+        assert_eq!(letter["tenant"], "acme");
+        assert_eq!(letter["event_type"], "order.created");
+        assert_eq!(letter["event_id"], id.as_str());
+        for time in ["stored", "first_failure", "last_failure"] {
+            let text = letter[time].as_str().unwrap_or_default();
+            assert!(
+                time::OffsetDateTime::parse(text, &Rfc3339).is_ok(),
+                "{time}: {letter}"
+            );
+        }
+        assert!(letter["original_subject"].is_string(), "{letter}");
+        assert!(letter["stream_sequence"].is_u64(), "{letter}");
+    }
+    let none = json(&switchyard(Some(&sy), &["dlq", "list", "--json", "--plugin", "b"]).await);
+    assert_eq!(none, serde_json::json!({ "dead_letters": [] }));
+
+    let sequence = letters[0].sequence.to_string();
+    let shown = json(&switchyard(Some(&sy), &["dlq", "show", "--json", &sequence]).await);
+    assert_eq!(shown["sequence"], letters[0].sequence);
+    assert_eq!(shown["code"], "order.invalid");
+    assert_eq!(shown["event_id"], ids[0].as_str());
+    assert_eq!(shown["valid_event"], true);
+    assert_eq!(
+        shown["headers"]["ce-id"],
+        serde_json::json!([ids[0].as_str()])
+    );
+    let original = &shown["original"];
+    assert_eq!(original["form"], "copy", "{shown:#}");
+    assert_eq!(original["content_type"], "application/msgpack");
+    assert_eq!(original["body"], serde_json::json!({ "n": 0 }));
+    assert!(original["body_base64"].is_string(), "{original}");
 }
 
 #[tokio::test]

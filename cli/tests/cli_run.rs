@@ -334,3 +334,79 @@ async fn sigterm_stops_run_even_when_nats_server_is_unreachable() {
         run.output()
     );
 }
+
+/// What `plugins status --json` says each dispatcher reports about `plugin`'s first
+/// subscription: (instance, presumed gone).
+async fn reported_dispatchers(sy: &Switchyard, plugin: &str) -> Vec<(String, bool)> {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["plugins", "status", plugin, "--json", "--url", &sy.url()])
+        .env_remove("SWITCHYARD_PREFIX")
+        .output()
+        .await
+        .expect("running switchyard plugins status");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON document");
+    status["subscriptions"][0]["dispatchers"]
+        .as_array()
+        .expect("a list of dispatchers")
+        .iter()
+        .map(|d| {
+            (
+                d["instance"].as_str().unwrap_or_default().to_owned(),
+                d["presumed_gone"] == true,
+            )
+        })
+        .collect()
+}
+
+/// A dispatcher stopped with SIGTERM removes its reports at once; one that is killed is shown
+/// as presumed gone once it has missed three heartbeats (15 s), long before its reports
+/// expire (60 s).
+#[tokio::test]
+async fn plugins_status_drops_a_stopped_dispatcher_and_marks_a_killed_one_gone() {
+    let sy = Switchyard::without_dispatcher().await;
+    let mut stopped = RunningDispatcher::start(
+        &sy.url(),
+        &["--instance", "stopped", "--shutdown-grace", "2s"],
+    )
+    .await;
+    let mut killed = RunningDispatcher::start(&sy.url(), &["--instance", "killed"]).await;
+    sy.register(manifest("audit", "")).await;
+    let both = vec![("killed".to_owned(), false), ("stopped".to_owned(), false)];
+    wait_until(DEADLINE, || async {
+        reported_dispatchers(&sy, "audit").await == both
+    })
+    .await
+    .expect("both dispatchers report, alive");
+
+    stopped.terminate().await;
+    let status = stopped.wait(DEADLINE).await;
+    assert!(status.success(), "exit {status:?}\n{}", stopped.output());
+    // Its reports are deleted before it exits.
+    assert_eq!(
+        reported_dispatchers(&sy, "audit").await,
+        [("killed".to_owned(), false)]
+    );
+
+    killed.crash().await;
+    // Presumed gone after 15 s without a heartbeat; the last one may be up to 5 s old.
+    wait_until(Duration::from_secs(40), || async {
+        reported_dispatchers(&sy, "audit").await == [("killed".to_owned(), true)]
+    })
+    .await
+    .expect("the killed dispatcher is presumed gone");
+    let text = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["plugins", "status", "audit", "--url", &sy.url()])
+        .env_remove("SWITCHYARD_PREFIX")
+        .output()
+        .await
+        .expect("running switchyard plugins status");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("killed=closed (last seen "), "{text}");
+    assert!(text.contains("s ago, presumed gone)"), "{text}");
+}

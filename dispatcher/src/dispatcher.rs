@@ -27,7 +27,7 @@ use crate::pipeline::stats::{DeliveryStats, StatsSnapshot};
 use crate::pipeline::DeliveryPath;
 use crate::raw::RawReader;
 use crate::registry::{Registration, Registry, RegistryChange, RegistryError, TenantScope};
-use crate::status::{CircuitReport, StatusBoard, StatusError, REFRESH};
+use crate::status::{CircuitReport, StatusBoard, StatusError, HEARTBEAT, REFRESH};
 use opentelemetry::global;
 use opentelemetry::metrics::ObservableGauge;
 use switchyard_schemas::telemetry::{metric, SCOPE};
@@ -99,6 +99,9 @@ pub struct Dispatcher {
     paths: Paths,
     /// The pull loops, each with its deliveries under way.
     loops: TaskTracker,
+    /// The status reporters: awaited at shutdown, since each deletes its report on the way
+    /// out, so that a stopped dispatcher is not listed until its reports expire.
+    reports: TaskTracker,
     /// Flushed at shutdown, so that the last acknowledgements reach the server.
     client: async_nats::Client,
     /// Kept so that their callbacks stay registered while the dispatcher runs.
@@ -182,6 +185,7 @@ impl Dispatcher {
         let abort = CancellationToken::new();
         let dropped = Arc::new(AtomicUsize::new(0));
         let loops = TaskTracker::new();
+        let reports = TaskTracker::new();
         let paths: Paths = Arc::default();
         let supervisor = Supervisor {
             replies: Arc::new(replies),
@@ -199,11 +203,17 @@ impl Dispatcher {
             dropped: Arc::clone(&dropped),
             stop: stop.clone(),
             abort: abort.clone(),
-            status,
+            status: status.clone(),
             instance: config.instance.clone(),
             paths: Arc::clone(&paths),
             loops: loops.clone(),
+            reports: reports.clone(),
         };
+        reports.spawn(heartbeat(
+            status.clone(),
+            config.instance.clone(),
+            stop.clone(),
+        ));
         let gauges = register_gauges(&paths);
         let handle = tokio::spawn(supervisor.run(changes, hellos));
         Ok(Self {
@@ -214,6 +224,7 @@ impl Dispatcher {
             shutdown_grace: config.shutdown_grace,
             paths,
             loops,
+            reports,
             client,
             _gauges: gauges,
         })
@@ -283,7 +294,16 @@ impl Dispatcher {
             }
         }
         let dropped = self.dropped.load(Ordering::Relaxed);
-        match tokio::time::timeout(SHUTDOWN_TAIL, self.client.flush()).await {
+        // The reporters began deleting their reports at the stop; their deletes and the last
+        // acknowledgements share one bound.
+        self.reports.close();
+        let reports = self.reports.clone();
+        let client = self.client.clone();
+        let tail = async move {
+            reports.wait().await;
+            client.flush().await
+        };
+        match tokio::time::timeout(SHUTDOWN_TAIL, tail).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::warn!(%error, "last acknowledgements not flushed; JetStream will redeliver them");
@@ -385,6 +405,21 @@ async fn report_circuit(
         .await;
 }
 
+/// Writes the instance's heartbeat every [`HEARTBEAT`] until stopped, then deletes it, so that
+/// readers tell a running dispatcher from one that is gone.
+async fn heartbeat(board: StatusBoard, instance: String, stop: CancellationToken) {
+    loop {
+        if let Err(error) = board.heartbeat(&instance).await {
+            tracing::debug!(%error, "heartbeat not written");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(HEARTBEAT) => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    let _ = board.forget_instance(&instance).await;
+}
+
 /// One running (plugin, subscription).
 struct RunningSubscription {
     subscription: Subscription,
@@ -417,6 +452,7 @@ struct Supervisor {
     instance: String,
     paths: Paths,
     loops: TaskTracker,
+    reports: TaskTracker,
 }
 
 impl Supervisor {
@@ -535,7 +571,7 @@ impl Supervisor {
             };
             let breaker = CircuitBreaker::new(self.breaker);
             let stop = self.stop.child_token();
-            tokio::spawn(report_circuit(
+            self.reports.spawn(report_circuit(
                 self.status.clone(),
                 CircuitReport {
                     plugin: plugin.clone(),

@@ -183,15 +183,21 @@ impl Plugin {
         if let Some(token) = &settings.token {
             options = options.user_and_password(plugin.to_string(), token.clone());
         }
+        // Each entry parsed on its own, so that a list of servers works and a bad entry is
+        // named (async-nats would read the whole string as one address).
+        let servers =
+            switchyard_bus::server_addrs(&settings.url).map_err(|e| PluginError::Nats {
+                action: "read the NATS server URL(s)",
+                reason: e.to_string(),
+            })?;
         tracing::info!(%plugin, url = %without_passwords(&settings.url), "connecting");
-        let client =
-            options
-                .connect(settings.url.as_str())
-                .await
-                .map_err(|e| PluginError::Nats {
-                    action: "connect",
-                    reason: e.to_string(),
-                })?;
+        let client = options
+            .connect(servers)
+            .await
+            .map_err(|e| PluginError::Nats {
+                action: "connect",
+                reason: e.to_string(),
+            })?;
         self.violations = Some(violations);
         self.serve(client, settings.namespace, shutdown, Some(reconnects), None)
             .await

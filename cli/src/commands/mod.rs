@@ -110,6 +110,21 @@ impl NatsArgs {
     }
 }
 
+/// `--json`, shared by every command that lists or shows something.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct OutputArgs {
+    /// Print one JSON document on stdout instead of text (field names: README, "Operating
+    /// it").
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Prints `value` as one pretty JSON document on stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 /// Everything a command can fail with.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
@@ -155,6 +170,8 @@ pub(crate) enum CliError {
         env: &'static str,
         env_file: &'static str,
     },
+    #[error("cannot encode the JSON output: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("the URL file `{path}` is empty")]
     EmptyUrlFile { path: PathBuf },
     #[error("{action} `{path}`: {source}")]

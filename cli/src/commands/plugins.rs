@@ -5,16 +5,20 @@ use std::path::PathBuf;
 use async_nats::jetstream;
 use clap::{ArgGroup, Args, Subcommand};
 use futures::StreamExt;
+use serde::Serialize;
 use switchyard_bus::Streams;
 use switchyard_dispatcher::auth::CredentialStore;
 use switchyard_dispatcher::consumer::consumer_name;
+use switchyard_dispatcher::pipeline::breaker::CircuitState;
 use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
-use switchyard_dispatcher::status::{worst, CircuitReport, StatusBoard};
+use switchyard_dispatcher::status::{worst, SeenReport, StatusBoard, STALE_AFTER};
 use switchyard_schemas::{Manifest, Namespace, PluginId, Tenant};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::secrets::PrivateReplacement;
 use super::streams::NamespaceArgs;
-use super::{CliError, NatsArgs};
+use super::{print_json, CliError, NatsArgs, OutputArgs};
 use crate::table::render_table;
 
 #[derive(Debug, Subcommand)]
@@ -46,12 +50,19 @@ pub(crate) enum PluginsCommand {
     ///
     /// CIRCUIT is the worst breaker state any running dispatcher reports for the plugin's
     /// subscriptions: `closed` (flowing), `half-open` (probing), `open` (paused after
-    /// consecutive failures), or `-` when no dispatcher reports it.
+    /// consecutive failures), or `-` when no live dispatcher reports it (dispatchers presumed
+    /// gone do not count).
     List(ListArgs),
     /// Show each subscription of one plugin: its backlog (events not yet pulled), events
     /// under way or waiting for a retry, redeliveries, dead letters, and every dispatcher's
     /// circuit state.
+    ///
+    /// A dispatcher not heard from for 15 s (three missed 5 s heartbeats) is marked `last
+    /// seen Ns ago, presumed gone` and left out of CIRCUIT; a stopped one removes itself.
     Status(StatusArgs),
+    /// Show one plugin's registration: tenants, state, when it was registered, and its
+    /// manifest in canonical form (every subscription with its full delivery policy).
+    Show(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +71,8 @@ pub(crate) struct StatusArgs {
     nats: NatsArgs,
     #[command(flatten)]
     namespace: NamespaceArgs,
+    #[command(flatten)]
+    output: OutputArgs,
     /// The plugin's id.
     #[arg(value_parser = parse_plugin_id)]
     plugin: PluginId,
@@ -118,6 +131,8 @@ pub(crate) struct ListArgs {
     nats: NatsArgs,
     #[command(flatten)]
     namespace: NamespaceArgs,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 fn parse_tenant(raw: &str) -> Result<Tenant, String> {
@@ -137,6 +152,7 @@ pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
         PluginsCommand::Credentials(args) => credentials(args).await,
         PluginsCommand::List(args) => list(args).await,
         PluginsCommand::Status(args) => status(args).await,
+        PluginsCommand::Show(args) => show(args).await,
     }
 }
 
@@ -268,7 +284,7 @@ async fn credentials(args: CredentialsArgs) -> Result<(), CliError> {
 async fn list(args: ListArgs) -> Result<(), CliError> {
     let registry = open_registry(&args.nats, &args.namespace).await?;
     let registrations = registry.list().await?;
-    if registrations.is_empty() {
+    if registrations.is_empty() && !args.output.json {
         println!("no plugins are registered in {}", registry.bucket());
         return Ok(());
     }
@@ -277,22 +293,28 @@ async fn list(args: ListArgs) -> Result<(), CliError> {
         .await?
         .circuits()
         .await?;
+    let now = OffsetDateTime::now_utc();
+    if args.output.json {
+        let plugins = registrations
+            .iter()
+            .map(|registration| PluginSummary {
+                registration: RegistrationJson::of(registration),
+                circuit: circuit_of(&reports, registration.plugin_id(), None, now),
+            })
+            .collect();
+        return print_json(&PluginList { plugins });
+    }
     let rows: Vec<[String; 6]> = registrations
         .iter()
         .map(|registration| {
             let [id, version, tenants, subscriptions] = row(registration);
-            let circuit = circuit_of(&reports, registration.plugin_id(), None);
-            let state = if registration.enabled {
-                "enabled"
-            } else {
-                "disabled"
-            };
+            let circuit = circuit_of(&reports, registration.plugin_id(), None, now);
             [
                 id,
                 version,
                 tenants,
-                state.to_owned(),
-                circuit,
+                state_name(registration).to_owned(),
+                circuit.unwrap_or("-").to_owned(),
                 subscriptions,
             ]
         })
@@ -314,13 +336,168 @@ async fn list(args: ListArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The worst state reported for a plugin (or one of its subscriptions), or `-`.
-fn circuit_of(reports: &[CircuitReport], plugin: &PluginId, subscription: Option<&str>) -> String {
+fn state_name(registration: &Registration) -> &'static str {
+    if registration.enabled {
+        "enabled"
+    } else {
+        "disabled"
+    }
+}
+
+/// `plugins list --json`.
+#[derive(Debug, Serialize)]
+struct PluginList {
+    plugins: Vec<PluginSummary>,
+}
+
+/// One plugin in `plugins list --json`.
+#[derive(Debug, Serialize)]
+struct PluginSummary {
+    #[serde(flatten)]
+    registration: RegistrationJson,
+    /// The worst state live dispatchers report, or null.
+    circuit: Option<&'static str>,
+}
+
+/// A registration's fields shared by `list`, `status` and `show --json`.
+#[derive(Debug, Serialize)]
+struct RegistrationJson {
+    id: String,
+    version: String,
+    description: Option<String>,
+    /// Null when the plugin receives every tenant's events (`all_tenants`).
+    tenants: Option<Vec<String>>,
+    all_tenants: bool,
+    enabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    registered_at: OffsetDateTime,
+    subscriptions: Vec<SubscriptionJson>,
+}
+
+/// A subscription's name and event patterns.
+#[derive(Debug, Serialize)]
+struct SubscriptionJson {
+    name: String,
+    events: Vec<String>,
+}
+
+impl RegistrationJson {
+    fn of(registration: &Registration) -> Self {
+        let info = &registration.manifest.plugin;
+        let tenants = match &registration.tenants {
+            TenantScope::All => None,
+            TenantScope::Only(tenants) => Some(tenants.iter().map(ToString::to_string).collect()),
+        };
+        Self {
+            id: info.id.to_string(),
+            version: info.version.to_string(),
+            description: info.description.clone(),
+            all_tenants: tenants.is_none(),
+            tenants,
+            enabled: registration.enabled,
+            registered_at: registration.registered_at,
+            subscriptions: registration
+                .manifest
+                .subscriptions
+                .iter()
+                .map(|s| SubscriptionJson {
+                    name: s.name.to_string(),
+                    events: s.events.iter().map(|p| p.as_str().to_owned()).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The worst state live dispatchers report for a plugin (or one of its subscriptions).
+fn circuit_of(
+    reports: &[SeenReport],
+    plugin: &PluginId,
+    subscription: Option<&str>,
+    now: OffsetDateTime,
+) -> Option<&'static str> {
     let states = reports
         .iter()
+        .filter(|r| !r.is_stale(now))
+        .map(|r| &r.report)
         .filter(|r| &r.plugin == plugin && subscription.is_none_or(|s| r.subscription == s))
         .map(|r| r.state);
-    worst(states).map_or_else(|| "-".to_owned(), |s| s.name().to_owned())
+    worst(states).map(CircuitState::name)
+}
+
+async fn show(args: StatusArgs) -> Result<(), CliError> {
+    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let registration =
+        registry
+            .get(&args.plugin)
+            .await?
+            .ok_or_else(|| CliError::NotRegistered {
+                plugin: args.plugin.clone(),
+                bucket: registry.bucket().to_owned(),
+            })?;
+    if args.output.json {
+        return print_json(&PluginShow {
+            registration: RegistrationJson::of(&registration),
+            manifest: &registration.manifest,
+        });
+    }
+    let info = &registration.manifest.plugin;
+    println!("plugin:        {} {}", info.id, info.version);
+    if let Some(description) = &info.description {
+        println!("description:   {description}");
+    }
+    println!("tenants:       {}", registration.tenants);
+    println!("state:         {}", state_name(&registration));
+    println!(
+        "registered at: {}",
+        registration
+            .registered_at
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| registration.registered_at.to_string())
+    );
+    println!("manifest (canonical form):");
+    print!("{}", registration.manifest.to_toml_string());
+    Ok(())
+}
+
+/// `plugins show --json`.
+#[derive(Debug, Serialize)]
+struct PluginShow<'a> {
+    #[serde(flatten)]
+    registration: RegistrationJson,
+    /// The manifest's canonical form, shaped like `plugin.toml`.
+    manifest: &'a Manifest,
+}
+
+/// `plugins status --json`.
+#[derive(Debug, Serialize)]
+struct PluginStatus {
+    plugin: RegistrationJson,
+    dead_letters: u64,
+    /// How long a dispatcher may go unheard before it is presumed gone.
+    stale_after_secs: u64,
+    subscriptions: Vec<SubscriptionStatus>,
+}
+
+/// One subscription in `plugins status --json`; counts are null until a dispatcher has
+/// created its consumer.
+#[derive(Debug, Serialize)]
+struct SubscriptionStatus {
+    name: String,
+    backlog: Option<u64>,
+    under_way: Option<u64>,
+    redelivered: Option<u64>,
+    circuit: Option<&'static str>,
+    dispatchers: Vec<DispatcherStatus>,
+}
+
+/// One dispatcher's report about a subscription.
+#[derive(Debug, Serialize)]
+struct DispatcherStatus {
+    instance: String,
+    circuit: &'static str,
+    last_seen_secs_ago: u64,
+    presumed_gone: bool,
 }
 
 async fn status(args: StatusArgs) -> Result<(), CliError> {
@@ -337,6 +514,7 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
                 bucket: registry.bucket().to_owned(),
             })?;
     let reports = StatusBoard::open(&js, ns).await?.circuits().await?;
+    let now = OffsetDateTime::now_utc();
     let streams = Streams::defaults(ns);
     let events = js
         .get_stream(&streams.events.name)
@@ -344,41 +522,83 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::nats("open the events stream", e))?;
     let dead_letters = count_dead_letters(&js, &streams, ns, &args.plugin).await?;
 
+    let mut subscriptions = Vec::new();
+    for subscription in &registration.manifest.subscriptions {
+        let name = consumer_name(&args.plugin, subscription.name.as_str());
+        // No dispatcher has created the consumer yet when it is missing.
+        let counts = events.consumer_info(&name).await.ok();
+        subscriptions.push(SubscriptionStatus {
+            name: subscription.name.to_string(),
+            backlog: counts.as_ref().map(|c| c.num_pending),
+            under_way: counts.as_ref().map(|c| c.num_ack_pending as u64),
+            redelivered: counts.as_ref().map(|c| c.num_redelivered as u64),
+            circuit: circuit_of(
+                &reports,
+                &args.plugin,
+                Some(subscription.name.as_str()),
+                now,
+            ),
+            dispatchers: reports
+                .iter()
+                .filter(|r| {
+                    r.report.plugin == args.plugin
+                        && r.report.subscription == subscription.name.as_str()
+                })
+                .map(|r| DispatcherStatus {
+                    instance: r.report.instance.clone(),
+                    circuit: r.report.state.name(),
+                    last_seen_secs_ago: r.age(now).as_secs(),
+                    presumed_gone: r.is_stale(now),
+                })
+                .collect(),
+        });
+    }
+    if args.output.json {
+        return print_json(&PluginStatus {
+            plugin: RegistrationJson::of(&registration),
+            dead_letters,
+            stale_after_secs: STALE_AFTER.as_secs(),
+            subscriptions,
+        });
+    }
+
     let info = &registration.manifest.plugin;
     println!(
         "{} {} for {}; {} dead letters",
         info.id, info.version, registration.tenants, dead_letters
     );
-    let mut rows = Vec::new();
-    for subscription in &registration.manifest.subscriptions {
-        let name = consumer_name(&args.plugin, subscription.name.as_str());
-        let (backlog, under_way, redelivered) = match events.consumer_info(&name).await {
-            Ok(info) => (
-                info.num_pending.to_string(),
-                info.num_ack_pending.to_string(),
-                info.num_redelivered.to_string(),
-            ),
-            // No dispatcher has created it yet.
-            Err(_) => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
-        };
-        let instances: Vec<String> = reports
-            .iter()
-            .filter(|r| r.plugin == args.plugin && r.subscription == subscription.name.as_str())
-            .map(|r| format!("{}={}", r.instance, r.state.name()))
-            .collect();
-        rows.push([
-            subscription.name.to_string(),
-            backlog,
-            under_way,
-            redelivered,
-            circuit_of(&reports, &args.plugin, Some(subscription.name.as_str())),
-            if instances.is_empty() {
-                "no dispatcher running".to_owned()
-            } else {
-                instances.join(" ")
-            },
-        ]);
-    }
+    let count = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    let rows: Vec<[String; 6]> = subscriptions
+        .iter()
+        .map(|s| {
+            let instances: Vec<String> = s
+                .dispatchers
+                .iter()
+                .map(|d| {
+                    if d.presumed_gone {
+                        format!(
+                            "{}={} (last seen {}s ago, presumed gone)",
+                            d.instance, d.circuit, d.last_seen_secs_ago
+                        )
+                    } else {
+                        format!("{}={}", d.instance, d.circuit)
+                    }
+                })
+                .collect();
+            [
+                s.name.clone(),
+                count(s.backlog),
+                count(s.under_way),
+                count(s.redelivered),
+                s.circuit.unwrap_or("-").to_owned(),
+                if instances.is_empty() {
+                    "no dispatcher running".to_owned()
+                } else {
+                    instances.join(" ")
+                },
+            ]
+        })
+        .collect();
     print!(
         "{}",
         render_table(

@@ -1,21 +1,26 @@
 //! `switchyard streams`: provision and inspect the events and dead-letter streams.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
+use async_nats::jetstream::stream::{DiscardPolicy, StorageType};
 use clap::{Args, Subcommand};
+use serde::Serialize;
 use switchyard_bus::{set_replicas, stream_name, Bus, Provisioned, StreamSettings, Streams};
 use switchyard_dispatcher::auth::CredentialStore;
 use switchyard_dispatcher::registry::{Registry, RegistryOptions};
 use switchyard_dispatcher::status::StatusBoard;
 use switchyard_schemas::Namespace;
 
-use super::{CliError, NatsArgs};
+use super::{print_json, CliError, NatsArgs, OutputArgs};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum StreamsCommand {
     /// Create the streams, or update them when their settings differ (safe to repeat).
     Provision(ProvisionArgs),
-    /// Show what each stream holds.
+    /// Show each stream's settings (replicas, limits, duplicate window, storage, discard
+    /// policy), what it holds, and where it lives in a cluster (leader, replicas current or
+    /// lagging).
     Info(InfoArgs),
 }
 
@@ -49,6 +54,8 @@ pub(crate) struct InfoArgs {
     nats: NatsArgs,
     #[command(flatten)]
     namespace: NamespaceArgs,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 /// The subject prefix of the deployment.
@@ -133,17 +140,71 @@ async fn info(args: InfoArgs) -> Result<(), CliError> {
     let bus = Bus::connect(&args.nats.connect_options()?)
         .await?
         .with_namespace(args.namespace.prefix);
+    let mut streams = Vec::new();
     for settings in [&bus.streams().events, &bus.streams().dead_letters] {
-        print_stream_state(&bus, settings).await?;
+        streams.push(stream_report(&bus, settings).await?);
+    }
+    if args.output.json {
+        return print_json(&StreamsReport { streams });
+    }
+    for stream in &streams {
+        print!("{}", stream.describe());
     }
     Ok(())
 }
 
-/// One line saying what a stream holds.
-pub(crate) async fn print_stream_state(
-    bus: &Bus,
-    settings: &StreamSettings,
-) -> Result<(), CliError> {
+/// `streams info --json`.
+#[derive(Debug, Serialize)]
+struct StreamsReport {
+    streams: Vec<StreamReport>,
+}
+
+/// What one stream holds and how it is configured and placed.
+#[derive(Debug, Serialize)]
+struct StreamReport {
+    name: String,
+    replicas: usize,
+    /// `-1` means no limit, as in JetStream.
+    max_bytes: i64,
+    /// Zero means no limit.
+    max_age_secs: u64,
+    duplicate_window_secs: u64,
+    /// `file` or `memory`.
+    storage: &'static str,
+    /// `new` (a full stream refuses messages) or `old` (it drops the oldest).
+    discard: &'static str,
+    messages: u64,
+    bytes: u64,
+    first_sequence: u64,
+    last_sequence: u64,
+    consumers: usize,
+    /// Present when the stream is on a JetStream cluster.
+    cluster: Option<Placement>,
+}
+
+/// Where a clustered stream lives.
+#[derive(Debug, Serialize)]
+struct Placement {
+    name: Option<String>,
+    leader: Option<String>,
+    replicas: Vec<Peer>,
+}
+
+/// One replica other than the leader.
+#[derive(Debug, Serialize)]
+struct Peer {
+    name: String,
+    /// Caught up with the leader.
+    current: bool,
+    offline: bool,
+    /// Operations behind the leader, when the server says.
+    lag: Option<u64>,
+    /// Milliseconds since the leader last heard from it.
+    active_ms: u64,
+}
+
+/// Reads a stream's configuration, state and placement.
+async fn stream_report(bus: &Bus, settings: &StreamSettings) -> Result<StreamReport, CliError> {
     let mut stream = bus
         .jetstream()
         .get_stream(&settings.name)
@@ -161,17 +222,112 @@ pub(crate) async fn print_stream_state(
         .info()
         .await
         .map_err(|e| CliError::nats("read stream info", e))?;
+    let config = &info.config;
     let state = &info.state;
-    println!(
-        "  {}: {} messages, {} bytes, sequences {}..={}, {} consumers",
-        settings.name,
-        state.messages,
-        state.bytes,
-        state.first_sequence,
-        state.last_sequence,
-        state.consumer_count
-    );
-    Ok(())
+    // A single server reports a "cluster" of its own with no peers and no name: not placement.
+    let cluster = info
+        .cluster
+        .as_ref()
+        .filter(|c| c.name.is_some() || !c.replicas.is_empty())
+        .map(|c| Placement {
+            name: c.name.clone(),
+            leader: c.leader.clone(),
+            replicas: c
+                .replicas
+                .iter()
+                .map(|p| Peer {
+                    name: p.name.clone(),
+                    current: p.current,
+                    offline: p.offline,
+                    lag: p.lag,
+                    active_ms: u64::try_from(p.active.as_millis()).unwrap_or(u64::MAX),
+                })
+                .collect(),
+        });
+    Ok(StreamReport {
+        name: config.name.clone(),
+        replicas: config.num_replicas,
+        max_bytes: config.max_bytes,
+        max_age_secs: config.max_age.as_secs(),
+        duplicate_window_secs: config.duplicate_window.as_secs(),
+        storage: match config.storage {
+            StorageType::File => "file",
+            StorageType::Memory => "memory",
+        },
+        discard: match config.discard {
+            DiscardPolicy::New => "new",
+            DiscardPolicy::Old => "old",
+        },
+        messages: state.messages,
+        bytes: state.bytes,
+        first_sequence: state.first_sequence,
+        last_sequence: state.last_sequence,
+        consumers: state.consumer_count,
+        cluster,
+    })
+}
+
+impl StreamReport {
+    /// The text form: the stream's line, its limits, and its placement when clustered.
+    fn describe(&self) -> String {
+        let limit = |value: String, none: bool| if none { "none".to_owned() } else { value };
+        let mut out = format!(
+            "{}: {} messages, {} bytes, sequences {}..={}, {} consumers\n",
+            self.name,
+            self.messages,
+            self.bytes,
+            self.first_sequence,
+            self.last_sequence,
+            self.consumers
+        );
+        let _ = writeln!(
+            out,
+            "  replicas {}, max bytes {}, max age {}, duplicate window {}, storage {}, discard {}",
+            self.replicas,
+            limit(self.max_bytes.to_string(), self.max_bytes < 0),
+            limit(
+                humantime::format_duration(Duration::from_secs(self.max_age_secs)).to_string(),
+                self.max_age_secs == 0
+            ),
+            humantime::format_duration(Duration::from_secs(self.duplicate_window_secs)),
+            self.storage,
+            self.discard
+        );
+        if let Some(cluster) = &self.cluster {
+            let peers: Vec<String> = cluster
+                .replicas
+                .iter()
+                .map(|p| {
+                    let state = if p.offline {
+                        "offline".to_owned()
+                    } else if p.current {
+                        "current".to_owned()
+                    } else {
+                        match p.lag {
+                            Some(lag) => format!("lagging by {lag}"),
+                            None => "lagging".to_owned(),
+                        }
+                    };
+                    format!("{} {state}", p.name)
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  cluster {}: leader {}; replicas: {}",
+                cluster.name.as_deref().unwrap_or("-"),
+                cluster
+                    .leader
+                    .as_deref()
+                    .unwrap_or("none (no leader elected)"),
+                if peers.is_empty() {
+                    "none".to_owned()
+                } else {
+                    peers.join(", ")
+                }
+            );
+        }
+        out
+    }
 }
 
 pub(crate) fn describe(outcome: Provisioned) -> &'static str {
