@@ -201,7 +201,8 @@ async fn process(
             return dead_letter(path, message, sequence, attempt, code, reason, cx).await;
         }
         Sent::Unsent(reason) => {
-            tracing::warn!(plugin = %path.plugin, %reason, "request failed; redelivering");
+            let (event_id, trace_id) = ids(message, cx);
+            tracing::warn!(plugin = %path.plugin, %reason, event_id, %trace_id, sequence, "request failed; redelivering");
             return settle(message, AckKind::Nak(Some(REQUEST_FAILURE_RETRY)), || {
                 Settled::Retried {
                     delay: REQUEST_FAILURE_RETRY,
@@ -232,7 +233,8 @@ async fn process(
             path.first_failures
                 .entry(sequence)
                 .or_insert_with(OffsetDateTime::now_utc);
-            tracing::debug!(plugin = %path.plugin, %code, %reason, ?delay, attempt, "retrying later");
+            let (event_id, trace_id) = ids(message, cx);
+            tracing::debug!(plugin = %path.plugin, %code, %reason, ?delay, attempt, event_id, %trace_id, "retrying later");
             settle(message, AckKind::Nak(Some(delay)), || Settled::Retried {
                 delay,
             })
@@ -400,7 +402,8 @@ async fn refuse(
             Ok(raw) => Original::Raw(raw),
             Err(error) => {
                 // Still bounded: the dead letter keeps the body and says what is missing.
-                tracing::warn!(%error, "cannot read the stored header block");
+                let (event_id, trace_id) = ids(message, cx);
+                tracing::warn!(%error, event_id, %trace_id, "cannot read the stored header block");
                 reason = format!("{reason} (header block not kept: {error})");
                 Original::Message {
                     headers: None,
@@ -490,18 +493,39 @@ async fn write_dead_letter(
         Ok(_) => {
             path.metrics.dead_letter(code.as_str());
             path.first_failures.remove(&sequence);
-            tracing::info!(plugin = %path.plugin, %code, sequence, "dead-lettered");
+            let (event_id, trace_id) = ids(message, cx);
+            tracing::info!(plugin = %path.plugin, %code, sequence, event_id, %trace_id, "dead-lettered");
             settle(message, AckKind::Ack, || Settled::DeadLettered { code }).await
         }
         Err(error) => {
             // The original stays un-acked and comes back: nothing is lost.
-            tracing::error!(%error, "dead letter not stored; the event will come back");
+            let (event_id, trace_id) = ids(message, cx);
+            tracing::error!(%error, event_id, %trace_id, "dead letter not stored; the event will come back");
             settle(message, AckKind::Nak(Some(DEAD_LETTER_RETRY)), || {
                 Settled::Unsettled
             })
             .await
         }
     }
+}
+
+/// The event's id (its `ce-id`, `-` when it has none) and the trace id of its delivery (empty
+/// without a trace), so that a log line can be matched to the event and its trace.
+fn ids<'m>(message: &'m jetstream::Message, cx: &opentelemetry::Context) -> (&'m str, String) {
+    use opentelemetry::trace::TraceContextExt;
+    let event_id = message
+        .headers
+        .as_ref()
+        .and_then(|h| header(h, ce::ID))
+        .unwrap_or("-");
+    let span = cx.span();
+    let context = span.span_context();
+    let trace_id = if context.is_valid() {
+        context.trace_id().to_string()
+    } else {
+        String::new()
+    };
+    (event_id, trace_id)
 }
 
 /// Sends the acknowledgement of `kind`. Acks are not confirmed: a lost one (the
