@@ -45,7 +45,7 @@ async fn main() -> ExitCode {
     let idle_for = Duration::from_secs(args.idle_secs);
     if let Some(plugins) = args.idle_child {
         debug_assert_eq!(idle::CHILD_FLAG, "--idle-child");
-        return match idle::measure(plugins, idle_for).await {
+        return match Box::pin(idle::measure(plugins, idle_for)).await {
             Ok(report) => {
                 println!("{}", report.to_line());
                 ExitCode::SUCCESS

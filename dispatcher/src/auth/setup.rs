@@ -304,6 +304,13 @@ impl AuthSetup {
   }}
 }}
 system_account: {SYSTEM_ACCOUNT}
+# Durability (README, "Durability"): every JetStream write reaches the disk before it is
+# acknowledged. nats-server's default syncs every 2 minutes, so a power loss could lose events
+# a publisher was told are stored. Give the store a directory of its own (`store_dir` here or
+# `-sd`): without one, nats-server uses the system's temporary directory.
+jetstream {{
+  sync_interval: always
+}}
 authorization {{
   # Seconds a client has to authenticate, the callout's round trip included.
   timeout: 5
@@ -349,6 +356,8 @@ mod tests {
             assert!(id.is_reserved(), "{}", login.user);
         }
         assert!(config.contains("auth_users: [ \"dispatcher\", \"admin\", \"system\" ]"));
+        // Acknowledged events are on disk (README, "Durability").
+        assert!(config.contains("jetstream {\n  sync_interval: always\n}"));
         assert!(config.contains(&setup.dispatcher.password));
         assert!(setup.issuer_seed().starts_with("SA"));
         assert!(!format!("{:?}", setup.admin).contains(&setup.admin.password));

@@ -89,8 +89,21 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
     let binary = binary::resolve()
         .await
         .map_err(|e| CliError::LocalServer(e.into()))?;
+    // Every write on disk before it is acknowledged, as `auth init` configures production
+    // servers (README, "Durability"): the demo's events survive a power loss too.
+    let config_file = args.data_dir.join("nats-server.conf");
+    std::fs::write(
+        &config_file,
+        "# Written by `switchyard dev`.\njetstream {\n  sync_interval: always\n}\n",
+    )
+    .map_err(|source| CliError::Io {
+        action: "write the nats-server configuration",
+        path: config_file.clone(),
+        source,
+    })?;
     let mut server = LocalNatsServer::start(ServerOptions {
         store_dir: args.data_dir.join("nats"),
+        config_file: Some(config_file),
         log_file: Some(args.data_dir.join("nats-server.log")),
         binary: Some(binary.path.clone()),
         port: Port::Fixed(args.port),
