@@ -260,30 +260,12 @@ pub async fn ensure(
 ) -> Result<Ensured, ProvisionError> {
     let stream = settings.name.clone();
     match js.get_stream(&settings.name).await {
-        Ok(mut existing) => {
-            let info = existing.info().await.map_err(|e| ProvisionError::Request {
-                stream: stream.clone(),
-                reason: e.to_string(),
-            })?;
-            check_serves(settings, &info.config)?;
-            Ok(Ensured::Kept {
-                differences: differences(settings, &info.config),
-            })
-        }
+        Ok(existing) => keep(settings, existing).await,
         Err(err) if is_not_found(&err) => match js.create_stream(settings.to_config()).await {
             Ok(_) => Ok(Ensured::Created),
             // Another process created it in between: check theirs instead.
             Err(create) => match js.get_stream(&settings.name).await {
-                Ok(mut existing) => {
-                    let info = existing.info().await.map_err(|e| ProvisionError::Request {
-                        stream: stream.clone(),
-                        reason: e.to_string(),
-                    })?;
-                    check_serves(settings, &info.config)?;
-                    Ok(Ensured::Kept {
-                        differences: differences(settings, &info.config),
-                    })
-                }
+                Ok(existing) => keep(settings, existing).await,
                 Err(_) => Err(classify_create(stream, create)),
             },
         },
@@ -295,6 +277,21 @@ pub async fn ensure(
             reason: err.to_string(),
         }),
     }
+}
+
+/// Checks that an existing stream can serve, and says how it differs from `settings`.
+async fn keep(
+    settings: &StreamSettings,
+    mut existing: jetstream::stream::Stream,
+) -> Result<Ensured, ProvisionError> {
+    let info = existing.info().await.map_err(|e| ProvisionError::Request {
+        stream: settings.name.clone(),
+        reason: e.to_string(),
+    })?;
+    check_serves(settings, &info.config)?;
+    Ok(Ensured::Kept {
+        differences: differences(settings, &info.config),
+    })
 }
 
 /// Whether an existing stream can serve as the one `settings` describe.
