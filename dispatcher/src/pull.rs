@@ -152,6 +152,9 @@ impl Pull {
             }
             let check_at = (self.requested() > 0).then_some(self.next_check);
             let reply = tokio::select! {
+                // Replies first: after the task waited long to be polled (a busy runtime), a
+                // reply already queued must count before the silence is judged.
+                biased;
                 reply = self.replies.next() => reply?,
                 () = sleep_until(check_at) => {
                     // Replies keep `last_heard` fresh, so a request can only be lost without
