@@ -137,7 +137,8 @@ impl Dispatcher {
             .with_streams(config.streams.clone());
         // Never provision over what exists: an operator may have chosen three replicas or a
         // smaller size, and a start must not undo it.
-        let streams = bus.ensure_streams().await?;
+        // Boxed: the checks' future would otherwise make every caller's future large.
+        let streams = Box::pin(bus.ensure_streams()).await?;
         for (name, ensured) in [
             (&config.streams.events.name, &streams.events),
             (&config.streams.dead_letters.name, &streams.dead_letters),
