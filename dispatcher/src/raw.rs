@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream;
 use bytes::Bytes;
 use data_encoding::BASE64;
 use serde::Deserialize;
@@ -69,21 +70,14 @@ pub struct RawReader {
     stream: String,
 }
 
+/// The API's answer; async-nats's own reader of it parses the header block, which is what
+/// must not happen here, so only its message type is reused.
 #[derive(Deserialize)]
 struct Answer {
     #[serde(default)]
-    message: Option<Stored>,
+    message: Option<jetstream::stream::RawMessage>,
     #[serde(default)]
     error: Option<ApiError>,
-}
-
-#[derive(Deserialize)]
-struct Stored {
-    subject: String,
-    #[serde(default)]
-    hdrs: Option<String>,
-    #[serde(default)]
-    data: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -135,19 +129,16 @@ impl RawReader {
         let stored = answer
             .message
             .ok_or_else(|| bad("neither a message nor an error".into()))?;
-        let decode = |field: &str, text: Option<String>| -> Result<Bytes, RawReadError> {
-            match text {
-                None => Ok(Bytes::new()),
-                Some(text) => BASE64
-                    .decode(text.as_bytes())
-                    .map(Bytes::from)
-                    .map_err(|e| bad(format!("`{field}` is not base64: {e}"))),
-            }
+        let decode = |field: &str, text: &str| -> Result<Bytes, RawReadError> {
+            BASE64
+                .decode(text.as_bytes())
+                .map(Bytes::from)
+                .map_err(|e| bad(format!("`{field}` is not base64: {e}")))
         };
         Ok(RawMessage {
+            header_block: decode("hdrs", stored.headers.as_deref().unwrap_or_default())?,
+            body: decode("data", &stored.payload)?,
             subject: stored.subject,
-            header_block: decode("hdrs", stored.hdrs)?,
-            body: decode("data", stored.data)?,
         })
     }
 

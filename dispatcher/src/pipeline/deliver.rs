@@ -183,7 +183,14 @@ async fn process(
                 tracing::debug!(%error, "in-progress ack failed");
             }
         },
-        attempt_delivery(path, message, &admitted.headers, sequence, attempt, cx),
+        attempt_delivery(
+            path,
+            message,
+            admitted.headers.as_ref().or(message.headers.as_ref()),
+            sequence,
+            attempt,
+            cx,
+        ),
     )
     .await;
 
@@ -251,7 +258,7 @@ async fn process(
 async fn attempt_delivery(
     path: &DeliveryPath,
     message: &jetstream::Message,
-    headers: &HeaderMap,
+    headers: Option<&HeaderMap>,
     sequence: u64,
     attempt: u32,
     cx: &opentelemetry::Context,
@@ -289,7 +296,7 @@ async fn attempt_delivery(
 async fn request(
     path: &DeliveryPath,
     message: &jetstream::Message,
-    headers: &HeaderMap,
+    headers: Option<&HeaderMap>,
     sequence: u64,
     attempt: u32,
     cx: &opentelemetry::Context,
@@ -312,7 +319,7 @@ async fn request(
         subject.as_str(),
         || vec![KeyValue::new(attr::ATTEMPT, i64::from(attempt))],
     );
-    let mut headers = headers.clone();
+    let mut headers = headers.cloned().unwrap_or_default();
     headers.insert(DELIVERY_HEADER, info.header_value());
     // The worker's span becomes a child of this send (replacing the publisher's context).
     telemetry::inject(&send, |name, value| {

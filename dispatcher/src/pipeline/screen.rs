@@ -44,8 +44,9 @@ const ATTRIBUTE_HEADERS: [&str; 11] = [
 pub struct Admitted {
     /// The decoded event.
     pub event: Event,
-    /// The headers its deliveries start from.
-    pub headers: HeaderMap,
+    /// The headers its deliveries start from, when they are not the message's own: `None`
+    /// (the common case) when the message carries nothing to remove, so nothing is rebuilt.
+    pub headers: Option<HeaderMap>,
 }
 
 /// Why a message is dead-lettered without an attempt.
@@ -111,7 +112,9 @@ pub fn screen(namespace: &Namespace, message: &async_nats::Message) -> Result<Ad
         }
         Err(error) => return Err(Refused::new(codes::SUBJECT_MISMATCH, error.to_string())),
     }
-    let headers = delivery_headers(headers, &event);
+    let headers = headers
+        .filter(|h| needs_rewrite(h))
+        .map(|h| delivery_headers(h, &event));
     Ok(Admitted { event, headers })
 }
 
@@ -122,11 +125,24 @@ fn unreadable(reason: String) -> Refused {
     }
 }
 
+/// Whether the headers hold something a delivery must not carry: a reserved header, or an
+/// attribute header spelled otherwise than §2.1 or repeated. Otherwise each attribute header
+/// holds exactly the value the event was decoded from, and the headers serve as they are.
+fn needs_rewrite(headers: &HeaderMap) -> bool {
+    headers.iter().any(|(name, values)| {
+        let name: &str = name.as_ref();
+        is_reserved(name)
+            || ATTRIBUTE_HEADERS
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(name) && (*a != name || values.len() > 1))
+    })
+}
+
 /// The event's headers without reserved ones and without any spelling of an attribute
 /// header, then the attributes as decoded: one value each, whatever the publisher repeated.
-fn delivery_headers(original: Option<&HeaderMap>, event: &Event) -> HeaderMap {
+fn delivery_headers(original: &HeaderMap, event: &Event) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    for (name, values) in original.into_iter().flat_map(HeaderMap::iter) {
+    for (name, values) in original.iter() {
         let name_text: &str = name.as_ref();
         if is_reserved(name_text)
             || ATTRIBUTE_HEADERS
@@ -148,8 +164,7 @@ fn delivery_headers(original: Option<&HeaderMap>, event: &Event) -> HeaderMap {
 /// Whether `name` is in Switchyard's reserved header namespace (compared without case, as
 /// other languages' clients compare header names).
 pub fn is_reserved(name: &str) -> bool {
-    name.len() >= RESERVED_PREFIX.len()
-        && name.as_bytes()[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes())
+    crate::redrive::has_prefix(name, RESERVED_PREFIX)
 }
 
 #[cfg(test)]
@@ -195,6 +210,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(admitted.event.attributes.tenant.as_str(), "acme");
+        assert!(
+            admitted.headers.is_none(),
+            "clean headers are used as they are"
+        );
     }
 
     #[test]
@@ -234,7 +253,10 @@ mod tests {
             &message("switchyard.events.acme.order.created", headers),
         )
         .unwrap();
-        let out = &admitted.headers;
+        let out = admitted
+            .headers
+            .as_ref()
+            .expect("rebuilt without the reserved headers");
         assert!(out.get(dh::PROBE).is_none());
         assert!(out.get("Switchyard-Delivery").is_none());
         assert!(out.get("CE-TENANT").is_none());

@@ -48,6 +48,7 @@ pub use error::RedriveError;
 pub use record::{DeadLetterRecord, DeadLetterSubject, DeadLetterSummary, OriginalForm};
 pub use selection::{DeadLetterFilter, Scope, Selection};
 
+pub(crate) use record::has_prefix;
 use record::StoredMessage;
 
 /// JetStream's error code for a message that does not exist (deleting one that is gone).

@@ -198,7 +198,7 @@ fn original_headers(stored: &HeaderMap) -> HeaderMap {
 }
 
 /// Header names are compared without case, as NATS clients in other languages may spell them.
-fn has_prefix(name: &str, prefix: &str) -> bool {
+pub(crate) fn has_prefix(name: &str, prefix: &str) -> bool {
     name.get(..prefix.len())
         .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
 }
