@@ -237,3 +237,24 @@ async fn plugins_list_show_and_status_print_one_json_document() {
     let unknown = switchyard(&url, &["plugins", "show", "ghost", "--json"]).await;
     assert!(failed(&unknown).contains("no plugin `ghost`"));
 }
+
+/// `--replicas` covers the registry, status and credentials buckets as well as the streams:
+/// losing a node must not lose registrations or credentials.
+#[tokio::test]
+async fn streams_provision_gives_the_buckets_the_replicas_too() {
+    let cluster = TestCluster::start(3).await;
+    let url = cluster.urls().join(",");
+    let output = switchyard(&url, &["streams", "provision", "--replicas", "3"]).await;
+    let text = succeeded(&output);
+    let js = cluster.jetstream().await;
+    for bucket in [
+        "SWITCHYARD_REGISTRY",
+        "SWITCHYARD_STATUS",
+        "SWITCHYARD_CREDENTIALS",
+    ] {
+        assert!(text.contains(&format!("{bucket} (bucket)")), "{text}");
+        let mut stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();
+        let replicas = stream.info().await.unwrap().config.num_replicas;
+        assert_eq!(replicas, 3, "{bucket}");
+    }
+}

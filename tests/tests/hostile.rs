@@ -385,3 +385,36 @@ async fn a_readable_header_block_too_large_to_copy_with_the_metadata_is_kept_raw
     assert!(kept.windows(10).any(|w| w == b"x-filler: "));
     assert_eq!(body, b"{}");
 }
+
+#[tokio::test]
+async fn a_dead_letter_kept_raw_is_not_replayed_and_stays() {
+    use switchyard_dispatcher::redrive::{DeadLetters, RedriveError, Selection};
+
+    let (sy, _worker) = Box::pin(with_worker()).await;
+    let mut raw = RawPublisher::connect(sy.server.port()).await;
+    let mut lines = event_lines("raw-replay", "acme");
+    lines.push(b"x-broken: a\rb".to_vec());
+    let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    raw.publish(SUBJECT, &header_block(&lines), b"{}").await;
+    let letters = sy.wait_for_dead_letters(1, DEADLINE).await;
+
+    let dead_letters = DeadLetters::new(
+        sy.bus.jetstream().clone(),
+        sy.namespace().clone(),
+        sy.bus.streams(),
+    );
+    let plugin = switchyard_schemas::PluginId::new("audit").unwrap();
+    let error = dead_letters
+        .replay(&Selection::all(plugin))
+        .await
+        .expect_err("a raw dead letter cannot be published again");
+    let RedriveError::Interrupted { source, .. } = &error else {
+        panic!("expected the replay to stop at the raw dead letter: {error}");
+    };
+    assert!(
+        matches!(**source, RedriveError::NotReplayable { .. }),
+        "{source}"
+    );
+    assert_eq!(sy.dead_letters().await.len(), 1, "the dead letter stays");
+    assert_eq!(sy.dead_letters().await[0].sequence, letters[0].sequence);
+}
