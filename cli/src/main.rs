@@ -6,6 +6,7 @@
 //! commands are in [`commands`], one module each.
 
 mod commands;
+mod render;
 mod table;
 
 use std::process::ExitCode;

@@ -215,6 +215,13 @@ impl Dispatcher {
             config.instance.clone(),
             stop.clone(),
         ));
+        reports.spawn(crate::explain::held::answer(
+            client.clone(),
+            config.namespace.clone(),
+            config.instance.clone(),
+            Arc::clone(&paths),
+            stop.clone(),
+        ));
         let gauges = register_gauges(&paths);
         let handle = tokio::spawn(supervisor.run(changes, hellos));
         Ok(Self {
@@ -362,7 +369,8 @@ fn register_gauges(paths: &Paths) -> [ObservableGauge<u64>; 2] {
 /// How often a subscription's backlog is read from the server.
 const LAG_POLL: Duration = Duration::from_secs(5);
 
-/// Reads the consumer's backlog every [`LAG_POLL`] into the path's counters, until stopped.
+/// Reads the consumer's backlog every [`LAG_POLL`] into the path's counters, and prunes the
+/// path's long-overdue held events, until stopped.
 async fn poll_lag(
     events: jetstream::stream::Stream,
     consumer: String,
@@ -373,6 +381,7 @@ async fn poll_lag(
         if let Ok(info) = events.consumer_info(&consumer).await {
             path.stats.set_pending(info.num_pending);
         }
+        path.in_hand.prune(OffsetDateTime::now_utc());
         tokio::select! {
             () = tokio::time::sleep(LAG_POLL) => {}
             () = stop.cancelled() => return,
@@ -599,7 +608,7 @@ impl Supervisor {
                 namespace: self.namespace.clone(),
                 raw: self.raw.clone(),
                 keepalive_interval: config.ack_wait / 3,
-                first_failures: DashMap::new(),
+                in_hand: Default::default(),
                 stats: DeliveryStats::default(),
                 metrics: PathMetrics::new(plugin.as_str(), &name),
             });

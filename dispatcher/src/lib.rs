@@ -17,6 +17,7 @@ pub mod auth;
 pub mod consumer;
 pub mod dead_letter;
 mod dispatcher;
+pub mod explain;
 pub mod local_nats;
 pub mod pipeline;
 pub mod pull;

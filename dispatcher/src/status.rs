@@ -242,6 +242,38 @@ impl StatusBoard {
             .collect())
     }
 
+    /// The instances whose heartbeat is at most [`STALE_AFTER`] old (by nats-server's clock
+    /// for the write, this machine's for now), sorted.
+    ///
+    /// # Errors
+    /// A [`StatusError`] when the bucket cannot be read.
+    pub async fn live_instances(&self) -> Result<Vec<String>, StatusError> {
+        let keys: Vec<String> = self
+            .store
+            .keys()
+            .await
+            .map_err(|e| self.error("list", e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.error("list", e))?;
+        let now = OffsetDateTime::now_utc();
+        let mut alive = Vec::new();
+        for key in keys.iter().filter(|key| key.starts_with(ALIVE)) {
+            let Ok(Some(entry)) = self.store.entry(key).await else {
+                continue;
+            };
+            if let Ok(heartbeat) = serde_json::from_slice::<Heartbeat>(&entry.value) {
+                let age = Duration::try_from(now - entry.created).unwrap_or(Duration::ZERO);
+                if age <= STALE_AFTER {
+                    alive.push(heartbeat.instance);
+                }
+            }
+        }
+        alive.sort();
+        alive.dedup();
+        Ok(alive)
+    }
+
     fn error(&self, action: &'static str, reason: impl std::fmt::Display) -> StatusError {
         StatusError {
             bucket: self.bucket.clone(),

@@ -329,6 +329,21 @@ impl EventBuilder {
     /// a line break; [`EncodeError::Body`] when the data cannot be encoded.
     pub fn build<T: TypedEvent>(self, data: &T) -> Result<Event, EncodeError> {
         let event_type = EventType::new(T::TYPE).map_err(EncodeError::BadType)?;
+        self.build_as(event_type, T::SCHEMA_VERSION, data)
+    }
+
+    /// Encodes `data` as an event of a type known only at run time (a command-line tool, a
+    /// bridge from another system), and finishes the event.
+    ///
+    /// # Errors
+    /// [`EncodeError::BadAttribute`] when the source, subject or dataschema is empty or holds
+    /// a line break; [`EncodeError::Body`] when the data cannot be encoded.
+    pub fn build_as<T: Serialize + ?Sized>(
+        self,
+        event_type: EventType,
+        schema_version: Version,
+        data: &T,
+    ) -> Result<Event, EncodeError> {
         let source = checked_text("source", &self.source)?;
         let subject = self
             .subject
@@ -350,7 +365,7 @@ impl EventBuilder {
                 id: self.id.unwrap_or_else(EventId::generate),
                 source,
                 event_type,
-                schema_version: T::SCHEMA_VERSION,
+                schema_version,
                 tenant: self.tenant,
                 time: Some(self.time.unwrap_or_else(OffsetDateTime::now_utc)),
                 subject,

@@ -11,17 +11,15 @@ use switchyard_dispatcher::redrive::{
     DeadLetterFilter, DeadLetterRecord, DeadLetterSummary, DeadLetters, OriginalForm, Selection,
 };
 use switchyard_schemas::{header as ce, ContentType, PluginId};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs, OutputArgs};
+use crate::render::{decode_whole, parse_plugin_id, parse_time, preview, render_body, timestamp};
 use crate::table::render_table;
 
 /// Reasons longer than this are cut in `dlq list`; `dlq show` prints them whole.
 const REASON_WIDTH: usize = 60;
-/// How much of a body that is neither JSON nor MessagePack `dlq show` prints.
-const PREVIEW_BYTES: usize = 512;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DlqCommand {
@@ -111,25 +109,6 @@ pub(crate) struct PurgeArgs {
     /// Delete every dead letter of the plugin (required when no sequence is given).
     #[arg(long, conflicts_with = "sequences")]
     all: bool,
-}
-
-fn parse_plugin_id(raw: &str) -> Result<PluginId, String> {
-    PluginId::new(raw).map_err(|e| e.to_string())
-}
-
-/// An RFC 3339 time, or a duration meaning "that long ago".
-fn parse_time(raw: &str) -> Result<OffsetDateTime, String> {
-    if let Ok(time) = OffsetDateTime::parse(raw, &Rfc3339) {
-        return Ok(time);
-    }
-    let ago = humantime::parse_duration(raw).map_err(|_| {
-        format!(
-            "`{raw}` is neither an RFC 3339 time (2026-11-22T10:00:00Z) nor a duration ago (1h, 30m)"
-        )
-    })?;
-    OffsetDateTime::now_utc()
-        .checked_sub(time::Duration::try_from(ago).map_err(|e| e.to_string())?)
-        .ok_or_else(|| format!("`{raw}` ago is before the year -9999"))
 }
 
 pub(crate) async fn run(command: DlqCommand) -> Result<(), CliError> {
@@ -429,54 +408,6 @@ fn describe(record: &DeadLetterRecord) -> String {
     out
 }
 
-/// The body as pretty JSON when it decodes as its content type says, else a preview.
-fn render_body(content_type: Option<&str>, body: &[u8]) -> String {
-    let decoded = content_type
-        .and_then(ContentType::parse)
-        .and_then(|ct| decode_whole(ct, body));
-    match decoded.and_then(|value| serde_json::to_string_pretty(&value).ok()) {
-        Some(pretty) => pretty,
-        None => preview(body),
-    }
-}
-
-/// Decodes the body as a JSON value, only when all of it is one value: MessagePack readers
-/// stop after the first value, so a body of garbage could otherwise pass for a small number.
-fn decode_whole(content_type: ContentType, body: &[u8]) -> Option<serde_json::Value> {
-    let value: serde_json::Value = content_type.decode(body).ok()?;
-    if content_type == ContentType::MessagePack {
-        // Re-encoding gives the shortest form; a body that is longer held more than the value
-        // (or used a longer encoding), and is shown raw rather than misread.
-        let again = content_type.encode(&value).ok()?;
-        if again.len() != body.len() {
-            return None;
-        }
-    }
-    Some(value)
-}
-
-/// Text shown escaped, anything else in hex; at most [`PREVIEW_BYTES`] of it.
-fn preview(body: &[u8]) -> String {
-    let shown = &body[..body.len().min(PREVIEW_BYTES)];
-    let mut out = match std::str::from_utf8(shown) {
-        Ok(text) => text.escape_debug().to_string(),
-        Err(_) => shown
-            .chunks(16)
-            .map(|line| {
-                line.iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    };
-    if body.len() > shown.len() {
-        let _ = write!(out, "\n... ({} more bytes)", body.len() - shown.len());
-    }
-    out
-}
-
 async fn replay(args: ReplayArgs) -> Result<(), CliError> {
     let dead_letters = open(&args.nats, &args.namespace).await?;
     let selection = if args.sequences.is_empty() {
@@ -527,15 +458,6 @@ fn join(sequences: &[u64]) -> String {
         .join(" ")
 }
 
-/// A time in UTC to the second: enough to tell failures apart on a terminal.
-fn timestamp(time: OffsetDateTime) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time.to_offset(time::UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_else(|_| time.to_string())
-}
-
 /// At most `width` characters, the last one `…` when text was cut.
 fn cut(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
@@ -551,47 +473,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_are_rfc3339_or_a_duration_ago() {
-        assert_eq!(
-            parse_time("2026-11-22T10:00:00Z").unwrap(),
-            time::macros::datetime!(2026-11-22 10:00 UTC)
-        );
-        let an_hour_ago = parse_time("1h").unwrap();
-        let expected = OffsetDateTime::now_utc() - time::Duration::hours(1);
-        assert!((an_hour_ago - expected).abs() < time::Duration::seconds(5));
-        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
-    }
-
-    #[test]
     fn long_reasons_are_cut_with_a_mark() {
         assert_eq!(cut("short", 10), "short");
         let long = cut(&"x".repeat(100), REASON_WIDTH);
         assert_eq!(long.chars().count(), REASON_WIDTH);
         assert!(long.ends_with('…'));
-    }
-
-    #[test]
-    fn bodies_are_pretty_json_when_they_decode_whole_else_previewed() {
-        let msgpack = ContentType::MessagePack
-            .encode(&serde_json::json!({"n": 3}))
-            .unwrap();
-        assert_eq!(
-            render_body(Some("application/msgpack"), &msgpack),
-            "{\n  \"n\": 3\n}"
-        );
-        assert_eq!(
-            render_body(Some("application/json"), br#"{"n":3}"#),
-            "{\n  \"n\": 3\n}"
-        );
-        // `g` alone is a valid MessagePack number; the rest must not be hidden.
-        assert_eq!(
-            render_body(Some("application/msgpack"), b"garbage"),
-            "garbage"
-        );
-        assert_eq!(render_body(None, b"line\none"), "line\\none");
-        assert_eq!(render_body(None, &[0xff, 0x00, 0x10]), "ff 00 10");
-        let big = vec![b'a'; PREVIEW_BYTES + 3];
-        assert!(render_body(None, &big).ends_with("... (3 more bytes)"));
     }
 
     #[test]

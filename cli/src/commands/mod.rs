@@ -3,8 +3,11 @@
 mod auth;
 mod dev;
 mod dlq;
+mod events;
+mod explain;
 mod plugins;
 mod probe;
+mod publish;
 mod run;
 mod secrets;
 mod streams;
@@ -43,6 +46,13 @@ enum Command {
     /// List, show, replay and purge dead letters.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Publish events: one, or a paced load.
+    Publish(publish::PublishArgs),
+    /// Watch events as they are stored.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Where an event is for each plugin subscribed to its type, and why.
+    Explain(explain::ExplainArgs),
     /// Broker-enforced plugin rights: generate the server configuration, run the auth callout.
     #[command(subcommand)]
     Auth(auth::AuthCommand),
@@ -170,8 +180,23 @@ pub(crate) enum CliError {
         env: &'static str,
         env_file: &'static str,
     },
+    #[error(
+        "no event with id `{id}` is stored in `{stream}` where the search looked: it was never \
+         stored, or the stream's limits removed it"
+    )]
+    EventNotFound { id: String, stream: String },
+    #[error(transparent)]
+    Explain(#[from] switchyard_dispatcher::explain::ExplainError),
     #[error("cannot encode the JSON output: {0}")]
     Json(#[from] serde_json::Error),
+    /// An argument that parsed but cannot be used, e.g. data that is not JSON.
+    #[error("bad {argument}: {reason}")]
+    BadArgument {
+        argument: &'static str,
+        reason: String,
+    },
+    #[error("cannot build the event: {0}")]
+    Encode(#[from] switchyard_schemas::EncodeError),
     #[error("the URL file `{path}` is empty")]
     EmptyUrlFile { path: PathBuf },
     #[error("{action} `{path}`: {source}")]
@@ -211,6 +236,9 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Streams(command) => streams::run(command).await,
         Command::Plugins(command) => plugins::run(command).await,
         Command::Dlq(command) => dlq::run(command).await,
+        Command::Publish(args) => publish::run(args).await,
+        Command::Events(command) => events::run(command).await,
+        Command::Explain(args) => explain::run(args).await,
         // Boxed: the auth service's future is large, and only this command needs it.
         Command::Auth(command) => Box::pin(auth::run(command)).await,
     }

@@ -156,7 +156,10 @@ pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
     }
 }
 
-async fn open_registry(nats: &NatsArgs, namespace: &NamespaceArgs) -> Result<Registry, CliError> {
+pub(crate) async fn open_registry(
+    nats: &NatsArgs,
+    namespace: &NamespaceArgs,
+) -> Result<Registry, CliError> {
     let client = nats.connect_options()?.connect().await?;
     Ok(Registry::open(&jetstream::new(client), &namespace.prefix).await?)
 }

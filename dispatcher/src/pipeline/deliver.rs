@@ -5,7 +5,6 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, AckKind};
 use async_nats::{HeaderMap, RequestErrorKind};
-use dashmap::DashMap;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
 use switchyard_bus::header;
@@ -59,8 +58,8 @@ pub struct DeliveryPath {
     pub raw: RawReader,
     /// How often a held event's ack wait is extended.
     pub keepalive_interval: Duration,
-    /// When each failing event first failed here, by stream sequence.
-    pub first_failures: DashMap<u64, OffsetDateTime>,
+    /// The events held here (under way or waiting for a retry), by stream sequence.
+    pub in_hand: super::in_hand::InHand,
     /// Counters of the settled deliveries.
     pub stats: super::stats::DeliveryStats,
     /// The subscription's OpenTelemetry instruments.
@@ -140,7 +139,19 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
             attributes
         },
     );
+    path.in_hand.attempting(sequence, attempt);
     let settled = process(path, &message, sequence, attempt, &cx).await;
+    match &settled {
+        Settled::Acked | Settled::DeadLettered { .. } => {
+            path.in_hand.settled(sequence);
+        }
+        // Marked as waiting where the retry was decided, with its reason.
+        Settled::Retried { .. } => {}
+        Settled::Unsettled => path.in_hand.unsettled(
+            sequence,
+            path.subscription.policy.timeout + crate::consumer::ACK_WAIT_MARGIN,
+        ),
+    }
     telemetry::record(&cx, || {
         let mut attributes = vec![KeyValue::new(attr::OUTCOME, settled.name())];
         if let Settled::DeadLettered { code } = &settled {
@@ -208,6 +219,8 @@ async fn process(
             return dead_letter(path, message, sequence, attempt, code, reason, cx).await;
         }
         Sent::Unsent(reason) => {
+            path.in_hand
+                .retrying(sequence, REQUEST_FAILURE_RETRY, codes::NOT_SENT, &reason);
             let (event_id, trace_id) = ids(message, cx);
             tracing::warn!(plugin = %path.plugin, %reason, event_id, %trace_id, sequence, "request failed; redelivering");
             return settle(message, AckKind::Nak(Some(REQUEST_FAILURE_RETRY)), || {
@@ -225,21 +238,14 @@ async fn process(
         &path.subscription.policy,
         rand::random::<f64>(),
     ) {
-        Action::Ack => {
-            // Only an event that failed here before has an entry; the first attempt has none.
-            if attempt > 1 {
-                path.first_failures.remove(&sequence);
-            }
-            settle(message, AckKind::Ack, || Settled::Acked).await
-        }
+        Action::Ack => settle(message, AckKind::Ack, || Settled::Acked).await,
         Action::Retry {
             delay,
             code,
             reason,
         } => {
-            path.first_failures
-                .entry(sequence)
-                .or_insert_with(OffsetDateTime::now_utc);
+            path.in_hand
+                .retrying(sequence, delay, code.as_str(), &reason);
             let (event_id, trace_id) = ids(message, cx);
             tracing::debug!(plugin = %path.plugin, %code, %reason, ?delay, attempt, event_id, %trace_id, "retrying later");
             settle(message, AckKind::Nak(Some(delay)), || Settled::Retried {
@@ -462,11 +468,7 @@ async fn write_dead_letter(
     cx: &opentelemetry::Context,
 ) -> Settled {
     let now = OffsetDateTime::now_utc();
-    let first_failure = path
-        .first_failures
-        .get(&sequence)
-        .map(|t| *t)
-        .unwrap_or(now);
+    let first_failure = path.in_hand.first_failed_at(sequence).unwrap_or(now);
     let failure = Failure {
         plugin: path.plugin.clone(),
         subscription: path.subscription.name.to_string(),
@@ -499,7 +501,6 @@ async fn write_dead_letter(
     match written {
         Ok(_) => {
             path.metrics.dead_letter(code.as_str());
-            path.first_failures.remove(&sequence);
             let (event_id, trace_id) = ids(message, cx);
             tracing::info!(plugin = %path.plugin, %code, sequence, event_id, %trace_id, "dead-lettered");
             settle(message, AckKind::Ack, || Settled::DeadLettered { code }).await
@@ -508,6 +509,12 @@ async fn write_dead_letter(
             // The original stays un-acked and comes back: nothing is lost.
             let (event_id, trace_id) = ids(message, cx);
             tracing::error!(%error, event_id, %trace_id, "dead letter not stored; the event will come back");
+            path.in_hand.retrying(
+                sequence,
+                DEAD_LETTER_RETRY,
+                code.as_str(),
+                &format!("its dead letter was not stored: {error}"),
+            );
             settle(message, AckKind::Nak(Some(DEAD_LETTER_RETRY)), || {
                 Settled::Unsettled
             })

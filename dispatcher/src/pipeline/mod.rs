@@ -8,6 +8,7 @@
 pub mod breaker;
 pub mod decision;
 mod deliver;
+pub mod in_hand;
 pub mod keepalive;
 pub mod metrics;
 pub mod presence;
