@@ -294,6 +294,13 @@ fn publish_cells(
         publish(me, "control", ns.worker_hello(other), Refused),
         publish(me, "control", ns.plugin_rights(other), Refused),
         publish(me, "control", format!("{p}.control.registry"), Refused),
+        // Asking the dispatchers which events they hold is for operators only.
+        publish(
+            me,
+            "control",
+            ns.control(crate::explain::held::TOPIC),
+            Refused,
+        ),
         publish(me, "$JS", "$JS.API.INFO".to_owned(), Refused),
         publish(me, "$JS", "$JS.API.STREAM.NAMES".to_owned(), Refused),
         publish(
