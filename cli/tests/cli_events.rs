@@ -386,3 +386,36 @@ max_attempts = 3"#,
         "{missing}"
     );
 }
+
+#[tokio::test]
+async fn an_event_held_by_a_stopped_dispatcher_is_unknown_not_done() {
+    let mut sy = Switchyard::start().await;
+    let url = sy.url();
+    let ns = sy.namespace().clone();
+    sy.register(manifest("slow", "timeout = \"10m\"")).await;
+    let slow = TestWorker::start(&url, &ns, "slow", |_| Behaviour::Ignore).await;
+    let (id, _) = publish(&url, &["--tenant", "acme", "--type", "order.created"]).await;
+    slow.wait_for(1, DEADLINE).await.unwrap();
+    let status = |url: String, id: String| async move {
+        let explanation = json(&switchyard(&url, &["explain", "--json", &id]).await);
+        status_of(&statuses(&explanation), "slow").2.clone()
+    };
+    assert_eq!(status(url.clone(), id.clone()).await["status"], "under_way");
+
+    // Gone without settling the event: JetStream still counts it as sent and un-acked.
+    drop(sy.dispatcher.take());
+    let view = wait_until(DEADLINE, || {
+        let (url, id) = (url.clone(), id.clone());
+        async move { status(url, id).await["status"] == "unknown" }
+    })
+    .await;
+    assert!(view.is_ok(), "{}", status(url.clone(), id.clone()).await);
+    let view = status(url, id).await;
+    assert!(
+        view["why"]
+            .as_str()
+            .unwrap()
+            .contains("not yet acknowledged"),
+        "{view}"
+    );
+}

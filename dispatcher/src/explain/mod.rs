@@ -571,11 +571,13 @@ impl Context<'_> {
             }
             _ => {}
         }
-        if let Some(held) = self.held(plugin, subscription.name.as_str(), sequence) {
-            return Ok(held);
-        }
+        // Below the ack floor first: a dispatcher may still hold an entry for an event another
+        // one settled since.
         if sequence <= info.ack_floor.stream_sequence {
             return Ok(Status::Done);
+        }
+        if let Some(held) = self.held(plugin, subscription.name.as_str(), sequence) {
+            return Ok(held);
         }
         if sequence > info.delivered.stream_sequence {
             return Ok(Status::Pending);
