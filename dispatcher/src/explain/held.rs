@@ -104,6 +104,21 @@ pub(crate) async fn answer(
     }
 }
 
+/// Reads a query from a request's bytes: JSON, at most [`MAX_SEQUENCES`] sequences.
+///
+/// # Errors
+/// Why the bytes are not such a query.
+pub fn read_query(payload: &[u8]) -> Result<HeldQuery, String> {
+    match serde_json::from_slice::<HeldQuery>(payload) {
+        Ok(query) if query.sequences.len() <= MAX_SEQUENCES => Ok(query),
+        Ok(query) => Err(format!(
+            "{} sequences asked about; at most {MAX_SEQUENCES} are answered",
+            query.sequences.len()
+        )),
+        Err(error) => Err(format!("not a held-events query: {error}")),
+    }
+}
+
 /// The answer to one request's bytes.
 fn answer_one(instance: &str, paths: &Paths, payload: &[u8]) -> HeldAnswer {
     let mut answer = HeldAnswer {
@@ -112,17 +127,10 @@ fn answer_one(instance: &str, paths: &Paths, payload: &[u8]) -> HeldAnswer {
         held_per_consumer: BTreeMap::new(),
         error: None,
     };
-    let query = match serde_json::from_slice::<HeldQuery>(payload) {
-        Ok(query) if query.sequences.len() <= MAX_SEQUENCES => query,
-        Ok(query) => {
-            answer.error = Some(format!(
-                "{} sequences asked about; at most {MAX_SEQUENCES} are answered",
-                query.sequences.len()
-            ));
-            return answer;
-        }
+    let query = match read_query(payload) {
+        Ok(query) => query,
         Err(error) => {
-            answer.error = Some(format!("not a held-events query: {error}"));
+            answer.error = Some(error);
             return answer;
         }
     };
