@@ -240,6 +240,17 @@ pub fn redact_password(urls: &str) -> String {
         .join(",")
 }
 
+/// `server.address` and `server.port` of the server `client` is connected to, as the server
+/// announces itself, for telemetry.
+pub fn server_attributes(client: &async_nats::Client) -> [opentelemetry::KeyValue; 2] {
+    use switchyard_schemas::telemetry::attr;
+    let info = client.server_info();
+    [
+        opentelemetry::KeyValue::new(attr::SERVER_ADDRESS, info.host),
+        opentelemetry::KeyValue::new(attr::SERVER_PORT, i64::from(info.port)),
+    ]
+}
+
 #[cfg(test)]
 mod url_tests {
     use super::*;

@@ -35,7 +35,7 @@ mod publish;
 mod streams;
 mod wire;
 
-pub use connect::{redact_password, server_addrs, ConnectError, ConnectOptions};
+pub use connect::{redact_password, server_addrs, server_attributes, ConnectError, ConnectOptions};
 pub use publish::{
     BatchError, PublishError, PublishErrorKind, PublishReceipt, Publisher, DEFAULT_ACK_TIMEOUT,
 };

@@ -89,6 +89,19 @@ pub enum PublishErrorKind {
     Encode,
 }
 
+impl PublishErrorKind {
+    /// A short name for telemetry's `error.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::StreamMissing => "stream_missing",
+            Self::NotAcknowledged => "not_acknowledged",
+            Self::Refused => "refused",
+            Self::Encode => "encode",
+        }
+    }
+}
+
 impl PublishError {
     /// The kind of this error.
     pub fn kind(&self) -> PublishErrorKind {
@@ -269,9 +282,12 @@ impl Publisher {
             &opentelemetry::Context::current(),
             SpanKind::Producer,
             telemetry::span::PUBLISH,
-            &subject,
+            telemetry::Destination::templated(&subject, &self.namespace),
             || {
+                let [address, port] = crate::server_attributes(&self.client);
                 vec![
+                    address,
+                    port,
                     KeyValue::new(attr::MESSAGE_ID, attrs.id.to_string()),
                     KeyValue::new(attr::TENANT, attrs.tenant.to_string()),
                     KeyValue::new(attr::EVENT_TYPE, attrs.event_type.to_string()),
@@ -294,7 +310,7 @@ impl Publisher {
             }),
             Err(err) => {
                 let error = self.classify(err, event, subject);
-                telemetry::fail(&span, || error.to_string());
+                telemetry::fail(&span, error.kind().as_str(), || error.to_string());
                 telemetry::end(&span);
                 Err(error)
             }
@@ -344,7 +360,7 @@ impl PendingAck {
         let span = self.span.clone();
         let result = self.acknowledged().await;
         if let Err(error) = &result {
-            telemetry::fail(&span, || error.to_string());
+            telemetry::fail(&span, error.kind().as_str(), || error.to_string());
         }
         telemetry::end(&span);
         result

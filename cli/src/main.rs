@@ -15,7 +15,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = commands::Cli::parse();
+    let mut args = commands::Cli::parse();
     // RUST_LOG overrides the default; an empty RUST_LOG counts as unset.
     let filter = std::env::var("RUST_LOG")
         .ok()
@@ -41,7 +41,8 @@ async fn main() -> ExitCode {
         None => logs.with_writer(std::io::stderr).init(),
     }
     // Exports traces and metrics only when the OTEL_* environment asks for it.
-    let _telemetry = match switchyard_plugin_sdk::telemetry::init_from_env("switchyard") {
+    let _telemetry = match switchyard_plugin_sdk::telemetry::init_from_env(&args.service_identity())
+    {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("error: {error}");

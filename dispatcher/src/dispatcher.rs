@@ -105,7 +105,7 @@ pub struct Dispatcher {
     /// Flushed at shutdown, so that the last acknowledgements reach the server.
     client: async_nats::Client,
     /// Kept so that their callbacks stay registered while the dispatcher runs.
-    _gauges: [ObservableGauge<u64>; 2],
+    _gauges: [ObservableGauge<u64>; 3],
 }
 
 /// The delivery path of every running (plugin, subscription): its counters and its breaker.
@@ -331,8 +331,8 @@ impl Drop for Dispatcher {
 }
 
 /// The gauges read from every running subscription at each metrics collection: the
-/// consumer's backlog and the circuit state.
-fn register_gauges(paths: &Paths) -> [ObservableGauge<u64>; 2] {
+/// consumer's backlog, the circuit state, and whether workers are present.
+fn register_gauges(paths: &Paths) -> [ObservableGauge<u64>; 3] {
     let meter = global::meter(SCOPE);
     let pending = {
         let paths = Arc::clone(paths);
@@ -363,7 +363,21 @@ fn register_gauges(paths: &Paths) -> [ObservableGauge<u64>; 2] {
             })
             .build()
     };
-    [pending, circuit]
+    let present = {
+        let paths = Arc::clone(paths);
+        meter
+            .u64_observable_gauge(metric::WORKERS_PRESENT)
+            .with_description(
+                "1 while the plugin has a worker answering, 0 while its events are held for lack of one",
+            )
+            .with_callback(move |observer| {
+                for path in paths.iter() {
+                    observer.observe(u64::from(path.presence.is_present()), path.metrics.labels());
+                }
+            })
+            .build()
+    };
+    [pending, circuit, present]
 }
 
 /// How often a subscription's backlog is read from the server.

@@ -119,6 +119,21 @@ pub enum ChannelError {
 }
 
 impl ChannelError {
+    /// A short name of the kind of error, for telemetry's `error.type`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::BadName { .. } => "bad_name",
+            Self::PermissionDenied { .. } => "permission_denied",
+            Self::NoResponders { .. } => "no_responders",
+            Self::Timeout { .. } => "timeout",
+            Self::Remote { .. } => "remote",
+            Self::Codec(_) => "codec",
+            Self::Reply(_) => "reply",
+            Self::NotConnected => "not_connected",
+            Self::Nats { .. } => "nats",
+        }
+    }
+
     fn nats(action: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> Self {
         move |error| Self::Nats {
             action,
@@ -363,18 +378,26 @@ impl Channels {
         Ok((headers, event.data))
     }
 
-    fn start_span(&self, subject: &str, message_type: &'static str) -> opentelemetry::Context {
+    fn start_span(
+        &self,
+        link: &Link,
+        subject: &str,
+        message_type: &'static str,
+    ) -> opentelemetry::Context {
         let tenant = self.tenant.to_string();
         telemetry::start(
             &self.parent,
             SpanKind::Producer,
             telemetry::span::CHANNEL_SEND,
-            subject,
+            telemetry::Destination::templated(subject, &link.namespace),
             || {
-                vec![
+                let mut attributes = vec![
+                    KeyValue::new(attr::PLUGIN, link.plugin.to_string()),
                     KeyValue::new(attr::TENANT, tenant),
                     KeyValue::new(attr::EVENT_TYPE, message_type),
-                ]
+                ];
+                attributes.extend(switchyard_bus::server_attributes(&link.client));
+                attributes
             },
         )
     }
@@ -398,7 +421,7 @@ impl Channels {
         let subject = link
             .namespace
             .channel(&self.tenant, &channel_name(channel)?, &link.plugin);
-        let span = self.start_span(&subject, T::TYPE);
+        let span = self.start_span(link, &subject, T::TYPE);
         let result = async {
             let (headers, body) = self.encode(link, message, &span)?;
             let mark = link.mark();
@@ -437,7 +460,7 @@ impl Channels {
             sender: link.plugin.clone(),
         };
         let subject = link.namespace.channel(&on.tenant, &on.channel, &on.sender);
-        let span = self.start_span(&subject, Req::TYPE);
+        let span = self.start_span(link, &subject, Req::TYPE);
         let result = async {
             let (headers, body) = self.encode(link, message, &span)?;
             // Answers come back where only this plugin may listen, and only the plugins
@@ -476,7 +499,7 @@ impl Channels {
 
 fn finish_span<T>(span: &opentelemetry::Context, result: &Result<T, ChannelError>) {
     if let Err(error) = result {
-        telemetry::fail(span, || error.to_string());
+        telemetry::fail(span, error.kind_name(), || error.to_string());
     }
     telemetry::end(span);
 }
@@ -917,7 +940,7 @@ async fn handle_message(
         &parent,
         SpanKind::Consumer,
         telemetry::span::CHANNEL_RECEIVE,
-        message.subject.as_str(),
+        telemetry::Destination::templated(message.subject.as_str(), &link.namespace),
         || {
             vec![
                 KeyValue::new(attr::PLUGIN, link.plugin.to_string()),
@@ -940,7 +963,7 @@ async fn handle_message(
         .with_context(span.clone())
         .await;
     if let Err(reason) = result {
-        telemetry::fail(&span, || reason.clone());
+        telemetry::fail(&span, "handler_failed", || reason.clone());
         tracing::warn!(plugin = %link.plugin, %channel, %reason, "channel handler failed");
         if context.claim_reply().is_ok() {
             answer_error(link, &on, context.inner.reply.as_deref(), &reason).await;

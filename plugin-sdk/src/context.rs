@@ -52,6 +52,8 @@ impl Context {
             event.type = %attributes.event_type,
             tenant = %attributes.tenant,
             attempt = delivery.attempt,
+            // Filled in by the worker when the delivery is traced.
+            trace_id = tracing::field::Empty,
         );
         Self {
             inner: Arc::new(Inner {

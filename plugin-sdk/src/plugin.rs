@@ -405,6 +405,7 @@ pub(crate) fn handle_duration() -> opentelemetry::metrics::Histogram<f64> {
         .f64_histogram(switchyard_schemas::telemetry::metric::HANDLE_DURATION)
         .with_unit("s")
         .with_description("How long handlers ran, by outcome")
+        .with_boundaries(switchyard_schemas::telemetry::DURATION_BOUNDARIES.to_vec())
         .build()
 }
 

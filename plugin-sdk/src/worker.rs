@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::{HeaderMap, Message};
 use futures::stream::{FusedStream, FuturesUnordered, StreamExt};
@@ -22,6 +22,8 @@ use crate::plugin::{Plugin, PluginError};
 
 /// The code of a delivery whose headers break the protocol.
 const BAD_DELIVERY: &str = "protocol.bad-delivery";
+/// The `error.type` of a handler's retry that gave no code (the dispatcher's code for it).
+const RETRY_WITHOUT_CODE: &str = "handler.retry";
 
 /// What a worker did with one delivery; seen by [`crate::testing`] observers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,21 @@ pub struct Handled {
     pub attempt: u32,
     /// The reply sent.
     pub outcome: Outcome,
+    /// How late a delivery was that arrived after its deadline: its handler was not run and
+    /// no reply was sent (the dispatcher had already counted the attempt as timed out).
+    pub expired: Option<Duration>,
+}
+
+/// How far past its deadline a delivery may arrive and still be handled: room for clocks a
+/// little apart. Keep the dispatcher's and the workers' clocks synchronized (NTP).
+pub(crate) const DEADLINE_ALLOWANCE: Duration = Duration::from_secs(1);
+
+/// How late a delivery is at `now`, when it is past its deadline by more than
+/// [`DEADLINE_ALLOWANCE`].
+fn expired_by(deadline: SystemTime, now: SystemTime) -> Option<Duration> {
+    now.duration_since(deadline)
+        .ok()
+        .filter(|late| *late > DEADLINE_ALLOWANCE)
 }
 
 /// Environment variables [`Plugin::run`] reads.
@@ -63,11 +80,14 @@ impl Plugin {
     pub async fn run(self) -> Result<(), PluginError> {
         self.check()?;
         #[cfg(feature = "otlp")]
-        let _telemetry = crate::telemetry::init_from_env(self.manifest.plugin.id.as_str())
-            .map_err(|e| PluginError::Nats {
-                action: "set up telemetry export",
-                reason: e.to_string(),
-            })?;
+        let _telemetry = crate::telemetry::init_from_env(&crate::telemetry::ServiceIdentity::new(
+            self.manifest.plugin.id.as_str(),
+            self.manifest.plugin.version.to_string(),
+        ))
+        .map_err(|e| PluginError::Nats {
+            action: "set up telemetry export",
+            reason: e.to_string(),
+        })?;
         let settings = crate::connect::WorkerSettings::from_env()?;
         self.run_with(settings, stop_signal()).await
     }
@@ -270,7 +290,32 @@ async fn serve_one(
             Ok(event) => {
                 let id = event.attributes.id.clone();
                 let attempt = info.attempt;
-                let outcome = handle_traced(plugin, &message, lookup, info, event).await;
+                if let Some(late) = expired_by(info.deadline, SystemTime::now()) {
+                    // A worker that was paused (or whose queue was long) gets deliveries the
+                    // dispatcher has already timed out; running them would repeat work the
+                    // retry will do again.
+                    tracing::warn!(
+                        plugin = %info.plugin,
+                        event_id = %id,
+                        attempt,
+                        ?late,
+                        "skipping a delivery past its deadline; the dispatcher retries or dead-letters it"
+                    );
+                    if let Some(observer) = observer {
+                        let _ = observer.send(Handled {
+                            event_id: Some(id),
+                            attempt,
+                            outcome: Outcome::Retry {
+                                after: None,
+                                code: None,
+                                reason: "past its deadline".to_owned(),
+                            },
+                            expired: Some(late),
+                        });
+                    }
+                    return;
+                }
+                let outcome = handle_traced(plugin, client, &message, lookup, info, event).await;
                 (Some(id), attempt, outcome)
             }
         },
@@ -292,6 +337,7 @@ async fn serve_one(
             event_id,
             attempt,
             outcome,
+            expired: None,
         });
     }
 }
@@ -301,6 +347,7 @@ async fn serve_one(
 /// messages it sends continue the trace.
 async fn handle_traced<'h>(
     plugin: &Plugin,
+    client: &async_nats::Client,
     message: &Message,
     lookup: impl Fn(&str) -> Option<&'h str>,
     info: DeliveryInfo,
@@ -311,9 +358,14 @@ async fn handle_traced<'h>(
         &parent,
         SpanKind::Consumer,
         telemetry::span::HANDLE,
-        message.subject.as_str(),
+        telemetry::Destination::new(message.subject.as_str()),
         || {
+            let [address, port] = switchyard_bus::server_attributes(client);
             vec![
+                address,
+                port,
+                // The workers of a plugin share its deliveries as one queue group.
+                KeyValue::new(attr::CONSUMER_GROUP, info.plugin.to_string()),
                 KeyValue::new(attr::PLUGIN, info.plugin.to_string()),
                 KeyValue::new(attr::SUBSCRIPTION, info.subscription.clone()),
                 KeyValue::new(attr::ATTEMPT, i64::from(info.attempt)),
@@ -335,6 +387,17 @@ async fn handle_traced<'h>(
         });
     let context = Context::new(info, event.attributes.clone(), Arc::clone(&plugin.settings))
         .with_channels(plugin.channels_for(&event.attributes.tenant));
+    {
+        use opentelemetry::trace::TraceContextExt;
+        let span = cx.span();
+        let trace = span.span_context();
+        // Log lines inside the handler then lead to the trace.
+        if trace.is_valid() {
+            context
+                .span()
+                .record("trace_id", trace.trace_id().to_string());
+        }
+    }
     let started = std::time::Instant::now();
     let outcome = plugin.handle(event, context).with_context(cx.clone()).await;
     let name = outcome_name(&outcome);
@@ -347,8 +410,14 @@ async fn handle_traced<'h>(
         ],
     );
     telemetry::record(&cx, || vec![KeyValue::new(attr::OUTCOME, name)]);
-    if let Outcome::Failed { reason, .. } | Outcome::Retry { reason, .. } = &outcome {
-        telemetry::fail(&cx, || reason.clone());
+    match &outcome {
+        Outcome::Done => {}
+        Outcome::Failed { code, reason } => telemetry::fail(&cx, code.as_str(), || reason.clone()),
+        Outcome::Retry { code, reason, .. } => telemetry::fail(
+            &cx,
+            code.as_ref().map_or(RETRY_WITHOUT_CODE, ErrorCode::as_str),
+            || reason.clone(),
+        ),
     }
     telemetry::end(&cx);
     outcome

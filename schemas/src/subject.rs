@@ -350,6 +350,28 @@ impl Namespace {
         }
     }
 
+    /// The subject with its tenant token replaced by `{tenant}`, for the subjects that carry a
+    /// tenant (events, replays, dead letters, channels); `None` for others. Telemetry names
+    /// spans by it, so that their number does not grow with the tenants.
+    pub fn destination_template(&self, subject: &str) -> Option<String> {
+        let rest = subject
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('.')?;
+        let mut tokens: Vec<&str> = rest.split('.').collect();
+        // The tenant's position after the prefix, by kind of subject.
+        let position = match tokens.first().copied()? {
+            "events" | "channel" => 1,
+            "dlq" => 2,
+            "redrive" => 3,
+            _ => return None,
+        };
+        if tokens.len() <= position + 1 {
+            return None;
+        }
+        tokens[position] = "{tenant}";
+        Some(format!("{}.{}", self.prefix, tokens.join(".")))
+    }
+
     /// A control-plane subject, e.g. `control("registry")`.
     ///
     /// # Panics
@@ -413,6 +435,29 @@ mod tests {
             "switchyard.dlq.audit.>"
         );
         assert_eq!(ns.control("registry"), "switchyard.control.registry");
+        assert_eq!(
+            ns.destination_template("switchyard.events.acme.order.created")
+                .as_deref(),
+            Some("switchyard.events.{tenant}.order.created")
+        );
+        assert_eq!(
+            ns.destination_template("switchyard.dlq.billing.acme.order.created")
+                .as_deref(),
+            Some("switchyard.dlq.billing.{tenant}.order.created")
+        );
+        assert_eq!(
+            ns.destination_template("switchyard.redrive.billing.orders.acme.order.created")
+                .as_deref(),
+            Some("switchyard.redrive.billing.orders.{tenant}.order.created")
+        );
+        assert_eq!(
+            ns.destination_template("switchyard.channel.acme.alerts.billing")
+                .as_deref(),
+            Some("switchyard.channel.{tenant}.alerts.billing")
+        );
+        assert_eq!(ns.destination_template("switchyard.deliver.billing"), None);
+        assert_eq!(ns.destination_template("switchyard.events.acme"), None);
+        assert_eq!(ns.destination_template("other.events.acme.x"), None);
         let alerts = ChannelName::new("alerts").unwrap();
         assert_eq!(
             ns.channel_filter(None, &alerts, None),

@@ -8,29 +8,35 @@ use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{global, Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
+use crate::Namespace;
+
 /// The instrumentation scope (tracer and meter name) of every Switchyard component.
 pub const SCOPE: &str = "switchyard";
 
 /// Span names. Per the messaging conventions a span is named `{operation} {destination}`;
 /// these are the operation parts, and [`span_name`] joins them.
 pub mod span {
-    /// A service publishes an event (bus). Kind: producer.
-    pub const PUBLISH: &str = "publish";
+    /// A service publishes an event (bus). Kind: producer. (`send`: the messaging
+    /// conventions retired `publish` as an operation type.)
+    pub const PUBLISH: &str = "send";
     /// The dispatcher processes one attempt of one event for one plugin. Kind: consumer.
     pub const DISPATCH: &str = "process";
-    /// The dispatcher sends an attempt to the plugin's workers. Kind: producer.
+    /// The dispatcher sent an attempt to the plugin's workers and it reached one. Kind:
+    /// producer. Recorded once the attempt is answered or times out, so that a try that finds
+    /// no worker leaves no span.
     pub const SEND: &str = "send";
     /// A worker handles a delivery. Kind: consumer.
     pub const HANDLE: &str = "process";
     /// The dispatcher stores a dead letter. Kind: producer.
-    pub const DEAD_LETTER: &str = "publish";
+    pub const DEAD_LETTER: &str = "send";
     /// A plugin sends on a channel. Kind: producer.
     pub const CHANNEL_SEND: &str = "send";
     /// A plugin handles a channel message. Kind: consumer.
     pub const CHANNEL_RECEIVE: &str = "process";
 }
 
-/// `{operation} {destination}`, the span name the messaging conventions ask for.
+/// `{operation} {destination}`, the span name the messaging conventions ask for; the
+/// destination is its template where it has one, so that names stay few.
 pub fn span_name(operation: &str, destination: &str) -> String {
     format!("{operation} {destination}")
 }
@@ -41,7 +47,20 @@ pub mod attr {
     pub const MESSAGING_SYSTEM: &str = "messaging.system";
     /// The subject.
     pub const DESTINATION: &str = "messaging.destination.name";
-    /// `publish`, `receive`, `process`, `send`.
+    /// The subject with its tenant replaced by `{tenant}` (low cardinality), on subjects that
+    /// carry a tenant.
+    pub const DESTINATION_TEMPLATE: &str = "messaging.destination.template";
+    /// The consumer group: the dispatcher's durable consumer (`{plugin}~{subscription}`), or
+    /// the workers' queue group (the plugin id).
+    pub const CONSUMER_GROUP: &str = "messaging.consumer.group.name";
+    /// The NATS server's host, as the server announces itself.
+    pub const SERVER_ADDRESS: &str = "server.address";
+    /// The NATS server's port.
+    pub const SERVER_PORT: &str = "server.port";
+    /// The kind of a failure, on failed spans: an error code (`delivery.timeout`, the
+    /// worker's code) or a short name.
+    pub const ERROR_TYPE: &str = "error.type";
+    /// `send`, `receive`, `process`.
     pub const OPERATION_TYPE: &str = "messaging.operation.type";
     /// The operation's name (same words as the type here).
     pub const OPERATION_NAME: &str = "messaging.operation.name";
@@ -71,8 +90,6 @@ pub mod attr {
 pub mod value {
     /// The messaging system.
     pub const NATS: &str = "nats";
-    /// Operation type: publish.
-    pub const PUBLISH: &str = "publish";
     /// Operation type: process.
     pub const PROCESS: &str = "process";
     /// Operation type: send.
@@ -96,6 +113,9 @@ pub mod metric {
     pub const IN_FLIGHT: &str = "switchyard.deliveries.in_flight";
     /// Counter: dead letters written, by `switchyard.error.code`.
     pub const DEAD_LETTERS: &str = "switchyard.dead_letters";
+    /// Gauge: 1 while the plugin has a worker answering, 0 while the dispatcher holds its
+    /// events for lack of one.
+    pub const WORKERS_PRESENT: &str = "switchyard.workers.present";
     /// Gauge: events in the plugin's consumer not yet delivered (its lag).
     pub const CONSUMER_PENDING: &str = "switchyard.consumer.pending";
     /// Gauge: circuit state, 0 closed, 1 half-open, 2 open.
@@ -108,6 +128,11 @@ pub mod metric {
 pub const ALL_NAMES: &[&str] = &[
     attr::MESSAGING_SYSTEM,
     attr::DESTINATION,
+    attr::DESTINATION_TEMPLATE,
+    attr::CONSUMER_GROUP,
+    attr::SERVER_ADDRESS,
+    attr::SERVER_PORT,
+    attr::ERROR_TYPE,
     attr::OPERATION_TYPE,
     attr::OPERATION_NAME,
     attr::MESSAGE_ID,
@@ -127,30 +152,96 @@ pub const ALL_NAMES: &[&str] = &[
     metric::IN_FLIGHT,
     metric::DEAD_LETTERS,
     metric::CONSUMER_PENDING,
+    metric::WORKERS_PRESENT,
     metric::CIRCUIT_STATE,
     metric::HANDLE_DURATION,
 ];
 
-/// Starts a messaging span (`{operation} {destination}`, with `messaging.system`,
-/// `messaging.destination.name` and `messaging.operation.type`) as a child of `parent`, and
-/// returns the context holding it. `attributes` is called only when the span is recorded, so
-/// with telemetry off or a span sampled out no attribute is built.
+/// Where a span's message goes (or came from): the subject, and the namespace that gives its
+/// low-cardinality template (see [`Namespace::destination_template`]) when it may have one.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// The subject.
+    pub name: &'a str,
+    /// The namespace the subject is in, when it may carry a tenant.
+    pub namespace: Option<&'a Namespace>,
+}
+
+impl<'a> Destination<'a> {
+    /// A subject with no tenant in it (its template would be itself).
+    pub fn new(name: &'a str) -> Self {
+        Self {
+            name,
+            namespace: None,
+        }
+    }
+
+    /// A subject of `namespace` that may carry a tenant.
+    pub fn templated(name: &'a str, namespace: &'a Namespace) -> Self {
+        Self {
+            name,
+            namespace: Some(namespace),
+        }
+    }
+
+    /// The template, when the subject has one. Computed only for recorded spans.
+    pub fn template(&self) -> Option<String> {
+        self.namespace?.destination_template(self.name)
+    }
+}
+
+/// Histogram boundaries (seconds) for durations, as the messaging semantic conventions give
+/// them for `messaging.process.duration`: the SDK's defaults are meant for milliseconds and
+/// would put every sample in the first bucket.
+pub const DURATION_BOUNDARIES: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Starts a messaging span now; see [`start_at`].
 pub fn start(
     parent: &Context,
     kind: SpanKind,
     operation: &'static str,
-    destination: &str,
+    destination: Destination<'_>,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
+) -> Context {
+    start_at(parent, kind, operation, destination, None, attributes)
+}
+
+/// Starts a messaging span (`{operation} {destination template or name}`, with
+/// `messaging.system`, `messaging.destination.name`, `messaging.destination.template` when
+/// there is one, `messaging.operation.type` and `messaging.operation.name`) as a child of
+/// `parent`, starting at `started` (now when `None`), and returns the context holding it.
+/// `attributes` is called only when the span is recorded, so with telemetry off or a span
+/// sampled out no attribute is built.
+pub fn start_at(
+    parent: &Context,
+    kind: SpanKind,
+    operation: &'static str,
+    destination: Destination<'_>,
+    started: Option<std::time::SystemTime>,
     attributes: impl FnOnce() -> Vec<KeyValue>,
 ) -> Context {
     let tracer = global::tracer(SCOPE);
-    let mut span = tracer
-        .span_builder(operation)
-        .with_kind(kind)
-        .start_with_context(&tracer, parent);
+    let mut builder = tracer.span_builder(operation).with_kind(kind);
+    if let Some(started) = started {
+        builder = builder.with_start_time(started);
+    }
+    let mut span = builder.start_with_context(&tracer, parent);
     if span.is_recording() {
-        span.update_name(span_name(operation, destination));
+        let template = destination.template();
+        span.update_name(span_name(
+            operation,
+            template.as_deref().unwrap_or(destination.name),
+        ));
         span.set_attribute(KeyValue::new(attr::MESSAGING_SYSTEM, value::NATS));
-        span.set_attribute(KeyValue::new(attr::DESTINATION, destination.to_owned()));
+        span.set_attribute(KeyValue::new(
+            attr::DESTINATION,
+            destination.name.to_owned(),
+        ));
+        if let Some(template) = template {
+            span.set_attribute(KeyValue::new(attr::DESTINATION_TEMPLATE, template));
+        }
         span.set_attribute(KeyValue::new(attr::OPERATION_TYPE, operation));
         span.set_attribute(KeyValue::new(attr::OPERATION_NAME, operation));
         span.set_attributes(attributes());
@@ -166,10 +257,11 @@ pub fn record(context: &Context, attributes: impl FnOnce() -> Vec<KeyValue>) {
     }
 }
 
-/// Marks the span in `context` as failed, with `reason`.
-pub fn fail(context: &Context, reason: impl FnOnce() -> String) {
+/// Marks the span in `context` as failed: status ERROR with `reason`, and `error.type`.
+pub fn fail(context: &Context, error_type: &str, reason: impl FnOnce() -> String) {
     let span = context.span();
     if span.is_recording() {
+        span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type.to_owned()));
         span.set_status(Status::error(reason()));
     }
 }

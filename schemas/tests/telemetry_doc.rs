@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use switchyard_schemas::telemetry::ALL_NAMES;
 
-/// Every back-quoted `messaging.*` or `switchyard.*` name in the document.
+/// Every back-quoted `messaging.*`, `switchyard.*`, `server.*` or `error.*` name in the
+/// document.
 fn documented_names() -> BTreeSet<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/telemetry.md");
     let text = std::fs::read_to_string(path).expect("docs/telemetry.md exists");
@@ -12,7 +13,9 @@ fn documented_names() -> BTreeSet<String> {
         .skip(1)
         .step_by(2)
         .filter(|name| {
-            (name.starts_with("messaging.") || name.starts_with("switchyard."))
+            ["messaging.", "switchyard.", "server.", "error."]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
                 && name
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || "._".contains(c))

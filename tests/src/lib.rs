@@ -46,6 +46,7 @@ use std::time::Duration;
 mod cli;
 mod cluster;
 mod dispatch;
+pub mod otlp;
 mod python;
 mod raw;
 mod secure;
@@ -56,6 +57,7 @@ mod worker;
 pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
 pub use cluster::TestCluster;
 pub use dispatch::{manifest, OrderCreated, StoredDeadLetter, Switchyard};
+pub use otlp::{Answer, OtlpReceiver, ReceivedMetric, ReceivedSpan};
 pub use python::{python_command, PYTHON_PACKAGES};
 pub use raw::{event_lines, header_block, RawPublisher};
 pub use secure::{

@@ -112,7 +112,7 @@ async fn one_trace_per_event_across_processes_and_documented_metrics() {
 
     let sy = Switchyard::start().await;
     // Workers announce themselves once subscribed; the event is published after all three
-    // did, so that no attempt meets an absent worker (which would add a `send` span).
+    // did, so that every attempt finds its worker at once.
     let watcher = sy.server.client().await;
     let mut hellos = watcher
         .subscribe(sy.namespace().all_worker_hellos())
@@ -148,7 +148,7 @@ async fn one_trace_per_event_across_processes_and_documented_metrics() {
     let id = publish(&sy, 1).await;
     wait_until(DEADLINE, || async {
         let t = trace_of(&spans, &id);
-        t.named("publish switchyard.dlq.gamma.acme.order.created")
+        t.named("send switchyard.dlq.gamma.{tenant}.order.created")
             .len()
             == 1
             && t.named("process switchyard.deliver.alpha").len() == 1
@@ -157,30 +157,51 @@ async fn one_trace_per_event_across_processes_and_documented_metrics() {
     .await
     .expect("every span of the event's trace is exported");
     let t = trace_of(&spans, &id);
-    let publish_span = t.one("publish switchyard.events.acme.order.created", None);
+    let publish_span = t.one("send switchyard.events.{tenant}.order.created", None);
     assert_eq!(
         publish_span.parent_span_id,
         SpanId::INVALID,
         "the trace starts at the publish"
     );
     assert_eq!(text(publish_span, attr::MESSAGING_SYSTEM), "nats");
-    assert_eq!(text(publish_span, attr::OPERATION_TYPE), "publish");
+    assert_eq!(text(publish_span, attr::OPERATION_TYPE), "send");
+    assert_eq!(
+        text(publish_span, attr::DESTINATION),
+        "switchyard.events.acme.order.created"
+    );
+    assert_eq!(
+        text(publish_span, attr::DESTINATION_TEMPLATE),
+        "switchyard.events.{tenant}.order.created"
+    );
+    assert_eq!(text(publish_span, attr::SERVER_ADDRESS), "127.0.0.1");
     for plugin in ["alpha", "beta"] {
-        let dispatch = t.one("process switchyard.events.acme.order.created", Some(plugin));
+        let dispatch = t.one(
+            "process switchyard.events.{tenant}.order.created",
+            Some(plugin),
+        );
         assert_eq!(dispatch.span_kind, SpanKind::Consumer);
         assert_eq!(dispatch.parent_span_id, span_id(publish_span));
         assert_eq!(text(dispatch, attr::ATTEMPT), "1");
         assert_eq!(text(dispatch, attr::OUTCOME), "acked");
         assert_eq!(text(dispatch, attr::MESSAGE_ID), id.as_str());
+        assert_eq!(
+            text(dispatch, attr::CONSUMER_GROUP),
+            format!("{plugin}~orders")
+        );
+        assert_eq!(dispatch.status, opentelemetry::trace::Status::Unset);
         let send = t.one(&format!("send switchyard.deliver.{plugin}"), None);
         assert_eq!(send.span_kind, SpanKind::Producer);
         assert_eq!(send.parent_span_id, span_id(dispatch));
+        assert_eq!(text(send, attr::PLUGIN), plugin);
+        assert_eq!(text(send, attr::SUBSCRIPTION), "orders");
         let handle = t.one(&format!("process switchyard.deliver.{plugin}"), None);
         assert_eq!(
             handle.parent_span_id,
-            span_id(send),
-            "the worker continues the trace"
+            span_id(dispatch),
+            "the worker continues the trace under the attempt"
         );
+        assert!(send.start_time <= handle.start_time && handle.end_time <= send.end_time);
+        assert_eq!(text(handle, attr::CONSUMER_GROUP), plugin);
         assert_eq!(text(handle, attr::PLUGIN), plugin);
         assert_eq!(text(handle, attr::OUTCOME), "done");
         assert_eq!(text(handle, attr::MESSAGING_SYSTEM), "nats");
@@ -188,7 +209,7 @@ async fn one_trace_per_event_across_processes_and_documented_metrics() {
 
     // 2. The retried, then dead-lettered, plugin: every attempt is in the same trace.
     let mut attempts: Vec<_> = t
-        .named("process switchyard.events.acme.order.created")
+        .named("process switchyard.events.{tenant}.order.created")
         .into_iter()
         .filter(|s| text(s, attr::PLUGIN) == "gamma")
         .collect();
@@ -207,11 +228,31 @@ async fn one_trace_per_event_across_processes_and_documented_metrics() {
     );
     for attempt in &attempts {
         assert_eq!(attempt.parent_span_id, span_id(publish_span));
+        // Every failed attempt is an error in the trace, with its kind.
+        assert!(
+            matches!(attempt.status, opentelemetry::trace::Status::Error { .. }),
+            "{:?}",
+            attempt.status
+        );
+        assert_eq!(text(attempt, attr::ERROR_TYPE), "handler.retry");
     }
-    let dead_letter = t.one("publish switchyard.dlq.gamma.acme.order.created", None);
+    let dead_letter = t.one("send switchyard.dlq.gamma.{tenant}.order.created", None);
     assert_eq!(dead_letter.parent_span_id, span_id(attempts[2]));
     assert_eq!(text(dead_letter, attr::ERROR_CODE), "handler.retry");
-    assert_eq!(t.named("process switchyard.deliver.gamma").len(), 3);
+    assert_eq!(text(dead_letter, attr::PLUGIN), "gamma");
+    assert_eq!(text(dead_letter, attr::SUBSCRIPTION), "orders");
+    let handles = t.named("process switchyard.deliver.gamma");
+    assert_eq!(handles.len(), 3);
+    for handle in handles {
+        assert!(matches!(
+            handle.status,
+            opentelemetry::trace::Status::Error { .. }
+        ));
+        assert_eq!(text(handle, attr::ERROR_TYPE), "handler.retry");
+    }
+    for send in t.named("send switchyard.deliver.gamma") {
+        assert_eq!(text(send, attr::ERROR_TYPE), "handler.retry");
+    }
 
     // 3. What is emitted is what docs/telemetry.md lists.
     meters.force_flush().unwrap();
@@ -236,6 +277,7 @@ async fn one_trace_per_event_across_processes_and_documented_metrics() {
         metric::IN_FLIGHT,
         metric::DEAD_LETTERS,
         metric::CONSUMER_PENDING,
+        metric::WORKERS_PRESENT,
         metric::CIRCUIT_STATE,
         metric::HANDLE_DURATION,
     ] {

@@ -218,6 +218,19 @@ impl CliError {
 }
 
 impl Cli {
+    /// Who this process is in its telemetry: `switchyard` at this version, and for `run` the
+    /// dispatcher's instance name as `service.instance.id`.
+    pub(crate) fn service_identity(&mut self) -> switchyard_plugin_sdk::telemetry::ServiceIdentity {
+        let identity = switchyard_plugin_sdk::telemetry::ServiceIdentity::new(
+            "switchyard",
+            env!("CARGO_PKG_VERSION"),
+        );
+        match &mut self.command {
+            Command::Run(args) => identity.with_instance_id(args.settle_instance()),
+            _ => identity,
+        }
+    }
+
     /// Where the command's logs go when not to stderr: `switchyard dev` writes them into its
     /// data directory, since its live view owns the terminal.
     pub(crate) fn log_file(&self) -> Option<PathBuf> {

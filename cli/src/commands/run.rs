@@ -32,6 +32,16 @@ pub(crate) struct RunArgs {
     instance: Option<String>,
 }
 
+impl RunArgs {
+    /// This dispatcher's instance name, settled once so that the status reports and the
+    /// telemetry resource (`service.instance.id`) name the same instance.
+    pub(crate) fn settle_instance(&mut self) -> String {
+        self.instance
+            .get_or_insert_with(|| DispatcherConfig::default().instance)
+            .clone()
+    }
+}
+
 pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     let options = args.nats.connect_options()?;
     let client = options.connect().await?;

@@ -75,6 +75,19 @@ impl AttemptResult {
         }
     }
 
+    /// The kind of failure for telemetry's `error.type` (an error code), `None` on success.
+    pub fn error_type(&self) -> Option<&str> {
+        match self {
+            AttemptResult::Replied(Outcome::Done) => None,
+            AttemptResult::Replied(Outcome::Failed { code, .. }) => Some(code.as_str()),
+            AttemptResult::Replied(Outcome::Retry { code, .. }) => {
+                Some(code.as_ref().map_or(codes::RETRY, |code| code.as_str()))
+            }
+            AttemptResult::TimedOut => Some(codes::TIMEOUT),
+            AttemptResult::BadReply(_) => Some(codes::BAD_REPLY),
+        }
+    }
+
     /// Whether the worker handled the event (for the circuit breaker).
     pub fn is_success(&self) -> bool {
         matches!(self, AttemptResult::Replied(Outcome::Done))

@@ -129,9 +129,14 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
         &parent,
         SpanKind::Consumer,
         telemetry::span::DISPATCH,
-        message.subject.as_str(),
+        telemetry::Destination::templated(message.subject.as_str(), &path.namespace),
         || {
             let mut attributes = path.metrics.labels().to_vec();
+            attributes.extend(switchyard_bus::server_attributes(path.replies.client()));
+            attributes.push(KeyValue::new(
+                attr::CONSUMER_GROUP,
+                crate::consumer::consumer_name(&path.plugin, path.subscription.name.as_str()),
+            ));
             attributes.push(KeyValue::new(attr::ATTEMPT, i64::from(attempt)));
             if let Some(id) = headers.and_then(|h| header(h, ce::ID)) {
                 attributes.push(KeyValue::new(attr::MESSAGE_ID, id.to_owned()));
@@ -159,6 +164,26 @@ pub async fn deliver(path: &DeliveryPath, message: jetstream::Message) -> Settle
         }
         attributes
     });
+    // A failed attempt is an error in the trace, whatever follows it.
+    match &settled {
+        Settled::Acked => {}
+        Settled::DeadLettered { code } => {
+            telemetry::fail(&cx, code.as_str(), || format!("dead-lettered: {code}"));
+        }
+        Settled::Retried { delay } => {
+            let last = path
+                .in_hand
+                .get(sequence)
+                .and_then(|held| held.last_failure);
+            let code = last.as_ref().map_or(codes::RETRY, |f| f.code.as_str());
+            telemetry::fail(&cx, code, || format!("retried in {delay:?}"));
+        }
+        Settled::Unsettled => {
+            telemetry::fail(&cx, "unsettled", || {
+                "not settled; JetStream redelivers it after its ack wait".to_owned()
+            });
+        }
+    }
     telemetry::end(&cx);
     path.metrics.settled(&settled);
     settled
@@ -272,11 +297,16 @@ async fn attempt_delivery(
     loop {
         path.presence.wait_present().await;
         let admission = path.breaker.admit().await;
-        if let Some(rate) = &path.rate {
-            path.metrics.rate_limit_wait(rate.acquire().await);
-        }
+        let waited = match &path.rate {
+            Some(rate) => Some(rate.acquire().await),
+            None => None,
+        };
         match request(path, message, headers, sequence, attempt, cx).await {
             Ok(result) => {
+                // Only a try that reached a worker is an attempt, with its wait.
+                if let Some(waited) = waited {
+                    path.metrics.rate_limit_wait(waited);
+                }
                 admission.record(result.is_success());
                 path.presence.mark_present();
                 return Sent::Result(result);
@@ -318,19 +348,14 @@ async fn request(
         stream_sequence: sequence,
     };
     let subject = &path.delivery_subject;
-    let send = telemetry::start(
-        cx,
-        SpanKind::Producer,
-        telemetry::span::SEND,
-        subject.as_str(),
-        || vec![KeyValue::new(attr::ATTEMPT, i64::from(attempt))],
-    );
     let mut headers = headers.cloned().unwrap_or_default();
     headers.insert(DELIVERY_HEADER, info.header_value());
-    // The worker's span becomes a child of this send (replacing the publisher's context).
-    telemetry::inject(&send, |name, value| {
+    // The worker's span becomes a child of this attempt (replacing the publisher's context).
+    // Not of the `send` span: that one is recorded only once the attempt reached a worker.
+    telemetry::inject(cx, |name, value| {
         headers.insert(name, value);
     });
+    let sent_at = SystemTime::now();
     let started = std::time::Instant::now();
     let sent = path.replies.request(
         &path.plugin,
@@ -346,10 +371,40 @@ async fn request(
     };
     if let Ok(result) = &result {
         path.metrics.attempt(started.elapsed(), result.name());
-        telemetry::record(&send, || vec![KeyValue::new(attr::OUTCOME, result.name())]);
+        record_send(path, cx, sent_at, attempt, result);
+    }
+    result
+}
+
+/// Records the `send` span of an attempt that reached a worker, from when it was sent until
+/// now.
+fn record_send(
+    path: &DeliveryPath,
+    cx: &opentelemetry::Context,
+    sent_at: SystemTime,
+    attempt: u32,
+    result: &AttemptResult,
+) {
+    let send = telemetry::start_at(
+        cx,
+        SpanKind::Producer,
+        telemetry::span::SEND,
+        telemetry::Destination::new(path.delivery_subject.as_str()),
+        Some(sent_at),
+        || {
+            let mut attributes = path.metrics.labels().to_vec();
+            attributes.extend(switchyard_bus::server_attributes(path.replies.client()));
+            attributes.push(KeyValue::new(attr::ATTEMPT, i64::from(attempt)));
+            attributes.push(KeyValue::new(attr::OUTCOME, result.name()));
+            attributes
+        },
+    );
+    if let Some(error_type) = result.error_type() {
+        telemetry::fail(&send, error_type, || {
+            format!("attempt {attempt}: {}", result.name())
+        });
     }
     telemetry::end(&send);
-    result
 }
 
 fn read_reply(headers: Option<&HeaderMap>, body: &[u8]) -> AttemptResult {
@@ -485,17 +540,18 @@ async fn write_dead_letter(
         cx,
         SpanKind::Producer,
         telemetry::span::DEAD_LETTER,
-        &subject,
+        telemetry::Destination::templated(&subject, &path.namespace),
         || {
-            vec![
-                KeyValue::new(attr::ERROR_CODE, failure.code.to_string()),
-                KeyValue::new(attr::ATTEMPT, i64::from(attempt)),
-            ]
+            let mut attributes = path.metrics.labels().to_vec();
+            attributes.extend(switchyard_bus::server_attributes(path.replies.client()));
+            attributes.push(KeyValue::new(attr::ERROR_CODE, failure.code.to_string()));
+            attributes.push(KeyValue::new(attr::ATTEMPT, i64::from(attempt)));
+            attributes
         },
     );
     let written = path.dead_letters.write(original, &failure).await;
     if let Err(error) = &written {
-        telemetry::fail(&span, || error.to_string());
+        telemetry::fail(&span, "dead_letter_not_stored", || error.to_string());
     }
     telemetry::end(&span);
     match written {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
 use opentelemetry::{global, KeyValue};
-use switchyard_schemas::telemetry::{attr, metric, SCOPE};
+use switchyard_schemas::telemetry::{attr, metric, DURATION_BOUNDARIES, SCOPE};
 
 use super::deliver::Settled;
 
@@ -40,11 +40,13 @@ impl PathMetrics {
                 .f64_histogram(metric::HANDLER_DURATION)
                 .with_unit("s")
                 .with_description("From sending an attempt to its reply")
+                .with_boundaries(DURATION_BOUNDARIES.to_vec())
                 .build(),
             rate_limit_wait: meter
                 .f64_histogram(metric::RATE_LIMIT_WAIT)
                 .with_unit("s")
                 .with_description("Time an attempt waited for the rate limiter")
+                .with_boundaries(DURATION_BOUNDARIES.to_vec())
                 .build(),
             in_flight: meter
                 .i64_up_down_counter(metric::IN_FLIGHT)

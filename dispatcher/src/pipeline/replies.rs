@@ -82,6 +82,11 @@ impl Replies {
         })
     }
 
+    /// The connection requests go out on.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
     /// Sends a request to `subject` (a delivery or a probe to `plugin`'s workers) and waits
     /// up to `timeout` for its answer.
     ///
