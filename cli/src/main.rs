@@ -9,6 +9,7 @@ mod commands;
 mod render;
 mod table;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -20,7 +21,10 @@ async fn main() -> ExitCode {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|value| !value.trim().is_empty())
-        .unwrap_or_else(|| "warn,switchyard_dispatcher=info".to_owned());
+        // The telemetry module at info: its recoveries close the warnings it logged.
+        .unwrap_or_else(|| {
+            "warn,switchyard_dispatcher=info,switchyard_plugin_sdk::telemetry=info".to_owned()
+        });
     let logs =
         tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter));
     match args.log_file() {
@@ -38,7 +42,11 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        None => logs.with_writer(std::io::stderr).init(),
+        // Colours only on a terminal: a journal, a file or a pipe gets plain text.
+        None => logs
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
     }
     // Exports traces and metrics only when the OTEL_* environment asks for it.
     let _telemetry = match switchyard_plugin_sdk::telemetry::init_from_env(&args.service_identity())

@@ -3,139 +3,18 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchyard_schemas::delivery::{ErrorCode, Outcome};
 use switchyard_schemas::EventId;
-use switchyard_tests::{manifest, wait_until, Behaviour, Switchyard, TestWorker};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
+use switchyard_tests::{
+    manifest, wait_until, Behaviour, RunningDispatcher, Switchyard, TestWorker,
+};
+use tokio::process::Command;
 
 const DEADLINE: Duration = Duration::from_secs(15);
-
-/// A running `switchyard run`, killed when dropped (also while a failing test unwinds), with
-/// what it printed so far.
-struct RunningDispatcher {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    /// The tasks copying the two outputs; they end when the child closes its pipes.
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl RunningDispatcher {
-    /// Starts `switchyard run --url <url> <args>` and waits until it says it is running.
-    async fn start(url: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("run")
-            .args(["--url", url])
-            .args(args)
-            .env_remove("SWITCHYARD_PREFIX")
-            .env_remove("SWITCHYARD_NATS_CREDS")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("switchyard run starts");
-        let (stdout, stdout_reader) = collect(child.stdout.take().expect("piped stdout"));
-        let (stderr, stderr_reader) = collect(child.stderr.take().expect("piped stderr"));
-        let running = Self {
-            child,
-            stdout,
-            stderr,
-            readers: vec![stdout_reader, stderr_reader],
-        };
-        if wait_until(DEADLINE, || async {
-            running.stdout().contains("running on")
-        })
-        .await
-        .is_err()
-        {
-            panic!("switchyard run did not start:\n{}", running.output());
-        }
-        running
-    }
-
-    fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    /// Both outputs, for failure messages.
-    fn output(&self) -> String {
-        format!(
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout(),
-            self.stderr.lock().unwrap()
-        )
-    }
-
-    /// Sends SIGTERM, as a service manager stopping it would.
-    async fn terminate(&self) {
-        self.signal("-TERM").await;
-    }
-
-    /// Sends a signal with `kill`, e.g. `-STOP` to freeze it and `-CONT` to thaw it.
-    async fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("still running");
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .await
-            .expect("running kill");
-        assert!(status.success(), "kill {signal} {pid} failed");
-    }
-
-    /// Sends SIGKILL: a crash, with no chance to finish anything.
-    async fn crash(&mut self) {
-        self.child.kill().await.expect("SIGKILL the dispatcher");
-    }
-
-    /// Waits for the process to exit and for its last output lines to be read: the exit can
-    /// be seen before the reader tasks have copied what was written just before it.
-    async fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let exited = async {
-            let status = self.child.wait().await.expect("waiting for switchyard run");
-            for reader in self.readers.drain(..) {
-                reader.await.expect("output reader task");
-            }
-            status
-        };
-        match tokio::time::timeout(timeout, exited).await {
-            Ok(status) => status,
-            Err(_) => panic!(
-                "switchyard run did not exit and close its output within {timeout:?}:\n{}",
-                self.output()
-            ),
-        }
-    }
-}
-
-impl Drop for RunningDispatcher {
-    fn drop(&mut self) {
-        // Already gone when the test waited for it; otherwise this kills it.
-        let _ = self.child.start_kill();
-    }
-}
-
-/// Reads `from` line by line into a shared string until it closes; the task ends then.
-fn collect(from: impl AsyncRead + Unpin + Send + 'static) -> (Arc<Mutex<String>>, JoinHandle<()>) {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&text);
-    let reader = tokio::spawn(async move {
-        let mut lines = BufReader::new(from).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let mut text = sink.lock().unwrap();
-            text.push_str(&line);
-            text.push('\n');
-        }
-    });
-    (text, reader)
-}
+/// The binary under test.
+const SWITCHYARD: &str = env!("CARGO_BIN_EXE_switchyard");
 
 /// How many messages the dead-letter stream holds.
 async fn dead_letter_count(sy: &Switchyard) -> u64 {
@@ -155,7 +34,8 @@ async fn dead_letter_count(sy: &Switchyard) -> u64 {
 #[tokio::test]
 async fn sigterm_stops_run_cleanly() {
     let sy = Switchyard::without_dispatcher().await;
-    let mut run = RunningDispatcher::start(&sy.url(), &["--shutdown-grace", "5s"]).await;
+    let mut run =
+        RunningDispatcher::start(SWITCHYARD, &sy.url(), &["--shutdown-grace", "5s"]).await;
     // It works before it is stopped: registering a plugin creates its consumer.
     sy.register(manifest("audit", "")).await;
 
@@ -185,7 +65,7 @@ async fn a_dispatcher_killed_while_dead_lettering_loses_nothing_and_duplicates_n
     let sy = Switchyard::without_dispatcher().await;
     // Every event fails: the breaker must not pause deliveries for its cooldown.
     let no_breaker = ["--breaker-failures", "100000"];
-    let mut first = RunningDispatcher::start(&sy.url(), &no_breaker).await;
+    let mut first = RunningDispatcher::start(SWITCHYARD, &sy.url(), &no_breaker).await;
     // The faster events flow, the likelier a freeze lands in the window; the rate limit keeps
     // enough of them waiting for the next try. A 1 s timeout gives an 11 s ack wait: what the
     // killed dispatcher held comes back after that.
@@ -234,7 +114,7 @@ async fn a_dispatcher_killed_while_dead_lettering_loses_nothing_and_duplicates_n
         .map(|l| (l.failure.stream_sequence, l.event.unwrap().attributes.id))
         .collect();
 
-    let second = RunningDispatcher::start(&sy.url(), &no_breaker).await;
+    let second = RunningDispatcher::start(SWITCHYARD, &sy.url(), &no_breaker).await;
     wait_until(Duration::from_secs(25), || async {
         sy.consumer_backlog("audit").await == (0, 0)
     })
@@ -320,7 +200,8 @@ async fn run_help_describes_the_shutdown_grace_and_the_breaker() {
 #[tokio::test]
 async fn sigterm_stops_run_even_when_nats_server_is_unreachable() {
     let mut sy = Switchyard::without_dispatcher().await;
-    let mut run = RunningDispatcher::start(&sy.url(), &["--shutdown-grace", "1s"]).await;
+    let mut run =
+        RunningDispatcher::start(SWITCHYARD, &sy.url(), &["--shutdown-grace", "1s"]).await;
     sy.register(manifest("audit", "")).await;
     sy.server.server_mut().kill().expect("nats-server killed");
 
@@ -371,11 +252,13 @@ async fn reported_dispatchers(sy: &Switchyard, plugin: &str) -> Vec<(String, boo
 async fn plugins_status_drops_a_stopped_dispatcher_and_marks_a_killed_one_gone() {
     let sy = Switchyard::without_dispatcher().await;
     let mut stopped = RunningDispatcher::start(
+        SWITCHYARD,
         &sy.url(),
         &["--instance", "stopped", "--shutdown-grace", "2s"],
     )
     .await;
-    let mut killed = RunningDispatcher::start(&sy.url(), &["--instance", "killed"]).await;
+    let mut killed =
+        RunningDispatcher::start(SWITCHYARD, &sy.url(), &["--instance", "killed"]).await;
     sy.register(manifest("audit", "")).await;
     let both = vec![("killed".to_owned(), false), ("stopped".to_owned(), false)];
     wait_until(DEADLINE, || async {

@@ -275,14 +275,25 @@ impl<E> Reported<E> {
             }
             Err(error) => {
                 let now = Instant::now();
-                if failures.failed(now) {
-                    let failing_for = failures.since.map(|since| now.duration_since(since));
+                if !failures.failed(now) {
+                    return;
+                }
+                if failures.count == 1 {
+                    tracing::warn!(
+                        signal = self.signal,
+                        %error,
+                        "telemetry export failed; what it held is lost (logged again at most every minute while it fails)"
+                    );
+                } else {
+                    let failing_for = failures
+                        .since
+                        .map_or(0, |since| now.duration_since(since).as_secs());
                     tracing::warn!(
                         signal = self.signal,
                         %error,
                         failed_exports = failures.count,
-                        ?failing_for,
-                        "telemetry export failed; what it held is lost (logged again at most every minute while it fails)"
+                        failing_for_secs = failing_for,
+                        "telemetry export still failing; what those exports held is lost"
                     );
                 }
             }

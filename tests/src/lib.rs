@@ -47,6 +47,7 @@ mod cli;
 mod cluster;
 mod dispatch;
 pub mod otlp;
+mod process;
 mod python;
 mod raw;
 mod secure;
@@ -58,6 +59,7 @@ pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
 pub use cluster::TestCluster;
 pub use dispatch::{manifest, OrderCreated, StoredDeadLetter, Switchyard};
 pub use otlp::{Answer, OtlpReceiver, ReceivedMetric, ReceivedSpan};
+pub use process::RunningDispatcher;
 pub use python::{python_command, PYTHON_PACKAGES};
 pub use raw::{event_lines, header_block, RawPublisher};
 pub use secure::{

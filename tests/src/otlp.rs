@@ -72,6 +72,8 @@ struct Received {
 struct Shared {
     answer: Mutex<Answer>,
     received: Mutex<Received>,
+    /// Requests answered with 503.
+    refused: std::sync::atomic::AtomicUsize,
 }
 
 /// The receiver; dropping it stops the server.
@@ -97,6 +99,7 @@ impl OtlpReceiver {
         let shared = Arc::new(Shared {
             answer: Mutex::new(Answer::Accept),
             received: Mutex::new(Received::default()),
+            refused: std::sync::atomic::AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v1/traces", post(traces))
@@ -141,6 +144,13 @@ impl OtlpReceiver {
         self.shared.received.lock().unwrap().content_types.clone()
     }
 
+    /// How many requests were refused (answered 503) so far.
+    pub fn refused(&self) -> usize {
+        self.shared
+            .refused
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Requests that could not be decoded, with why.
     pub fn undecodable(&self) -> Vec<String> {
         self.shared.received.lock().unwrap().undecodable.clone()
@@ -176,7 +186,12 @@ async fn respond(shared: &Shared) -> StatusCode {
     let answer = *shared.answer.lock().unwrap();
     match answer {
         Answer::Accept => StatusCode::OK,
-        Answer::Refuse => StatusCode::SERVICE_UNAVAILABLE,
+        Answer::Refuse => {
+            shared
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Answer::Hang => std::future::pending().await,
     }
 }
