@@ -312,3 +312,89 @@ async fn events_flow_again_after_a_server_restart() {
         "{settled:?}"
     );
 }
+
+/// A delivery that reaches the worker after its deadline (the worker was paused, or its queue
+/// was long) is skipped: the dispatcher has already timed that attempt out.
+#[tokio::test]
+async fn a_delivery_past_its_deadline_is_skipped_and_a_timely_one_handled() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let mut bed = bed(plugin().on(move |_: Job, _| {
+        let counted = Arc::clone(&counted);
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }))
+    .await;
+    // Raw requests, as the dispatcher sends them, straight to the delivery subject.
+    let client = async_nats::connect(bed.url()).await.unwrap();
+    let subject = bed
+        .namespace()
+        .delivery(&switchyard_schemas::PluginId::new("jobs").unwrap());
+    let delivery = |deadline: std::time::SystemTime| {
+        let event = switchyard_schemas::Event::builder(
+            switchyard_schemas::Tenant::new("acme").unwrap(),
+            "urn:test",
+        )
+        .build(&job(1, Action::Succeed))
+        .unwrap();
+        let info = switchyard_schemas::delivery::DeliveryInfo {
+            attempt: 1,
+            max_attempts: 3,
+            deadline,
+            timeout: Duration::from_secs(5),
+            plugin: switchyard_schemas::PluginId::new("jobs").unwrap(),
+            subscription: "queued".to_owned(),
+            stream_sequence: 1,
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in event.headers() {
+            headers.insert(name, value.as_str());
+        }
+        headers.insert(
+            switchyard_schemas::delivery::header::DELIVERY,
+            info.header_value().as_str(),
+        );
+        (headers, event.data)
+    };
+
+    let (headers, body) = delivery(std::time::SystemTime::now() - Duration::from_secs(30));
+    let late = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.request_with_headers(subject.clone(), headers, body),
+    )
+    .await;
+    assert!(
+        late.is_err() || late.as_ref().is_ok_and(Result::is_err),
+        "a late delivery gets no reply: {late:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "its handler did not run");
+    let skipped = bed.outcomes().to_vec();
+    assert_eq!(skipped.len(), 1);
+    assert!(
+        skipped[0]
+            .expired
+            .is_some_and(|late| late >= Duration::from_secs(29)),
+        "{skipped:?}"
+    );
+
+    let (headers, body) = delivery(std::time::SystemTime::now() + Duration::from_secs(5));
+    let reply = client
+        .request_with_headers(subject, headers, body)
+        .await
+        .expect("a timely delivery is answered");
+    let outcome = Outcome::from_reply(
+        |name| {
+            reply
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str())
+        },
+        &reply.payload,
+    )
+    .unwrap();
+    assert_eq!(outcome, Outcome::Done);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
