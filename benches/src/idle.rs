@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use switchyard_bus::Bus;
-use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
+use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
 
 use crate::proc_stat::{rss_bytes, CpuMeter, Pid};

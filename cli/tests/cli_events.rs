@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use switchyard_dispatcher::registry::{Registration, TenantScope};
+use switchyard_control::registry::{Registration, TenantScope};
 use switchyard_schemas::delivery::{ErrorCode, Outcome};
 use switchyard_schemas::Tenant;
 use switchyard_tests::{

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use switchyard_dispatcher::registry::{Registry, TenantScope};
+use switchyard_control::registry::{Registry, TenantScope};
 use switchyard_schemas::{Namespace, PluginId};
 use switchyard_tests::{failed, run_switchyard, stdout, succeeded, TestServer};
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-use switchyard_dispatcher::registry::{Registration, TenantScope};
+use switchyard_control::registry::{Registration, TenantScope};
 use switchyard_schemas::delivery::{ErrorCode, Outcome};
 use switchyard_schemas::telemetry::{attr, metric, DURATION_BOUNDARIES};
 use switchyard_tests::otlp::find;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{deliver, DeliveryPath};
 use crate::pull::{Pull, Pulled};
-use crate::registry::TenantScope;
+use switchyard_control::registry::TenantScope;
 
 /// Added to the per-attempt timeout to get the consumer's ack wait: time for the ack itself
 /// and for writing a dead letter.
@@ -67,7 +67,7 @@ pub fn filter_subjects(
 /// The JetStream configuration of a subscription's consumer, starting at `start_sequence`
 /// (the registration's; see [`Registration::start_sequence`]) when it is new.
 ///
-/// [`Registration::start_sequence`]: crate::registry::Registration::start_sequence
+/// [`Registration::start_sequence`]: switchyard_control::registry::Registration::start_sequence
 pub fn consumer_config(
     namespace: &Namespace,
     plugin: &PluginId,

@@ -26,7 +26,7 @@ use crate::pipeline::replies::Replies;
 use crate::pipeline::stats::{DeliveryStats, StatsSnapshot};
 use crate::pipeline::DeliveryPath;
 use crate::raw::RawReader;
-use crate::registry::{Registration, Registry, RegistryChange, RegistryError, TenantScope};
+use switchyard_control::registry::{Registration, Registry, RegistryChange, RegistryError, TenantScope};
 use crate::status::{CircuitReport, StatusBoard, StatusError, HEARTBEAT, REFRESH};
 use opentelemetry::global;
 use opentelemetry::metrics::ObservableGauge;

@@ -7,13 +7,13 @@
 //! - [`pipeline`] holds the pieces of the delivery path, each with one job: rate limit,
 //!   circuit breaker, keep-alive, worker presence, the retry/dead-letter decision.
 //! - [`dead_letter`] writes dead letters; [`redrive`] lists, shows, replays and purges them.
-//! - [`registry`] keeps plugin registrations in a JetStream key-value bucket; [`status`] holds
-//!   what dispatchers report to operators (circuit states).
+//! - [`status`] holds what dispatchers report to operators (circuit states); [`explain`] says
+//!   where an event is for each plugin.
 //! - [`local_nats`] finds, installs and runs a local nats-server (the embedded default, tests).
-//! - [`auth`] is the control plane of broker-enforced plugin rights: the nats-server auth
-//!   callout, plugin credentials, and disconnecting connections whose rights changed.
+//!
+//! The registry of plugins and broker-enforced rights are the control plane's
+//! (`switchyard-control`).
 
-pub mod auth;
 pub mod consumer;
 pub mod dead_letter;
 mod dispatcher;
@@ -23,7 +23,6 @@ pub mod pipeline;
 pub mod pull;
 pub mod raw;
 pub mod redrive;
-pub mod registry;
 pub mod status;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig, DispatcherError, SubscriptionStats};

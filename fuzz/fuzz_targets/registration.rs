@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchyard_dispatcher::registry::Registration;
+use switchyard_control::registry::Registration;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(registration) = serde_json::from_slice::<Registration>(data) {

@@ -30,7 +30,7 @@ use switchyard_bus::{decode_event, Bus};
 use switchyard_dispatcher::consumer::consumer_name;
 use switchyard_dispatcher::dead_letter::Failure;
 use switchyard_dispatcher::local_nats::{LocalNatsServer, ServerError, ServerOptions};
-use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
+use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
 use switchyard_schemas::{Event, EventId, Namespace, Tenant, TypedEvent};
 use tempfile::TempDir;

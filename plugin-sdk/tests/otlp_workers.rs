@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
-use switchyard_dispatcher::registry::{Registration, TenantScope};
+use switchyard_control::registry::{Registration, TenantScope};
 use switchyard_plugin_sdk::{Event, Manifest, Tenant, TypedEvent, Version};
 use switchyard_schemas::telemetry::attr;
 use switchyard_tests::{OtlpReceiver, ReceivedSpan, Switchyard};

@@ -372,6 +372,12 @@ impl Namespace {
         Some(format!("{}.{}", self.prefix, tokens.join(".")))
     }
 
+    /// The subject on which `switchyard explain` asks the running dispatchers which events they
+    /// hold; operators only (no plugin is granted it).
+    pub fn explain_requests(&self) -> String {
+        self.control("explain")
+    }
+
     /// A control-plane subject, e.g. `control("registry")`.
     ///
     /// # Panics

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use async_nats::{ConnectError, Event as NatsEvent, ServerError};
 use switchyard_bus::Bus;
-use switchyard_dispatcher::auth::{
+use switchyard_control::auth::{
     AuthConfig, AuthService, AuthSetup, CredentialStore, PluginSecret, XKey,
 };
-use switchyard_dispatcher::registry::{Registration, Registry, TenantScope};
+use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
 use switchyard_schemas::{Manifest, Namespace, PluginId};
 use tokio::sync::Notify;

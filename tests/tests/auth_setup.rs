@@ -14,10 +14,10 @@ use async_nats::Subscriber;
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
 use futures::StreamExt;
 use switchyard_bus::Bus;
-use switchyard_dispatcher::auth::{
+use switchyard_control::auth::{
     AuthConfig, AuthService, AuthSetup, CALLOUT_SUBJECT, SERVER_XKEY_HEADER,
 };
-use switchyard_dispatcher::registry::TenantScope;
+use switchyard_control::registry::TenantScope;
 use switchyard_schemas::Manifest;
 use switchyard_tests::{
     round_trip, wait_until, Sealing, SecuredSwitchyard, TestConfig, TestServer,
@@ -228,7 +228,7 @@ async fn the_callout_refuses_a_trusted_logins_name_even_when_the_server_sends_it
         .collect();
     let server = TestServer::with_config_refusing_anonymous(TestConfig::text(config)).await;
     let url = server.url();
-    let trusted = |login: &switchyard_dispatcher::auth::Login| {
+    let trusted = |login: &switchyard_control::auth::Login| {
         let options = switchyard_bus::ConnectOptions::new(login.url(&url));
         async move { options.connect().await }
     };

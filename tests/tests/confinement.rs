@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use switchyard_dispatcher::auth::probe::{self, ProbeOptions};
-use switchyard_dispatcher::registry::TenantScope;
+use switchyard_control::auth::probe::{self, ProbeOptions};
+use switchyard_control::registry::TenantScope;
 use switchyard_schemas::{Manifest, Tenant};
 use switchyard_tests::{round_trip, wait_until, OrderCreated, SecuredSwitchyard};
 use tokio::time::timeout;

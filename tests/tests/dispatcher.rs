@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use switchyard_dispatcher::registry::{Registration, TenantScope};
+use switchyard_control::registry::{Registration, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
 use switchyard_schemas::delivery::Outcome;
 use switchyard_schemas::manifest::Manifest;

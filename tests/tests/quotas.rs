@@ -16,7 +16,7 @@ use bytes::Bytes;
 use data_encoding::BASE64URL_NOPAD;
 use futures::StreamExt;
 use serde_json::Value;
-use switchyard_dispatcher::registry::TenantScope;
+use switchyard_control::registry::TenantScope;
 use switchyard_schemas::{Manifest, Tenant};
 use switchyard_tests::{round_trip, wait_until, RawPlugin, Sealing, SecuredSwitchyard};
 use tokio::time::timeout;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::StorageType;
 use futures::{Stream, StreamExt};
-use switchyard_dispatcher::registry::{
+use switchyard_control::registry::{
     bucket_name, Registration, Registry, RegistryChange, RegistryError, RegistryOptions,
     TenantScope, HISTORY,
 };

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_nats::{HeaderMap, Subscriber};
 use futures::StreamExt;
-use switchyard_dispatcher::registry::TenantScope;
+use switchyard_control::registry::TenantScope;
 use switchyard_plugin_sdk::{
     ChannelContext, ChannelError, Context, Plugin, TypedEvent, Version, WorkerSettings,
 };

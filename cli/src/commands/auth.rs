@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use switchyard_dispatcher::auth::{
+use switchyard_control::auth::{
     issuer_from_seed, xkey_from_seed, AuthConfig, AuthService, AuthSetup, Listen, Login, TlsFiles,
     MIN_QUOTA_INTERVAL,
 };
@@ -91,7 +91,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_AUTH_XKEY_SEED_FILE")]
     xkey_seed_file: Option<PathBuf>,
     /// The account plugins are placed in (`auth_callout { account }`, where the streams are).
-    #[arg(long, default_value = switchyard_dispatcher::auth::DEFAULT_ACCOUNT)]
+    #[arg(long, default_value = switchyard_control::auth::DEFAULT_ACCOUNT)]
     account: String,
     /// A system-account login URL (`nats://system:…@host:4222`), to disconnect plugin
     /// connections whose rights changed [env: SWITCHYARD_AUTH_SYSTEM_URL]. Prefer

@@ -6,7 +6,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use futures::StreamExt;
 use serde::Serialize;
 use switchyard_bus::{decode_event, Bus};
-use switchyard_dispatcher::registry::Registration;
+use switchyard_control::registry::Registration;
 use switchyard_schemas::{EventPattern, Namespace, PluginId, Tenant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use switchyard_bus::{ConnectError, ConnectOptions, ProvisionError, PublishError};
 use switchyard_dispatcher::local_nats::ServerError;
-use switchyard_dispatcher::registry::{EmptyTenantScope, RegistryError};
+use switchyard_control::registry::{EmptyTenantScope, RegistryError};
 use switchyard_schemas::manifest::ManifestLoadError;
 use switchyard_schemas::PluginId;
 
@@ -164,7 +164,7 @@ pub(crate) enum CliError {
     #[error(transparent)]
     TenantScope(#[from] EmptyTenantScope),
     #[error(transparent)]
-    Auth(#[from] switchyard_dispatcher::auth::AuthError),
+    Auth(#[from] switchyard_control::auth::AuthError),
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
     NotRegistered { plugin: PluginId, bucket: String },
     #[error("the probe found {failed} of {total} cells failing: a plugin can get past its rights")]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use switchyard_dispatcher::auth::probe::{self, ProbeOptions};
+use switchyard_control::auth::probe::{self, ProbeOptions};
 
 use super::streams::NamespaceArgs;
 use super::{CliError, NatsArgs};

@@ -7,8 +7,8 @@ use async_nats::jetstream::stream::{DiscardPolicy, StorageType};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use switchyard_bus::{set_replicas, stream_name, Bus, Provisioned, StreamSettings, Streams};
-use switchyard_dispatcher::auth::CredentialStore;
-use switchyard_dispatcher::registry::{Registry, RegistryOptions};
+use switchyard_control::auth::CredentialStore;
+use switchyard_control::registry::{Registry, RegistryOptions};
 use switchyard_dispatcher::status::StatusBoard;
 use switchyard_schemas::Namespace;
 

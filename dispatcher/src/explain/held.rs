@@ -22,8 +22,6 @@ use crate::consumer::consumer_name;
 use crate::pipeline::in_hand::Held;
 use crate::pipeline::DeliveryPath;
 
-/// The control topic: `{prefix}.control.explain`.
-pub const TOPIC: &str = "explain";
 /// The most sequences one request may ask about; a larger request is answered with an error.
 pub const MAX_SEQUENCES: usize = 256;
 
@@ -76,7 +74,7 @@ pub(crate) async fn answer(
     paths: Paths,
     stop: CancellationToken,
 ) {
-    let mut requests = match client.subscribe(namespace.control(TOPIC)).await {
+    let mut requests = match client.subscribe(namespace.explain_requests()).await {
         Ok(requests) => requests,
         Err(error) => {
             tracing::warn!(%error, "cannot answer explain requests");

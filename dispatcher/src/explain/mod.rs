@@ -28,7 +28,7 @@ use crate::consumer::consumer_name;
 use crate::pipeline::decision::codes;
 use crate::pipeline::in_hand::{HeldState, LastFailure};
 use crate::redrive::{DeadLetterFilter, DeadLetters};
-use crate::registry::{Registration, Registry};
+use switchyard_control::registry::{Registration, Registry};
 use crate::status::StatusBoard;
 
 /// The most stored copies of one id that are explained (the event and its replays).
@@ -170,7 +170,7 @@ pub enum ExplainError {
     },
     /// The registry could not be read.
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] switchyard_control::registry::RegistryError),
     /// The dead letters could not be read.
     #[error(transparent)]
     DeadLetters(#[from] crate::redrive::RedriveError),
@@ -392,7 +392,7 @@ async fn ask_dispatchers(bus: &Bus, sequences: &[u64]) -> Result<Answers, Explai
     for query in &queries {
         client
             .publish_with_reply(
-                bus.namespace().control(held::TOPIC),
+                bus.namespace().explain_requests(),
                 inbox.clone(),
                 query.clone().into(),
             )

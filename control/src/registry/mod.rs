@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! use futures::StreamExt;
-//! use switchyard_dispatcher::registry::{Registration, Registry, RegistryChange, TenantScope};
+//! use switchyard_control::registry::{Registration, Registry, RegistryChange, TenantScope};
 //! use switchyard_schemas::{Manifest, Namespace};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -28,7 +28,7 @@
 //! # Examples
 //!
 //! ```no_run
-//! use switchyard_dispatcher::auth::{AuthConfig, AuthService};
+//! use switchyard_control::auth::{AuthConfig, AuthService};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let seed = std::fs::read_to_string("/etc/switchyard/issuer.nk")?;

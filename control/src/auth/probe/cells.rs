@@ -298,7 +298,7 @@ fn publish_cells(
         publish(
             me,
             "control",
-            ns.control(crate::explain::held::TOPIC),
+            ns.explain_requests(),
             Refused,
         ),
         publish(me, "$JS", "$JS.API.INFO".to_owned(), Refused),

@@ -1,0 +1,11 @@
+//! The control plane of Switchyard: what decides who may do what, apart from the delivery
+//! path.
+//!
+//! - [`registry`]: the registered plugins (manifest, tenants, enabled), in a JetStream
+//!   key-value bucket every dispatcher watches.
+//! - [`auth`]: broker-enforced rights: the auth callout that gives each plugin exactly its
+//!   subjects, plugin credentials, quotas, the server configuration, and the probe that
+//!   proves the rights from outside (docs/security.md).
+
+pub mod auth;
+pub mod registry;
