@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use switchyard_bus::{Bus, Publisher};
+use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::consumer::consumer_name;
 use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
-use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
 use switchyard_plugin_sdk::{Context, HandlerError, HandlerResult, Plugin, PluginError};
 use switchyard_schemas::delivery::header as dh;

@@ -8,4 +8,5 @@
 //!   proves the rights from outside (docs/security.md).
 
 pub mod auth;
+pub mod lifecycle;
 pub mod registry;

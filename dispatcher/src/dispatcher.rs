@@ -26,10 +26,12 @@ use crate::pipeline::replies::Replies;
 use crate::pipeline::stats::{DeliveryStats, StatsSnapshot};
 use crate::pipeline::DeliveryPath;
 use crate::raw::RawReader;
-use switchyard_control::registry::{Registration, Registry, RegistryChange, RegistryError, TenantScope};
 use crate::status::{CircuitReport, StatusBoard, StatusError, HEARTBEAT, REFRESH};
 use opentelemetry::global;
 use opentelemetry::metrics::ObservableGauge;
+use switchyard_control::registry::{
+    Registration, Registry, RegistryChange, RegistryError, TenantScope,
+};
 use switchyard_schemas::telemetry::{metric, SCOPE};
 use time::OffsetDateTime;
 

@@ -27,10 +27,10 @@
 use std::time::Duration;
 
 use switchyard_bus::{decode_event, Bus};
+use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::consumer::consumer_name;
 use switchyard_dispatcher::dead_letter::Failure;
 use switchyard_dispatcher::local_nats::{LocalNatsServer, ServerError, ServerOptions};
-use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
 use switchyard_schemas::{Event, EventId, Namespace, Tenant, TypedEvent};
 use tempfile::TempDir;

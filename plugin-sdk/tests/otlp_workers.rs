@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
 use switchyard_control::registry::{Registration, TenantScope};
+use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
 use switchyard_plugin_sdk::{Event, Manifest, Tenant, TypedEvent, Version};
 use switchyard_schemas::telemetry::attr;
 use switchyard_tests::{OtlpReceiver, ReceivedSpan, Switchyard};

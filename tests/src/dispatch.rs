@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use switchyard_bus::{decode_event, Bus, Publisher};
+use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::dead_letter::Failure;
 use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
-use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
 use switchyard_schemas::manifest::Manifest;
 use switchyard_schemas::semver::Version;

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use switchyard_bus::{ConnectError, ConnectOptions, ProvisionError, PublishError};
-use switchyard_dispatcher::local_nats::ServerError;
 use switchyard_control::registry::{EmptyTenantScope, RegistryError};
+use switchyard_dispatcher::local_nats::ServerError;
 use switchyard_schemas::manifest::ManifestLoadError;
 use switchyard_schemas::PluginId;
 
@@ -165,6 +165,9 @@ pub(crate) enum CliError {
     TenantScope(#[from] EmptyTenantScope),
     #[error(transparent)]
     Auth(#[from] switchyard_control::auth::AuthError),
+    /// A lifecycle change refused for compatibility: every problem, one per line.
+    #[error("refused {what}:\n{problems}")]
+    Incompatible { what: String, problems: String },
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
     NotRegistered { plugin: PluginId, bucket: String },
     #[error("the probe found {failed} of {total} cells failing: a plugin can get past its rights")]

@@ -8,9 +8,10 @@ use futures::StreamExt;
 use serde::Serialize;
 use switchyard_bus::Streams;
 use switchyard_control::auth::CredentialStore;
+use switchyard_control::lifecycle::compat;
+use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::consumer::consumer_name;
 use switchyard_dispatcher::pipeline::breaker::CircuitState;
-use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::status::{worst, SeenReport, StatusBoard, STALE_AFTER};
 use switchyard_schemas::{Manifest, Namespace, PluginId, Tenant};
 use time::format_description::well_known::Rfc3339;
@@ -29,18 +30,27 @@ pub(crate) enum PluginsCommand {
     /// and nothing is written. Name the tenants whose events the plugin receives with
     /// `--tenant` (repeatable), or give `--all-tenants`. Adding an id that is already
     /// registered replaces its registration; the bucket keeps earlier revisions.
+    ///
+    /// Refused, naming the manifest line at fault, when its `core` range does not admit this
+    /// Switchyard, a plugin it `requires` is missing or outside the range, it `conflicts`
+    /// with an installed plugin (or one conflicts with it), an installed plugin requires it
+    /// in a range the new version leaves, or it is older than the installed version (unless
+    /// `--allow-downgrade`).
     Add(AddArgs),
     /// Remove a plugin's registration; the dispatcher stops delivering to it, and its
     /// credential is revoked.
     ///
-    /// Fails when no plugin with this id is registered under the prefix.
+    /// Fails when no plugin with this id is registered under the prefix, and when installed
+    /// plugins require it (listed), unless `--cascade` removes them too.
     Remove(RemoveArgs),
     /// Enable a disabled plugin: its events flow again, and (with broker-enforced rights)
     /// its workers may connect again.
-    Enable(RemoveArgs),
+    ///
+    /// Refused while a plugin it requires is missing, outside the range, or disabled.
+    Enable(PluginArgs),
     /// Disable a plugin without removing it: the dispatcher holds its events, and (with
     /// broker-enforced rights, docs/security.md) its workers are disconnected and refused.
-    Disable(RemoveArgs),
+    Disable(PluginArgs),
     /// Issue a new secret for a registered plugin's workers and print it (as
     /// `SWITCHYARD_PLUGIN_TOKEN=...`), or write it to a file with `--out`; any earlier secret
     /// stops working, and connections made with it are closed. Only a digest is stored: the
@@ -93,6 +103,9 @@ pub(crate) struct AddArgs {
     /// Deliver the events of every tenant, including tenants that appear later.
     #[arg(long)]
     all_tenants: bool,
+    /// Accept a version older than the one installed.
+    #[arg(long)]
+    allow_downgrade: bool,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +115,21 @@ pub(crate) struct RemoveArgs {
     #[command(flatten)]
     namespace: NamespaceArgs,
     /// The id of the plugin to remove.
+    #[arg(value_parser = parse_plugin_id)]
+    plugin: PluginId,
+    /// Also remove every installed plugin that requires it, directly or not (dependents
+    /// first).
+    #[arg(long)]
+    cascade: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PluginArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    /// The plugin's id.
     #[arg(value_parser = parse_plugin_id)]
     plugin: PluginId,
 }
@@ -167,15 +195,27 @@ pub(crate) async fn open_registry(
 async fn add(args: AddArgs) -> Result<(), CliError> {
     // The manifest is checked before connecting, so a bad one is refused even with no server.
     let manifest = Manifest::from_path(&args.manifest)?;
+    // Read again for the lines of a refusal; a file changed in between only moves them.
+    let source = std::fs::read_to_string(&args.manifest).unwrap_or_default();
     let tenants = if args.all_tenants {
         TenantScope::All
     } else {
         // clap's group makes sure there is at least one `--tenant` here.
         TenantScope::only(args.tenants)?
     };
-    let registration = Registration::new(manifest, tenants);
     let registry = open_registry(&args.nats, &args.namespace).await?;
-    let previous = registry.get(registration.plugin_id()).await?;
+    let installed = registry.list().await?;
+    compat::check_install(
+        &manifest,
+        &installed,
+        &compat::core_version(),
+        args.allow_downgrade,
+    )
+    .map_err(|refused| incompatible(&args.manifest, &source, &refused))?;
+    let registration = Registration::new(manifest, tenants);
+    let previous = installed
+        .into_iter()
+        .find(|r| r.plugin_id() == registration.plugin_id());
     let revision = registry.put(&registration).await?;
     let info = &registration.manifest.plugin;
     let verb = if previous.is_some() {
@@ -198,39 +238,92 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
     let client = args.nats.connect_options()?.connect().await?;
     let js = jetstream::new(client);
     let registry = Registry::open(&js, &args.namespace.prefix).await?;
-    if registry.remove(&args.plugin).await? {
-        println!("removed {}", args.plugin);
-        // A plugin added again later gets a new secret.
-        if let Some(credentials) =
-            CredentialStore::open_existing(&js, &args.namespace.prefix).await?
-        {
-            if credentials.revoke(&args.plugin).await? {
-                println!("revoked the credential of {}", args.plugin);
-            }
-        }
-        Ok(())
-    } else {
-        Err(CliError::NotRegistered {
+    let installed = registry.list().await?;
+    if !installed.iter().any(|r| r.plugin_id() == &args.plugin) {
+        return Err(CliError::NotRegistered {
             plugin: args.plugin,
             bucket: registry.bucket().to_owned(),
+        });
+    }
+    let order = if args.cascade {
+        compat::removal_order(&args.plugin, &installed)
+    } else {
+        compat::check_removal(&args.plugin, &installed).map_err(|refused| {
+            CliError::Incompatible {
+                what: format!(
+                    "removing {} (give --cascade to remove them too)",
+                    args.plugin
+                ),
+                problems: refused.to_string(),
+            }
+        })?;
+        vec![args.plugin.clone()]
+    };
+    let credentials = CredentialStore::open_existing(&js, &args.namespace.prefix).await?;
+    for plugin in order {
+        if registry.remove(&plugin).await? {
+            println!("removed {plugin}");
+        }
+        // A plugin added again later gets a new secret.
+        if let Some(credentials) = &credentials {
+            if credentials.revoke(&plugin).await? {
+                println!("revoked the credential of {plugin}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A refusal of `path`'s manifest: each problem on its own line, with the line of the key at
+/// fault.
+fn incompatible(
+    path: &std::path::Path,
+    source: &str,
+    refused: &compat::Incompatibilities,
+) -> CliError {
+    let problems = refused
+        .0
+        .iter()
+        .map(|problem| {
+            let at = problem.key().map(|key| {
+                match switchyard_schemas::manifest::key_line(source, &key) {
+                    Some(line) => format!("{}:{line}: {key}: ", path.display()),
+                    None => format!("{}: {key}: ", path.display()),
+                }
+            });
+            format!("{}{problem}", at.unwrap_or_default())
         })
+        .collect::<Vec<_>>()
+        .join("\n");
+    CliError::Incompatible {
+        what: format!("installing `{}`", path.display()),
+        problems,
     }
 }
 
-async fn set_enabled(args: RemoveArgs, enabled: bool) -> Result<(), CliError> {
+async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
     let registry = open_registry(&args.nats, &args.namespace).await?;
-    let mut registration =
-        registry
-            .get(&args.plugin)
-            .await?
-            .ok_or_else(|| CliError::NotRegistered {
-                plugin: args.plugin.clone(),
-                bucket: registry.bucket().to_owned(),
-            })?;
+    let installed = registry.list().await?;
+    let mut registration = installed
+        .iter()
+        .find(|r| r.plugin_id() == &args.plugin)
+        .cloned()
+        .ok_or_else(|| CliError::NotRegistered {
+            plugin: args.plugin.clone(),
+            bucket: registry.bucket().to_owned(),
+        })?;
     let verb = if enabled { "enabled" } else { "disabled" };
     if registration.enabled == enabled {
         println!("{} is {verb} already", args.plugin);
         return Ok(());
+    }
+    if enabled {
+        compat::check_enable(&registration, &installed).map_err(|refused| {
+            CliError::Incompatible {
+                what: format!("enabling {}", args.plugin),
+                problems: refused.to_string(),
+            }
+        })?;
     }
     registration.enabled = enabled;
     let revision = registry.put(&registration).await?;

@@ -28,8 +28,8 @@ use crate::consumer::consumer_name;
 use crate::pipeline::decision::codes;
 use crate::pipeline::in_hand::{HeldState, LastFailure};
 use crate::redrive::{DeadLetterFilter, DeadLetters};
-use switchyard_control::registry::{Registration, Registry};
 use crate::status::StatusBoard;
+use switchyard_control::registry::{Registration, Registry};
 
 /// The most stored copies of one id that are explained (the event and its replays).
 pub const MAX_COPIES: usize = 16;

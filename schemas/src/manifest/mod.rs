@@ -43,6 +43,7 @@
 
 mod error;
 mod limits;
+mod lines;
 mod overlap;
 mod overrides;
 mod pattern;
@@ -64,6 +65,7 @@ pub use self::limits::{
     DEFAULT_MAX_SUBSCRIPTIONS, MAX_BYTES_PER_SECOND_RANGE, MAX_CONNECTIONS_RANGE,
     MAX_PAYLOAD_RANGE, MAX_SUBSCRIPTIONS_RANGE,
 };
+pub use self::lines::key_line;
 pub use self::pattern::{EventPattern, PatternError};
 pub use self::policy::{Backoff, DeliveryPolicy, ParseRateError, Rate, RatePeriod};
 pub use crate::name::SubscriptionName;

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use clap::Args;
 use switchyard_bus::Bus;
+use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::local_nats::{binary, LocalNatsServer, Port, ServerOptions};
 use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
 use switchyard_dispatcher::redrive::{DeadLetterFilter, DeadLetters};
-use switchyard_control::registry::{Registration, Registry, TenantScope};
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
 use switchyard_schemas::manifest::Manifest;
 use switchyard_schemas::Event;

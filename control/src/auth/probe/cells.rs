@@ -295,12 +295,7 @@ fn publish_cells(
         publish(me, "control", ns.plugin_rights(other), Refused),
         publish(me, "control", format!("{p}.control.registry"), Refused),
         // Asking the dispatchers which events they hold is for operators only.
-        publish(
-            me,
-            "control",
-            ns.explain_requests(),
-            Refused,
-        ),
+        publish(me, "control", ns.explain_requests(), Refused),
         publish(me, "$JS", "$JS.API.INFO".to_owned(), Refused),
         publish(me, "$JS", "$JS.API.STREAM.NAMES".to_owned(), Refused),
         publish(

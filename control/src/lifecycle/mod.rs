@@ -1,0 +1,3 @@
+//! A plugin's lifecycle beside the others: whether it fits ([`compat`]).
+
+pub mod compat;
