@@ -54,7 +54,7 @@ mod wait;
 mod worker;
 
 pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
-pub use cluster::TestCluster;
+pub use cluster::{ReplicaState, TestCluster};
 pub use dispatch::{manifest, OrderCreated, StoredDeadLetter, Switchyard};
 pub use python::{python_command, PYTHON_PACKAGES};
 pub use raw::{event_lines, header_block, RawPublisher};
