@@ -14,10 +14,12 @@
 //! baseline of [`raw`], or Switchyard as set up by [`switchyard`]), a payload size, a
 //! [`drive::Load`] and a message count; [`scenario::run`] starts a fresh [`server`], drives
 //! the load through the target ([`drive`]), and returns a [`scenario::Measurement`].
-//! [`idle`] measures the cost of registered plugins that receive nothing; [`report`] prints.
+//! [`idle`] measures the cost of registered plugins that receive nothing; [`durability`] the
+//! publish latency of a server that syncs every write; [`report`] prints.
 
 pub mod clock;
 pub mod drive;
+pub mod durability;
 pub mod error;
 pub mod idle;
 pub mod latency;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
 
 use crate::drive::Load;
+use crate::durability::{self, PublishMeasurement, PublishRun, PublishWith, Sync};
 use crate::idle::{self, IdleReport};
 use crate::raw::{Ack, Pull, RawVariant};
 use crate::report::{self, Table};
@@ -40,6 +41,9 @@ pub enum Group {
     /// Switchyard with telemetry off (no providers: the no-op globals) against telemetry on
     /// (SDK providers recording every span and metric into memory), in the same run.
     Telemetry,
+    /// Acknowledged publishes to a server with the default sync against one with
+    /// `sync_interval: always`, in the same run: what durable writes cost.
+    Durability,
     /// Switchyard alone, flat out at window 32, long enough for a profiler to watch (not
     /// part of the default suite).
     Profile,
@@ -47,7 +51,7 @@ pub enum Group {
 
 impl Group {
     /// Every group, in the order the suite runs them.
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 9] = [
         Group::Throughput,
         Group::Latency,
         Group::FanOut,
@@ -56,6 +60,7 @@ impl Group {
         Group::Idle,
         Group::Attribution,
         Group::Telemetry,
+        Group::Durability,
     ];
 }
 
@@ -100,6 +105,11 @@ const PACED_DURATION: Duration = Duration::from_secs(2);
 const SHAPE_PAYLOAD: usize = 128;
 /// The window of the shape-of-cost scenarios.
 const SHAPE_WINDOW: u32 = 32;
+/// Publishes outstanding in the durability comparison: one at a time (the latency of a lone
+/// publish), and 32 (what the server can batch into one sync).
+const DURABILITY_WINDOWS: [usize; 2] = [1, 32];
+/// How long each durability run publishes, before `--scale`.
+const DURABILITY_DURATION: Duration = Duration::from_secs(2);
 
 /// Runs the suite, printing each table as soon as it is complete; returns them all.
 ///
@@ -118,6 +128,7 @@ pub async fn run(options: &SuiteOptions) -> BenchResult<Vec<Table>> {
             Group::Idle => suite.idle().await?,
             Group::Attribution => suite.attribution().await?,
             Group::Telemetry => suite.telemetry().await?,
+            Group::Durability => suite.durability().await?,
             Group::Profile => suite.profile().await?,
         };
         println!("{}", table.render());
@@ -626,6 +637,87 @@ impl Suite<'_> {
             exported.metric_exports
         ));
         Ok(table)
+    }
+
+    async fn durability(&self) -> BenchResult<Table> {
+        let mut table = Table::new(
+            "Durability: acknowledged publishes, nats-server's default sync against \
+             `sync_interval: always`",
+            &[
+                "publisher",
+                "window",
+                "default p50",
+                "default p99",
+                "default /s",
+                "always p50",
+                "always p99",
+                "always /s",
+                "p50 always/default",
+                "p99 always/default",
+                "/s always/default",
+            ],
+        );
+        let duration = DURABILITY_DURATION.mul_f64(self.options.scale.max(0.1));
+        for window in DURABILITY_WINDOWS {
+            for (name, with) in [("raw", PublishWith::Raw), ("sy", PublishWith::Switchyard)] {
+                let run = |sync| PublishRun {
+                    sync,
+                    with,
+                    window,
+                    payload: SHAPE_PAYLOAD,
+                    duration,
+                };
+                let [default, always] = self
+                    .publish_pair(run(Sync::Default), run(Sync::Always))
+                    .await?;
+                let times = |a: Duration, b: Duration| {
+                    report::ratio(a.as_secs_f64() / b.as_secs_f64().max(f64::MIN_POSITIVE))
+                };
+                table.row(vec![
+                    name.to_owned(),
+                    window.to_string(),
+                    report::duration(default.latency.p50),
+                    report::duration(default.latency.p99),
+                    report::rate(default.per_second),
+                    report::duration(always.latency.p50),
+                    report::duration(always.latency.p99),
+                    report::rate(always.per_second),
+                    times(always.latency.p50, default.latency.p50),
+                    times(always.latency.p99, default.latency.p99),
+                    report::ratio(always.per_second / default.per_second),
+                ]);
+            }
+        }
+        table.note(format!(
+            "{SHAPE_PAYLOAD} B bodies, each run {:.1} s of publishing on a fresh server (store in \
+             the system's temporary directory), latency from the publish call to its \
+             acknowledgement. default: no configuration (the file store is forced to disk \
+             every 2 minutes); always: `jetstream {{ sync_interval: always }}`, as `switchyard \
+             auth init` and `switchyard dev` write it; each server's /jsz is checked. raw: \
+             async-nats publishing a bare payload; sy: switchyard_bus::Publisher::publish.",
+            duration.as_secs_f64()
+        ));
+        Ok(table)
+    }
+
+    /// A run on a server with the default sync and the same run with `sync_interval:
+    /// always`, alternated when repeated; the median of each (by publishes per second).
+    async fn publish_pair(
+        &self,
+        default: PublishRun,
+        always: PublishRun,
+    ) -> BenchResult<[PublishMeasurement; 2]> {
+        let repeat = self.options.repeat.max(1);
+        let mut runs: [Vec<PublishMeasurement>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..repeat {
+            for (run, runs) in [&default, &always].into_iter().zip(&mut runs) {
+                runs.push(Box::pin(durability::run(run)).await?);
+            }
+        }
+        Ok(runs.map(|mut runs| {
+            runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+            runs[runs.len() / 2]
+        }))
     }
 
     async fn profile(&self) -> BenchResult<Table> {

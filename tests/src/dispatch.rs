@@ -1,21 +1,155 @@
-//! A running Switchyard for one test: a nats-server, provisioned streams, the registry and an
-//! in-process dispatcher, plus helpers to register plugins, publish events and read dead
-//! letters.
+//! A running Switchyard for one test: a nats-server (or a cluster of them), provisioned
+//! streams, the registry and an in-process dispatcher, plus helpers to register plugins,
+//! publish events and read dead letters.
 
+use std::future::Future;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use switchyard_bus::{decode_event, Bus, Publisher};
-use switchyard_control::registry::{Registration, Registry, TenantScope};
+use switchyard_bus::{
+    decode_event, set_replicas, stream_name, Bus, Publisher, StreamSettings, Streams,
+};
+use switchyard_control::auth::CredentialStore;
+use switchyard_control::registry::{Registration, Registry, RegistryOptions, TenantScope};
 use switchyard_dispatcher::dead_letter::Failure;
 use switchyard_dispatcher::pipeline::breaker::BreakerConfig;
+use switchyard_dispatcher::status::StatusBoard;
 use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
 use switchyard_schemas::manifest::Manifest;
 use switchyard_schemas::semver::Version;
 use switchyard_schemas::{Event, EventId, Namespace, Tenant, TypedEvent};
 
-use crate::TestServer;
+use crate::{TestCluster, TestServer};
+
+/// The events stream's size in tests that provision their own streams: enough for tens of
+/// thousands of test events, and far below the 4 GiB default, which a cluster of test nodes
+/// sharing one disk would have to reserve three times over.
+pub const SMALL_EVENTS_BYTES: i64 = 64 * 1024 * 1024;
+/// The dead-letter stream's size in tests that provision their own streams.
+pub const SMALL_DEAD_LETTERS_BYTES: i64 = 16 * 1024 * 1024;
+
+/// What a [`Switchyard`] runs on: one [`TestServer`], or every node of a [`TestCluster`].
+pub trait Broker {
+    /// The URL for workers and commands: the server's, or a comma-separated list of every
+    /// node's.
+    fn url(&self) -> String;
+
+    /// A new client connection; to a cluster, one that knows every node, so that it fails
+    /// over when one stops.
+    fn client(&self) -> impl Future<Output = async_nats::Client> + Send;
+}
+
+impl Broker for TestServer {
+    fn url(&self) -> String {
+        TestServer::url(self)
+    }
+
+    fn client(&self) -> impl Future<Output = async_nats::Client> + Send {
+        TestServer::client(self)
+    }
+}
+
+impl Broker for TestCluster {
+    fn url(&self) -> String {
+        self.urls().join(",")
+    }
+
+    fn client(&self) -> impl Future<Output = async_nats::Client> + Send {
+        TestCluster::client(self)
+    }
+}
+
+/// The default streams of `namespace` with `replicas` replicas and small sizes
+/// ([`SMALL_EVENTS_BYTES`], [`SMALL_DEAD_LETTERS_BYTES`]).
+pub fn small_streams(namespace: &Namespace, replicas: usize) -> Streams {
+    let defaults = Streams::defaults(namespace);
+    Streams {
+        events: StreamSettings {
+            replicas,
+            max_bytes: SMALL_EVENTS_BYTES,
+            ..defaults.events
+        },
+        dead_letters: StreamSettings {
+            replicas,
+            max_bytes: SMALL_DEAD_LETTERS_BYTES,
+            ..defaults.dead_letters
+        },
+    }
+}
+
+/// Provisions the bus's streams as configured, and gives the registry, status and credentials
+/// buckets `replicas` replicas (creating them when missing): what `switchyard streams provision
+/// --replicas <replicas>` does (`cli/src/commands/streams.rs`). Then waits until every one of
+/// them has all its replicas current, as an operator would before counting on them. Returns
+/// the registry.
+///
+/// # Panics
+/// When the server refuses, or the replicas are not current within 30 s.
+pub async fn provision_with_buckets(bus: &Bus, replicas: usize) -> Registry {
+    bus.provision().await.expect("streams provision");
+    let js = bus.jetstream();
+    let ns = bus.namespace();
+    let registry = Registry::open_with(js, ns, &RegistryOptions { replicas })
+        .await
+        .expect("registry opens");
+    StatusBoard::open(js, ns)
+        .await
+        .expect("status bucket opens");
+    let credentials = CredentialStore::open(js, ns)
+        .await
+        .expect("credentials bucket opens");
+    let mut streams = vec![
+        bus.streams().events.name.clone(),
+        bus.streams().dead_letters.name.clone(),
+    ];
+    for bucket in [
+        registry.bucket().to_owned(),
+        stream_name(ns, "STATUS"),
+        credentials.bucket().to_owned(),
+    ] {
+        let stream = format!("KV_{bucket}");
+        set_replicas(js, &stream, replicas)
+            .await
+            .unwrap_or_else(|e| panic!("{bucket} gets {replicas} replicas: {e}"));
+        streams.push(stream);
+    }
+    for stream in streams {
+        wait_until_replicated(js, &stream, replicas).await;
+    }
+    registry
+}
+
+/// Waits until `stream` has a leader and `replicas - 1` other replicas, all current.
+///
+/// # Panics
+/// When that takes more than 30 s.
+pub async fn wait_until_replicated(js: &jetstream::Context, stream: &str, replicas: usize) {
+    let replicated = crate::wait_until(Duration::from_secs(30), || async {
+        let Ok(mut handle) = js.get_stream(stream).await else {
+            return false;
+        };
+        let Ok(info) = handle.info().await else {
+            return false;
+        };
+        match &info.cluster {
+            // A single server: nothing to wait for.
+            None => replicas == 1,
+            Some(cluster) => {
+                cluster.leader.is_some()
+                    && cluster.replicas.len() + 1 == replicas
+                    && cluster
+                        .replicas
+                        .iter()
+                        .all(|peer| peer.current && !peer.offline)
+            }
+        }
+    })
+    .await;
+    if let Err(e) = replicated {
+        panic!("{stream} does not get {replicas} current replicas: {e}");
+    }
+}
 
 /// The event the dispatcher tests publish.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,10 +198,11 @@ pub struct StoredDeadLetter {
     pub event: Option<Event>,
 }
 
-/// A nats-server with Switchyard's streams, registry and one dispatcher.
-pub struct Switchyard {
-    /// The server.
-    pub server: TestServer,
+/// A nats-server (by default; or a [`TestCluster`]) with Switchyard's streams, registry and
+/// one dispatcher.
+pub struct Switchyard<B: Broker = TestServer> {
+    /// The server, or the cluster.
+    pub server: B,
     /// The bus (default namespace).
     pub bus: Bus,
     /// The registry.
@@ -78,7 +213,7 @@ pub struct Switchyard {
     pub dispatcher_client: async_nats::Client,
 }
 
-impl Switchyard {
+impl Switchyard<TestServer> {
     /// Starts everything with a breaker that opens after 5 failures for 30 s.
     pub async fn start() -> Self {
         Self::start_with(BreakerConfig::default()).await
@@ -127,7 +262,34 @@ impl Switchyard {
             dispatcher_client,
         }
     }
+}
 
+impl Switchyard<TestCluster> {
+    /// Starts a cluster of `size` nodes with small streams ([`small_streams`]) and the
+    /// registry, status and credentials buckets, all with `replicas` replicas
+    /// ([`provision_with_buckets`]), but no dispatcher: start one with
+    /// [`another_dispatcher`](Self::another_dispatcher).
+    ///
+    /// # Panics
+    /// When anything fails to start.
+    pub async fn on_cluster(size: usize, replicas: usize) -> Self {
+        let cluster = TestCluster::start(size).await;
+        let namespace = Namespace::default();
+        let bus = Bus::from_client(cluster.client().await)
+            .with_streams(small_streams(&namespace, replicas));
+        let registry = provision_with_buckets(&bus, replicas).await;
+        let dispatcher_client = cluster.client().await;
+        Self {
+            server: cluster,
+            bus,
+            registry,
+            dispatcher: None,
+            dispatcher_client,
+        }
+    }
+}
+
+impl<B: Broker> Switchyard<B> {
     /// Starts another dispatcher against the same server.
     pub async fn another_dispatcher(&self) -> Dispatcher {
         self.another_dispatcher_with(DispatcherConfig::default())
@@ -140,7 +302,7 @@ impl Switchyard {
     /// # Panics
     /// When it does not start.
     pub async fn another_dispatcher_with(&self, config: DispatcherConfig) -> Dispatcher {
-        Dispatcher::start(self.server.client().await, config)
+        Dispatcher::start(Broker::client(&self.server).await, config)
             .await
             .expect("another dispatcher starts")
     }
@@ -150,9 +312,9 @@ impl Switchyard {
         self.bus.namespace()
     }
 
-    /// The server's URL, for workers.
+    /// The server's URL (a comma-separated list on a cluster), for workers.
     pub fn url(&self) -> String {
-        self.server.url()
+        Broker::url(&self.server)
     }
 
     /// Registers a plugin for all tenants and waits until its consumer exists.

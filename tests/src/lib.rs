@@ -37,7 +37,8 @@
 //! ```
 //!
 //! [`TestServer::with_config`] starts a server with a configuration file (see [`configs_dir`]) or
-//! text; [`TestCluster::start`] starts a local JetStream cluster for replicated streams;
+//! text; [`TestCluster::start`] starts a local JetStream cluster for replicated streams, and
+//! [`Switchyard::on_cluster`] one with Switchyard's streams and buckets provisioned on it;
 //! [`SecuredSwitchyard::start`] starts a server whose broker enforces plugin rights (auth
 //! callout) with Switchyard's control plane, and connects raw plugin clients to it.
 
@@ -56,8 +57,11 @@ mod wait;
 mod worker;
 
 pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
-pub use cluster::TestCluster;
-pub use dispatch::{manifest, OrderCreated, StoredDeadLetter, Switchyard};
+pub use cluster::{ReplicaState, TestCluster};
+pub use dispatch::{
+    manifest, provision_with_buckets, small_streams, wait_until_replicated, Broker, OrderCreated,
+    StoredDeadLetter, Switchyard, SMALL_DEAD_LETTERS_BYTES, SMALL_EVENTS_BYTES,
+};
 pub use otlp::{Answer, OtlpReceiver, ReceivedMetric, ReceivedSpan};
 pub use process::RunningDispatcher;
 pub use python::{python_command, PYTHON_PACKAGES};

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use futures::StreamExt;
-use switchyard_bus::decode_event;
+use switchyard_bus::{decode_event, server_addrs};
 use switchyard_schemas::delivery::{header as dh, DeliveryInfo, Outcome};
-use switchyard_schemas::{Event, Namespace, PluginId};
+use switchyard_schemas::{Event, EventId, Namespace, PluginId};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -51,18 +51,20 @@ pub struct TestWorker {
 }
 
 impl TestWorker {
-    /// Connects to `url` as a worker of `plugin` (queue group = the plugin id), announces
+    /// Connects to `url` (one server, or a comma-separated list such as a cluster's, failing
+    /// over between them) as a worker of `plugin` (queue group = the plugin id), announces
     /// itself, and serves deliveries with `handler`.
     ///
     /// # Panics
-    /// When it cannot connect or subscribe.
+    /// When `url` is not a server list, or the worker cannot connect or subscribe.
     pub async fn start(
         url: &str,
         namespace: &Namespace,
         plugin: &str,
         handler: impl Fn(&ReceivedDelivery) -> Behaviour + Send + Sync + 'static,
     ) -> Self {
-        let client = async_nats::connect(url).await.expect("worker connects");
+        let servers = server_addrs(url).expect("a server URL or a comma-separated list of them");
+        let client = async_nats::connect(servers).await.expect("worker connects");
         let plugin = PluginId::new(plugin).expect("valid plugin id");
         let mut deliveries = client
             .queue_subscribe(namespace.delivery(&plugin), plugin.to_string())
@@ -137,6 +139,17 @@ impl TestWorker {
     /// Everything received so far, in order of arrival.
     pub fn received(&self) -> Vec<ReceivedDelivery> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// The event id of every delivery so far, in order of arrival (an id delivered twice is
+    /// listed twice). Cheaper than [`received`](Self::received) for many deliveries.
+    pub fn received_ids(&self) -> Vec<EventId> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|delivery| delivery.event.attributes.id.clone())
+            .collect()
     }
 
     /// How many deliveries have arrived.
