@@ -284,6 +284,7 @@ async fn an_operator_turns_rights_on_and_decides_who_connects() {
             "add",
             manifest.to_str().unwrap(),
             "--all-tenants",
+            "--approve",
             "--url-file",
             admin,
         ])

@@ -30,7 +30,13 @@ fn manifest(dir: &TempDir, id: &str, version: &str, core: &str, extra: &str) -> 
 }
 
 async fn add(server: &TestServer, path: &Path, more: &[&str]) -> Output {
-    let mut args = vec!["plugins", "add", path.to_str().unwrap(), "--all-tenants"];
+    let mut args = vec![
+        "plugins",
+        "add",
+        path.to_str().unwrap(),
+        "--all-tenants",
+        "--approve",
+    ];
     args.extend_from_slice(more);
     switchyard(server, &args).await
 }
@@ -191,4 +197,118 @@ async fn a_required_plugin_is_removed_only_with_its_dependents_and_enabled_only_
         .collect();
     assert_eq!(order, ["app", "maps", "geo"], "dependents first");
     assert!(installed(&server).await.is_empty());
+}
+
+/// The lifecycle with a dispatcher running and a raw worker: an installation waits for
+/// approval (its events wait too), an upgrade asking for more waits while the approved
+/// version keeps running, and a rollback restores the earlier version with its approval.
+#[tokio::test]
+async fn installs_wait_for_approval_and_upgrades_asking_for_more_wait_for_it_again() {
+    use switchyard_schemas::delivery::Outcome;
+    use switchyard_tests::{Behaviour, Switchyard, TestWorker};
+
+    let sy = Switchyard::start().await;
+    let server = &sy.server;
+    let dir = TempDir::new().unwrap();
+    let url = sy.url();
+    let worker = TestWorker::start(&url, sy.namespace(), "billing", |_| {
+        Behaviour::Reply(Outcome::Done)
+    })
+    .await;
+
+    let v1 = manifest(&dir, "billing", "1.0.0", "*", "");
+    let installed_text = succeeded(
+        &switchyard(
+            server,
+            &["plugins", "add", v1.to_str().unwrap(), "--tenant", "acme"],
+        )
+        .await,
+    );
+    assert!(
+        installed_text.contains("pending approval"),
+        "{installed_text}"
+    );
+    assert!(
+        installed_text.contains("events: order.*"),
+        "{installed_text}"
+    );
+    let listed = succeeded(&switchyard(server, &["plugins", "list"]).await);
+    assert!(listed.contains("pending approval"), "{listed}");
+
+    // An event published while it waits is not delivered, and not lost.
+    let waiting = sy.publish_orders("acme", 0..1).await;
+    // A negative check has to give the dispatcher a chance to get it wrong.
+    assert!(
+        worker
+            .wait_for(1, std::time::Duration::from_millis(500))
+            .await
+            .is_err(),
+        "nothing is delivered before approval"
+    );
+    let approved = succeeded(&switchyard(server, &["plugins", "approve", "billing"]).await);
+    assert!(
+        approved.contains("approved billing 1.0.0 (enabled"),
+        "{approved}"
+    );
+    worker
+        .wait_for(1, std::time::Duration::from_secs(15))
+        .await
+        .expect("the event published before the approval is delivered after it");
+    assert_eq!(worker.received()[0].event.attributes.id, waiting[0]);
+
+    // Same rights, new version: at once.
+    let v1_1 = manifest(&dir, "billing", "1.1.0", "*", "");
+    let updated = succeeded(
+        &switchyard(
+            server,
+            &["plugins", "add", v1_1.to_str().unwrap(), "--tenant", "acme"],
+        )
+        .await,
+    );
+    assert!(updated.contains("updated billing 1.1.0"), "{updated}");
+
+    // More rights: it waits, and 1.1.0 keeps running.
+    let v2 = manifest(
+        &dir,
+        "billing",
+        "2.0.0",
+        "*",
+        "\n[[subscriptions]]\nname = \"invoices\"\nevents = [\"invoice.*\"]\n\n[channels]\nsend = [\"alerts\"]\n",
+    );
+    let waits = succeeded(
+        &switchyard(
+            server,
+            &["plugins", "add", v2.to_str().unwrap(), "--tenant", "acme"],
+        )
+        .await,
+    );
+    assert!(waits.contains("2.0.0 waits for approval"), "{waits}");
+    assert!(waits.contains("receive events `invoice.*`"), "{waits}");
+    assert!(waits.contains("send on channel `alerts`"), "{waits}");
+    let registry = Registry::open(&server.jetstream().await, &Namespace::default())
+        .await
+        .unwrap();
+    let billing = switchyard_schemas::PluginId::new("billing").unwrap();
+    let stored = registry.get(&billing).await.unwrap().unwrap();
+    assert_eq!(stored.manifest.plugin.version.to_string(), "1.1.0");
+    sy.publish_orders("acme", 1..2).await;
+    worker
+        .wait_for(2, std::time::Duration::from_secs(15))
+        .await
+        .expect("the approved version keeps receiving");
+
+    succeeded(&switchyard(server, &["plugins", "approve", "billing"]).await);
+    let stored = registry.get(&billing).await.unwrap().unwrap();
+    assert_eq!(stored.manifest.plugin.version.to_string(), "2.0.0");
+    assert!(stored.approval.is_some() && stored.pending_upgrade.is_none());
+
+    let history = succeeded(&switchyard(server, &["plugins", "history", "billing"]).await);
+    for version in ["1.0.0", "1.1.0", "2.0.0"] {
+        assert!(history.contains(version), "{history}");
+    }
+    let rolled = succeeded(&switchyard(server, &["plugins", "rollback", "billing"]).await);
+    assert!(rolled.contains("from 2.0.0 to 1.1.0"), "{rolled}");
+    let stored = registry.get(&billing).await.unwrap().unwrap();
+    assert_eq!(stored.manifest.plugin.version.to_string(), "1.1.0");
+    assert!(stored.is_active());
 }

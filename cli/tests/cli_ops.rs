@@ -178,6 +178,7 @@ async fn plugins_list_show_and_status_print_one_json_document() {
                 "globex",
                 "--tenant",
                 "acme",
+                "--approve",
             ],
         )
         .await,

@@ -35,13 +35,20 @@ async fn add_registers_a_plugin_that_list_then_shows_and_adding_again_updates_it
     let added = switchyard(
         Some(&server),
         &[
-            "plugins", "add", path, "--tenant", "globex", "--tenant", "acme",
+            "plugins",
+            "add",
+            path,
+            "--tenant",
+            "globex",
+            "--tenant",
+            "acme",
+            "--approve",
         ],
     )
     .await;
     assert_eq!(
         succeeded(&added).trim(),
-        "registered audit-log 1.2.0 for acme, globex (revision 1)"
+        "installed audit-log 1.2.0 for acme, globex (revision 1, enabled)"
     );
 
     let listed = succeeded(&switchyard(Some(&server), &["plugins", "list"]).await);
@@ -61,7 +68,12 @@ async fn add_registers_a_plugin_that_list_then_shows_and_adding_again_updates_it
     }
     assert_eq!(lines.next(), None);
 
-    let updated = switchyard(Some(&server), &["plugins", "add", path, "--all-tenants"]).await;
+    // Serving all tenants asks for more than was approved: approved at once here.
+    let updated = switchyard(
+        Some(&server),
+        &["plugins", "add", path, "--all-tenants", "--approve"],
+    )
+    .await;
     assert!(
         succeeded(&updated).starts_with("updated audit-log 1.2.0 for all tenants (revision 2"),
         "{}",
@@ -82,7 +94,13 @@ async fn an_invalid_manifest_is_refused_with_every_problem_and_nothing_is_regist
     let path = manifest("invalid.toml");
     let output = switchyard(
         Some(&server),
-        &["plugins", "add", path.to_str().unwrap(), "--all-tenants"],
+        &[
+            "plugins",
+            "add",
+            path.to_str().unwrap(),
+            "--all-tenants",
+            "--approve",
+        ],
     )
     .await;
     let errors = failed(&output);
@@ -103,7 +121,13 @@ async fn remove_unregisters_and_names_an_unknown_plugin() {
     succeeded(
         &switchyard(
             Some(&server),
-            &["plugins", "add", path.to_str().unwrap(), "--all-tenants"],
+            &[
+                "plugins",
+                "add",
+                path.to_str().unwrap(),
+                "--all-tenants",
+                "--approve",
+            ],
         )
         .await,
     );

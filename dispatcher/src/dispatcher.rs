@@ -521,7 +521,7 @@ impl Supervisor {
 
     async fn apply(&mut self, change: RegistryChange) {
         match change {
-            RegistryChange::Put { registration, .. } if !registration.enabled => {
+            RegistryChange::Put { registration, .. } if !registration.is_active() => {
                 self.pause(registration.plugin_id());
             }
             RegistryChange::Put { registration, .. } => self.reconcile(registration).await,

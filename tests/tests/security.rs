@@ -857,3 +857,24 @@ async fn a_disabled_plugins_events_wait_until_it_is_enabled() {
         .await
         .expect("enabled again, the plugin gets the event it missed");
 }
+
+/// A plugin installed but not approved has a credential yet is refused at connect, by the
+/// broker; approved, the same secret gets in.
+#[tokio::test]
+async fn a_plugin_waiting_for_approval_is_refused_at_connect_until_approved() {
+    let sy = SecuredSwitchyard::start().await;
+    let secret = sy
+        .register(manifest("newcomer", &[], &[]), only("acme"))
+        .await;
+    let mut registration = sy.registration("newcomer").await;
+    registration.awaiting_approval = true;
+    sy.update(&registration).await;
+    let refused = sy.connect_plugin("newcomer", secret.expose()).await;
+    assert!(refused.is_err(), "a plugin waiting for approval is refused");
+
+    registration.awaiting_approval = false;
+    sy.update(&registration).await;
+    sy.connect_plugin("newcomer", secret.expose())
+        .await
+        .expect("approved, its secret is accepted");
+}

@@ -5,6 +5,7 @@ mod dev;
 mod dlq;
 mod events;
 mod explain;
+mod lifecycle;
 mod plugins;
 mod probe;
 mod publish;

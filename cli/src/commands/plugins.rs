@@ -8,8 +8,11 @@ use futures::StreamExt;
 use serde::Serialize;
 use switchyard_bus::Streams;
 use switchyard_control::auth::CredentialStore;
+use switchyard_control::lifecycle::approval::{Approval, Requested};
 use switchyard_control::lifecycle::compat;
-use switchyard_control::registry::{Registration, Registry, TenantScope};
+use switchyard_control::registry::{
+    LifecycleState, PendingUpgrade, Registration, Registry, TenantScope,
+};
 use switchyard_dispatcher::consumer::consumer_name;
 use switchyard_dispatcher::pipeline::breaker::CircuitState;
 use switchyard_dispatcher::status::{worst, SeenReport, StatusBoard, STALE_AFTER};
@@ -17,6 +20,7 @@ use switchyard_schemas::{Manifest, Namespace, PluginId, Tenant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::lifecycle;
 use super::secrets::PrivateReplacement;
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs, OutputArgs};
@@ -24,7 +28,8 @@ use crate::table::render_table;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginsCommand {
-    /// Register a plugin from its manifest, or replace (upgrade) its registration.
+    /// Install a plugin from its manifest (it waits for approval unless `--approve`), or
+    /// upgrade it (what asks for more than was approved waits for approval).
     ///
     /// The manifest is checked first: an invalid one is refused with every problem listed,
     /// and nothing is written. Name the tenants whose events the plugin receives with
@@ -37,6 +42,18 @@ pub(crate) enum PluginsCommand {
     /// in a range the new version leaves, or it is older than the installed version (unless
     /// `--allow-downgrade`).
     Add(AddArgs),
+    /// Approve what an installed plugin, or its pending upgrade, asks for (shown); a new
+    /// installation is enabled too unless `--disabled`.
+    Approve(lifecycle::ApproveArgs),
+    /// Reject a pending upgrade (the approved version stays) or a pending installation
+    /// (removed).
+    Reject(lifecycle::PluginRef),
+    /// List the revisions the registry keeps of a plugin (the last 10): version, state, who
+    /// approved it.
+    History(lifecycle::HistoryArgs),
+    /// Go back to an earlier revision (`--to REV`, default: the latest of another version),
+    /// with the approval it had; refused when it no longer fits beside the others.
+    Rollback(lifecycle::RollbackArgs),
     /// Remove a plugin's registration; the dispatcher stops delivering to it, and its
     /// credential is revoked.
     ///
@@ -106,6 +123,10 @@ pub(crate) struct AddArgs {
     /// Accept a version older than the one installed.
     #[arg(long)]
     allow_downgrade: bool,
+    /// Approve what it asks for at once (by whoever runs this): a new plugin is enabled, an
+    /// upgrade asking for more takes effect. Without it, those wait for `plugins approve`.
+    #[arg(long)]
+    approve: bool,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +195,10 @@ fn parse_plugin_id(raw: &str) -> Result<PluginId, String> {
 pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
     match command {
         PluginsCommand::Add(args) => add(args).await,
+        PluginsCommand::Approve(args) => lifecycle::approve(args).await,
+        PluginsCommand::Reject(args) => lifecycle::reject(args).await,
+        PluginsCommand::History(args) => lifecycle::history(args).await,
+        PluginsCommand::Rollback(args) => lifecycle::rollback(args).await,
         PluginsCommand::Remove(args) => remove(args).await,
         PluginsCommand::Enable(args) => set_enabled(args, true).await,
         PluginsCommand::Disable(args) => set_enabled(args, false).await,
@@ -212,25 +237,84 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
         args.allow_downgrade,
     )
     .map_err(|refused| incompatible(&args.manifest, &source, &refused))?;
-    let registration = Registration::new(manifest, tenants);
     let previous = installed
         .into_iter()
-        .find(|r| r.plugin_id() == registration.plugin_id());
-    let revision = registry.put(&registration).await?;
-    let info = &registration.manifest.plugin;
-    let verb = if previous.is_some() {
-        "updated"
-    } else {
-        "registered"
+        .find(|r| r.plugin_id() == &manifest.plugin.id);
+    let id = manifest.plugin.id.clone();
+    let version = manifest.plugin.version.clone();
+    let Some(mut registration) = previous else {
+        // A new installation: it waits for approval unless the operator approves it now.
+        let mut registration = Registration::pending(manifest, tenants);
+        if args.approve {
+            registration.awaiting_approval = false;
+            registration.approval = Some(Approval::of(
+                &registration.manifest,
+                &registration.tenants,
+                lifecycle::actor(),
+            ));
+        }
+        let revision = registry.put(&registration).await?;
+        println!(
+            "installed {id} {version} for {} (revision {revision}, {})",
+            registration.tenants,
+            registration.state()
+        );
+        if registration.awaiting_approval {
+            println!("it asks for:");
+            for line in registration.approved_rights().describe() {
+                println!("  {line}");
+            }
+            println!("approve it with `switchyard plugins approve {id}`");
+        }
+        return Ok(());
     };
-    print!(
-        "{verb} {} {} for {} (revision {revision}",
-        info.id, info.version, registration.tenants
-    );
-    match previous {
-        Some(previous) => println!(", was {})", previous.manifest.plugin.version),
-        None => println!(")"),
+    // An upgrade (or a change of tenants): what it asks for beyond the approval waits for a
+    // new approval, while the approved version keeps running.
+    let was = registration.manifest.plugin.version.clone();
+    let asks = Requested::of(&manifest, &tenants);
+    let more = asks.beyond(&registration.approved_rights());
+    if !more.is_empty() && !registration.awaiting_approval && !args.approve {
+        registration.pending_upgrade = Some(Box::new(PendingUpgrade {
+            manifest,
+            proposed_at: OffsetDateTime::now_utc(),
+        }));
+        if registration.tenants != tenants {
+            return Err(CliError::BadArgument {
+                argument: "--tenant",
+                reason: "an upgrade that asks for more cannot change the tenants too: change \
+                         them first, or approve at once with --approve"
+                    .to_owned(),
+            });
+        }
+        let revision = registry.put(&registration).await?;
+        println!(
+            "{id} {version} waits for approval (revision {revision}); {was} keeps running. \
+             It asks for more than was approved:"
+        );
+        for line in more {
+            println!("  {line}");
+        }
+        println!("approve it with `switchyard plugins approve {id}`, or `plugins reject {id}`");
+        return Ok(());
     }
+    registration.manifest = manifest;
+    registration.tenants = tenants;
+    registration.pending_upgrade = None;
+    registration.registered_at = OffsetDateTime::now_utc();
+    if args.approve {
+        registration.awaiting_approval = false;
+        registration.approval = Some(Approval::of(
+            &registration.manifest,
+            &registration.tenants,
+            lifecycle::actor(),
+        ));
+    }
+    let revision = registry.put(&registration).await?;
+    println!(
+        "updated {id} {version} for {} (revision {revision}, was {was}; {})",
+        registration.tenants,
+        registration.state()
+    );
     Ok(())
 }
 
@@ -432,11 +516,12 @@ async fn list(args: ListArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn state_name(registration: &Registration) -> &'static str {
-    if registration.enabled {
-        "enabled"
+fn state_name(registration: &Registration) -> String {
+    let state = registration.state().to_string();
+    if registration.pending_upgrade.is_some() {
+        format!("{state}, upgrade pending approval")
     } else {
-        "disabled"
+        state
     }
 }
 
@@ -465,6 +550,12 @@ struct RegistrationJson {
     tenants: Option<Vec<String>>,
     all_tenants: bool,
     enabled: bool,
+    /// `pending_approval`, `enabled` or `disabled`.
+    state: LifecycleState,
+    /// The version of an upgrade waiting for approval, or null.
+    pending_upgrade: Option<String>,
+    /// Who approved what it asks for, or null (approved by the program that stored it).
+    approved_by: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     registered_at: OffsetDateTime,
     subscriptions: Vec<SubscriptionJson>,
@@ -491,6 +582,12 @@ impl RegistrationJson {
             all_tenants: tenants.is_none(),
             tenants,
             enabled: registration.enabled,
+            state: registration.state(),
+            pending_upgrade: registration
+                .pending_upgrade
+                .as_ref()
+                .map(|p| p.manifest.plugin.version.to_string()),
+            approved_by: registration.approval.as_ref().map(|a| a.by.clone()),
             registered_at: registration.registered_at,
             subscriptions: registration
                 .manifest

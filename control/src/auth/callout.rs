@@ -10,7 +10,7 @@ use super::credentials::{CredentialStore, StoredCredential};
 use super::jwt::{self, AuthorizationRequest, AuthorizationResponse, Claims, User};
 use super::quota::{QuotaBook, QuotaExceeded};
 use super::rights::{connection_name, PluginRights};
-use crate::registry::Registry;
+use crate::registry::{LifecycleState, Registry};
 
 /// Why a connection is refused. The server logs the reason; the client is told only
 /// "Authorization Violation".
@@ -33,6 +33,9 @@ pub enum Refusal {
     /// The plugin is registered but disabled.
     #[error("plugin `{0}` is disabled")]
     Disabled(PluginId),
+    /// The plugin is installed but an operator has not approved it yet.
+    #[error("plugin `{0}` is waiting for approval")]
+    NotApproved(PluginId),
     /// No credential has been issued to the plugin (or it was revoked).
     #[error("plugin `{0}` has no credential")]
     NoCredential(PluginId),
@@ -231,8 +234,10 @@ impl Callout {
             .await
             .map_err(|e| unavailable(e.to_string()))?
             .ok_or_else(|| Refusal::Unknown(plugin.clone()))?;
-        if !registration.enabled {
-            return Err(Refusal::Disabled(plugin.clone()));
+        match registration.state() {
+            LifecycleState::Enabled => {}
+            LifecycleState::Disabled => return Err(Refusal::Disabled(plugin.clone())),
+            LifecycleState::PendingApproval => return Err(Refusal::NotApproved(plugin.clone())),
         }
         let credential = self
             .credentials

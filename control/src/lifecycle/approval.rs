@@ -41,7 +41,12 @@ impl Requested {
                 .iter()
                 .flat_map(|s| s.events.iter().map(ToString::to_string))
                 .collect(),
-            channels_send: manifest.channels.send.iter().map(ToString::to_string).collect(),
+            channels_send: manifest
+                .channels
+                .send
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             channels_receive: manifest
                 .channels
                 .receive
@@ -158,7 +163,9 @@ mod tests {
     fn more_events_channels_tenants_or_quota_are_beyond_an_approval() {
         let acme = TenantScope::only([Tenant::new("acme").unwrap()]).unwrap();
         let approved = Requested::of(&manifest(""), &acme);
-        assert!(Requested::of(&manifest(""), &acme).beyond(&approved).is_empty());
+        assert!(Requested::of(&manifest(""), &acme)
+            .beyond(&approved)
+            .is_empty());
         let wider = Requested::of(
             &manifest(
                 "[[subscriptions]]\nname = \"t\"\nevents = [\"invoice.*\"]\n\

@@ -1,3 +1,5 @@
-//! A plugin's lifecycle beside the others: whether it fits ([`compat`]).
+//! A plugin's lifecycle: what it asks for and its approval ([`approval`]), and whether it
+//! fits beside the others ([`compat`]).
 
+pub mod approval;
 pub mod compat;

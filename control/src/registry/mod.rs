@@ -45,8 +45,21 @@ use switchyard_bus::{stream_name, Streams};
 use switchyard_schemas::{Namespace, PluginId};
 
 pub use self::error::RegistryError;
-pub use self::registration::{EmptyTenantScope, Registration, TenantScope};
+pub use self::registration::{
+    EmptyTenantScope, LifecycleState, PendingUpgrade, Registration, TenantScope,
+};
 pub use self::watch::RegistryChange;
+
+/// One revision of a plugin's entry, as [`Registry::history`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    /// The bucket's revision number.
+    pub revision: u64,
+    /// When it was stored (the server's time).
+    pub at: time::OffsetDateTime,
+    /// The registration stored, or `None` for a removal.
+    pub registration: Option<Registration>,
+}
 
 /// How many revisions the bucket keeps per plugin: the current one and nine before it.
 pub const HISTORY: i64 = 10;
@@ -194,6 +207,42 @@ impl Registry {
         value
             .map(|value| self.decode(plugin.as_str(), &value))
             .transpose()
+    }
+
+    /// The revisions the bucket keeps of `plugin` (at most [`HISTORY`]), oldest first:
+    /// each registration stored, and each removal (`registration: None`). An entry that does
+    /// not decode is left out.
+    ///
+    /// # Errors
+    /// [`RegistryError::Request`] when the history cannot be read.
+    pub async fn history(&self, plugin: &PluginId) -> Result<Vec<Revision>, RegistryError> {
+        use futures::TryStreamExt;
+        let read = |error: &dyn std::fmt::Display| {
+            request_error(
+                &self.bucket,
+                format!("read the history of `{plugin}`"),
+                error.to_string(),
+            )
+        };
+        let entries: Vec<kv::Entry> = match self.store.history(plugin.as_str()).await {
+            Ok(entries) => entries.try_collect().await.map_err(|e| read(&e))?,
+            Err(error) if error.kind() == kv::WatchErrorKind::TimedOut => Vec::new(),
+            Err(error) => return Err(read(&error)),
+        };
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| {
+                let registration = match entry.operation {
+                    kv::Operation::Put => Some(self.decode(plugin.as_str(), &entry.value).ok()?),
+                    kv::Operation::Delete | kv::Operation::Purge => None,
+                };
+                Some(Revision {
+                    revision: entry.revision,
+                    at: entry.created,
+                    registration,
+                })
+            })
+            .collect())
     }
 
     /// Removes `plugin`; returns whether it was registered. Its earlier revisions stay in the

@@ -9,6 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use switchyard_schemas::{Manifest, PluginId, Tenant};
 use time::OffsetDateTime;
 
+use crate::lifecycle::approval::{Approval, Requested};
+
 /// One registered plugin, stored as JSON under its plugin id.
 ///
 /// Unknown fields are ignored when reading, so that a dispatcher keeps working while a newer
@@ -35,6 +37,52 @@ pub struct Registration {
     /// this field existed start at the consumer's creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_sequence: Option<u64>,
+    /// Installed and waiting for an operator to approve what it asks for: it does not run
+    /// (its events wait, from its registration on) until approved. Registrations stored
+    /// before approvals existed read as approved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_approval: bool,
+    /// Who approved what it asks for, and what that was; `None` for a registration approved
+    /// by the program that stored it ([`Registration::new`]) or stored before approvals
+    /// existed (then what it asks for now counts as approved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// An upgrade that asks for more than was approved, waiting for approval; the approved
+    /// version keeps running meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_upgrade: Option<Box<PendingUpgrade>>,
+}
+
+/// An upgrade waiting for approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingUpgrade {
+    /// The new manifest.
+    pub manifest: Manifest,
+    /// When it was proposed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub proposed_at: OffsetDateTime,
+}
+
+/// Where a plugin is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleState {
+    /// Installed, waiting for an operator to approve what it asks for.
+    PendingApproval,
+    /// Approved and enabled: it runs.
+    Enabled,
+    /// Approved and disabled: its events wait, its workers are refused.
+    Disabled,
+}
+
+impl fmt::Display for LifecycleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::PendingApproval => "pending approval",
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+        })
+    }
 }
 
 fn enabled_by_default() -> bool {
@@ -50,7 +98,44 @@ impl Registration {
             registered_at: OffsetDateTime::now_utc(),
             enabled: true,
             start_sequence: None,
+            awaiting_approval: false,
+            approval: None,
+            pending_upgrade: None,
         }
+    }
+
+    /// A registration installed now and waiting for an operator's approval
+    /// ([`LifecycleState::PendingApproval`]); it runs only once approved.
+    pub fn pending(manifest: Manifest, tenants: TenantScope) -> Self {
+        Self {
+            awaiting_approval: true,
+            ..Self::new(manifest, tenants)
+        }
+    }
+
+    /// Where the plugin is in its lifecycle.
+    pub fn state(&self) -> LifecycleState {
+        if self.awaiting_approval {
+            LifecycleState::PendingApproval
+        } else if self.enabled {
+            LifecycleState::Enabled
+        } else {
+            LifecycleState::Disabled
+        }
+    }
+
+    /// Whether the plugin may run: approved and enabled.
+    pub fn is_active(&self) -> bool {
+        self.state() == LifecycleState::Enabled
+    }
+
+    /// What the operator approved: the recorded approval, or what it asks for now when it
+    /// was approved by the program that stored it.
+    pub fn approved_rights(&self) -> Requested {
+        self.approval.as_ref().map_or_else(
+            || Requested::of(&self.manifest, &self.tenants),
+            |approval| approval.rights.clone(),
+        )
     }
 
     /// The plugin's id, which is also its key in the registry.

@@ -1,0 +1,318 @@
+//! `switchyard plugins approve | reject | history | rollback`: the operator's side of a
+//! plugin's lifecycle after it was installed (`plugins add`).
+
+use clap::Args;
+use serde::Serialize;
+use switchyard_control::lifecycle::approval::{Approval, Requested};
+use switchyard_control::lifecycle::compat;
+use switchyard_control::registry::{Registration, Registry, Revision};
+use switchyard_schemas::PluginId;
+use time::OffsetDateTime;
+
+use super::plugins::open_registry;
+use super::streams::NamespaceArgs;
+use super::{print_json, CliError, NatsArgs, OutputArgs};
+use crate::render::{parse_plugin_id, timestamp};
+use crate::table::render_table;
+
+#[derive(Debug, Args)]
+pub(crate) struct ApproveArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    /// The plugin whose installation, or pending upgrade, to approve.
+    #[arg(value_parser = parse_plugin_id)]
+    plugin: PluginId,
+    /// Approve a new installation but leave it disabled (`plugins enable` starts it).
+    #[arg(long)]
+    disabled: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PluginRef {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    /// The plugin.
+    #[arg(value_parser = parse_plugin_id)]
+    plugin: PluginId,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// The plugin.
+    #[arg(value_parser = parse_plugin_id)]
+    plugin: PluginId,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    /// The plugin.
+    #[arg(value_parser = parse_plugin_id)]
+    plugin: PluginId,
+    /// The revision to go back to, as `plugins history` lists it [default: the latest
+    /// earlier revision of another version].
+    #[arg(long, value_name = "REV")]
+    to: Option<u64>,
+}
+
+/// Who is acting, for the approvals this records: the OS user and host.
+pub(crate) fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+async fn registered(
+    registry: &Registry,
+    plugin: &PluginId,
+) -> Result<(Registration, Vec<Registration>), CliError> {
+    let installed = registry.list().await?;
+    let registration = installed
+        .iter()
+        .find(|r| r.plugin_id() == plugin)
+        .cloned()
+        .ok_or_else(|| CliError::NotRegistered {
+            plugin: plugin.clone(),
+            bucket: registry.bucket().to_owned(),
+        })?;
+    Ok((registration, installed))
+}
+
+/// Prints what is approved, one line each.
+fn print_rights(rights: &Requested) {
+    for line in rights.describe() {
+        println!("  {line}");
+    }
+}
+
+pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
+    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let (mut registration, installed) = registered(&registry, &args.plugin).await?;
+    if let Some(upgrade) = registration.pending_upgrade.take() {
+        let manifest = upgrade.manifest;
+        // The others may have changed since it was proposed.
+        compat::check_install(&manifest, &installed, &compat::core_version(), true).map_err(
+            |refused| CliError::Incompatible {
+                what: format!("approving the upgrade of {}", args.plugin),
+                problems: refused.to_string(),
+            },
+        )?;
+        let from = registration.manifest.plugin.version.clone();
+        registration.approval = Some(Approval::of(&manifest, &registration.tenants, actor()));
+        registration.manifest = manifest;
+        registration.registered_at = OffsetDateTime::now_utc();
+        let revision = registry.put(&registration).await?;
+        println!(
+            "approved the upgrade of {} from {from} to {} (revision {revision}); it asks for:",
+            args.plugin, registration.manifest.plugin.version
+        );
+        print_rights(&registration.approved_rights());
+        return Ok(());
+    }
+    if !registration.awaiting_approval {
+        println!("{} has nothing waiting for approval", args.plugin);
+        return Ok(());
+    }
+    registration.awaiting_approval = false;
+    registration.enabled = !args.disabled;
+    if registration.enabled {
+        compat::check_enable(&registration, &installed).map_err(|refused| {
+            CliError::Incompatible {
+                what: format!("enabling {} (approve it with --disabled)", args.plugin),
+                problems: refused.to_string(),
+            }
+        })?;
+    }
+    registration.approval = Some(Approval::of(
+        &registration.manifest,
+        &registration.tenants,
+        actor(),
+    ));
+    let revision = registry.put(&registration).await?;
+    println!(
+        "approved {} {} ({}, revision {revision}); it may:",
+        args.plugin,
+        registration.manifest.plugin.version,
+        registration.state()
+    );
+    print_rights(&registration.approved_rights());
+    Ok(())
+}
+
+pub(crate) async fn reject(args: PluginRef) -> Result<(), CliError> {
+    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let (mut registration, _) = registered(&registry, &args.plugin).await?;
+    if let Some(upgrade) = registration.pending_upgrade.take() {
+        let revision = registry.put(&registration).await?;
+        println!(
+            "rejected the upgrade of {} to {}; {} stays (revision {revision})",
+            args.plugin, upgrade.manifest.plugin.version, registration.manifest.plugin.version
+        );
+    } else if registration.awaiting_approval {
+        registry.remove(&args.plugin).await?;
+        println!("rejected {}: its installation is removed", args.plugin);
+    } else {
+        println!("{} has nothing waiting for approval", args.plugin);
+    }
+    Ok(())
+}
+
+/// One revision in `plugins history --json`.
+#[derive(Debug, Serialize)]
+struct RevisionJson {
+    revision: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    /// `removed` for a removal, else the lifecycle state then.
+    state: String,
+    version: Option<String>,
+    pending_upgrade: Option<String>,
+    approved_by: Option<String>,
+}
+
+impl RevisionJson {
+    fn of(revision: &Revision) -> Self {
+        let registration = revision.registration.as_ref();
+        Self {
+            revision: revision.revision,
+            at: revision.at,
+            state: registration.map_or_else(|| "removed".to_owned(), |r| r.state().to_string()),
+            version: registration.map(|r| r.manifest.plugin.version.to_string()),
+            pending_upgrade: registration
+                .and_then(|r| r.pending_upgrade.as_ref())
+                .map(|p| p.manifest.plugin.version.to_string()),
+            approved_by: registration
+                .and_then(|r| r.approval.as_ref())
+                .map(|a| a.by.clone()),
+        }
+    }
+}
+
+pub(crate) async fn history(args: HistoryArgs) -> Result<(), CliError> {
+    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let revisions = registry.history(&args.plugin).await?;
+    let rows: Vec<RevisionJson> = revisions.iter().map(RevisionJson::of).collect();
+    if args.output.json {
+        #[derive(Serialize)]
+        struct History {
+            plugin: String,
+            revisions: Vec<RevisionJson>,
+        }
+        return print_json(&History {
+            plugin: args.plugin.to_string(),
+            revisions: rows,
+        });
+    }
+    if rows.is_empty() {
+        return Err(CliError::NotRegistered {
+            plugin: args.plugin,
+            bucket: registry.bucket().to_owned(),
+        });
+    }
+    let table: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.revision.to_string(),
+                timestamp(r.at),
+                r.version.clone().unwrap_or_else(|| "-".to_owned()),
+                match &r.pending_upgrade {
+                    Some(version) => format!("{}, upgrade to {version} pending", r.state),
+                    None => r.state.clone(),
+                },
+                r.approved_by.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        render_table(["REV", "AT", "VERSION", "STATE", "APPROVED BY"], &table)
+    );
+    Ok(())
+}
+
+pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
+    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let (current, installed) = registered(&registry, &args.plugin).await?;
+    let revisions = registry.history(&args.plugin).await?;
+    let target = match args.to {
+        Some(revision) => revisions
+            .iter()
+            .find(|r| r.revision == revision)
+            .ok_or_else(|| CliError::BadArgument {
+                argument: "--to",
+                reason: format!(
+                    "{} has no revision {revision} (see `switchyard plugins history {}`)",
+                    args.plugin, args.plugin
+                ),
+            })?,
+        None => revisions
+            .iter()
+            .rev()
+            .find(|r| {
+                r.registration.as_ref().is_some_and(|old| {
+                    old.manifest.plugin.version != current.manifest.plugin.version
+                })
+            })
+            .ok_or_else(|| CliError::BadArgument {
+                argument: "plugin",
+                reason: format!(
+                    "{} has no earlier revision of another version to go back to",
+                    args.plugin
+                ),
+            })?,
+    };
+    let Some(old) = target.registration.clone() else {
+        return Err(CliError::BadArgument {
+            argument: "--to",
+            reason: format!("revision {} is a removal", target.revision),
+        });
+    };
+    // Going back is a downgrade on purpose; everything else must still fit.
+    compat::check_install(&old.manifest, &installed, &compat::core_version(), true).map_err(
+        |refused| CliError::Incompatible {
+            what: format!(
+                "rolling {} back to revision {}",
+                args.plugin, target.revision
+            ),
+            problems: refused.to_string(),
+        },
+    )?;
+    let mut restored = old;
+    // The revision's approval comes back with it: a rollback never runs what was not
+    // approved. Its state now is the current one, where that was approved.
+    restored.enabled = current.enabled;
+    restored.pending_upgrade = None;
+    restored.registered_at = OffsetDateTime::now_utc();
+    let revision = registry.put(&restored).await?;
+    println!(
+        "rolled {} back from {} to {} (revision {} restored as {revision}; {})",
+        args.plugin,
+        current.manifest.plugin.version,
+        restored.manifest.plugin.version,
+        target.revision,
+        restored.state()
+    );
+    Ok(())
+}
