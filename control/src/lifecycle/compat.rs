@@ -48,7 +48,8 @@ pub enum Incompatibility {
         /// The version installed.
         installed: Version,
     },
-    /// A plugin it requires is installed but not enabled (checked when enabling).
+    /// A plugin it requires is installed but not running: disabled or waiting for approval
+    /// (checked when enabling).
     #[error("it requires plugin `{plugin}`, which is installed but not enabled")]
     NotEnabled {
         /// The required plugin.
@@ -267,7 +268,7 @@ fn requirements(
                     installed: found.manifest.plugin.version.clone(),
                 });
             }
-            Some(found) if must_be_enabled && !found.enabled => {
+            Some(found) if must_be_enabled && !found.is_active() => {
                 problems.push(Incompatibility::NotEnabled {
                     plugin: plugin.clone(),
                 });
