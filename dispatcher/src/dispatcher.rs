@@ -32,6 +32,7 @@ use opentelemetry::metrics::ObservableGauge;
 use switchyard_control::registry::{
     Registration, Registry, RegistryChange, RegistryError, TenantScope,
 };
+use switchyard_schemas::delivery::{Hello, HelloAnswer};
 use switchyard_schemas::telemetry::{metric, SCOPE};
 use time::OffsetDateTime;
 
@@ -457,6 +458,8 @@ struct RunningSubscription {
 struct RunningPlugin {
     presence: Arc<Presence>,
     subscriptions: HashMap<String, RunningSubscription>,
+    /// The registered version, which workers' hellos are compared with.
+    version: String,
 }
 
 /// Follows the registry and keeps the pull loops in line with it.
@@ -499,7 +502,7 @@ impl Supervisor {
                         break;
                     }
                 },
-                Some(hello) = hellos.next() => self.on_hello(hello.subject.as_str()),
+                Some(hello) = hellos.next() => self.on_hello(hello).await,
             }
         }
         for plugin in self.plugins.values() {
@@ -509,13 +512,49 @@ impl Supervisor {
         }
     }
 
-    fn on_hello(&self, subject: &str) {
-        let plugin = subject
+    /// A worker says it is there: its plugin's held events flow at once. A hello that names
+    /// its version and asks for an answer (a reply subject in the plugin's own inbox, where
+    /// only that plugin listens) is told the registered version; a mismatch is logged.
+    async fn on_hello(&self, hello: async_nats::Message) {
+        let Some(plugin) = hello
+            .subject
             .rsplit('.')
             .next()
-            .and_then(|p| PluginId::new(p).ok());
-        if let Some(running) = plugin.and_then(|p| self.plugins.get(&p)) {
-            running.presence.mark_present();
+            .and_then(|p| PluginId::new(p).ok())
+        else {
+            return;
+        };
+        let Some(running) = self.plugins.get(&plugin) else {
+            return;
+        };
+        running.presence.mark_present();
+        let said = Hello::read(&hello.payload);
+        let Some(version) = said.version else {
+            return;
+        };
+        let matches = version == running.version;
+        if !matches {
+            tracing::warn!(
+                %plugin,
+                worker_version = %version,
+                registered_version = %running.version,
+                worker = said.instance.as_deref().unwrap_or("-"),
+                "a worker of another version than the registered one connected"
+            );
+        }
+        let Some(reply) = hello
+            .reply
+            .filter(|reply| self.namespace.is_plugin_inbox(&plugin, reply))
+        else {
+            return;
+        };
+        let answer = HelloAnswer {
+            registered_version: running.version.clone(),
+            matches,
+            dispatcher: self.instance.clone(),
+        };
+        if let Ok(body) = serde_json::to_vec(&answer) {
+            let _ = self.replies.client().publish(reply, body.into()).await;
         }
     }
 
@@ -541,7 +580,9 @@ impl Supervisor {
             .or_insert_with(|| RunningPlugin {
                 presence: Presence::new(),
                 subscriptions: HashMap::new(),
+                version: String::new(),
             });
+        running.version = registration.manifest.plugin.version.to_string();
         let presence = Arc::clone(&running.presence);
 
         let wanted: HashMap<String, &Subscription> = registration

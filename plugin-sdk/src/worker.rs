@@ -134,8 +134,11 @@ impl Plugin {
                 action: "subscribe to the delivery subject",
                 reason: e.to_string(),
             })?;
-        let hello = namespace.worker_hello(&id);
-        say_hello(&client, &hello).await;
+        let hello = Greeting {
+            subject: namespace.worker_hello(&id),
+            body: hello_body(&plugin.manifest.plugin.version.to_string(), &client),
+        };
+        say_hello(&client, &hello);
         tracing::info!(plugin = %id, "serving deliveries");
 
         let slots = Arc::new(Semaphore::new(plugin.max_concurrency));
@@ -162,7 +165,7 @@ impl Plugin {
             let message = tokio::select! {
                 () = &mut shutdown => break,
                 Some(()) = recv(&mut reconnects) => {
-                    say_hello(&client, &hello).await;
+                    say_hello(&client, &hello);
                     if let Some(receivers) = &receivers {
                         receivers.reconnected();
                     }
@@ -244,13 +247,51 @@ async fn recv(receiver: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> 
     }
 }
 
-async fn say_hello(client: &async_nats::Client, subject: &str) {
-    if let Err(error) = client
-        .publish(subject.to_owned(), bytes::Bytes::new())
-        .await
-    {
-        tracing::debug!(%error, "hello not sent");
-    }
+/// A worker's hello: where it goes and what it says.
+struct Greeting {
+    subject: String,
+    body: bytes::Bytes,
+}
+
+/// How long a worker waits for a dispatcher's answer to its hello.
+const HELLO_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// The hello's body: the plugin's version and which process this is.
+fn hello_body(version: &str, client: &async_nats::Client) -> bytes::Bytes {
+    let hello = switchyard_schemas::delivery::Hello {
+        version: Some(version.to_owned()),
+        instance: Some(format!(
+            "pid {} client {}",
+            std::process::id(),
+            client.server_info().client_id
+        )),
+    };
+    serde_json::to_vec(&hello).unwrap_or_default().into()
+}
+
+/// Says hello (held events then flow at once) and, in the background, hears whether the
+/// registered version is this one: a worker of another version is told so, and logs it.
+fn say_hello(client: &async_nats::Client, hello: &Greeting) {
+    let (client, subject, body) = (client.clone(), hello.subject.clone(), hello.body.clone());
+    tokio::spawn(async move {
+        let asked = client.request(subject, body);
+        // No dispatcher, no answer, or an answer this worker cannot read: nothing to say.
+        let Ok(Ok(reply)) = tokio::time::timeout(HELLO_ANSWER_WAIT, asked).await else {
+            return;
+        };
+        let Ok(answer) =
+            serde_json::from_slice::<switchyard_schemas::delivery::HelloAnswer>(&reply.payload)
+        else {
+            return;
+        };
+        if !answer.matches {
+            tracing::error!(
+                registered_version = %answer.registered_version,
+                dispatcher = %answer.dispatcher,
+                "this worker's plugin version is not the registered one: deploy the registered version, or upgrade the registration (`switchyard plugins add`)"
+            );
+        }
+    });
 }
 
 /// Handles one delivery (or probe) and replies.

@@ -375,6 +375,45 @@ fn truncate(text: &str) -> &str {
     &text[..end]
 }
 
+/// A worker's hello (the body of its message on `{prefix}.control.hello.{plugin}`): which
+/// version of the plugin it runs, and which process it is. An empty body is a hello too
+/// (workers that say nothing more).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Hello {
+    /// The plugin's version the worker was built from (its manifest's `plugin.version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Which worker process this is, for people reading logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// The longest hello read; a longer one is read as an empty hello.
+pub const MAX_HELLO_LEN: usize = 1024;
+
+impl Hello {
+    /// Reads a hello's body; an empty, oversized or unreadable body reads as a hello that
+    /// says nothing more (a hello is never refused: it only speeds deliveries up).
+    pub fn read(body: &[u8]) -> Self {
+        if body.is_empty() || body.len() > MAX_HELLO_LEN {
+            return Self::default();
+        }
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+}
+
+/// A dispatcher's answer to a hello that asked for one (sent with a reply subject in the
+/// worker's own inbox).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HelloAnswer {
+    /// The version registered (and approved) for the plugin.
+    pub registered_version: String,
+    /// Whether the worker's version is the registered one.
+    pub matches: bool,
+    /// The dispatcher instance that answers.
+    pub dispatcher: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +425,19 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.as_str())
         }
+    }
+
+    #[test]
+    fn hellos_read_leniently_and_bounded() {
+        assert_eq!(Hello::read(b""), Hello::default());
+        assert_eq!(Hello::read(b"not json"), Hello::default());
+        assert_eq!(
+            Hello::read(&vec![b' '; MAX_HELLO_LEN + 1]),
+            Hello::default()
+        );
+        let hello = Hello::read(br#"{"version":"1.2.0","instance":"w1","more":1}"#);
+        assert_eq!(hello.version.as_deref(), Some("1.2.0"));
+        assert_eq!(hello.instance.as_deref(), Some("w1"));
     }
 
     #[test]

@@ -270,6 +270,22 @@ impl Namespace {
         format!("_SY_INBOX.{}.{plugin}", self.prefix)
     }
 
+    /// Whether `subject` is a concrete subject within `plugin`'s own inbox (no wildcard, no
+    /// empty token): the only reply subjects a trusted component answers a plugin on, since
+    /// only that plugin can listen there.
+    pub fn is_plugin_inbox(&self, plugin: &PluginId, subject: &str) -> bool {
+        let prefix = self.plugin_inbox_prefix(plugin);
+        subject
+            .strip_prefix(prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| {
+                !rest.is_empty()
+                    && rest
+                        .split('.')
+                        .all(|token| !token.is_empty() && token != "*" && token != ">")
+            })
+    }
+
     /// The subject a dead letter of `plugin` for an event of `tenant` and `event_type` is
     /// stored under.
     pub fn dead_letter(

@@ -10,7 +10,7 @@ use switchyard_dispatcher::{Dispatcher, DispatcherConfig};
 use switchyard_schemas::delivery::Outcome;
 use switchyard_schemas::manifest::Manifest;
 use switchyard_schemas::semver::Version;
-use switchyard_schemas::{EventId, PluginId, Tenant, TypedEvent};
+use switchyard_schemas::{EventId, EventType, PluginId, Tenant, TypedEvent};
 use switchyard_tests::{manifest, wait_until, Behaviour, ReceivedDelivery, Switchyard, TestWorker};
 
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -395,4 +395,90 @@ async fn max_in_flight_bounds_the_deliveries_open_at_once() {
     worker.wait_for(10, DEADLINE).await.unwrap();
     wait_until_drained(&sy, "audit").await;
     assert_eq!(worker.max_concurrent(), 2, "at most 2 open, and 2 reached");
+}
+
+/// A worker's hello naming its version is answered with the registered version, and only
+/// into the plugin's own inbox: a hello whose reply subject points anywhere else (at another
+/// plugin's inbox, at an events subject) gets no answer there.
+#[tokio::test]
+async fn a_hello_is_told_the_registered_version_and_answered_only_into_the_plugins_inbox() {
+    use futures::StreamExt;
+    use switchyard_schemas::delivery::{Hello, HelloAnswer};
+
+    let sy = Switchyard::start().await;
+    sy.register(manifest("billing", "")).await;
+    let ns = sy.namespace().clone();
+    let billing = PluginId::new("billing").unwrap();
+    let worker = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(ns.plugin_inbox_prefix(&billing))
+        .connect(sy.url())
+        .await
+        .unwrap();
+    let hello = |version: &str| {
+        serde_json::to_vec(&Hello {
+            version: Some(version.to_owned()),
+            instance: Some("w-1".to_owned()),
+        })
+        .unwrap()
+    };
+    let ask = |version: &'static str| {
+        let worker = worker.clone();
+        let subject = ns.worker_hello(&billing);
+        let body = hello(version);
+        async move {
+            let reply = tokio::time::timeout(DEADLINE, worker.request(subject, body.into()))
+                .await
+                .expect("answered in time")
+                .expect("answered");
+            serde_json::from_slice::<HelloAnswer>(&reply.payload).unwrap()
+        }
+    };
+    let right = ask("1.0.0").await;
+    assert!(right.matches);
+    assert_eq!(right.registered_version, "1.0.0");
+    let wrong = ask("0.9.0").await;
+    assert!(!wrong.matches);
+    assert_eq!(wrong.registered_version, "1.0.0");
+
+    // A full-rights observer watches where a forged reply subject points.
+    let observer = sy.server.client().await;
+    let elsewhere = ns.event(
+        &Tenant::new("acme").unwrap(),
+        &EventType::new("order.created").unwrap(),
+    );
+    let mut watched = observer.subscribe(elsewhere.clone()).await.unwrap();
+    let mut other_inbox = observer
+        .subscribe(format!(
+            "{}.x",
+            ns.plugin_inbox_prefix(&PluginId::new("other").unwrap())
+        ))
+        .await
+        .unwrap();
+    observer.flush().await.unwrap();
+    for reply in [
+        elsewhere,
+        format!(
+            "{}.x",
+            ns.plugin_inbox_prefix(&PluginId::new("other").unwrap())
+        ),
+    ] {
+        worker
+            .publish_with_reply(ns.worker_hello(&billing), reply, hello("0.9.0").into())
+            .await
+            .unwrap();
+    }
+    worker.flush().await.unwrap();
+    // An answer the dispatcher would send comes within the round trip the good ones took;
+    // one more good round trip after the forged hellos proves they were processed.
+    assert!(ask("1.0.0").await.matches);
+    assert!(
+        tokio::time::timeout(QUIET, watched.next()).await.is_err(),
+        "nothing published on the events subject"
+    );
+    assert!(
+        tokio::time::timeout(QUIET, other_inbox.next())
+            .await
+            .is_err(),
+        "nothing published into another plugin's inbox"
+    );
 }

@@ -455,16 +455,7 @@ async fn answer_rights(
 /// Whether `reply` lies in `plugin`'s own inbox (`_SY_INBOX.{prefix}.{plugin}.…`), with no
 /// wildcard in it.
 fn is_own_inbox(namespace: &Namespace, plugin: &PluginId, reply: &str) -> bool {
-    let prefix = namespace.plugin_inbox_prefix(plugin);
-    reply
-        .strip_prefix(prefix.as_str())
-        .and_then(|rest| rest.strip_prefix('.'))
-        .is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .split('.')
-                    .all(|token| !token.is_empty() && token != "*" && token != ">")
-        })
+    namespace.is_plugin_inbox(plugin, reply)
 }
 
 /// How often the enforcer reads every plugin's rights afresh, and how often it checks.
