@@ -311,4 +311,43 @@ async fn installs_wait_for_approval_and_upgrades_asking_for_more_wait_for_it_aga
     let stored = registry.get(&billing).await.unwrap().unwrap();
     assert_eq!(stored.manifest.plugin.version.to_string(), "1.1.0");
     assert!(stored.is_active());
+
+    // Each change was announced as an event of the tenant `switchyard`, in order.
+    let announced = succeeded(
+        &switchyard(
+            server,
+            &[
+                "events",
+                "tail",
+                "--tenant",
+                "switchyard",
+                "--type",
+                "switchyard.plugin.*",
+                "--all",
+                "--count",
+                "6",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    let kinds: Vec<String> = announced
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(value["event"]["data"]["plugin"], "billing");
+            value["event"]["type"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "switchyard.plugin.installed",
+            "switchyard.plugin.approved",
+            "switchyard.plugin.upgraded",
+            "switchyard.plugin.upgrade-proposed",
+            "switchyard.plugin.upgraded",
+            "switchyard.plugin.rolled-back",
+        ]
+    );
 }

@@ -29,6 +29,8 @@ use crate::raw::RawReader;
 use crate::status::{CircuitReport, StatusBoard, StatusError, HEARTBEAT, REFRESH};
 use opentelemetry::global;
 use opentelemetry::metrics::ObservableGauge;
+use switchyard_bus::Publisher;
+use switchyard_control::lifecycle::events;
 use switchyard_control::registry::{
     Registration, Registry, RegistryChange, RegistryError, TenantScope,
 };
@@ -432,6 +434,37 @@ async fn report_circuit(
         .await;
 }
 
+/// Announces a plugin's workers going and coming back (lifecycle events `switchyard.worker.
+/// down` and `up`, from this dispatcher's view) until stopped.
+async fn announce_presence(
+    publisher: Publisher,
+    plugin: PluginId,
+    instance: String,
+    mut changes: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
+        }
+        let present = *changes.borrow_and_update();
+        let what = if present {
+            events::LifecycleKind::WorkerUp
+        } else {
+            events::LifecycleKind::WorkerDown
+        };
+        let data = events::LifecycleEvent {
+            plugin: plugin.to_string(),
+            actor: Some(instance.clone()),
+            ..events::LifecycleEvent::default()
+        };
+        if let Err(error) = events::announce(&publisher, what, &data).await {
+            tracing::debug!(%plugin, %error, "worker presence not announced");
+        }
+    }
+}
+
 /// Writes the instance's heartbeat every [`HEARTBEAT`] until stopped, then deletes it, so that
 /// readers tell a running dispatcher from one that is gone.
 async fn heartbeat(board: StatusBoard, instance: String, stop: CancellationToken) {
@@ -460,6 +493,8 @@ struct RunningPlugin {
     subscriptions: HashMap<String, RunningSubscription>,
     /// The registered version, which workers' hellos are compared with.
     version: String,
+    /// Stops its presence announcer when the plugin stops running here.
+    _announcer: tokio_util::sync::DropGuard,
 }
 
 /// Follows the registry and keeps the pull loops in line with it.
@@ -574,14 +609,27 @@ impl Supervisor {
     /// Starts what is new or changed, stops what is gone.
     async fn reconcile(&mut self, registration: Registration) {
         let plugin = registration.manifest.plugin.id.clone();
-        let running = self
-            .plugins
-            .entry(plugin.clone())
-            .or_insert_with(|| RunningPlugin {
-                presence: Presence::new(),
+        let running = self.plugins.entry(plugin.clone()).or_insert_with(|| {
+            let presence = Presence::new();
+            let stop = self.stop.child_token();
+            tokio::spawn(announce_presence(
+                Publisher::new(
+                    self.replies.client().clone(),
+                    self.namespace.clone(),
+                    events::SOURCE,
+                ),
+                plugin.clone(),
+                self.instance.clone(),
+                presence.changes(),
+                stop.clone(),
+            ));
+            RunningPlugin {
+                presence,
                 subscriptions: HashMap::new(),
                 version: String::new(),
-            });
+                _announcer: stop.drop_guard(),
+            }
+        });
         running.version = registration.manifest.plugin.version.to_string();
         let presence = Arc::clone(&running.presence);
 

@@ -5,6 +5,7 @@ use clap::Args;
 use serde::Serialize;
 use switchyard_control::lifecycle::approval::{Approval, Requested};
 use switchyard_control::lifecycle::compat;
+use switchyard_control::lifecycle::events::{self, LifecycleEvent, LifecycleKind};
 use switchyard_control::registry::{Registration, Registry, Revision};
 use switchyard_schemas::PluginId;
 use time::OffsetDateTime;
@@ -68,6 +69,39 @@ pub(crate) struct RollbackArgs {
     to: Option<u64>,
 }
 
+/// Announces a lifecycle change as an event (tenant `switchyard`, docs/lifecycle.md). The
+/// change itself is stored already: a failed announcement is reported, not undone.
+pub(crate) async fn announce(
+    nats: &NatsArgs,
+    namespace: &NamespaceArgs,
+    what: LifecycleKind,
+    plugin: &PluginId,
+    registration: Option<&Registration>,
+) {
+    let data = LifecycleEvent {
+        plugin: plugin.to_string(),
+        version: registration.map(|r| r.manifest.plugin.version.to_string()),
+        state: registration.map(|r| r.state().to_string()),
+        actor: Some(actor()),
+        detail: None,
+    };
+    let announced = async {
+        let bus = switchyard_bus::Bus::connect(&nats.connect_options()?)
+            .await?
+            .with_namespace(namespace.prefix.clone());
+        let publisher = bus.publisher(events::SOURCE);
+        events::announce(&publisher, what, &data).await?;
+        Ok::<(), CliError>(())
+    }
+    .await;
+    if let Err(error) = announced {
+        eprintln!(
+            "warning: the change is made, but its lifecycle event `{}` was not published: {error}",
+            what.event_type()
+        );
+    }
+}
+
 /// Who is acting, for the approvals this records: the OS user and host.
 pub(crate) fn actor() -> String {
     let user = std::env::var("USER")
@@ -128,6 +162,14 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
             args.plugin, registration.manifest.plugin.version
         );
         print_rights(&registration.approved_rights());
+        announce(
+            &args.nats,
+            &args.namespace,
+            LifecycleKind::Upgraded,
+            &args.plugin,
+            Some(&registration),
+        )
+        .await;
         return Ok(());
     }
     if !registration.awaiting_approval {
@@ -157,6 +199,14 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
         registration.state()
     );
     print_rights(&registration.approved_rights());
+    announce(
+        &args.nats,
+        &args.namespace,
+        LifecycleKind::Approved,
+        &args.plugin,
+        Some(&registration),
+    )
+    .await;
     Ok(())
 }
 
@@ -174,7 +224,16 @@ pub(crate) async fn reject(args: PluginRef) -> Result<(), CliError> {
         println!("rejected {}: its installation is removed", args.plugin);
     } else {
         println!("{} has nothing waiting for approval", args.plugin);
+        return Ok(());
     }
+    announce(
+        &args.nats,
+        &args.namespace,
+        LifecycleKind::Rejected,
+        &args.plugin,
+        None,
+    )
+    .await;
     Ok(())
 }
 
@@ -314,5 +373,13 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
         target.revision,
         restored.state()
     );
+    announce(
+        &args.nats,
+        &args.namespace,
+        LifecycleKind::RolledBack,
+        &args.plugin,
+        Some(&restored),
+    )
+    .await;
     Ok(())
 }

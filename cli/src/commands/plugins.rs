@@ -10,6 +10,7 @@ use switchyard_bus::Streams;
 use switchyard_control::auth::CredentialStore;
 use switchyard_control::lifecycle::approval::{Approval, Requested};
 use switchyard_control::lifecycle::compat;
+use switchyard_control::lifecycle::events::LifecycleKind;
 use switchyard_control::registry::{
     LifecycleState, PendingUpgrade, Registration, Registry, TenantScope,
 };
@@ -266,6 +267,14 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
             }
             println!("approve it with `switchyard plugins approve {id}`");
         }
+        lifecycle::announce(
+            &args.nats,
+            &args.namespace,
+            LifecycleKind::Installed,
+            &id,
+            Some(&registration),
+        )
+        .await;
         return Ok(());
     };
     // An upgrade (or a change of tenants): what it asks for beyond the approval waits for a
@@ -295,6 +304,14 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
             println!("  {line}");
         }
         println!("approve it with `switchyard plugins approve {id}`, or `plugins reject {id}`");
+        lifecycle::announce(
+            &args.nats,
+            &args.namespace,
+            LifecycleKind::UpgradeProposed,
+            &id,
+            Some(&registration),
+        )
+        .await;
         return Ok(());
     }
     registration.manifest = manifest;
@@ -315,6 +332,14 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
         registration.tenants,
         registration.state()
     );
+    lifecycle::announce(
+        &args.nats,
+        &args.namespace,
+        LifecycleKind::Upgraded,
+        &id,
+        Some(&registration),
+    )
+    .await;
     Ok(())
 }
 
@@ -347,6 +372,14 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
     for plugin in order {
         if registry.remove(&plugin).await? {
             println!("removed {plugin}");
+            lifecycle::announce(
+                &args.nats,
+                &args.namespace,
+                LifecycleKind::Removed,
+                &plugin,
+                None,
+            )
+            .await;
         }
         // A plugin added again later gets a new secret.
         if let Some(credentials) = &credentials {
@@ -412,6 +445,19 @@ async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
     registration.enabled = enabled;
     let revision = registry.put(&registration).await?;
     println!("{verb} {} (revision {revision})", args.plugin);
+    let what = if enabled {
+        LifecycleKind::Enabled
+    } else {
+        LifecycleKind::Disabled
+    };
+    lifecycle::announce(
+        &args.nats,
+        &args.namespace,
+        what,
+        &args.plugin,
+        Some(&registration),
+    )
+    .await;
     Ok(())
 }
 

@@ -34,6 +34,11 @@ impl Presence {
         *self.present.borrow()
     }
 
+    /// Follows the presence: each change (workers gone, workers back).
+    pub fn changes(&self) -> watch::Receiver<bool> {
+        self.present.subscribe()
+    }
+
     /// Records that a delivery found no worker. Returns true when this changed the state, so
     /// that exactly one caller starts probing.
     pub fn mark_absent(&self) -> bool {
