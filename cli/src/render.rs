@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use switchyard_schemas::{ContentType, PluginId};
+use switchyard_schemas::{ContentType, PluginId, Tenant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -11,6 +11,10 @@ pub(crate) const PREVIEW_BYTES: usize = 512;
 
 pub(crate) fn parse_plugin_id(raw: &str) -> Result<PluginId, String> {
     PluginId::new(raw).map_err(|e| e.to_string())
+}
+
+pub(crate) fn parse_tenant(raw: &str) -> Result<Tenant, String> {
+    Tenant::new(raw).map_err(|e| e.to_string())
 }
 
 /// An RFC 3339 time, or a duration meaning "that long ago".

@@ -209,14 +209,7 @@ impl StatusBoard {
     /// # Errors
     /// A [`StatusError`] when the bucket cannot be read.
     pub async fn circuits(&self) -> Result<Vec<SeenReport>, StatusError> {
-        let keys: Vec<String> = self
-            .store
-            .keys()
-            .await
-            .map_err(|e| self.error("list", e))?
-            .try_collect()
-            .await
-            .map_err(|e| self.error("list", e))?;
+        let keys = self.keys().await?;
         let mut reports = Vec::with_capacity(keys.len());
         let mut alive: HashMap<String, OffsetDateTime> = HashMap::new();
         for key in keys {
@@ -248,14 +241,7 @@ impl StatusBoard {
     /// # Errors
     /// A [`StatusError`] when the bucket cannot be read.
     pub async fn live_instances(&self) -> Result<Vec<String>, StatusError> {
-        let keys: Vec<String> = self
-            .store
-            .keys()
-            .await
-            .map_err(|e| self.error("list", e))?
-            .try_collect()
-            .await
-            .map_err(|e| self.error("list", e))?;
+        let keys = self.keys().await?;
         let now = OffsetDateTime::now_utc();
         let mut alive = Vec::new();
         for key in keys.iter().filter(|key| key.starts_with(ALIVE)) {
@@ -272,6 +258,17 @@ impl StatusBoard {
         alive.sort();
         alive.dedup();
         Ok(alive)
+    }
+
+    /// Every key the bucket holds.
+    async fn keys(&self) -> Result<Vec<String>, StatusError> {
+        self.store
+            .keys()
+            .await
+            .map_err(|e| self.error("list", e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.error("list", e))
     }
 
     fn error(&self, action: &'static str, reason: impl std::fmt::Display) -> StatusError {

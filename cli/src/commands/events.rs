@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::plugins::open_registry;
 use super::streams::NamespaceArgs;
 use super::{CliError, NatsArgs, OutputArgs};
-use crate::render::{decode_whole, parse_plugin_id, parse_time, preview, timestamp};
+use crate::render::{decode_whole, parse_plugin_id, parse_tenant, parse_time, preview, timestamp};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EventsCommand {
@@ -54,10 +54,6 @@ pub(crate) struct TailArgs {
     /// Stop after printing this many events.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
-}
-
-fn parse_tenant(raw: &str) -> Result<Tenant, String> {
-    Tenant::new(raw).map_err(|e| e.to_string())
 }
 
 fn parse_pattern(raw: &str) -> Result<EventPattern, String> {

@@ -10,9 +10,9 @@ use switchyard_control::registry::{Registration, Registry, Revision};
 use switchyard_schemas::PluginId;
 use time::OffsetDateTime;
 
-use super::plugins::open_registry;
+use super::plugins::{open_registry, PluginArgs, StatusArgs};
 use super::streams::NamespaceArgs;
-use super::{print_json, CliError, NatsArgs, OutputArgs};
+use super::{print_json, CliError, NatsArgs};
 use crate::render::{parse_plugin_id, timestamp};
 use crate::table::render_table;
 
@@ -28,30 +28,6 @@ pub(crate) struct ApproveArgs {
     /// Approve a new installation but leave it disabled (`plugins enable` starts it).
     #[arg(long)]
     disabled: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct PluginRef {
-    #[command(flatten)]
-    nats: NatsArgs,
-    #[command(flatten)]
-    namespace: NamespaceArgs,
-    /// The plugin.
-    #[arg(value_parser = parse_plugin_id)]
-    plugin: PluginId,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct HistoryArgs {
-    #[command(flatten)]
-    nats: NatsArgs,
-    #[command(flatten)]
-    namespace: NamespaceArgs,
-    #[command(flatten)]
-    output: OutputArgs,
-    /// The plugin.
-    #[arg(value_parser = parse_plugin_id)]
-    plugin: PluginId,
 }
 
 #[derive(Debug, Args)]
@@ -210,7 +186,7 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub(crate) async fn reject(args: PluginRef) -> Result<(), CliError> {
+pub(crate) async fn reject(args: PluginArgs) -> Result<(), CliError> {
     let registry = open_registry(&args.nats, &args.namespace).await?;
     let (mut registration, _) = registered(&registry, &args.plugin).await?;
     if let Some(upgrade) = registration.pending_upgrade.take() {
@@ -268,7 +244,7 @@ impl RevisionJson {
     }
 }
 
-pub(crate) async fn history(args: HistoryArgs) -> Result<(), CliError> {
+pub(crate) async fn history(args: StatusArgs) -> Result<(), CliError> {
     let registry = open_registry(&args.nats, &args.namespace).await?;
     let revisions = registry.history(&args.plugin).await?;
     let rows: Vec<RevisionJson> = revisions.iter().map(RevisionJson::of).collect();

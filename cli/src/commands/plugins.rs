@@ -25,6 +25,7 @@ use super::lifecycle;
 use super::secrets::PrivateReplacement;
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs, OutputArgs};
+use crate::render::{parse_plugin_id, parse_tenant};
 use crate::table::render_table;
 
 #[derive(Debug, Subcommand)]
@@ -48,10 +49,10 @@ pub(crate) enum PluginsCommand {
     Approve(lifecycle::ApproveArgs),
     /// Reject a pending upgrade (the approved version stays) or a pending installation
     /// (removed).
-    Reject(lifecycle::PluginRef),
+    Reject(PluginArgs),
     /// List the revisions the registry keeps of a plugin (the last 10): version, state, who
     /// approved it.
-    History(lifecycle::HistoryArgs),
+    History(StatusArgs),
     /// Go back to an earlier revision (`--to REV`, default: the latest of another version),
     /// with the approval it had; refused when it no longer fits beside the others.
     Rollback(lifecycle::RollbackArgs),
@@ -96,14 +97,14 @@ pub(crate) enum PluginsCommand {
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
     #[command(flatten)]
-    nats: NatsArgs,
+    pub(crate) nats: NatsArgs,
     #[command(flatten)]
-    namespace: NamespaceArgs,
+    pub(crate) namespace: NamespaceArgs,
     #[command(flatten)]
-    output: OutputArgs,
+    pub(crate) output: OutputArgs,
     /// The plugin's id.
     #[arg(value_parser = parse_plugin_id)]
-    plugin: PluginId,
+    pub(crate) plugin: PluginId,
 }
 
 #[derive(Debug, Args)]
@@ -148,12 +149,12 @@ pub(crate) struct RemoveArgs {
 #[derive(Debug, Args)]
 pub(crate) struct PluginArgs {
     #[command(flatten)]
-    nats: NatsArgs,
+    pub(crate) nats: NatsArgs,
     #[command(flatten)]
-    namespace: NamespaceArgs,
+    pub(crate) namespace: NamespaceArgs,
     /// The plugin's id.
     #[arg(value_parser = parse_plugin_id)]
-    plugin: PluginId,
+    pub(crate) plugin: PluginId,
 }
 
 #[derive(Debug, Args)]
@@ -183,14 +184,6 @@ pub(crate) struct ListArgs {
     namespace: NamespaceArgs,
     #[command(flatten)]
     output: OutputArgs,
-}
-
-fn parse_tenant(raw: &str) -> Result<Tenant, String> {
-    Tenant::new(raw).map_err(|e| e.to_string())
-}
-
-fn parse_plugin_id(raw: &str) -> Result<PluginId, String> {
-    PluginId::new(raw).map_err(|e| e.to_string())
 }
 
 pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {

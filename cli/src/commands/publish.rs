@@ -13,6 +13,7 @@ use switchyard_schemas::{ContentType, Event, EventId, EventType, Tenant};
 
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs, OutputArgs};
+use crate::render::parse_tenant;
 
 /// The `source` of events published by this command unless `--source` says otherwise.
 const DEFAULT_SOURCE: &str = "urn:switchyard:cli";
@@ -83,10 +84,6 @@ impl From<Encoding> for ContentType {
             Encoding::Json => ContentType::Json,
         }
     }
-}
-
-fn parse_tenant(raw: &str) -> Result<Tenant, String> {
-    Tenant::new(raw).map_err(|e| e.to_string())
 }
 
 fn parse_type(raw: &str) -> Result<EventType, String> {
