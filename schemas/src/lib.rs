@@ -55,10 +55,10 @@ pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use manifest::{
     Backoff, DeliveryPolicy, EventPattern, Limits, Manifest, ManifestErrors, ManifestProblem,
     ProblemKind, Rate, RatePeriod, Subscription, SubscriptionName, MAX_MANIFEST_BYTES,
-    MAX_PATTERNS_PER_SUBSCRIPTION, MAX_SUBSCRIPTIONS,
+    MAX_PATTERNS_PER_SUBSCRIPTION, MAX_SUBSCRIPTIONS, MAX_TAGS, MAX_TEXT_BYTES, MAX_URL_BYTES,
 };
 pub use name::{
-    ChannelName, EventType, NameError, PluginId, Tenant, MAX_TOKEN_LEN, MAX_TYPE_TOKENS,
+    ChannelName, EventType, NameError, PluginId, Tag, Tenant, MAX_TOKEN_LEN, MAX_TYPE_TOKENS,
     RESERVED_PLUGIN_IDS,
 };
 pub use subject::{ChannelSubject, Namespace, SubjectError, DEFAULT_PREFIX};

@@ -215,6 +215,12 @@ token_name!(
     ChannelName,
     "channel name"
 );
+token_name!(
+    /// A tag or category of a plugin, as its manifest lists them (`tags`, `category`), for
+    /// finding it in the catalog. Compared without regard to ASCII case there.
+    Tag,
+    "tag"
+);
 
 /// An event type such as `order.created`: 1 to [`MAX_TYPE_TOKENS`] tokens joined by `.`.
 ///

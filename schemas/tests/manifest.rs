@@ -112,6 +112,22 @@ fn full_manifest_parses_every_field_as_written() {
         plugin.description.as_deref(),
         Some("Writes every order event to the audit log")
     );
+    assert_eq!(plugin.author.as_deref(), Some("Example Ltd"));
+    assert_eq!(plugin.license.as_deref(), Some("Apache-2.0"));
+    assert_eq!(
+        plugin.homepage.as_deref(),
+        Some("https://example.invalid/audit-log")
+    );
+    assert_eq!(
+        plugin.repository.as_deref(),
+        Some("https://example.invalid/audit-log.git")
+    );
+    let tags: Vec<&str> = plugin.tags.iter().map(|tag| tag.as_str()).collect();
+    assert_eq!(tags, ["audit", "orders"]);
+    assert_eq!(
+        plugin.category.as_ref().map(|c| c.as_str()),
+        Some("compliance")
+    );
 
     let [orders, refunds] = &manifest.subscriptions[..] else {
         panic!("two subscriptions expected: {:?}", manifest.subscriptions);
@@ -188,6 +204,9 @@ fn full_manifest_parses_every_field_as_written() {
 fn minimal_manifest_gets_every_documented_default() {
     let manifest = parse(MINIMAL);
     assert_eq!(manifest.plugin.description, None);
+    assert_eq!(manifest.plugin.author, None);
+    assert!(manifest.plugin.tags.is_empty());
+    assert_eq!(manifest.plugin.category, None);
     assert_eq!(manifest.subscriptions.len(), 1);
     let orders = &manifest.subscriptions[0];
     assert_eq!(orders.versions, VersionReq::STAR);
@@ -364,6 +383,42 @@ fn limit_problems_name_their_key() {
         Manifest::from_toml_str(&minimal_with("[limits]\nmax_payload = \"65MiB\"")).unwrap_err();
     let message = &errors.problems()[0].message;
     assert!(message.contains("from 1KiB to 64MiB"), "{message}");
+}
+
+#[test]
+fn catalog_metadata_is_checked_key_by_key() {
+    let long = "x".repeat(257);
+    let text = minimal_edited(
+        "core = \"^0.1\"",
+        &format!(
+            "core = \"^0.1\"\nauthor = \"{long}\"\nlicense = \" \"\n\
+             homepage = \"ftp://example.invalid\"\nrepository = \"https:// x\"\n\
+             tags = [\"audit\", \"two words\", \"audit\"]\ncategory = \"a.b\""
+        ),
+    );
+    assert_problems(
+        &text,
+        &[
+            ("plugin.author", ProblemKind::TooLarge),
+            ("plugin.license", ProblemKind::BadText),
+            ("plugin.homepage", ProblemKind::BadText),
+            ("plugin.repository", ProblemKind::BadText),
+            ("plugin.tags[1]", ProblemKind::BadName),
+            ("plugin.tags[2]", ProblemKind::Duplicate),
+            ("plugin.category", ProblemKind::BadName),
+        ],
+    );
+    let control = minimal_edited(
+        "core = \"^0.1\"",
+        "core = \"^0.1\"\nauthor = \"a\\u001b[31m\"",
+    );
+    assert_problems(&control, &[("plugin.author", ProblemKind::BadText)]);
+    let many: Vec<String> = (0..33).map(|n| format!("\"t{n}\"")).collect();
+    let too_many = minimal_edited(
+        "core = \"^0.1\"",
+        &format!("core = \"^0.1\"\ntags = [{}]", many.join(", ")),
+    );
+    assert_problems(&too_many, &[("plugin.tags", ProblemKind::TooLarge)]);
 }
 
 #[test]

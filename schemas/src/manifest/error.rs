@@ -35,6 +35,9 @@ pub enum ProblemKind {
     Reserved,
     /// An event type pattern that is not valid.
     BadPattern,
+    /// A text that is empty or holds control characters, or a `homepage` or `repository` that
+    /// is not an `http://` or `https://` URL.
+    BadText,
     /// A value listed twice where each must be unique.
     Duplicate,
     /// An event pattern that covers another one of the same subscription; JetStream refuses a

@@ -69,7 +69,7 @@ pub use self::lines::key_line;
 pub use self::pattern::{EventPattern, PatternError};
 pub use self::policy::{Backoff, DeliveryPolicy, ParseRateError, Rate, RatePeriod};
 pub use crate::name::SubscriptionName;
-use crate::name::{ChannelName, EventType, PluginId};
+use crate::name::{ChannelName, EventType, PluginId, Tag};
 
 /// `toml`, whose [`Table`](toml::Table) holds a manifest's free-form settings.
 pub use toml;
@@ -83,6 +83,15 @@ pub const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// The most event patterns one subscription may list: its consumer's filter subjects.
 pub const MAX_PATTERNS_PER_SUBSCRIPTION: usize = 10_000;
+
+/// The most tags a manifest's `[plugin]` may list.
+pub const MAX_TAGS: usize = 32;
+
+/// The longest `author` or `license`, in bytes.
+pub const MAX_TEXT_BYTES: usize = 256;
+
+/// The longest `homepage` or `repository` URL, in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
 
 /// A plugin's validated manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +122,18 @@ pub struct PluginInfo {
     pub core: VersionReq,
     /// What it does, for operators.
     pub description: Option<String>,
+    /// Who wrote it (a person or an organisation), for operators and the catalog.
+    pub author: Option<String>,
+    /// Its licence, e.g. an SPDX expression such as `"Apache-2.0"`. Not interpreted.
+    pub license: Option<String>,
+    /// Its home page: an `http://` or `https://` URL.
+    pub homepage: Option<String>,
+    /// Where its source is: an `http://` or `https://` URL.
+    pub repository: Option<String>,
+    /// Tags for finding it in the catalog; at most [`MAX_TAGS`], no duplicates.
+    pub tags: Vec<Tag>,
+    /// The catalog category it belongs to.
+    pub category: Option<Tag>,
 }
 
 /// One subscription: a set of event types, delivered through one JetStream consumer.

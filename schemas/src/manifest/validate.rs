@@ -16,9 +16,9 @@ use super::pattern::{EventPattern, PatternError};
 use super::read::{report_duplicates, Field, KeyPath, ReadList, Section};
 use super::{
     ChannelGrants, Dependencies, Manifest, PluginInfo, Subscription, MAX_PATTERNS_PER_SUBSCRIPTION,
-    MAX_SUBSCRIPTIONS,
+    MAX_SUBSCRIPTIONS, MAX_TAGS, MAX_TEXT_BYTES, MAX_URL_BYTES,
 };
-use crate::name::{ChannelName, PluginId, SubscriptionName};
+use crate::name::{ChannelName, PluginId, SubscriptionName, Tag};
 
 const TOP_KEYS: &[&str] = &[
     "plugin",
@@ -29,7 +29,18 @@ const TOP_KEYS: &[&str] = &[
     "dependencies",
     "settings",
 ];
-const PLUGIN_KEYS: &[&str] = &["id", "version", "core", "description"];
+const PLUGIN_KEYS: &[&str] = &[
+    "id",
+    "version",
+    "core",
+    "description",
+    "author",
+    "license",
+    "homepage",
+    "repository",
+    "tags",
+    "category",
+];
 const SUBSCRIPTION_KEYS: &[&str] = &["name", "events", "versions", "policy"];
 const CHANNEL_KEYS: &[&str] = &["send", "receive"];
 const LIMIT_KEYS: &[&str] = &[
@@ -108,12 +119,113 @@ fn read_plugin(field: &Field<'_>, problems: &mut Problems) -> Result<PluginInfo,
         .optional("description")
         .map(|f| f.string(problems).map(str::to_owned))
         .transpose();
+    let author = plugin
+        .optional("author")
+        .map(|f| read_text(&f, problems))
+        .transpose();
+    let license = plugin
+        .optional("license")
+        .map(|f| read_text(&f, problems))
+        .transpose();
+    let homepage = plugin
+        .optional("homepage")
+        .map(|f| read_url(&f, problems))
+        .transpose();
+    let repository = plugin
+        .optional("repository")
+        .map(|f| read_url(&f, problems))
+        .transpose();
+    let tags = plugin
+        .optional("tags")
+        .map_or(Ok(Vec::new()), |f| read_tags(&f, problems));
+    let category = plugin
+        .optional("category")
+        .map(|f| f.name::<Tag>(problems))
+        .transpose();
     Ok(PluginInfo {
         id: id?,
         version: version?,
         core: core?,
         description: description?,
+        author: author?,
+        license: license?,
+        homepage: homepage?,
+        repository: repository?,
+        tags: tags?,
+        category: category?,
     })
+}
+
+/// A short text for people (`author`, `license`): not empty, no control characters, at most
+/// [`MAX_TEXT_BYTES`].
+fn read_text(field: &Field<'_>, problems: &mut Problems) -> Result<String, Reported> {
+    let text = field.string(problems)?;
+    check_text(field, text, MAX_TEXT_BYTES, problems)?;
+    Ok(text.to_owned())
+}
+
+fn check_text(
+    field: &Field<'_>,
+    text: &str,
+    max: usize,
+    problems: &mut Problems,
+) -> Result<(), Reported> {
+    if text.len() > max {
+        return Err(field.report(
+            problems,
+            ProblemKind::TooLarge,
+            format!("{} bytes; at most {max} are allowed", text.len()),
+        ));
+    }
+    if text.trim().is_empty() {
+        return Err(field.report(problems, ProblemKind::BadText, "must not be empty"));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(field.report(
+            problems,
+            ProblemKind::BadText,
+            format!("holds the control character {c:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A `homepage` or `repository`: an `http://` or `https://` URL with a host, no whitespace, at
+/// most [`MAX_URL_BYTES`].
+fn read_url(field: &Field<'_>, problems: &mut Problems) -> Result<String, Reported> {
+    let text = field.string(problems)?;
+    check_text(field, text, MAX_URL_BYTES, problems)?;
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"));
+    let host_present = rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if !host_present || text.chars().any(char::is_whitespace) {
+        return Err(field.report(
+            problems,
+            ProblemKind::BadText,
+            format!("`{text}` is not an http:// or https:// URL"),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn read_tags(field: &Field<'_>, problems: &mut Problems) -> Result<Vec<Tag>, Reported> {
+    let items = field.array(problems)?;
+    if items.len() > MAX_TAGS {
+        return Err(field.report(
+            problems,
+            ProblemKind::TooLarge,
+            format!(
+                "{} tags; a plugin may list at most {MAX_TAGS} (MAX_TAGS)",
+                items.len()
+            ),
+        ));
+    }
+    let tags = ReadList::new(&items, problems, |item, problems| {
+        item.name::<Tag>(problems)
+    });
+    report_duplicates(&tags.read, "tag", problems);
+    tags.into_values()
 }
 
 fn read_subscriptions(

@@ -44,8 +44,24 @@ fn write_plugin(plugin: &PluginInfo) -> Table {
     table.insert("id".into(), plugin.id.as_str().into());
     table.insert("version".into(), plugin.version.to_string().into());
     table.insert("core".into(), plugin.core.to_string().into());
-    if let Some(description) = &plugin.description {
-        table.insert("description".into(), description.as_str().into());
+    let texts = [
+        ("description", &plugin.description),
+        ("author", &plugin.author),
+        ("license", &plugin.license),
+        ("homepage", &plugin.homepage),
+        ("repository", &plugin.repository),
+    ];
+    for (key, value) in texts {
+        if let Some(value) = value {
+            table.insert(key.into(), value.as_str().into());
+        }
+    }
+    if !plugin.tags.is_empty() {
+        let tags = plugin.tags.iter().map(|tag| tag.as_str().into());
+        table.insert("tags".into(), Value::Array(tags.collect()));
+    }
+    if let Some(category) = &plugin.category {
+        table.insert("category".into(), category.as_str().into());
     }
     table
 }
