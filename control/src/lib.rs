@@ -6,7 +6,11 @@
 //! - [`auth`]: broker-enforced rights: the auth callout that gives each plugin exactly its
 //!   subjects, plugin credentials, quotas, the server configuration, and the probe that
 //!   proves the rights from outside (docs/security.md).
+//! - [`package`]: plugin packages (a manifest and a worker, indexed and signed by a
+//!   publisher), the publisher keys operators trust, the decision whether a package may be
+//!   installed, and the store and catalog of published packages (docs/lifecycle.md).
 
 pub mod auth;
 pub mod lifecycle;
+pub mod package;
 pub mod registry;
