@@ -80,6 +80,20 @@ pub(crate) fn preview(body: &[u8]) -> String {
     out
 }
 
+/// `text` with its control characters escaped (`\u{1b}`), for text that comes from a package
+/// or a store and must not drive the terminal.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A time in UTC to the second: enough to tell failures apart on a terminal.
 pub(crate) fn timestamp(time: OffsetDateTime) -> String {
     let format =

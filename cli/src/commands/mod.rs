@@ -1,17 +1,20 @@
 //! The commands of `switchyard` and what they share: how to reach NATS.
 
 mod auth;
+mod catalog;
 mod dev;
 mod dlq;
 mod events;
 mod explain;
 mod lifecycle;
+mod package;
 mod plugins;
 mod probe;
 mod publish;
 mod run;
 mod secrets;
 mod streams;
+mod trust;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,6 +60,15 @@ enum Command {
     /// Broker-enforced plugin rights: generate the server configuration, run the auth callout.
     #[command(subcommand)]
     Auth(auth::AuthCommand),
+    /// Plugin packages: build, sign, verify, inspect and publish them; make publisher keys.
+    #[command(subcommand)]
+    Package(package::PackageCommand),
+    /// The publisher keys whose packages this deployment trusts.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
+    /// List the published packages: id, version, publisher (trusted or not), description,
+    /// tags and category.
+    Catalog(catalog::CatalogArgs),
 }
 
 /// The server URL when none is given.
@@ -169,6 +181,14 @@ pub(crate) enum CliError {
     /// A lifecycle change refused for compatibility: every problem, one per line.
     #[error("refused {what}:\n{problems}")]
     Incompatible { what: String, problems: String },
+    #[error(transparent)]
+    Package(#[from] switchyard_control::package::PackageError),
+    #[error(transparent)]
+    Trust(#[from] switchyard_control::package::TrustError),
+    #[error(transparent)]
+    PackageStore(#[from] switchyard_control::package::StoreError),
+    #[error(transparent)]
+    Refused(#[from] switchyard_control::package::InstallRefusal),
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
     NotRegistered { plugin: PluginId, bucket: String },
     #[error("the probe found {failed} of {total} cells failing: a plugin can get past its rights")]
@@ -258,5 +278,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Explain(args) => explain::run(args).await,
         // Boxed: the auth service's future is large, and only this command needs it.
         Command::Auth(command) => Box::pin(auth::run(command)).await,
+        Command::Package(command) => package::run(command).await,
+        Command::Trust(command) => trust::run(command).await,
+        Command::Catalog(args) => catalog::run(args).await,
     }
 }

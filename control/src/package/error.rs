@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use switchyard_schemas::ManifestErrors;
 
 /// A part whose bytes do not match what the index says of them.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
 #[error(
     "part {part:?} does not match the index: sha256 expected {expected_sha256}, actual \
      {actual_sha256}"

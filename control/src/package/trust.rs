@@ -114,6 +114,22 @@ impl TrustStore {
         Ok(Self { store, bucket })
     }
 
+    /// Opens the trust bucket of `namespace` if it exists: a deployment where no key was ever
+    /// trusted has none, and reading must not create it.
+    ///
+    /// # Errors
+    /// [`TrustError::Store`] when it exists but cannot be opened.
+    pub async fn open_existing(
+        js: &jetstream::Context,
+        namespace: &Namespace,
+    ) -> Result<Option<Self>, TrustError> {
+        let bucket = bucket_name(namespace);
+        match js.stream_by_subject(format!("$KV.{bucket}.>")).await {
+            Err(_) => Ok(None),
+            Ok(_) => Self::open(js, namespace).await.map(Some),
+        }
+    }
+
     /// The bucket's name.
     pub fn bucket(&self) -> &str {
         &self.bucket
