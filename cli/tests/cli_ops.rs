@@ -239,8 +239,9 @@ async fn plugins_list_show_and_status_print_one_json_document() {
     assert!(failed(&unknown).contains("no plugin `ghost`"));
 }
 
-/// `--replicas` covers the registry, status and credentials buckets as well as the streams:
-/// losing a node must not lose registrations or credentials.
+/// `--replicas` covers the registry, status, credentials and trust buckets and the packages
+/// object store as well as the streams: losing a node must not lose registrations,
+/// credentials, trusted keys or packages.
 #[tokio::test]
 async fn streams_provision_gives_the_buckets_the_replicas_too() {
     let cluster = TestCluster::start(3).await;
@@ -252,10 +253,17 @@ async fn streams_provision_gives_the_buckets_the_replicas_too() {
         "SWITCHYARD_REGISTRY",
         "SWITCHYARD_STATUS",
         "SWITCHYARD_CREDENTIALS",
+        "SWITCHYARD_TRUST",
     ] {
         assert!(text.contains(&format!("{bucket} (bucket)")), "{text}");
         let mut stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();
         let replicas = stream.info().await.unwrap().config.num_replicas;
         assert_eq!(replicas, 3, "{bucket}");
     }
+    assert!(
+        text.contains("SWITCHYARD_PACKAGES (object store)"),
+        "{text}"
+    );
+    let mut packages = js.get_stream("OBJ_SWITCHYARD_PACKAGES").await.unwrap();
+    assert_eq!(packages.info().await.unwrap().config.num_replicas, 3);
 }

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use switchyard_bus::{set_replicas, stream_name, Bus, Provisioned, StreamSettings, Streams};
 use switchyard_control::auth::CredentialStore;
+use switchyard_control::package::{PackageStore, PackageStoreOptions, TrustStore};
 use switchyard_control::registry::{Registry, RegistryOptions};
 use switchyard_dispatcher::status::StatusBoard;
 use switchyard_schemas::Namespace;
@@ -30,8 +31,8 @@ pub(crate) struct ProvisionArgs {
     nats: NatsArgs,
     #[command(flatten)]
     namespace: NamespaceArgs,
-    /// Copies of each stream, and of the registry, status and credentials buckets, kept in a
-    /// cluster (1, 3 or 5).
+    /// Copies of each stream, of the registry, status, credentials and trust buckets and of
+    /// the packages object store, kept in a cluster (1, 3 or 5).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     replicas: u8,
     /// How long events are kept, e.g. `7d`.
@@ -110,9 +111,9 @@ async fn provision(args: ProvisionArgs) -> Result<(), CliError> {
     provision_buckets(&bus, usize::from(args.replicas)).await
 }
 
-/// Gives the registry, status and credentials buckets the same number of replicas as the
-/// streams, creating the ones that do not exist yet: losing a node must not lose the plugins'
-/// registrations or credentials either. Dispatchers and the auth service open them as they are.
+/// Gives the registry, status, credentials and trust buckets and the packages object store the
+/// same number of replicas as the streams, creating the ones that do not exist yet: losing a
+/// node must not lose the plugins' registrations, credentials, trusted keys or packages either. Dispatchers and the auth service open them as they are.
 async fn provision_buckets(bus: &Bus, replicas: usize) -> Result<(), CliError> {
     let js = bus.jetstream();
     let ns = bus.namespace();
@@ -125,14 +126,27 @@ async fn provision_buckets(bus: &Bus, replicas: usize) -> Result<(), CliError> {
     let credentials = CredentialStore::open(js, ns)
         .await
         .map_err(|e| CliError::nats("open the credentials bucket", e))?;
+    let trust = TrustStore::open_with(js, ns, replicas)
+        .await
+        .map_err(|e| CliError::nats("open the trust bucket", e))?;
     for bucket in [
         registry.bucket().to_owned(),
         stream_name(ns, "STATUS"),
         credentials.bucket().to_owned(),
+        trust.bucket().to_owned(),
     ] {
         let provisioned = set_replicas(js, &format!("KV_{bucket}"), replicas).await?;
         println!("{bucket} (bucket): {}", describe(provisioned));
     }
+    let packages = PackageStore::open_with(js, ns, &PackageStoreOptions { replicas })
+        .await
+        .map_err(|e| CliError::nats("open the packages object store", e))?;
+    let provisioned = set_replicas(js, &format!("OBJ_{}", packages.bucket()), replicas).await?;
+    println!(
+        "{} (object store): {}",
+        packages.bucket(),
+        describe(provisioned)
+    );
     Ok(())
 }
 
