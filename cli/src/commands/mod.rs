@@ -181,14 +181,15 @@ pub(crate) enum CliError {
     /// A lifecycle change refused for compatibility: every problem, one per line.
     #[error("refused {what}:\n{problems}")]
     Incompatible { what: String, problems: String },
+    // Boxed: they are large, and every command's future holds a CliError.
     #[error(transparent)]
-    Package(#[from] switchyard_control::package::PackageError),
+    Package(Box<switchyard_control::package::PackageError>),
     #[error(transparent)]
-    Trust(#[from] switchyard_control::package::TrustError),
+    Trust(Box<switchyard_control::package::TrustError>),
     #[error(transparent)]
-    PackageStore(#[from] switchyard_control::package::StoreError),
+    PackageStore(Box<switchyard_control::package::StoreError>),
     #[error(transparent)]
-    Refused(#[from] switchyard_control::package::InstallRefusal),
+    Refused(Box<switchyard_control::package::InstallRefusal>),
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
     NotRegistered { plugin: PluginId, bucket: String },
     #[error("the probe found {failed} of {total} cells failing: a plugin can get past its rights")]
@@ -231,6 +232,30 @@ pub(crate) enum CliError {
     },
 }
 
+impl From<switchyard_control::package::PackageError> for CliError {
+    fn from(error: switchyard_control::package::PackageError) -> Self {
+        Self::Package(Box::new(error))
+    }
+}
+
+impl From<switchyard_control::package::TrustError> for CliError {
+    fn from(error: switchyard_control::package::TrustError) -> Self {
+        Self::Trust(Box::new(error))
+    }
+}
+
+impl From<switchyard_control::package::StoreError> for CliError {
+    fn from(error: switchyard_control::package::StoreError) -> Self {
+        Self::PackageStore(Box::new(error))
+    }
+}
+
+impl From<switchyard_control::package::InstallRefusal> for CliError {
+    fn from(error: switchyard_control::package::InstallRefusal) -> Self {
+        Self::Refused(Box::new(error))
+    }
+}
+
 impl CliError {
     /// A failed NATS/JetStream request, described by what was being done.
     fn nats(action: &'static str, error: impl std::fmt::Display) -> Self {
@@ -271,7 +296,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dev(args) => dev::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Streams(command) => streams::run(command).await,
-        Command::Plugins(command) => plugins::run(command).await,
+        // Boxed: its future holds several manifests across awaits.
+        Command::Plugins(command) => Box::pin(plugins::run(command)).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Events(command) => events::run(command).await,
