@@ -28,6 +28,8 @@ use crate::{TestCluster, TestServer};
 pub const SMALL_EVENTS_BYTES: i64 = 64 * 1024 * 1024;
 /// The dead-letter stream's size in tests that provision their own streams.
 pub const SMALL_DEAD_LETTERS_BYTES: i64 = 16 * 1024 * 1024;
+/// The audit stream's size in tests that provision their own streams.
+pub const SMALL_AUDIT_BYTES: i64 = 16 * 1024 * 1024;
 
 /// What a [`Switchyard`] runs on: one [`TestServer`], or every node of a [`TestCluster`].
 pub trait Broker {
@@ -61,7 +63,7 @@ impl Broker for TestCluster {
 }
 
 /// The default streams of `namespace` with `replicas` replicas and small sizes
-/// ([`SMALL_EVENTS_BYTES`], [`SMALL_DEAD_LETTERS_BYTES`]).
+/// ([`SMALL_EVENTS_BYTES`], [`SMALL_DEAD_LETTERS_BYTES`], [`SMALL_AUDIT_BYTES`]).
 pub fn small_streams(namespace: &Namespace, replicas: usize) -> Streams {
     let defaults = Streams::defaults(namespace);
     Streams {
@@ -74,6 +76,11 @@ pub fn small_streams(namespace: &Namespace, replicas: usize) -> Streams {
             replicas,
             max_bytes: SMALL_DEAD_LETTERS_BYTES,
             ..defaults.dead_letters
+        },
+        audit: StreamSettings {
+            replicas,
+            max_bytes: SMALL_AUDIT_BYTES,
+            ..defaults.audit
         },
     }
 }
@@ -102,6 +109,7 @@ pub async fn provision_with_buckets(bus: &Bus, replicas: usize) -> Registry {
     let mut streams = vec![
         bus.streams().events.name.clone(),
         bus.streams().dead_letters.name.clone(),
+        bus.streams().audit.name.clone(),
     ];
     for bucket in [
         registry.bucket().to_owned(),
