@@ -6,7 +6,11 @@
 //! - [`auth`]: broker-enforced rights: the auth callout that gives each plugin exactly its
 //!   subjects, plugin credentials, quotas, the server configuration, and the probe that
 //!   proves the rights from outside (docs/security.md).
+//! - [`audit`]: the audit log: who changed what, in an append-only stream; the registry's,
+//!   the credentials' and the dead letters' operator-facing changes record themselves there
+//!   (docs/lifecycle.md, "Audit").
 
+pub mod audit;
 pub mod auth;
 pub mod lifecycle;
 pub mod registry;

@@ -10,6 +10,7 @@ use async_nats::jetstream;
 use switchyard_bus::{
     decode_event, set_replicas, stream_name, Bus, Publisher, StreamSettings, Streams,
 };
+use switchyard_control::audit::{Actor, AuditLog, Auditor};
 use switchyard_control::auth::CredentialStore;
 use switchyard_control::registry::{Registration, Registry, RegistryOptions, TenantScope};
 use switchyard_dispatcher::dead_letter::Failure;
@@ -298,6 +299,18 @@ impl Switchyard<TestCluster> {
 }
 
 impl<B: Broker> Switchyard<B> {
+    /// The audit log of this Switchyard with the actor `test`: what the audited operations
+    /// (dead letters' replay and purge, the registry's `register`, ...) need.
+    ///
+    /// # Panics
+    /// When the audit log cannot be opened.
+    pub async fn auditor(&self) -> Auditor {
+        let log = AuditLog::open(self.bus.jetstream(), self.bus.namespace())
+            .await
+            .expect("the audit log opens");
+        Auditor::new(log, Actor::declared("test"))
+    }
+
     /// Starts another dispatcher against the same server.
     pub async fn another_dispatcher(&self) -> Dispatcher {
         self.another_dispatcher_with(DispatcherConfig::default())
