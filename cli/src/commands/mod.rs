@@ -1,5 +1,6 @@
 //! The commands of `switchyard` and what they share: how to reach NATS.
 
+mod audit;
 mod auth;
 mod dev;
 mod dlq;
@@ -38,7 +39,7 @@ enum Command {
     /// Run the embedded default: a local nats-server, the dispatcher and the example plugins,
     /// with a stream of sample events and a live view of what happens to them.
     Dev(dev::DevArgs),
-    /// Provision and inspect the events and dead-letter streams.
+    /// Provision and inspect the events, dead-letter and audit streams.
     #[command(subcommand)]
     Streams(streams::StreamsCommand),
     /// Register, remove and list plugins.
@@ -57,6 +58,10 @@ enum Command {
     /// Broker-enforced plugin rights: generate the server configuration, run the auth callout.
     #[command(subcommand)]
     Auth(auth::AuthCommand),
+    /// List the audit log, oldest first: who registered, replaced, approved, rejected, rolled
+    /// back, removed, enabled or disabled a plugin, issued, rotated or revoked its secret, or
+    /// replayed or purged its dead letters, and when (the server's time of storage).
+    Audit(audit::AuditArgs),
 }
 
 /// The server URL when none is given.
@@ -169,6 +174,8 @@ pub(crate) enum CliError {
     /// A lifecycle change refused for compatibility: every problem, one per line.
     #[error("refused {what}:\n{problems}")]
     Incompatible { what: String, problems: String },
+    #[error(transparent)]
+    Audit(#[from] switchyard_control::audit::AuditError),
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
     NotRegistered { plugin: PluginId, bucket: String },
     #[error("the probe found {failed} of {total} cells failing: a plugin can get past its rights")]
@@ -251,12 +258,14 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dev(args) => dev::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Streams(command) => streams::run(command).await,
-        Command::Plugins(command) => plugins::run(command).await,
+        // Boxed: the changes' futures (checks, the write, its audit entry, its event) are large.
+        Command::Plugins(command) => Box::pin(plugins::run(command)).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Events(command) => events::run(command).await,
         Command::Explain(args) => explain::run(args).await,
         // Boxed: the auth service's future is large, and only this command needs it.
         Command::Auth(command) => Box::pin(auth::run(command)).await,
+        Command::Audit(args) => audit::run(args).await,
     }
 }
