@@ -118,6 +118,7 @@ pub async fn run(run: &PublishRun) -> BenchResult<PublishMeasurement> {
             ..defaults.events
         },
         dead_letters: defaults.dead_letters,
+        audit: defaults.audit,
     });
     bus.provision().await.step("provision the streams")?;
     let tenant = Tenant::new(TENANT).step("name the tenant")?;

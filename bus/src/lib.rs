@@ -64,6 +64,8 @@ pub struct ProvisionReport {
     pub events: Provisioned,
     /// The dead-letter stream.
     pub dead_letters: Provisioned,
+    /// The audit stream.
+    pub audit: Provisioned,
 }
 
 /// What [`Bus::ensure_streams`] found of each stream.
@@ -73,6 +75,8 @@ pub struct EnsureReport {
     pub events: Ensured,
     /// The dead-letter stream.
     pub dead_letters: Ensured,
+    /// The audit stream.
+    pub audit: Ensured,
 }
 
 impl Bus {
@@ -108,7 +112,7 @@ impl Bus {
         self
     }
 
-    /// Creates or updates both streams so they match the settings.
+    /// Creates or updates the three streams so they match the settings.
     ///
     /// # Errors
     /// See [`provision`].
@@ -116,6 +120,7 @@ impl Bus {
         Ok(ProvisionReport {
             events: provision(&self.jetstream, &self.streams.events).await?,
             dead_letters: provision(&self.jetstream, &self.streams.dead_letters).await?,
+            audit: provision(&self.jetstream, &self.streams.audit).await?,
         })
     }
 
@@ -128,6 +133,7 @@ impl Bus {
         Ok(EnsureReport {
             events: ensure(&self.jetstream, &self.streams.events).await?,
             dead_letters: ensure(&self.jetstream, &self.streams.dead_letters).await?,
+            audit: ensure(&self.jetstream, &self.streams.audit).await?,
         })
     }
 

@@ -1,26 +1,34 @@
-//! The two streams Switchyard keeps in JetStream, their defaults, and idempotent provisioning.
+//! The three streams Switchyard keeps in JetStream, their defaults, and idempotent provisioning.
 //!
-//! | setting | events stream | dead-letter stream |
-//! |---|---|---|
-//! | name | `SWITCHYARD_EVENTS` | `SWITCHYARD_DLQ` |
-//! | subjects | `{prefix}.events.>`, `{prefix}.redrive.>` | `{prefix}.dlq.>` |
-//! | retention | limits (a log: kept until max age or max bytes) | limits |
-//! | max age | 7 days | 30 days |
-//! | max bytes | 4 GiB | 1 GiB |
-//! | when full | refuse new publishes (the publisher gets an error) | refuse new dead letters |
-//! | replicas | 1 (3 in a production cluster) | 1 |
-//! | duplicate window | 2 minutes | 1 hour |
-//! | storage | file | file |
+//! | setting | events stream | dead-letter stream | audit stream |
+//! |---|---|---|---|
+//! | name | `SWITCHYARD_EVENTS` | `SWITCHYARD_DLQ` | `SWITCHYARD_AUDIT` |
+//! | subjects | `{prefix}.events.>`, `{prefix}.redrive.>` | `{prefix}.dlq.>` | `{prefix}.audit.>` |
+//! | retention | limits (a log: kept until max age or max bytes) | limits | limits |
+//! | max age | 7 days | 30 days | 365 days |
+//! | max bytes | 4 GiB | 1 GiB | 1 GiB |
+//! | when full | refuse new publishes (the publisher gets an error) | refuse new dead letters | refuse new entries |
+//! | replicas | 1 (3 in a production cluster) | 1 | 1 |
+//! | duplicate window | 2 minutes | 1 hour | 1 hour |
+//! | storage | file | file | file |
+//! | append-only | no | no (replays and purges delete) | yes: `deny_delete`, `deny_purge`, no rollups |
 //!
 //! "When full, refuse" is chosen over "drop the oldest" so that nothing is lost silently: a
 //! publisher sees the refusal and can retry, and the dispatcher keeps an event un-acked while
-//! its dead letter cannot be stored.
+//! its dead letter cannot be stored. A full audit stream makes the changes that need an entry
+//! fail loudly instead of dropping old entries.
+//!
+//! The audit stream is append-only ([`StreamSettings::append_only`]): the server refuses to
+//! delete one of its messages, to purge it and to roll it up, whoever asks, and refuses to
+//! take those settings back once set. Entries leave it only by its limits (a year, 1 GiB);
+//! see `docs/lifecycle.md` ("Audit").
 //!
 //! Two ways to provision: [`provision`] makes a stream match the settings (the operator's
 //! `switchyard streams provision`); [`ensure`] creates what is missing and never changes what
 //! exists (every dispatcher start), so a start cannot undo what an operator chose, such as
 //! three replicas or a smaller size. It refuses, naming the problem, a stream that cannot work
-//! (a subject missing, a retention that deletes acknowledged events).
+//! (a subject missing, a retention that deletes acknowledged events, an audit stream that
+//! allows deleting entries).
 
 use std::time::Duration;
 
@@ -48,6 +56,11 @@ pub struct StreamSettings {
     pub duplicate_window: Duration,
     /// File (durable) or memory storage.
     pub storage: StorageType,
+    /// Whether messages can never be deleted, purged or rolled up by a client: the server
+    /// refuses those requests (`deny_delete`, `deny_purge`, no `allow_rollup_hdrs`). Only
+    /// the limits (max age, max bytes) remove messages. Once set on a stream, the server
+    /// refuses to take it back.
+    pub append_only: bool,
 }
 
 const GIB: i64 = 1024 * 1024 * 1024;
@@ -65,6 +78,7 @@ impl StreamSettings {
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
             storage: StorageType::File,
+            append_only: false,
         }
     }
 
@@ -78,6 +92,26 @@ impl StreamSettings {
             replicas: 1,
             duplicate_window: Duration::from_secs(3600),
             storage: StorageType::File,
+            append_only: false,
+        }
+    }
+
+    /// The defaults of the audit stream for `namespace`: append-only, kept a year.
+    ///
+    /// A year is what audit rules commonly ask for, and entries are small (a few hundred
+    /// bytes: a million fit in 1 GiB). An operator sets another max age with `switchyard
+    /// streams provision --audit-max-age` (`0s`: kept until max bytes). The duplicate window
+    /// (1 hour) covers an append retried after a timeout or a crash.
+    pub fn audit(namespace: &Namespace) -> Self {
+        Self {
+            name: stream_name(namespace, "AUDIT"),
+            subjects: vec![namespace.all_audit()],
+            max_age: Duration::from_secs(365 * 24 * 3600),
+            max_bytes: GIB,
+            replicas: 1,
+            duplicate_window: Duration::from_secs(3600),
+            storage: StorageType::File,
+            append_only: true,
         }
     }
 
@@ -95,6 +129,9 @@ impl StreamSettings {
             storage: self.storage,
             // Direct gets let operators read single messages (dead letters) cheaply.
             allow_direct: true,
+            deny_delete: self.append_only,
+            deny_purge: self.append_only,
+            allow_rollup: false,
             ..Default::default()
         }
     }
@@ -111,6 +148,9 @@ impl StreamSettings {
             && existing.duplicate_window == wanted.duplicate_window
             && existing.storage == wanted.storage
             && existing.allow_direct == wanted.allow_direct
+            && existing.deny_delete == wanted.deny_delete
+            && existing.deny_purge == wanted.deny_purge
+            && existing.allow_rollup == wanted.allow_rollup
     }
 }
 
@@ -124,13 +164,15 @@ pub fn stream_name(namespace: &Namespace, suffix: &str) -> String {
     )
 }
 
-/// The settings of both streams.
+/// The settings of the three streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Streams {
     /// The events stream.
     pub events: StreamSettings,
     /// The dead-letter stream.
     pub dead_letters: StreamSettings,
+    /// The audit stream (append-only).
+    pub audit: StreamSettings,
 }
 
 impl Streams {
@@ -139,6 +181,7 @@ impl Streams {
         Self {
             events: StreamSettings::events(namespace),
             dead_letters: StreamSettings::dead_letters(namespace),
+            audit: StreamSettings::audit(namespace),
         }
     }
 }
@@ -315,6 +358,24 @@ fn check_serves(settings: &StreamSettings, existing: &Config) -> Result<(), Prov
             "has retention {:?}: it would delete events some plugins have not had (limits is needed)",
             existing.retention
         )));
+    }
+    if settings.append_only {
+        let mut allows = Vec::new();
+        if !existing.deny_delete {
+            allows.push("deleting messages");
+        }
+        if !existing.deny_purge {
+            allows.push("purging");
+        }
+        if existing.allow_rollup {
+            allows.push("rollups");
+        }
+        if !allows.is_empty() {
+            return Err(incompatible(format!(
+                "allows {}: it must be append-only",
+                allows.join(", ")
+            )));
+        }
     }
     Ok(())
 }

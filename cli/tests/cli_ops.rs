@@ -127,6 +127,11 @@ async fn streams_info_shows_replicas_limits_and_placement_on_a_cluster() {
     let dead_letters = &info["streams"][1];
     assert_eq!(dead_letters["name"], "SWITCHYARD_DLQ");
     assert_eq!(dead_letters["replicas"], 3);
+    let audit = &info["streams"][2];
+    assert_eq!(audit["name"], "SWITCHYARD_AUDIT");
+    assert_eq!(audit["replicas"], 3);
+    assert_eq!(audit["append_only"], true);
+    assert_eq!(events["append_only"], false);
 
     let text = succeeded(&switchyard(&urls, &["streams", "info"]).await);
     for expected in [
@@ -150,13 +155,22 @@ async fn streams_info_on_a_single_server_has_no_placement() {
     succeeded(&switchyard(&url, &["streams", "provision"]).await);
     let info = json(&switchyard(&url, &["streams", "info", "--json"]).await);
     let streams = info["streams"].as_array().expect("a list of streams");
-    assert_eq!(streams.len(), 2);
+    let names: Vec<&str> = streams.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["SWITCHYARD_EVENTS", "SWITCHYARD_DLQ", "SWITCHYARD_AUDIT"]
+    );
     for stream in streams {
         assert_eq!(stream["replicas"], 1, "{stream}");
         assert!(stream["cluster"].is_null(), "{stream}");
+        let append_only = stream["name"] == "SWITCHYARD_AUDIT";
+        assert_eq!(stream["append_only"], append_only, "{stream}");
     }
     let text = succeeded(&switchyard(&url, &["streams", "info"]).await);
     assert!(!text.contains("cluster"), "{text}");
+    // Only the audit stream (listed last) is append-only.
+    assert_eq!(text.matches("append-only").count(), 1, "{text}");
+    assert!(text.trim_end().ends_with(", append-only"), "{text}");
 }
 
 #[tokio::test]

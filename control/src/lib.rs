@@ -9,7 +9,11 @@
 //! - [`package`]: plugin packages (a manifest and a worker, indexed and signed by a
 //!   publisher), the publisher keys operators trust, the decision whether a package may be
 //!   installed, and the store and catalog of published packages (docs/lifecycle.md).
+//! - [`audit`]: the audit log: who changed what, in an append-only stream; the registry's,
+//!   the credentials' and the dead letters' operator-facing changes record themselves there
+//!   (docs/lifecycle.md, "Audit").
 
+pub mod audit;
 pub mod auth;
 pub mod lifecycle;
 pub mod package;

@@ -147,6 +147,7 @@ impl Dispatcher {
         for (name, ensured) in [
             (&config.streams.events.name, &streams.events),
             (&config.streams.dead_letters.name, &streams.dead_letters),
+            (&config.streams.audit.name, &streams.audit),
         ] {
             match ensured {
                 Ensured::Created => tracing::info!(stream = %name, "stream created"),

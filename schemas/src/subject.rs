@@ -8,6 +8,7 @@
 //! | `{prefix}.dlq.{plugin}.{tenant}.{type…}` | dead letters, stored in the dead-letter stream |
 //! | `{prefix}.redrive.{plugin}.{subscription}.{tenant}.{type…}` | dead letters replayed to one plugin, stored in the events stream |
 //! | `{prefix}.control.{topic}` | the dispatcher's control plane |
+//! | `{prefix}.audit.{action}.{target}` | the audit log's entries, stored in the audit stream |
 //! | `{prefix}.control.hello.{plugin}` | a worker announcing itself |
 //! | `{prefix}.control.rights.{plugin}` | a worker asking the control plane for its rights (tenants, channels) |
 //! | `_SY_INBOX.{prefix}.{plugin}.…` | a plugin's own inbox: answers of the control plane to its requests |
@@ -80,6 +81,16 @@ fn is_plain_token(token: &str) -> bool {
         && !token
             .bytes()
             .any(|b| matches!(b, b'.' | b'*' | b'>') || b.is_ascii_whitespace())
+}
+
+/// The subject token of an audit entry's target: the target itself when it is a valid token,
+/// else `_`.
+fn audit_target_token(target: &str) -> &str {
+    if PluginId::new(target).is_ok() {
+        target
+    } else {
+        "_"
+    }
 }
 
 impl Namespace {
@@ -388,6 +399,41 @@ impl Namespace {
         Some(format!("{}.{}", self.prefix, tokens.join(".")))
     }
 
+    /// The subject an audit entry of `action` about `target` is stored under:
+    /// `{prefix}.audit.{action}.{target}`. A target that is not a single token (1 to 64 ASCII
+    /// letters, digits, `-`, `_`) is written as `_`; the entry itself holds it in full, so the
+    /// subject only narrows a search.
+    ///
+    /// # Panics
+    /// When `action` is not a valid token: actions are Switchyard's own names, never input.
+    pub fn audit(&self, action: &str, target: &str) -> String {
+        assert!(
+            PluginId::new(action).is_ok(),
+            "audit action `{action}` must be a single token"
+        );
+        format!(
+            "{}.audit.{action}.{}",
+            self.prefix,
+            audit_target_token(target)
+        )
+    }
+
+    /// A filter matching the audit entries of one action (or all, `None`) about one target
+    /// (or all, `None`); see [`audit`](Self::audit) for targets that are not a token.
+    pub fn audit_filter(&self, action: Option<&str>, target: Option<&str>) -> String {
+        format!(
+            "{}.audit.{}.{}",
+            self.prefix,
+            action.unwrap_or("*"),
+            target.map_or("*", audit_target_token)
+        )
+    }
+
+    /// The filter matching every audit entry; the audit stream stores this.
+    pub fn all_audit(&self) -> String {
+        format!("{}.audit.>", self.prefix)
+    }
+
     /// The subject on which `switchyard explain` asks the running dispatchers which events they
     /// hold; operators only (no plugin is granted it).
     pub fn explain_requests(&self) -> String {
@@ -443,6 +489,20 @@ mod tests {
             ns.event_filter(None, Some(&ty)),
             "switchyard.events.*.order.created"
         );
+        assert_eq!(
+            ns.audit("plugin_removed", "billing"),
+            "switchyard.audit.plugin_removed.billing"
+        );
+        assert_eq!(
+            ns.audit("trust_added", "key 1.a"),
+            "switchyard.audit.trust_added._"
+        );
+        assert_eq!(ns.audit_filter(None, None), "switchyard.audit.*.*");
+        assert_eq!(
+            ns.audit_filter(Some("dlq_purged"), Some("a.b")),
+            "switchyard.audit.dlq_purged._"
+        );
+        assert_eq!(ns.all_audit(), "switchyard.audit.>");
         assert_eq!(ns.delivery(&plugin), "switchyard.deliver.audit");
         assert_eq!(
             ns.channel(&tenant, &ChannelName::new("alerts").unwrap(), &plugin),

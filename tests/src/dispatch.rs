@@ -10,6 +10,7 @@ use async_nats::jetstream;
 use switchyard_bus::{
     decode_event, set_replicas, stream_name, Bus, Publisher, StreamSettings, Streams,
 };
+use switchyard_control::audit::{Actor, AuditLog, Auditor};
 use switchyard_control::auth::CredentialStore;
 use switchyard_control::registry::{Registration, Registry, RegistryOptions, TenantScope};
 use switchyard_dispatcher::dead_letter::Failure;
@@ -28,6 +29,8 @@ use crate::{TestCluster, TestServer};
 pub const SMALL_EVENTS_BYTES: i64 = 64 * 1024 * 1024;
 /// The dead-letter stream's size in tests that provision their own streams.
 pub const SMALL_DEAD_LETTERS_BYTES: i64 = 16 * 1024 * 1024;
+/// The audit stream's size in tests that provision their own streams.
+pub const SMALL_AUDIT_BYTES: i64 = 16 * 1024 * 1024;
 
 /// What a [`Switchyard`] runs on: one [`TestServer`], or every node of a [`TestCluster`].
 pub trait Broker {
@@ -61,7 +64,7 @@ impl Broker for TestCluster {
 }
 
 /// The default streams of `namespace` with `replicas` replicas and small sizes
-/// ([`SMALL_EVENTS_BYTES`], [`SMALL_DEAD_LETTERS_BYTES`]).
+/// ([`SMALL_EVENTS_BYTES`], [`SMALL_DEAD_LETTERS_BYTES`], [`SMALL_AUDIT_BYTES`]).
 pub fn small_streams(namespace: &Namespace, replicas: usize) -> Streams {
     let defaults = Streams::defaults(namespace);
     Streams {
@@ -74,6 +77,11 @@ pub fn small_streams(namespace: &Namespace, replicas: usize) -> Streams {
             replicas,
             max_bytes: SMALL_DEAD_LETTERS_BYTES,
             ..defaults.dead_letters
+        },
+        audit: StreamSettings {
+            replicas,
+            max_bytes: SMALL_AUDIT_BYTES,
+            ..defaults.audit
         },
     }
 }
@@ -102,6 +110,7 @@ pub async fn provision_with_buckets(bus: &Bus, replicas: usize) -> Registry {
     let mut streams = vec![
         bus.streams().events.name.clone(),
         bus.streams().dead_letters.name.clone(),
+        bus.streams().audit.name.clone(),
     ];
     for bucket in [
         registry.bucket().to_owned(),
@@ -290,6 +299,18 @@ impl Switchyard<TestCluster> {
 }
 
 impl<B: Broker> Switchyard<B> {
+    /// The audit log of this Switchyard with the actor `test`: what the audited operations
+    /// (dead letters' replay and purge, the registry's `register`, ...) need.
+    ///
+    /// # Panics
+    /// When the audit log cannot be opened.
+    pub async fn auditor(&self) -> Auditor {
+        let log = AuditLog::open(self.bus.jetstream(), self.bus.namespace())
+            .await
+            .expect("the audit log opens");
+        Auditor::new(log, Actor::declared("test"))
+    }
+
     /// Starts another dispatcher against the same server.
     pub async fn another_dispatcher(&self) -> Dispatcher {
         self.another_dispatcher_with(DispatcherConfig::default())

@@ -60,7 +60,7 @@ pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
 pub use cluster::{ReplicaState, TestCluster};
 pub use dispatch::{
     manifest, provision_with_buckets, small_streams, wait_until_replicated, Broker, OrderCreated,
-    StoredDeadLetter, Switchyard, SMALL_DEAD_LETTERS_BYTES, SMALL_EVENTS_BYTES,
+    StoredDeadLetter, Switchyard, SMALL_AUDIT_BYTES, SMALL_DEAD_LETTERS_BYTES, SMALL_EVENTS_BYTES,
 };
 pub use otlp::{Answer, OtlpReceiver, ReceivedMetric, ReceivedSpan};
 pub use process::RunningDispatcher;

@@ -62,7 +62,8 @@ async fn provisioning_creates_both_streams_with_the_documented_defaults() {
         bus.provision().await.unwrap(),
         ProvisionReport {
             events: Provisioned::Created,
-            dead_letters: Provisioned::Created
+            dead_letters: Provisioned::Created,
+            audit: Provisioned::Created,
         }
     );
 
@@ -412,6 +413,10 @@ async fn streams_replicate_across_a_three_node_cluster() {
         dead_letters: StreamSettings {
             replicas: 3,
             ..defaults.dead_letters
+        },
+        audit: StreamSettings {
+            replicas: 3,
+            ..defaults.audit
         },
     });
     bus.provision().await.unwrap();

@@ -405,7 +405,7 @@ async fn a_dead_letter_kept_raw_is_not_replayed_and_stays() {
     );
     let plugin = switchyard_schemas::PluginId::new("audit").unwrap();
     let error = dead_letters
-        .replay(&Selection::all(plugin))
+        .replay(&Selection::all(plugin), &sy.auditor().await)
         .await
         .expect_err("a raw dead letter cannot be published again");
     let RedriveError::Interrupted { source, .. } = &error else {

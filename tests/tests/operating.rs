@@ -62,6 +62,11 @@ async fn a_dispatcher_start_keeps_the_replicas_and_limits_an_operator_provisione
             max_bytes: 16 * MIB,
             ..defaults.dead_letters.clone()
         },
+        audit: StreamSettings {
+            replicas: 3,
+            max_bytes: 8 * MIB,
+            ..defaults.audit.clone()
+        },
     };
     let bus = Bus::from_client(cluster.client().await).with_streams(provisioned);
     bus.provision().await.expect("the operator provisions");
@@ -77,6 +82,7 @@ async fn a_dispatcher_start_keeps_the_replicas_and_limits_an_operator_provisione
     for (name, max_bytes) in [
         (&defaults.events.name, 64 * MIB),
         (&defaults.dead_letters.name, 16 * MIB),
+        (&defaults.audit.name, 8 * MIB),
     ] {
         let mut stream = js.get_stream(name).await.unwrap();
         let config = stream.info().await.unwrap().config.clone();

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_dispatcher::redrive::{DeadLetterFilter, DeadLetters, RedriveError, Selection};
+use switchyard_control::audit::Auditor;
+use switchyard_dispatcher::redrive::{
+    DeadLetterFilter, DeadLetters, RedriveError, ReplayReport, Selection,
+};
 use switchyard_schemas::delivery::{ErrorCode, Outcome};
 use switchyard_schemas::{header as ce, EventId, PluginId};
 use switchyard_tests::{
@@ -31,12 +34,39 @@ fn failed(code: &str) -> Behaviour {
     })
 }
 
-fn dead_letters(sy: &Switchyard) -> DeadLetters {
-    DeadLetters::new(
-        sy.bus.jetstream().clone(),
-        sy.namespace().clone(),
-        sy.bus.streams(),
-    )
+/// The dead letters, replayed and purged as the actor `test`.
+struct Audited {
+    dead_letters: DeadLetters,
+    auditor: Auditor,
+}
+
+impl std::ops::Deref for Audited {
+    type Target = DeadLetters;
+
+    fn deref(&self) -> &DeadLetters {
+        &self.dead_letters
+    }
+}
+
+impl Audited {
+    async fn replay(&self, selection: &Selection) -> Result<ReplayReport, RedriveError> {
+        self.dead_letters.replay(selection, &self.auditor).await
+    }
+
+    async fn purge(&self, selection: &Selection) -> Result<usize, RedriveError> {
+        self.dead_letters.purge(selection, &self.auditor).await
+    }
+}
+
+async fn dead_letters(sy: &Switchyard) -> Audited {
+    Audited {
+        dead_letters: DeadLetters::new(
+            sy.bus.jetstream().clone(),
+            sy.namespace().clone(),
+            sy.bus.streams(),
+        ),
+        auditor: sy.auditor().await,
+    }
 }
 
 fn only(plugin_id: &str) -> DeadLetterFilter {
@@ -118,7 +148,7 @@ fn sequences_of(letters: &[switchyard_dispatcher::redrive::DeadLetterSummary]) -
 async fn list_filters_show_is_intact_and_replay_reaches_only_the_failing_plugin() {
     let two = TwoPlugins::start(|n| n % 2 == 0 || n == 3, |n| n == 5).await;
     let ids = two.publish(6, 5).await;
-    let dlq = dead_letters(&two.sy);
+    let dlq = dead_letters(&two.sy).await;
 
     // The plugin filter: a's four, b's one.
     let of_a = dlq.list(&only("a")).await.unwrap();
@@ -268,7 +298,7 @@ async fn list_filters_show_is_intact_and_replay_reaches_only_the_failing_plugin(
 async fn replaying_chosen_sequences_replays_those_only_and_another_plugins_is_refused() {
     let two = TwoPlugins::start(|_| true, |n| n == 0).await;
     let ids = two.publish(4, 5).await;
-    let dlq = dead_letters(&two.sy);
+    let dlq = dead_letters(&two.sy).await;
     let of_a = dlq.list(&only("a")).await.unwrap();
     let of_b = dlq.list(&only("b")).await.unwrap();
     assert_eq!((of_a.len(), of_b.len()), (4, 1));
@@ -324,7 +354,7 @@ async fn replaying_chosen_sequences_replays_those_only_and_another_plugins_is_re
 async fn purge_removes_only_the_selected_dead_letters() {
     let two = TwoPlugins::start(|_| true, |_| true).await;
     two.publish(3, 6).await;
-    let dlq = dead_letters(&two.sy);
+    let dlq = dead_letters(&two.sy).await;
     let of_a = dlq.list(&only("a")).await.unwrap();
     let of_b = dlq.list(&only("b")).await.unwrap();
     assert_eq!((of_a.len(), of_b.len()), (3, 3));
@@ -356,7 +386,7 @@ async fn purge_removes_only_the_selected_dead_letters() {
 #[tokio::test]
 async fn an_empty_stream_lists_nothing_and_a_missing_sequence_is_not_found() {
     let sy = Switchyard::start().await;
-    let dlq = dead_letters(&sy);
+    let dlq = dead_letters(&sy).await;
     assert!(dlq
         .list(&DeadLetterFilter::default())
         .await
@@ -384,7 +414,7 @@ async fn a_replay_is_refused_when_the_plugin_no_longer_has_its_consumer() {
     .await
     .expect("the dispatcher deletes a removed plugin's consumer");
 
-    let dlq = dead_letters(&two.sy);
+    let dlq = dead_letters(&two.sy).await;
     match dlq.replay(&Selection::all(a.clone())).await {
         Err(RedriveError::NoConsumer {
             plugin,

@@ -13,6 +13,7 @@ use switchyard_dispatcher::redrive::{
 use switchyard_schemas::{header as ce, ContentType, PluginId};
 use time::OffsetDateTime;
 
+use super::audit::{auditor, ActorArgs};
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs, OutputArgs};
 use crate::render::{decode_whole, parse_plugin_id, parse_time, preview, render_body, timestamp};
@@ -91,6 +92,8 @@ pub(crate) struct ReplayArgs {
     /// belong to the plugin, or nothing is replayed.
     #[arg(value_name = "SEQ")]
     sequences: Vec<u64>,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +112,8 @@ pub(crate) struct PurgeArgs {
     /// Delete every dead letter of the plugin (required when no sequence is given).
     #[arg(long, conflicts_with = "sequences")]
     all: bool,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 pub(crate) async fn run(command: DlqCommand) -> Result<(), CliError> {
@@ -408,14 +413,32 @@ fn describe(record: &DeadLetterRecord) -> String {
     out
 }
 
+/// The dead letters, and who is changing them.
+async fn open_audited(
+    nats: &NatsArgs,
+    namespace: &NamespaceArgs,
+    actor: &ActorArgs,
+) -> Result<(DeadLetters, switchyard_control::audit::Auditor), CliError> {
+    let bus = Bus::connect(&nats.connect_options()?)
+        .await?
+        .with_namespace(namespace.prefix.clone());
+    let auditor = auditor(nats, bus.client(), bus.namespace(), actor).await?;
+    let dead_letters = DeadLetters::new(
+        bus.jetstream().clone(),
+        bus.namespace().clone(),
+        bus.streams(),
+    );
+    Ok((dead_letters, auditor))
+}
+
 async fn replay(args: ReplayArgs) -> Result<(), CliError> {
-    let dead_letters = open(&args.nats, &args.namespace).await?;
+    let (dead_letters, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
     let selection = if args.sequences.is_empty() {
         Selection::all(args.plugin.clone())
     } else {
         Selection::sequences(args.plugin.clone(), args.sequences)
     };
-    let report = dead_letters.replay(&selection).await?;
+    let report = dead_letters.replay(&selection, &auditor).await?;
     println!(
         "replayed {} dead letters of {}",
         report.count(),
@@ -439,14 +462,14 @@ async fn replay(args: ReplayArgs) -> Result<(), CliError> {
 }
 
 async fn purge(args: PurgeArgs) -> Result<(), CliError> {
-    let dead_letters = open(&args.nats, &args.namespace).await?;
+    let (dead_letters, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
     // clap's group makes sure there are sequences when `--all` is absent.
     let selection = if args.all {
         Selection::all(args.plugin)
     } else {
         Selection::sequences(args.plugin, args.sequences)
     };
-    println!("purged {}", dead_letters.purge(&selection).await?);
+    println!("purged {}", dead_letters.purge(&selection, &auditor).await?);
     Ok(())
 }
 

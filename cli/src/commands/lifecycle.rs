@@ -3,6 +3,7 @@
 
 use clap::Args;
 use serde::Serialize;
+use switchyard_control::audit::{Action, Auditor};
 use switchyard_control::lifecycle::approval::{Approval, Requested};
 use switchyard_control::lifecycle::compat;
 use switchyard_control::lifecycle::events::{self, LifecycleEvent, LifecycleKind};
@@ -10,6 +11,7 @@ use switchyard_control::registry::{Registration, Registry, Revision};
 use switchyard_schemas::PluginId;
 use time::OffsetDateTime;
 
+use super::audit::{auditor, ActorArgs};
 use super::plugins::{open_registry, PluginArgs, StatusArgs};
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs};
@@ -28,6 +30,8 @@ pub(crate) struct ApproveArgs {
     /// Approve a new installation but leave it disabled (`plugins enable` starts it).
     #[arg(long)]
     disabled: bool,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +47,8 @@ pub(crate) struct RollbackArgs {
     /// earlier revision of another version].
     #[arg(long, value_name = "REV")]
     to: Option<u64>,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 /// Announces a lifecycle change as an event (tenant `switchyard`, docs/lifecycle.md). The
@@ -93,6 +99,23 @@ pub(crate) fn actor() -> String {
     }
 }
 
+/// The registry, and the audit log with who is acting: opened before anything changes, so
+/// that a log that cannot be used refuses the change.
+async fn open_audited(
+    nats: &NatsArgs,
+    namespace: &NamespaceArgs,
+    actor: &ActorArgs,
+) -> Result<(Registry, Auditor), CliError> {
+    let client = nats.connect_options()?.connect().await?;
+    let registry = Registry::open(
+        &async_nats::jetstream::new(client.clone()),
+        &namespace.prefix,
+    )
+    .await?;
+    let auditor = auditor(nats, &client, &namespace.prefix, actor).await?;
+    Ok((registry, auditor))
+}
+
 async fn registered(
     registry: &Registry,
     plugin: &PluginId,
@@ -117,8 +140,9 @@ fn print_rights(rights: &Requested) {
 }
 
 pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
-    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let (registry, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
     let (mut registration, installed) = registered(&registry, &args.plugin).await?;
+    let before = registration.clone();
     if let Some(upgrade) = registration.pending_upgrade.take() {
         let manifest = upgrade.manifest;
         // The others may have changed since it was proposed.
@@ -132,7 +156,20 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
         registration.approval = Some(Approval::of(&manifest, &registration.tenants, actor()));
         registration.manifest = manifest;
         registration.registered_at = OffsetDateTime::now_utc();
-        let revision = registry.put(&registration).await?;
+        let done = format!(
+            "approved the upgrade of {} from {from} to {}",
+            args.plugin, registration.manifest.plugin.version
+        );
+        let revision = registry
+            .put_recorded(
+                &registration,
+                Action::Approved,
+                Some(&before),
+                done,
+                &auditor,
+            )
+            .await?
+            .revision;
         println!(
             "approved the upgrade of {} from {from} to {} (revision {revision}); it asks for:",
             args.plugin, registration.manifest.plugin.version
@@ -167,7 +204,22 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
         &registration.tenants,
         actor(),
     ));
-    let revision = registry.put(&registration).await?;
+    let done = format!(
+        "approved {} {} ({})",
+        args.plugin,
+        registration.manifest.plugin.version,
+        registration.state()
+    );
+    let revision = registry
+        .put_recorded(
+            &registration,
+            Action::Approved,
+            Some(&before),
+            done,
+            &auditor,
+        )
+        .await?
+        .revision;
     println!(
         "approved {} {} ({}, revision {revision}); it may:",
         args.plugin,
@@ -187,16 +239,33 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
 }
 
 pub(crate) async fn reject(args: PluginArgs) -> Result<(), CliError> {
-    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let (registry, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
     let (mut registration, _) = registered(&registry, &args.plugin).await?;
+    let before = registration.clone();
     if let Some(upgrade) = registration.pending_upgrade.take() {
-        let revision = registry.put(&registration).await?;
+        let done = format!(
+            "rejected the upgrade of {} to {}; {} stays",
+            args.plugin, upgrade.manifest.plugin.version, registration.manifest.plugin.version
+        );
+        let revision = registry
+            .put_recorded(
+                &registration,
+                Action::Rejected,
+                Some(&before),
+                done,
+                &auditor,
+            )
+            .await?
+            .revision;
         println!(
             "rejected the upgrade of {} to {}; {} stays (revision {revision})",
             args.plugin, upgrade.manifest.plugin.version, registration.manifest.plugin.version
         );
     } else if registration.awaiting_approval {
-        registry.remove(&args.plugin).await?;
+        let done = format!("rejected {}: its installation is removed", args.plugin);
+        registry
+            .remove_recorded(&args.plugin, Action::Rejected, done, &auditor)
+            .await?;
         println!("rejected {}: its installation is removed", args.plugin);
     } else {
         println!("{} has nothing waiting for approval", args.plugin);
@@ -288,7 +357,7 @@ pub(crate) async fn history(args: StatusArgs) -> Result<(), CliError> {
 }
 
 pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
-    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let (registry, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
     let (current, installed) = registered(&registry, &args.plugin).await?;
     let revisions = registry.history(&args.plugin).await?;
     let target = match args.to {
@@ -340,7 +409,23 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
     restored.enabled = current.enabled;
     restored.pending_upgrade = None;
     restored.registered_at = OffsetDateTime::now_utc();
-    let revision = registry.put(&restored).await?;
+    let done = format!(
+        "rolled {} back from {} to {} (revision {})",
+        args.plugin,
+        current.manifest.plugin.version,
+        restored.manifest.plugin.version,
+        target.revision
+    );
+    let revision = registry
+        .put_recorded(
+            &restored,
+            Action::RolledBack,
+            Some(&current),
+            done,
+            &auditor,
+        )
+        .await?
+        .revision;
     println!(
         "rolled {} back from {} to {} (revision {} restored as {revision}; {})",
         args.plugin,

@@ -1,5 +1,6 @@
 //! The commands of `switchyard` and what they share: how to reach NATS.
 
+mod audit;
 mod auth;
 mod catalog;
 mod dev;
@@ -41,7 +42,7 @@ enum Command {
     /// Run the embedded default: a local nats-server, the dispatcher and the example plugins,
     /// with a stream of sample events and a live view of what happens to them.
     Dev(dev::DevArgs),
-    /// Provision and inspect the events and dead-letter streams.
+    /// Provision and inspect the events, dead-letter and audit streams.
     #[command(subcommand)]
     Streams(streams::StreamsCommand),
     /// Register, remove and list plugins.
@@ -69,6 +70,10 @@ enum Command {
     /// List the published packages: id, version, publisher (trusted or not), description,
     /// tags and category.
     Catalog(catalog::CatalogArgs),
+    /// List the audit log, oldest first: who registered, replaced, approved, rejected, rolled
+    /// back, removed, enabled or disabled a plugin, issued, rotated or revoked its secret, or
+    /// replayed or purged its dead letters, and when (the server's time of storage).
+    Audit(audit::AuditArgs),
 }
 
 /// The server URL when none is given.
@@ -190,6 +195,8 @@ pub(crate) enum CliError {
     PackageStore(Box<switchyard_control::package::StoreError>),
     #[error(transparent)]
     Refused(Box<switchyard_control::package::InstallRefusal>),
+    #[error(transparent)]
+    Audit(#[from] switchyard_control::audit::AuditError),
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
     NotRegistered { plugin: PluginId, bucket: String },
     #[error("the probe found {failed} of {total} cells failing: a plugin can get past its rights")]
@@ -296,7 +303,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dev(args) => dev::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Streams(command) => streams::run(command).await,
-        // Boxed: its future holds several manifests across awaits.
+        // Boxed: its future holds manifests, the checks, the write, its audit entry and its event.
         Command::Plugins(command) => Box::pin(plugins::run(command)).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Publish(args) => publish::run(args).await,
@@ -307,5 +314,6 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Package(command) => package::run(command).await,
         Command::Trust(command) => trust::run(command).await,
         Command::Catalog(args) => catalog::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
     }
 }

@@ -7,7 +7,8 @@ use clap::{ArgGroup, Args, Subcommand};
 use futures::StreamExt;
 use serde::Serialize;
 use switchyard_bus::Streams;
-use switchyard_control::auth::CredentialStore;
+use switchyard_control::audit::Action;
+use switchyard_control::auth::{AuthError, CredentialStore};
 use switchyard_control::lifecycle::approval::{Approval, Requested};
 use switchyard_control::lifecycle::compat;
 use switchyard_control::lifecycle::events::LifecycleKind;
@@ -21,6 +22,7 @@ use switchyard_schemas::{Manifest, Namespace, PluginId, Tenant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::audit::{auditor, ActorArgs};
 use super::lifecycle;
 use super::secrets::PrivateReplacement;
 use super::streams::NamespaceArgs;
@@ -129,6 +131,8 @@ pub(crate) struct AddArgs {
     /// upgrade asking for more takes effect. Without it, those wait for `plugins approve`.
     #[arg(long)]
     approve: bool,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +148,8 @@ pub(crate) struct RemoveArgs {
     /// first).
     #[arg(long)]
     cascade: bool,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +161,8 @@ pub(crate) struct PluginArgs {
     /// The plugin's id.
     #[arg(value_parser = parse_plugin_id)]
     pub(crate) plugin: PluginId,
+    #[command(flatten)]
+    pub(crate) actor: ActorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +182,8 @@ pub(crate) struct CredentialsArgs {
     /// `SWITCHYARD_PLUGIN_TOKEN_FILE`.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -188,7 +198,8 @@ pub(crate) struct ListArgs {
 
 pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
     match command {
-        PluginsCommand::Add(args) => add(args).await,
+        // Boxed: an install holds the registrations before and after across its requests.
+        PluginsCommand::Add(args) => Box::pin(add(args)).await,
         PluginsCommand::Approve(args) => lifecycle::approve(args).await,
         PluginsCommand::Reject(args) => lifecycle::reject(args).await,
         PluginsCommand::History(args) => lifecycle::history(args).await,
@@ -222,7 +233,11 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
         // clap's group makes sure there is at least one `--tenant` here.
         TenantScope::only(args.tenants)?
     };
-    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let client = args.nats.connect_options()?.connect().await?;
+    let ns = &args.namespace.prefix;
+    let registry = Registry::open(&jetstream::new(client.clone()), ns).await?;
+    // Before anything is written: a log that cannot be used refuses the change.
+    let auditor = auditor(&args.nats, &client, ns, &args.actor).await?;
     let installed = registry.list().await?;
     compat::check_install(
         &manifest,
@@ -247,7 +262,21 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
                 lifecycle::actor(),
             ));
         }
-        let revision = registry.put(&registration).await?;
+        let done = format!(
+            "installed {id} {version} for {} ({})",
+            registration.tenants,
+            registration.state()
+        );
+        let revision = registry
+            .put_recorded(
+                &registration,
+                Action::PluginRegistered,
+                None,
+                done,
+                &auditor,
+            )
+            .await?
+            .revision;
         println!(
             "installed {id} {version} for {} (revision {revision}, {})",
             registration.tenants,
@@ -272,6 +301,7 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
     };
     // An upgrade (or a change of tenants): what it asks for beyond the approval waits for a
     // new approval, while the approved version keeps running.
+    let before = registration.clone();
     let was = registration.manifest.plugin.version.clone();
     let asks = Requested::of(&manifest, &tenants);
     let more = asks.beyond(&registration.approved_rights());
@@ -288,7 +318,18 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
                     .to_owned(),
             });
         }
-        let revision = registry.put(&registration).await?;
+        let done =
+            format!("proposed {id} {version}, which waits for approval; {was} keeps running");
+        let revision = registry
+            .put_recorded(
+                &registration,
+                Action::PluginReplaced,
+                Some(&before),
+                done,
+                &auditor,
+            )
+            .await?
+            .revision;
         println!(
             "{id} {version} waits for approval (revision {revision}); {was} keeps running. \
              It asks for more than was approved:"
@@ -319,7 +360,21 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
             lifecycle::actor(),
         ));
     }
-    let revision = registry.put(&registration).await?;
+    let done = format!(
+        "replaced {id} {was} with {version} for {} ({})",
+        registration.tenants,
+        registration.state()
+    );
+    let revision = registry
+        .put_recorded(
+            &registration,
+            Action::PluginReplaced,
+            Some(&before),
+            done,
+            &auditor,
+        )
+        .await?
+        .revision;
     println!(
         "updated {id} {version} for {} (revision {revision}, was {was}; {})",
         registration.tenants,
@@ -338,8 +393,9 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
 
 async fn remove(args: RemoveArgs) -> Result<(), CliError> {
     let client = args.nats.connect_options()?.connect().await?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     let registry = Registry::open(&js, &args.namespace.prefix).await?;
+    let auditor = auditor(&args.nats, &client, &args.namespace.prefix, &args.actor).await?;
     let installed = registry.list().await?;
     if !installed.iter().any(|r| r.plugin_id() == &args.plugin) {
         return Err(CliError::NotRegistered {
@@ -363,7 +419,7 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
     };
     let credentials = CredentialStore::open_existing(&js, &args.namespace.prefix).await?;
     for plugin in order {
-        if registry.remove(&plugin).await? {
+        if registry.unregister(&plugin, &auditor).await? {
             println!("removed {plugin}");
             lifecycle::announce(
                 &args.nats,
@@ -376,7 +432,10 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
         }
         // A plugin added again later gets a new secret.
         if let Some(credentials) = &credentials {
-            if credentials.revoke(&plugin).await? {
+            if credentials
+                .revoke_audited(&plugin, Some("with the plugin's removal"), &auditor)
+                .await?
+            {
                 println!("revoked the credential of {plugin}");
             }
         }
@@ -412,7 +471,10 @@ fn incompatible(
 }
 
 async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
-    let registry = open_registry(&args.nats, &args.namespace).await?;
+    let client = args.nats.connect_options()?.connect().await?;
+    let ns = &args.namespace.prefix;
+    let registry = Registry::open(&jetstream::new(client.clone()), ns).await?;
+    let auditor = auditor(&args.nats, &client, ns, &args.actor).await?;
     let installed = registry.list().await?;
     let mut registration = installed
         .iter()
@@ -435,8 +497,23 @@ async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
             }
         })?;
     }
+    let before = registration.clone();
     registration.enabled = enabled;
-    let revision = registry.put(&registration).await?;
+    let action = if enabled {
+        Action::PluginEnabled
+    } else {
+        Action::PluginDisabled
+    };
+    let revision = registry
+        .put_recorded(
+            &registration,
+            action,
+            Some(&before),
+            format!("{verb} {}", args.plugin),
+            &auditor,
+        )
+        .await?
+        .revision;
     println!("{verb} {} (revision {revision})", args.plugin);
     let what = if enabled {
         LifecycleKind::Enabled
@@ -456,17 +533,22 @@ async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
 
 async fn credentials(args: CredentialsArgs) -> Result<(), CliError> {
     let client = args.nats.connect_options()?.connect().await?;
-    let js = jetstream::new(client);
-    let credentials = CredentialStore::open(&js, &args.namespace.prefix).await?;
+    let js = jetstream::new(client.clone());
+    let ns = &args.namespace.prefix;
+    let credentials = CredentialStore::open(&js, ns).await?;
+    let auditor = auditor(&args.nats, &client, ns, &args.actor).await?;
     if args.revoke {
-        if credentials.revoke(&args.plugin).await? {
+        if credentials
+            .revoke_audited(&args.plugin, None, &auditor)
+            .await?
+        {
             println!("revoked the credential of {}", args.plugin);
         } else {
             println!("{} had no credential", args.plugin);
         }
         return Ok(());
     }
-    let registry = Registry::open(&js, &args.namespace.prefix).await?;
+    let registry = Registry::open(&js, ns).await?;
     if registry.get(&args.plugin).await?.is_none() {
         return Err(CliError::NotRegistered {
             plugin: args.plugin,
@@ -480,7 +562,13 @@ async fn credentials(args: CredentialsArgs) -> Result<(), CliError> {
         .as_deref()
         .map(PrivateReplacement::begin)
         .transpose()?;
-    let secret = credentials.issue(&args.plugin).await?;
+    // A secret issued whose entry could not be stored still reaches its workers (the earlier
+    // one no longer works); the command then fails, saying so.
+    let (secret, unrecorded) = match credentials.issue_audited(&args.plugin, &auditor).await {
+        Ok(secret) => (secret, None),
+        Err(AuthError::IssuedNotRecorded { secret, audit }) => (secret, Some(audit)),
+        Err(other) => return Err(other.into()),
+    };
     if let Some(out) = out {
         let path = out.target().to_owned();
         out.commit(&format!("{}\n", secret.expose()))?;
@@ -497,7 +585,10 @@ async fn credentials(args: CredentialsArgs) -> Result<(), CliError> {
         );
         println!("SWITCHYARD_PLUGIN_TOKEN={}", secret.expose());
     }
-    Ok(())
+    match unrecorded {
+        Some(audit) => Err(audit.into()),
+        None => Ok(()),
+    }
 }
 
 async fn list(args: ListArgs) -> Result<(), CliError> {

@@ -1,4 +1,4 @@
-//! `switchyard streams`: provision and inspect the events and dead-letter streams.
+//! `switchyard streams`: provision and inspect the events, dead-letter and audit streams.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -47,6 +47,13 @@ pub(crate) struct ProvisionArgs {
     /// The most bytes the dead-letter stream keeps.
     #[arg(long)]
     dlq_max_bytes: Option<i64>,
+    /// How long audit entries are kept, e.g. `400d` (`0s`: until the stream is full; the
+    /// default is 365 days).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    audit_max_age: Option<Duration>,
+    /// The most bytes the audit stream keeps; when full, changes that need an entry fail.
+    #[arg(long)]
+    audit_max_bytes: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +103,12 @@ async fn provision(args: ProvisionArgs) -> Result<(), CliError> {
                 .unwrap_or(defaults.dead_letters.max_bytes),
             ..defaults.dead_letters
         },
+        audit: audit_settings(
+            &defaults.audit,
+            usize::from(args.replicas),
+            args.audit_max_age,
+            args.audit_max_bytes,
+        ),
     };
     let bus = Bus::connect(&args.nats.connect_options()?)
         .await?
@@ -108,7 +121,31 @@ async fn provision(args: ProvisionArgs) -> Result<(), CliError> {
         bus.streams().dead_letters.name,
         describe(report.dead_letters)
     );
+    println!("{}: {}", bus.streams().audit.name, describe(report.audit));
     provision_buckets(&bus, usize::from(args.replicas)).await
+}
+
+/// The audit stream's settings: the defaults with the operator's replicas and limits. A max
+/// age shorter than the duplicate window shortens the window (JetStream requires it).
+fn audit_settings(
+    defaults: &StreamSettings,
+    replicas: usize,
+    max_age: Option<Duration>,
+    max_bytes: Option<i64>,
+) -> StreamSettings {
+    let max_age = max_age.unwrap_or(defaults.max_age);
+    let duplicate_window = if max_age.is_zero() {
+        defaults.duplicate_window
+    } else {
+        defaults.duplicate_window.min(max_age)
+    };
+    StreamSettings {
+        replicas,
+        max_age,
+        max_bytes: max_bytes.unwrap_or(defaults.max_bytes),
+        duplicate_window,
+        ..defaults.clone()
+    }
 }
 
 /// Gives the registry, status, credentials and trust buckets and the packages object store the
@@ -155,7 +192,11 @@ async fn info(args: InfoArgs) -> Result<(), CliError> {
         .await?
         .with_namespace(args.namespace.prefix);
     let mut streams = Vec::new();
-    for settings in [&bus.streams().events, &bus.streams().dead_letters] {
+    for settings in [
+        &bus.streams().events,
+        &bus.streams().dead_letters,
+        &bus.streams().audit,
+    ] {
         streams.push(stream_report(&bus, settings).await?);
     }
     if args.output.json {
@@ -187,6 +228,8 @@ struct StreamReport {
     storage: &'static str,
     /// `new` (a full stream refuses messages) or `old` (it drops the oldest).
     discard: &'static str,
+    /// The server refuses to delete, purge or roll up its messages.
+    append_only: bool,
     messages: u64,
     bytes: u64,
     first_sequence: u64,
@@ -272,6 +315,7 @@ async fn stream_report(bus: &Bus, settings: &StreamSettings) -> Result<StreamRep
             DiscardPolicy::New => "new",
             DiscardPolicy::Old => "old",
         },
+        append_only: config.deny_delete && config.deny_purge && !config.allow_rollup,
         messages: state.messages,
         bytes: state.bytes,
         first_sequence: state.first_sequence,
@@ -296,7 +340,7 @@ impl StreamReport {
         );
         let _ = writeln!(
             out,
-            "  replicas {}, max bytes {}, max age {}, duplicate window {}, storage {}, discard {}",
+            "  replicas {}, max bytes {}, max age {}, duplicate window {}, storage {}, discard {}{}",
             self.replicas,
             limit(self.max_bytes.to_string(), self.max_bytes < 0),
             limit(
@@ -305,7 +349,8 @@ impl StreamReport {
             ),
             humantime::format_duration(Duration::from_secs(self.duplicate_window_secs)),
             self.storage,
-            self.discard
+            self.discard,
+            if self.append_only { ", append-only" } else { "" }
         );
         if let Some(cluster) = &self.cluster {
             let peers: Vec<String> = cluster

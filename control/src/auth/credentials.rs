@@ -16,6 +16,7 @@ use switchyard_schemas::{Namespace, PluginId};
 use time::OffsetDateTime;
 
 use super::AuthError;
+use crate::audit::{Action, Auditor};
 
 /// The name of the credentials bucket for `namespace`: `{PREFIX}_CREDENTIALS`.
 pub fn bucket_name(namespace: &Namespace) -> String {
@@ -137,11 +138,56 @@ impl CredentialStore {
     }
 
     /// Issues a new secret for `plugin`, replacing (rotating) any earlier one. The secret is
-    /// returned once and not stored.
+    /// returned once and not stored. Records nothing: operators' issues go through
+    /// [`issue_audited`](Self::issue_audited).
     ///
     /// # Errors
     /// [`AuthError::Store`] when it cannot be stored.
     pub async fn issue(&self, plugin: &PluginId) -> Result<PluginSecret, AuthError> {
+        Ok(self.store_new(plugin).await?.0)
+    }
+
+    /// Issues a new secret for `plugin`, replacing any earlier one, and records
+    /// `credentials_issued` (the plugin had none) or `credentials_rotated`, with the
+    /// credential's id and time of issue before and after: never the secret, nor its digest.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when it cannot be stored (nothing changed, nothing recorded);
+    /// [`AuthError::IssuedNotRecorded`], holding the new secret, when it was stored and its
+    /// entry could not be.
+    pub async fn issue_audited(
+        &self,
+        plugin: &PluginId,
+        auditor: &Auditor,
+    ) -> Result<PluginSecret, AuthError> {
+        let previous = self.get(plugin).await?;
+        let (secret, credential) = self.store_new(plugin).await?;
+        let (action, done) = match previous {
+            Some(_) => (
+                Action::CredentialsRotated,
+                format!("issued a new secret for {plugin} (the earlier one no longer works)"),
+            ),
+            None => (
+                Action::CredentialsIssued,
+                format!("issued a secret for {plugin}"),
+            ),
+        };
+        let entry = auditor
+            .entry(action, plugin.as_str())
+            .before(previous.as_ref().map(public_part))
+            .after(Some(public_part(&credential)))
+            .detail(done.clone());
+        match auditor.record(done, &entry).await {
+            Ok(_) => Ok(secret),
+            Err(audit) => Err(AuthError::IssuedNotRecorded { secret, audit }),
+        }
+    }
+
+    /// Stores a new credential for `plugin`; returns its secret and what was stored.
+    async fn store_new(
+        &self,
+        plugin: &PluginId,
+    ) -> Result<(PluginSecret, StoredCredential), AuthError> {
         let secret = PluginSecret::generate();
         let credential = StoredCredential {
             id: data_encoding::HEXLOWER.encode(&rand::random::<[u8; 8]>()),
@@ -154,7 +200,7 @@ impl CredentialStore {
             .put(plugin.as_str(), json.into())
             .await
             .map_err(|e| store_error(&self.bucket, "store a credential", e))?;
-        Ok(secret)
+        Ok((secret, credential))
     }
 
     /// The credential of `plugin`, if one is issued.
@@ -175,19 +221,56 @@ impl CredentialStore {
             .transpose()
     }
 
-    /// Revokes the credential of `plugin`; returns whether there was one.
+    /// Revokes the credential of `plugin`; returns whether there was one. Records nothing:
+    /// operators' revocations go through [`revoke_audited`](Self::revoke_audited).
     ///
     /// # Errors
     /// [`AuthError::Store`] when the removal fails.
     pub async fn revoke(&self, plugin: &PluginId) -> Result<bool, AuthError> {
-        let existed = self.get(plugin).await?.is_some();
-        if existed {
+        Ok(self.revoke_returning(plugin).await?.is_some())
+    }
+
+    /// Revokes the credential of `plugin` and records `credentials_revoked` with the
+    /// credential's id and time of issue before; `why` completes the entry's detail (e.g.
+    /// "with the plugin's removal"). Returns whether there was one (nothing is recorded when
+    /// there was none).
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when the removal fails, [`AuthError::Audit`] when it was made and
+    /// its entry could not be stored.
+    pub async fn revoke_audited(
+        &self,
+        plugin: &PluginId,
+        why: Option<&str>,
+        auditor: &Auditor,
+    ) -> Result<bool, AuthError> {
+        let Some(revoked) = self.revoke_returning(plugin).await? else {
+            return Ok(false);
+        };
+        let done = format!("revoked the credential of {plugin}");
+        let entry = auditor
+            .entry(Action::CredentialsRevoked, plugin.as_str())
+            .before(Some(public_part(&revoked)))
+            .detail(match why {
+                Some(why) => format!("{done} {why}"),
+                None => done.clone(),
+            });
+        auditor.record(done, &entry).await?;
+        Ok(true)
+    }
+
+    async fn revoke_returning(
+        &self,
+        plugin: &PluginId,
+    ) -> Result<Option<StoredCredential>, AuthError> {
+        let existing = self.get(plugin).await?;
+        if existing.is_some() {
             self.store
                 .purge(plugin.as_str())
                 .await
                 .map_err(|e| store_error(&self.bucket, "revoke a credential", e))?;
         }
-        Ok(existed)
+        Ok(existing)
     }
 
     /// A notification for every change (issue, rotation, revocation), with the plugin's id.
@@ -206,6 +289,18 @@ impl CredentialStore {
             .filter_map(|entry| async move { entry.ok().map(|entry| entry.key) })
             .boxed())
     }
+}
+
+/// What an audit entry may say of a credential: its id and when it was issued, never the
+/// secret nor its digest.
+fn public_part(credential: &StoredCredential) -> serde_json::Value {
+    serde_json::json!({
+        "credential_id": credential.id,
+        "issued_at": credential
+            .issued_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    })
 }
 
 fn store_error(bucket: &str, action: &str, error: impl std::fmt::Display) -> AuthError {

@@ -212,6 +212,20 @@ pub enum AuthError {
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// The audit log could not be opened (nothing was changed), or a change (a revocation)
+    /// was made and its entry could not be stored.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// A secret was issued (and any earlier one no longer works), and its audit entry could
+    /// not be stored. The secret is here so that it still reaches the plugin's workers; the
+    /// message does not show it.
+    #[error("{audit}")]
+    IssuedNotRecorded {
+        /// The new secret.
+        secret: PluginSecret,
+        /// The audit failure ([`AuditError::NotRecorded`](crate::audit::AuditError::NotRecorded)).
+        audit: crate::audit::AuditError,
+    },
 }
 
 /// The running auth callout, rights responder and sweeper. Stop it with

@@ -2,6 +2,8 @@
 
 use switchyard_schemas::PluginId;
 
+use crate::audit::AuditError;
+
 /// Why a registry operation failed. Match on the variant; the strings are for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -40,4 +42,8 @@ pub enum RegistryError {
         /// The encoder's message.
         reason: String,
     },
+    /// The audit log could not be opened (nothing was changed), or a change was made and
+    /// its entry could not be stored ([`AuditError::NotRecorded`]).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }

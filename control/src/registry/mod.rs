@@ -4,9 +4,12 @@
 //! per plugin: the key is the plugin id, the value a [`Registration`] as JSON. The bucket keeps
 //! [`HISTORY`] revisions per plugin, so that an upgrade can be rolled back.
 //!
-//! The CLI writes it (`switchyard plugins add|remove`); the dispatcher [`watch`](Registry::watch)es
-//! it to start the consumers of every registered plugin and to follow changes live. Several
-//! processes may open and use it at once; NATS orders their writes.
+//! The CLI writes it (`switchyard plugins add|remove|enable|disable`) through the audited
+//! operations ([`Registry::put_recorded`], [`Registry::unregister`]), which record each change
+//! in the audit log; [`Registry::put`] and [`Registry::remove`] record nothing.
+//! The dispatcher [`watch`](Registry::watch)es it to start the consumers of every registered
+//! plugin and to follow changes live. Several processes may open and use it at once; NATS
+//! orders their writes.
 //!
 //! # Examples
 //!
@@ -34,6 +37,7 @@
 //! # }
 //! ```
 
+mod audited;
 mod error;
 mod registration;
 mod watch;
@@ -44,6 +48,7 @@ use futures::{Stream, TryStreamExt};
 use switchyard_bus::{stream_name, Streams};
 use switchyard_schemas::{Namespace, PluginId};
 
+pub use self::audited::Recorded;
 pub use self::error::RegistryError;
 pub use self::registration::{
     EmptyTenantScope, LifecycleState, PendingUpgrade, Registration, TenantScope,
@@ -252,13 +257,22 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::Request`] when a read or the removal fails.
     pub async fn remove(&self, plugin: &PluginId) -> Result<bool, RegistryError> {
+        Ok(self.remove_entry(plugin).await?.is_some())
+    }
+
+    /// Removes `plugin`; returns what was removed (`None`: it was not registered): the
+    /// registration, or why the entry does not decode.
+    async fn remove_entry(
+        &self,
+        plugin: &PluginId,
+    ) -> Result<Option<Result<Registration, String>>, RegistryError> {
         let key = plugin.as_str();
         loop {
             let entry = self.store.entry(key).await.map_err(|error| {
                 request_error(&self.bucket, format!("read the entry of `{plugin}`"), error)
             })?;
             let Some(entry) = entry.filter(|entry| entry.operation == kv::Operation::Put) else {
-                return Ok(false);
+                return Ok(None);
             };
             // Delete only the revision just read, so that "existed" is exact even when another
             // process upgrades or removes the plugin at the same moment.
@@ -267,7 +281,7 @@ impl Registry {
                 .delete_expect_revision(key, Some(entry.revision))
                 .await
             {
-                Ok(()) => return Ok(true),
+                Ok(()) => return Ok(Some(decode(&self.bucket, key, &entry.value))),
                 Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(error) => {
                     return Err(request_error(

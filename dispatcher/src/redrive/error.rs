@@ -87,6 +87,11 @@ pub enum RedriveError {
         #[source]
         source: Box<RedriveError>,
     },
+    /// The audit log could not be opened, or dead letters were replayed or purged and the
+    /// entry could not be stored
+    /// ([`AuditError::NotRecorded`](switchyard_control::audit::AuditError::NotRecorded)).
+    #[error(transparent)]
+    Audit(#[from] switchyard_control::audit::AuditError),
 }
 
 impl RedriveError {

@@ -12,15 +12,24 @@
 //! steps is de-duplicated by the events stream (within its duplicate window, 2 minutes by
 //! default) instead of delivering the event twice.
 //!
+//! Replays and purges are recorded in the audit log (`dlq_replayed`, `dlq_purged`: which
+//! plugin, which dead letters, which replays), once they are done; see
+//! [`switchyard_control::audit`] for what happens when an entry cannot be stored.
+//!
 //! # Examples
 //!
 //! ```no_run
 //! use switchyard_bus::{Bus, ConnectOptions};
+//! use switchyard_control::audit::{Actor, AuditLog, Auditor};
 //! use switchyard_dispatcher::redrive::{DeadLetterFilter, DeadLetters, Selection};
 //! use switchyard_schemas::PluginId;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let bus = Bus::connect(&ConnectOptions::new("nats://127.0.0.1:4222")).await?;
+//! let auditor = Auditor::new(
+//!     AuditLog::open(bus.jetstream(), bus.namespace()).await?,
+//!     Actor::detect(bus.client(), None, None).await,
+//! );
 //! let dead_letters = DeadLetters::new(bus.jetstream().clone(), bus.namespace().clone(), bus.streams());
 //! let audit = PluginId::new("audit")?;
 //! let filter = DeadLetterFilter { plugin: Some(audit.clone()), ..Default::default() };
@@ -28,7 +37,7 @@
 //!     println!("{} {} {}", letter.sequence, letter.failure.code, letter.failure.reason);
 //! }
 //! // The plugin is fixed: send its dead letters back to it.
-//! let report = dead_letters.replay(&Selection::all(audit)).await?;
+//! let report = dead_letters.replay(&Selection::all(audit), &auditor).await?;
 //! println!("replayed {}", report.count());
 //! # Ok(())
 //! # }
@@ -40,8 +49,15 @@ mod selection;
 
 use std::collections::BTreeSet;
 
-use async_nats::jetstream::{self, message::StreamMessage, stream::RawMessageErrorKind};
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self, consumer::pull, message::StreamMessage, stream::RawMessageErrorKind,
+};
+use futures::StreamExt;
+use serde_json::json;
 use switchyard_bus::Streams;
+use switchyard_control::audit::{sequence_ranges, Action, Auditor};
 use switchyard_schemas::{header as ce, Namespace, PluginId, SubscriptionName};
 
 pub use error::RedriveError;
@@ -50,6 +66,9 @@ pub use selection::{DeadLetterFilter, Scope, Selection};
 
 pub(crate) use record::has_prefix;
 use record::StoredMessage;
+
+/// How long listing a plugin's dead letters may wait for the next one.
+const LIST_IDLE: Duration = Duration::from_secs(10);
 
 /// JetStream's error code for a message that does not exist (deleting one that is gone).
 const NO_MESSAGE_FOUND: jetstream::ErrorCode = jetstream::ErrorCode::NO_MESSAGE_FOUND;
@@ -168,6 +187,8 @@ impl DeadLetters {
 
     /// Sends the selected dead letters' events back to the plugin that failed them, oldest
     /// first, and removes each dead letter once the events stream has stored its replay.
+    /// Records `dlq_replayed` (the plugin, the dead letters replayed, their replays'
+    /// sequences) when at least one was replayed, also when the replay stopped partway.
     ///
     /// A selection by sequence is checked in full before anything is replayed: every sequence
     /// must exist, be a readable dead letter and belong to the selected plugin. In every case
@@ -180,12 +201,19 @@ impl DeadLetters {
     /// [`RedriveError::NoConsumer`], [`RedriveError::StreamMissing`] or
     /// [`RedriveError::Request`]. Once replaying has begun, [`RedriveError::Interrupted`] says
     /// how many were done and which dead letter failed; the rest are still dead letters.
+    /// [`RedriveError::Audit`] when dead letters were replayed and the entry could not be
+    /// stored.
     ///
     /// # Cancel safety
     /// Dropping the future between the two steps of one dead letter leaves its replay stored
     /// and the dead letter in place; replaying it again within the events stream's duplicate
-    /// window stores nothing new.
-    pub async fn replay(&self, selection: &Selection) -> Result<ReplayReport, RedriveError> {
+    /// window stores nothing new. Dropping it before the entry is stored leaves the replays
+    /// unrecorded.
+    pub async fn replay(
+        &self,
+        selection: &Selection,
+        auditor: &Auditor,
+    ) -> Result<ReplayReport, RedriveError> {
         let stream = self.stream(&self.dead_letter_stream).await?;
         let mut report = ReplayReport::default();
         let plan = self.plan_replay(&stream, selection, &mut report).await?;
@@ -193,44 +221,71 @@ impl DeadLetters {
             plan.iter().map(|p| &p.subscription).collect();
         self.check_consumers(&selection.plugin, subscriptions)
             .await?;
+        let mut stopped = None;
         for planned in &plan {
             match self.replay_one(&stream, &selection.plugin, planned).await {
                 Ok(Some(replayed)) => report.replayed.push(replayed),
                 Ok(None) => report.gone.push(planned.sequence),
                 Err(source) => {
-                    return Err(RedriveError::Interrupted {
+                    stopped = Some(RedriveError::Interrupted {
                         action: "replay",
                         completed: report.replayed.len(),
                         sequence: planned.sequence,
                         source: Box::new(source),
-                    })
+                    });
+                    break;
                 }
             }
         }
-        Ok(report)
+        record_replay(&selection.plugin, &report, stopped.as_ref(), auditor).await?;
+        match stopped {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
     }
 
-    /// Deletes the selected dead letters; returns how many were deleted.
+    /// Deletes the selected dead letters; returns how many were deleted. Records
+    /// `dlq_purged` (the plugin, the dead letters deleted) when at least one was, also when
+    /// the purge stopped partway.
     ///
-    /// [`Scope::All`] removes every message under the plugin's dead-letter subjects at once,
-    /// malformed ones included. A selection by sequence is checked in full first: every
-    /// sequence must exist and be under the plugin's subjects.
+    /// [`Scope::All`] removes every message under the plugin's dead-letter subjects stored
+    /// when the purge starts, malformed ones included, at once. A selection by sequence is
+    /// checked in full first: every sequence must exist and be under the plugin's subjects.
     ///
     /// # Errors
     /// [`RedriveError::NotFound`] or [`RedriveError::WrongPlugin`] (nothing deleted);
     /// [`RedriveError::StreamMissing`] or [`RedriveError::Request`]; once deleting has begun,
-    /// [`RedriveError::Interrupted`].
-    pub async fn purge(&self, selection: &Selection) -> Result<usize, RedriveError> {
-        let stream = self.stream(&self.dead_letter_stream).await?;
+    /// [`RedriveError::Interrupted`]; [`RedriveError::Audit`] when dead letters were deleted
+    /// and the entry could not be stored.
+    pub async fn purge(
+        &self,
+        selection: &Selection,
+        auditor: &Auditor,
+    ) -> Result<usize, RedriveError> {
+        let mut stream = self.stream(&self.dead_letter_stream).await?;
         let sequences = match &selection.scope {
             Scope::All => {
                 let subject = self.namespace.dead_letter_filter(Some(&selection.plugin));
+                let last = stream
+                    .info()
+                    .await
+                    .map_err(|e| RedriveError::request("read the dead-letter stream", e))?
+                    .state
+                    .last_sequence;
+                let listed = sequences_under(&stream, &subject, last).await?;
+                if listed.is_empty() {
+                    return Ok(0);
+                }
+                // Up to the last one listed, so that the entry names what was deleted.
                 let response = stream
                     .purge()
                     .filter(subject)
+                    .sequence(last + 1)
                     .await
                     .map_err(|e| RedriveError::request("purge dead letters", e))?;
-                return Ok(usize::try_from(response.purged).unwrap_or(usize::MAX));
+                let purged = usize::try_from(response.purged).unwrap_or(usize::MAX);
+                record_purge(&selection.plugin, &listed, purged, None, auditor).await?;
+                return Ok(purged);
             }
             Scope::Sequences(sequences) => sequences,
         };
@@ -241,22 +296,35 @@ impl DeadLetters {
             let stored = StoredMessage::new(&self.namespace, message)?;
             check_plugin(&stored, &selection.plugin)?;
         }
-        let mut purged = 0;
+        let mut purged = Vec::new();
+        let mut stopped = None;
         for &sequence in sequences {
             match delete_message(&stream, sequence).await {
-                Ok(true) => purged += 1,
+                Ok(true) => purged.push(sequence),
                 Ok(false) => {}
                 Err(source) => {
-                    return Err(RedriveError::Interrupted {
+                    stopped = Some(RedriveError::Interrupted {
                         action: "purge",
-                        completed: purged,
+                        completed: purged.len(),
                         sequence,
                         source: Box::new(source),
-                    })
+                    });
+                    break;
                 }
             }
         }
-        Ok(purged)
+        record_purge(
+            &selection.plugin,
+            &purged,
+            purged.len(),
+            stopped.as_ref(),
+            auditor,
+        )
+        .await?;
+        match stopped {
+            Some(error) => Err(error),
+            None => Ok(purged.len()),
+        }
     }
 
     /// Which dead letters a replay handles, checked.
@@ -421,6 +489,131 @@ impl DeadLetters {
                 _ => RedriveError::request("look up the stream", format!("{name}: {error}")),
             })
     }
+}
+
+/// Records a replay that replayed at least one dead letter.
+async fn record_replay(
+    plugin: &PluginId,
+    report: &ReplayReport,
+    stopped: Option<&RedriveError>,
+    auditor: &Auditor,
+) -> Result<(), RedriveError> {
+    if report.replayed.is_empty() {
+        return Ok(());
+    }
+    let dead_letters: Vec<u64> = report.replayed.iter().map(|r| r.dead_letter).collect();
+    let count = dead_letters.len();
+    let mut done = format!(
+        "replayed {count} dead letters of {plugin} (sequences {})",
+        sequence_ranges(&dead_letters)
+    );
+    if let Some(stopped) = stopped {
+        done.push_str(&format!(" before it {}", describe_stop(stopped)));
+    }
+    let mut detail = done.clone();
+    if !report.gone.is_empty() {
+        detail.push_str(&format!(
+            "; gone already: {}",
+            sequence_ranges(&report.gone)
+        ));
+    }
+    if !report.skipped.is_empty() {
+        detail.push_str(&format!(
+            "; left in place, unreadable: {}",
+            sequence_ranges(&report.skipped)
+        ));
+    }
+    let entry = auditor
+        .entry(Action::DlqReplayed, plugin.as_str())
+        .before(Some(json!({
+            "dead_letters": sequence_ranges(&dead_letters),
+            "count": count,
+        })))
+        .after(Some(json!({
+            "event_sequences": sequence_ranges(&report.event_sequences()),
+            "count": count,
+        })))
+        .detail(detail);
+    auditor.record(done, &entry).await?;
+    Ok(())
+}
+
+/// Records a purge that deleted at least one dead letter: `sequences` are the ones deleted
+/// (for a purge of all, the ones listed before; `count` is what the server deleted).
+async fn record_purge(
+    plugin: &PluginId,
+    sequences: &[u64],
+    count: usize,
+    stopped: Option<&RedriveError>,
+    auditor: &Auditor,
+) -> Result<(), RedriveError> {
+    if count == 0 {
+        return Ok(());
+    }
+    let mut done = format!(
+        "purged {count} dead letters of {plugin} (sequences {})",
+        sequence_ranges(sequences)
+    );
+    if let Some(stopped) = stopped {
+        done.push_str(&format!(" before it {}", describe_stop(stopped)));
+    }
+    let entry = auditor
+        .entry(Action::DlqPurged, plugin.as_str())
+        .before(Some(json!({
+            "dead_letters": sequence_ranges(sequences),
+            "count": count,
+        })))
+        .detail(done.clone());
+    auditor.record(done, &entry).await?;
+    Ok(())
+}
+
+/// "stopped at dead letter N: why", for an entry.
+fn describe_stop(stopped: &RedriveError) -> String {
+    match stopped {
+        RedriveError::Interrupted {
+            sequence, source, ..
+        } => format!("stopped at dead letter {sequence}: {source}"),
+        other => format!("stopped: {other}"),
+    }
+}
+
+/// The sequences of the messages under `subject` up to `last`, read as headers only.
+async fn sequences_under(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+    last: u64,
+) -> Result<Vec<u64>, RedriveError> {
+    let failed = |e: &dyn std::fmt::Display| RedriveError::request("list the dead letters", e);
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            headers_only: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut sequences = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(sequences);
+    }
+    let mut messages = consumer.messages().await.map_err(|e| failed(&e))?;
+    loop {
+        let message = match tokio::time::timeout(LIST_IDLE, messages.next()).await {
+            Err(_) => return Err(failed(&"no dead letter came for 10 s")),
+            Ok(None) => break,
+            Ok(Some(message)) => message.map_err(|e| failed(&e))?,
+        };
+        let info = message.info().map_err(|e| failed(&e))?;
+        if info.stream_sequence > last {
+            break;
+        }
+        sequences.push(info.stream_sequence);
+        if info.pending == 0 || info.stream_sequence >= last {
+            break;
+        }
+    }
+    Ok(sequences)
 }
 
 fn planned(stored: StoredMessage) -> Result<Planned, RedriveError> {
