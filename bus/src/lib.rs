@@ -31,6 +31,7 @@
 //! ```
 
 mod connect;
+pub mod kv;
 mod publish;
 mod streams;
 mod wire;

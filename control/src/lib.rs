@@ -12,9 +12,13 @@
 //! - [`audit`]: the audit log: who changed what, in an append-only stream; the registry's,
 //!   the credentials' and the dead letters' operator-facing changes record themselves there
 //!   (docs/lifecycle.md, "Audit").
+//! - [`settings`]: the settings and secrets operators set for a plugin, checked against the
+//!   settings its manifest declares, which dispatchers send its workers (docs/lifecycle.md,
+//!   "Settings").
 
 pub mod audit;
 pub mod auth;
 pub mod lifecycle;
 pub mod package;
 pub mod registry;
+pub mod settings;

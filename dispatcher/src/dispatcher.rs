@@ -26,6 +26,7 @@ use crate::pipeline::replies::Replies;
 use crate::pipeline::stats::{DeliveryStats, StatsSnapshot};
 use crate::pipeline::DeliveryPath;
 use crate::raw::RawReader;
+use crate::settings::SettingsSent;
 use crate::status::{CircuitReport, StatusBoard, StatusError, HEARTBEAT, REFRESH};
 use opentelemetry::global;
 use opentelemetry::metrics::ObservableGauge;
@@ -34,6 +35,7 @@ use switchyard_control::lifecycle::events;
 use switchyard_control::registry::{
     Registration, Registry, RegistryChange, RegistryError, TenantScope,
 };
+use switchyard_control::settings::{OperatorSettings, SettingsError, SettingsStore};
 use switchyard_schemas::delivery::{Hello, HelloAnswer};
 use switchyard_schemas::telemetry::{metric, SCOPE};
 use time::OffsetDateTime;
@@ -81,6 +83,9 @@ pub enum DispatcherError {
     /// The status bucket could not be opened.
     #[error(transparent)]
     Status(#[from] StatusError),
+    /// The settings buckets could not be opened.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     /// A NATS request failed.
     #[error("{action}: {reason}")]
     Nats {
@@ -160,6 +165,7 @@ impl Dispatcher {
         let registry = Registry::open(bus.jetstream(), &config.namespace).await?;
         let changes = registry.watch().await?;
         let status = StatusBoard::open(bus.jetstream(), &config.namespace).await?;
+        let settings_store = SettingsStore::open(bus.jetstream(), &config.namespace, 1).await?;
         let hellos = client
             .subscribe(config.namespace.all_worker_hellos())
             .await
@@ -194,6 +200,7 @@ impl Dispatcher {
         let loops = TaskTracker::new();
         let reports = TaskTracker::new();
         let paths: Paths = Arc::default();
+        let settings_sent = SettingsSent::default();
         let supervisor = Supervisor {
             replies: Arc::new(replies),
             jetstream: bus.jetstream().clone(),
@@ -215,7 +222,15 @@ impl Dispatcher {
             paths: Arc::clone(&paths),
             loops: loops.clone(),
             reports: reports.clone(),
+            settings_sent: Arc::clone(&settings_sent),
         };
+        reports.spawn(crate::settings::follow(
+            settings_store,
+            client.clone(),
+            config.namespace.clone(),
+            settings_sent,
+            stop.clone(),
+        ));
         reports.spawn(heartbeat(
             status.clone(),
             config.instance.clone(),
@@ -518,6 +533,8 @@ struct Supervisor {
     paths: Paths,
     loops: TaskTracker,
     reports: TaskTracker,
+    /// What operators set for each plugin, for the answers to hellos.
+    settings_sent: SettingsSent,
 }
 
 impl Supervisor {
@@ -588,6 +605,12 @@ impl Supervisor {
             registered_version: running.version.clone(),
             matches,
             dispatcher: self.instance.clone(),
+            settings: Some(
+                self.settings_sent
+                    .get(&plugin)
+                    .map(|sent| sent.value().clone())
+                    .unwrap_or_else(|| OperatorSettings::default().update()),
+            ),
         };
         if let Ok(body) = serde_json::to_vec(&answer) {
             let _ = self.replies.client().publish(reply, body.into()).await;

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod pull;
 pub mod raw;
 pub mod redrive;
+mod settings;
 pub mod status;
 
 pub use dispatcher::{Dispatcher, DispatcherConfig, DispatcherError, SubscriptionStats};

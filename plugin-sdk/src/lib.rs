@@ -57,6 +57,7 @@ mod context;
 mod handler;
 mod headers;
 mod plugin;
+mod settings;
 #[cfg(feature = "otlp")]
 pub mod telemetry;
 #[cfg(feature = "testing")]

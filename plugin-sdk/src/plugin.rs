@@ -75,7 +75,7 @@ pub enum PluginError {
 /// ```
 pub struct Plugin {
     pub(crate) manifest: Manifest,
-    pub(crate) settings: Arc<toml::Table>,
+    pub(crate) settings: Arc<crate::settings::LiveSettings>,
     handlers: BTreeMap<String, ErasedHandler>,
     fallback: Option<ErasedHandler>,
     problems: Vec<String>,
@@ -129,7 +129,9 @@ impl Plugin {
     pub fn new(manifest: Manifest) -> Self {
         let metric_labels = metric_labels(&manifest);
         Self {
-            settings: Arc::new(manifest.settings.clone()),
+            settings: Arc::new(crate::settings::LiveSettings::new(
+                manifest.settings.clone(),
+            )),
             metric_labels,
             manifest,
             handlers: BTreeMap::new(),
@@ -276,19 +278,18 @@ impl Plugin {
     }
 
     /// Overrides one of the manifest's `[settings]` for this worker (e.g. from an environment
-    /// variable, or a path that differs between machines).
+    /// variable, or a path that differs between machines). What an operator sets
+    /// (`switchyard settings set`) still wins over it.
     #[must_use]
     pub fn with_setting(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
-        let mut settings = (*self.settings).clone();
-        settings.insert(key.to_owned(), value.into());
-        self.settings = Arc::new(settings);
+        self.settings = Arc::new(self.settings.with_override(key, value.into()));
         self
     }
 
     /// A context for calling [`Plugin::handle`] in a unit test, like [`Context::for_test`] but
     /// with this plugin's settings (including [`Plugin::with_setting`] overrides).
     pub fn test_context(&self, event: &Event) -> crate::ContextBuilder {
-        Context::for_test(event).settings((*self.settings).clone())
+        Context::for_test(event).settings((*self.settings.current()).clone())
     }
 
     /// The manifest.

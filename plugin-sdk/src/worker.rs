@@ -134,9 +134,22 @@ impl Plugin {
                 action: "subscribe to the delivery subject",
                 reason: e.to_string(),
             })?;
+        // Before the hello, so that no change sent after its answer is missed.
+        let settings_updates = client
+            .subscribe(namespace.plugin_settings(&id))
+            .await
+            .map_err(|e| PluginError::Nats {
+                action: "subscribe to the plugin's settings",
+                reason: e.to_string(),
+            })?;
+        let settings_listener = tokio::spawn(crate::settings::listen(
+            settings_updates,
+            Arc::clone(&plugin.settings),
+        ));
         let hello = Greeting {
             subject: namespace.worker_hello(&id),
             body: hello_body(&plugin.manifest.plugin.version.to_string(), &client),
+            settings: Arc::clone(&plugin.settings),
         };
         say_hello(&client, &hello);
         tracing::info!(plugin = %id, "serving deliveries");
@@ -209,6 +222,7 @@ impl Plugin {
         {
             tracing::warn!(plugin = %id, "handlers still running at the drain timeout; the dispatcher will retry their events");
         }
+        settings_listener.abort();
         let _ = client.flush().await;
         Ok(())
     }
@@ -247,10 +261,11 @@ async fn recv(receiver: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> 
     }
 }
 
-/// A worker's hello: where it goes and what it says.
+/// A worker's hello: where it goes and what it says, and the settings its answer updates.
 struct Greeting {
     subject: String,
     body: bytes::Bytes,
+    settings: Arc<crate::settings::LiveSettings>,
 }
 
 /// How long a worker waits for a dispatcher's answer to its hello.
@@ -270,9 +285,11 @@ fn hello_body(version: &str, client: &async_nats::Client) -> bytes::Bytes {
 }
 
 /// Says hello (held events then flow at once) and, in the background, hears whether the
-/// registered version is this one: a worker of another version is told so, and logs it.
+/// registered version is this one (a worker of another version is told so, and logs it) and
+/// what the operator set.
 fn say_hello(client: &async_nats::Client, hello: &Greeting) {
     let (client, subject, body) = (client.clone(), hello.subject.clone(), hello.body.clone());
+    let settings = Arc::clone(&hello.settings);
     tokio::spawn(async move {
         let asked = client.request(subject, body);
         // No dispatcher, no answer, or an answer this worker cannot read: nothing to say.
@@ -284,6 +301,9 @@ fn say_hello(client: &async_nats::Client, hello: &Greeting) {
         else {
             return;
         };
+        if let Some(update) = answer.settings {
+            settings.apply(update);
+        }
         if !answer.matches {
             tracing::error!(
                 registered_version = %answer.registered_version,
@@ -426,7 +446,7 @@ async fn handle_traced<'h>(
                 KeyValue::new(attr::SUBSCRIPTION, info.subscription.clone()),
             ]
         });
-    let context = Context::new(info, event.attributes.clone(), Arc::clone(&plugin.settings))
+    let context = Context::new(info, event.attributes.clone(), plugin.settings.current())
         .with_channels(plugin.channels_for(&event.attributes.tenant));
     {
         use opentelemetry::trace::TraceContextExt;

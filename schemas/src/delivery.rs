@@ -404,7 +404,7 @@ impl Hello {
 
 /// A dispatcher's answer to a hello that asked for one (sent with a reply subject in the
 /// worker's own inbox).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HelloAnswer {
     /// The version registered (and approved) for the plugin.
     pub registered_version: String,
@@ -412,6 +412,65 @@ pub struct HelloAnswer {
     pub matches: bool,
     /// The dispatcher instance that answers.
     pub dispatcher: String,
+    /// The settings the worker runs with, as the operator last set them. Absent from
+    /// dispatchers that predate settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SettingsUpdate>,
+}
+
+/// What the operator set for a plugin: its plain settings and its secrets, which a worker lays
+/// over its manifest's defaults (what is set wins). Sent by dispatchers in answer to a hello
+/// and on
+/// `{plugin inbox prefix}.settings` ([`Namespace::plugin_settings`](crate::Namespace::plugin_settings))
+/// whenever they change, as JSON.
+///
+/// The revisions order updates from several dispatchers: a worker keeps the update whose
+/// revisions are not both behind the one it has.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SettingsUpdate {
+    /// The revision of the operator's plain settings (0: none set).
+    pub values_revision: u64,
+    /// The revision of the operator's secrets (0: none set).
+    pub secrets_revision: u64,
+    /// The settings and secrets set, by name.
+    pub settings: toml::Table,
+}
+
+/// Why a settings update could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsUpdateError {
+    /// Longer than [`MAX_SETTINGS_UPDATE_LEN`].
+    #[error("a settings update of {0} bytes is longer than the {MAX_SETTINGS_UPDATE_LEN} read")]
+    TooLong(usize),
+    /// Not the JSON of a [`SettingsUpdate`].
+    #[error("not a settings update: {0}")]
+    Malformed(String),
+}
+
+/// The longest settings update read: the settings' limit and room for the revisions.
+pub const MAX_SETTINGS_UPDATE_LEN: usize = crate::manifest::MAX_SETTINGS_BYTES + 1024;
+
+impl SettingsUpdate {
+    /// Reads an update's body.
+    ///
+    /// # Errors
+    /// [`SettingsUpdateError`] for an oversized or malformed body.
+    pub fn read(body: &[u8]) -> Result<Self, SettingsUpdateError> {
+        if body.len() > MAX_SETTINGS_UPDATE_LEN {
+            return Err(SettingsUpdateError::TooLong(body.len()));
+        }
+        serde_json::from_slice(body).map_err(|e| SettingsUpdateError::Malformed(e.to_string()))
+    }
+
+    /// Whether this update is older than `current` (both its revisions at or behind, one
+    /// behind): an update that arrives late from another dispatcher.
+    pub fn is_older_than(&self, current: &Self) -> bool {
+        self.values_revision <= current.values_revision
+            && self.secrets_revision <= current.secrets_revision
+            && (self.values_revision, self.secrets_revision)
+                != (current.values_revision, current.secrets_revision)
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! | `{prefix}.control.hello.{plugin}` | a worker announcing itself |
 //! | `{prefix}.control.rights.{plugin}` | a worker asking the control plane for its rights (tenants, channels) |
 //! | `_SY_INBOX.{prefix}.{plugin}.…` | a plugin's own inbox: answers of the control plane to its requests |
+//! | `_SY_INBOX.{prefix}.{plugin}.settings` | the plugin's settings, sent by dispatchers when they change |
 //! | `_SY_REPLY.{prefix}.{plugin}.{dispatcher}.{n}` | a plugin's answers to the deliveries of one dispatcher instance |
 //! | `_SY_CHREPLY.{prefix}.{tenant}.{channel}.{sender}.{n}` | answers to `sender`'s requests on a channel |
 //!
@@ -279,6 +280,12 @@ impl Namespace {
     /// prefix (and outside `_INBOX.`), so that it collides with nothing else.
     pub fn plugin_inbox_prefix(&self, plugin: &PluginId) -> String {
         format!("_SY_INBOX.{}.{plugin}", self.prefix)
+    }
+
+    /// Where dispatchers send `plugin`'s workers its settings when they change: within its own
+    /// inbox, where only its connections may subscribe and only trusted clients publish.
+    pub fn plugin_settings(&self, plugin: &PluginId) -> String {
+        format!("{}.settings", self.plugin_inbox_prefix(plugin))
     }
 
     /// Whether `subject` is a concrete subject within `plugin`'s own inbox (no wildcard, no

@@ -1357,3 +1357,139 @@ fn a_manifest_text_longer_than_the_byte_limit_is_not_parsed() {
         "{problem}"
     );
 }
+
+// ---- settings ----------------------------------------------------------------------------
+
+const SETTINGS: &str = r#"
+[settings]
+greeting = "hello"
+retries = 3
+
+[settings_schema.greeting]
+type = "string"
+description = "How messages start"
+max_length = 16
+
+[settings_schema.retries]
+type = "integer"
+min = 0
+max = 10
+
+[settings_schema.mode]
+type = "string"
+choices = ["fast", "safe"]
+
+[settings_schema.api_key]
+type = "string"
+secret = true
+required = true
+"#;
+
+#[test]
+fn a_settings_schema_is_read_and_round_trips() {
+    use switchyard_schemas::manifest::SettingKind;
+    let manifest = parse(&format!("{}{SETTINGS}", plugin_only()));
+    let schema = &manifest.settings_schema;
+    assert!(schema.is_declared());
+    let key = schema.spec("api_key").unwrap();
+    assert!(key.secret && key.required);
+    assert_eq!(schema.spec("retries").unwrap().kind, SettingKind::Integer);
+    assert_eq!(schema.secrets().collect::<Vec<_>>(), ["api_key"]);
+    assert_eq!(parse(&manifest.to_toml_string()), manifest);
+    let json = serde_json::to_string(&manifest).unwrap();
+    assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), manifest);
+}
+
+#[test]
+fn without_a_schema_each_default_declares_its_type() {
+    let manifest = parse(&minimal_with("[settings]\nlevel = 2"));
+    assert!(!manifest.settings_schema.is_declared());
+    assert!(manifest
+        .settings_schema
+        .check_value("level", &toml::Value::Integer(5))
+        .is_ok());
+    assert!(manifest
+        .settings_schema
+        .check_value("level", &toml::Value::from("high"))
+        .is_err());
+}
+
+#[test]
+fn defaults_must_fit_the_declared_settings() {
+    let text = format!(
+        "{}{}",
+        plugin_only(),
+        r#"
+[settings]
+retries = 11
+greeting = 5
+other = 1
+api_key = "in the manifest"
+
+[settings_schema.retries]
+type = "integer"
+max = 10
+
+[settings_schema.greeting]
+type = "string"
+
+[settings_schema.api_key]
+type = "string"
+secret = true
+"#
+    );
+    assert_problems(
+        &text,
+        &[
+            ("settings.retries", ProblemKind::OutOfRange),
+            ("settings.greeting", ProblemKind::WrongType),
+            ("settings.other", ProblemKind::UnknownKey),
+            ("settings.api_key", ProblemKind::Inconsistent),
+        ],
+    );
+}
+
+#[test]
+fn declared_settings_are_checked() {
+    let text = format!(
+        "{}{}",
+        plugin_only(),
+        r#"
+[settings_schema.a]
+type = "date"
+
+[settings_schema.b]
+type = "string"
+min = 1
+
+[settings_schema.c]
+type = "integer"
+secret = true
+
+[settings_schema.d]
+type = "float"
+min = 5
+max = 1
+
+[settings_schema.e]
+type = "integer"
+choices = ["x"]
+colour = "blue"
+
+[settings_schema."bad name"]
+type = "string"
+"#
+    );
+    assert_problems(
+        &text,
+        &[
+            ("settings_schema.a.type", ProblemKind::WrongType),
+            ("settings_schema.b.min", ProblemKind::Inconsistent),
+            ("settings_schema.c", ProblemKind::Inconsistent),
+            ("settings_schema.d", ProblemKind::Inconsistent),
+            ("settings_schema.e.colour", ProblemKind::UnknownKey),
+            ("settings_schema.e.choices[0]", ProblemKind::WrongType),
+            ("settings_schema.\"bad name\"", ProblemKind::BadName),
+        ],
+    );
+}

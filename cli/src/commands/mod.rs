@@ -14,6 +14,7 @@ mod probe;
 mod publish;
 mod run;
 mod secrets;
+pub(crate) mod settings;
 mod streams;
 mod trust;
 
@@ -64,6 +65,10 @@ enum Command {
     /// Plugin packages: build, sign, verify, inspect and publish them; make publisher keys.
     #[command(subcommand)]
     Package(package::PackageCommand),
+    /// A plugin's settings and secrets, as operators set them within what its manifest
+    /// declares; running workers receive changes at once.
+    #[command(subcommand)]
+    Settings(settings::SettingsCommand),
     /// The publisher keys whose packages this deployment trusts.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
@@ -197,6 +202,8 @@ pub(crate) enum CliError {
     Refused(Box<switchyard_control::package::InstallRefusal>),
     #[error(transparent)]
     Audit(#[from] switchyard_control::audit::AuditError),
+    #[error(transparent)]
+    Settings(#[from] switchyard_control::settings::SettingsError),
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
     NotRegistered { plugin: PluginId, bucket: String },
     #[error("the probe found {failed} of {total} cells failing: a plugin can get past its rights")]
@@ -313,6 +320,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Auth(command) => Box::pin(auth::run(command)).await,
         Command::Package(command) => package::run(command).await,
         Command::Trust(command) => trust::run(command).await,
+        Command::Settings(command) => settings::run(command).await,
         Command::Catalog(args) => catalog::run(args).await,
         Command::Audit(args) => audit::run(args).await,
     }

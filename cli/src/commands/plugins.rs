@@ -249,6 +249,10 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
     let previous = installed
         .into_iter()
         .find(|r| r.plugin_id() == &manifest.plugin.id);
+    let enabled = previous
+        .as_ref()
+        .map_or(args.approve, Registration::is_active);
+    super::settings::check_settings_allow(&args.nats, ns, &manifest, enabled).await?;
     let id = manifest.plugin.id.clone();
     let version = manifest.plugin.version.clone();
     let Some(mut registration) = previous else {
@@ -421,6 +425,7 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
     for plugin in order {
         if registry.unregister(&plugin, &auditor).await? {
             println!("removed {plugin}");
+            super::settings::forget_settings(&client, &args.namespace.prefix, &plugin).await?;
             lifecycle::announce(
                 &args.nats,
                 &args.namespace,
@@ -496,6 +501,7 @@ async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
                 problems: refused.to_string(),
             }
         })?;
+        super::settings::check_settings_allow(&args.nats, ns, &registration.manifest, true).await?;
     }
     let before = registration.clone();
     registration.enabled = enabled;

@@ -49,6 +49,8 @@ mod overrides;
 mod pattern;
 mod policy;
 mod read;
+mod read_settings;
+mod settings;
 mod validate;
 mod write;
 
@@ -68,6 +70,10 @@ pub use self::limits::{
 pub use self::lines::key_line;
 pub use self::pattern::{EventPattern, PatternError};
 pub use self::policy::{Backoff, DeliveryPolicy, ParseRateError, Rate, RatePeriod};
+pub use self::settings::{
+    compose as compose_settings, SettingError, SettingKind, SettingSpec, SettingsSchema,
+    MAX_SETTINGS, MAX_SETTINGS_BYTES, MAX_SETTING_NAME_BYTES, MAX_SETTING_VALUE_BYTES,
+};
 pub use crate::name::SubscriptionName;
 use crate::name::{ChannelName, EventType, PluginId, Tag};
 
@@ -106,9 +112,12 @@ pub struct Manifest {
     pub limits: Limits,
     /// Other plugins it needs or cannot run with (`[dependencies]`).
     pub dependencies: Dependencies,
-    /// Free-form settings handed to the plugin's handlers (`[settings]`); read them into a
-    /// type of the plugin's own with `settings.clone().try_into::<T>()`.
+    /// The settings' defaults, handed to the plugin's handlers (`[settings]`); read them into
+    /// a type of the plugin's own with `settings.clone().try_into::<T>()`. Operators may
+    /// override them, and set secrets, within [`Manifest::settings_schema`].
     pub settings: toml::Table,
+    /// What each setting is (`[settings_schema]`), or, without one, each default's type.
+    pub settings_schema: SettingsSchema,
 }
 
 /// Who a plugin is.

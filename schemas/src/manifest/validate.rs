@@ -28,6 +28,7 @@ const TOP_KEYS: &[&str] = &[
     "limits",
     "dependencies",
     "settings",
+    "settings_schema",
 ];
 const PLUGIN_KEYS: &[&str] = &[
     "id",
@@ -80,11 +81,9 @@ pub(super) fn read_manifest(root: &Table, problems: &mut Problems) -> Result<Man
         .map_or(Ok(Dependencies::default()), |f| {
             read_dependencies(&f, problems)
         });
-    let settings = document
-        .optional("settings")
-        .map_or(Ok(Table::new()), |f| f.table(problems).cloned());
+    let settings = super::read_settings::read_settings(&document, problems);
 
-    let (plugin, dependencies) = (plugin?, dependencies?);
+    let (plugin, dependencies, (settings, settings_schema)) = (plugin?, dependencies?, settings?);
     check_dependencies_exclude(&plugin.id, &dependencies, problems);
     Ok(Manifest {
         plugin,
@@ -92,7 +91,8 @@ pub(super) fn read_manifest(root: &Table, problems: &mut Problems) -> Result<Man
         channels: channels?,
         limits: limits?,
         dependencies,
-        settings: settings?,
+        settings,
+        settings_schema,
     })
 }
 

@@ -10,7 +10,9 @@ use toml::{Table, Value};
 
 use super::limits::{Limits, Size};
 use super::policy::{Backoff, DeliveryPolicy};
-use super::{ChannelGrants, Dependencies, Manifest, PluginInfo, Subscription};
+use super::{
+    ChannelGrants, Dependencies, Manifest, PluginInfo, SettingSpec, SettingsSchema, Subscription,
+};
 
 pub(super) fn write_manifest(manifest: &Manifest) -> Table {
     let mut root = Table::new();
@@ -30,7 +32,46 @@ pub(super) fn write_manifest(manifest: &Manifest) -> Table {
         write_dependencies(&manifest.dependencies),
     );
     insert_unless_empty(&mut root, "settings", manifest.settings.clone());
+    if manifest.settings_schema.is_declared() {
+        root.insert(
+            "settings_schema".into(),
+            write_settings_schema(&manifest.settings_schema).into(),
+        );
+    }
     root
+}
+
+fn write_settings_schema(schema: &SettingsSchema) -> Table {
+    schema
+        .specs()
+        .map(|(name, spec)| (name.to_owned(), write_setting(spec).into()))
+        .collect()
+}
+
+fn write_setting(spec: &SettingSpec) -> Table {
+    let mut table = Table::new();
+    table.insert("type".into(), spec.kind.to_string().into());
+    if let Some(description) = &spec.description {
+        table.insert("description".into(), description.as_str().into());
+    }
+    if spec.secret {
+        table.insert("secret".into(), true.into());
+    }
+    if spec.required {
+        table.insert("required".into(), true.into());
+    }
+    for (key, bound) in [("min", spec.min), ("max", spec.max)] {
+        if let Some(bound) = bound {
+            table.insert(key.into(), bound.into());
+        }
+    }
+    if let Some(max) = spec.max_length {
+        table.insert("max_length".into(), Value::Integer(max as i64));
+    }
+    if !spec.choices.is_empty() {
+        table.insert("choices".into(), Value::Array(spec.choices.clone()));
+    }
+    table
 }
 
 fn insert_unless_empty(table: &mut Table, key: &str, value: Table) {
