@@ -151,7 +151,9 @@ impl Plugin {
             body: hello_body(&plugin.manifest.plugin.version.to_string(), &client),
             settings: Arc::clone(&plugin.settings),
         };
-        say_hello(&client, &hello);
+        // The first answer is awaited (briefly): it carries what the operator set, which the
+        // first deliveries must already see (an API key, say).
+        hello_and_answer(client.clone(), hello.clone()).await;
         tracing::info!(plugin = %id, "serving deliveries");
 
         let slots = Arc::new(Semaphore::new(plugin.max_concurrency));
@@ -262,6 +264,7 @@ async fn recv(receiver: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> 
 }
 
 /// A worker's hello: where it goes and what it says, and the settings its answer updates.
+#[derive(Clone)]
 struct Greeting {
     subject: String,
     body: bytes::Bytes,
@@ -288,30 +291,36 @@ fn hello_body(version: &str, client: &async_nats::Client) -> bytes::Bytes {
 /// registered version is this one (a worker of another version is told so, and logs it) and
 /// what the operator set.
 fn say_hello(client: &async_nats::Client, hello: &Greeting) {
-    let (client, subject, body) = (client.clone(), hello.subject.clone(), hello.body.clone());
-    let settings = Arc::clone(&hello.settings);
-    tokio::spawn(async move {
-        let asked = client.request(subject, body);
-        // No dispatcher, no answer, or an answer this worker cannot read: nothing to say.
-        let Ok(Ok(reply)) = tokio::time::timeout(HELLO_ANSWER_WAIT, asked).await else {
-            return;
-        };
-        let Ok(answer) =
-            serde_json::from_slice::<switchyard_schemas::delivery::HelloAnswer>(&reply.payload)
-        else {
-            return;
-        };
-        if let Some(update) = answer.settings {
-            settings.apply(update);
-        }
-        if !answer.matches {
-            tracing::error!(
-                registered_version = %answer.registered_version,
-                dispatcher = %answer.dispatcher,
-                "this worker's plugin version is not the registered one: deploy the registered version, or upgrade the registration (`switchyard plugins add`)"
-            );
-        }
-    });
+    tokio::spawn(hello_and_answer(client.clone(), hello.clone()));
+}
+
+/// Says hello and hears the answer (at most [`HELLO_ANSWER_WAIT`]).
+async fn hello_and_answer(client: async_nats::Client, hello: Greeting) {
+    let Greeting {
+        subject,
+        body,
+        settings,
+    } = hello;
+    let asked = client.request(subject, body);
+    // No dispatcher, no answer, or an answer this worker cannot read: nothing to say.
+    let Ok(Ok(reply)) = tokio::time::timeout(HELLO_ANSWER_WAIT, asked).await else {
+        return;
+    };
+    let Ok(answer) =
+        serde_json::from_slice::<switchyard_schemas::delivery::HelloAnswer>(&reply.payload)
+    else {
+        return;
+    };
+    if let Some(update) = answer.settings {
+        settings.apply(update);
+    }
+    if !answer.matches {
+        tracing::error!(
+            registered_version = %answer.registered_version,
+            dispatcher = %answer.dispatcher,
+            "this worker's plugin version is not the registered one: deploy the registered version, or upgrade the registration (`switchyard plugins add`)"
+        );
+    }
 }
 
 /// Handles one delivery (or probe) and replies.

@@ -8,8 +8,7 @@ use toml::{Table, Value};
 use super::error::{ProblemKind, Problems, Reported};
 use super::read::{Field, Section};
 use super::settings::{
-    SettingError, SettingKind, SettingSpec, SettingsSchema, MAX_SETTINGS,
-    MAX_SETTING_NAME_BYTES,
+    SettingError, SettingKind, SettingSpec, SettingsSchema, MAX_SETTINGS, MAX_SETTING_NAME_BYTES,
 };
 
 const SPEC_KEYS: &[&str] = &[

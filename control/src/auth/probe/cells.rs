@@ -329,6 +329,8 @@ fn publish_cells(
             format!("{}.probe-{n}", ns.plugin_inbox_prefix(other)),
             Refused,
         ),
+        // Forged settings for another plugin.
+        publish(me, "settings", ns.plugin_settings(other), Refused),
         publish(
             me,
             "replies",
@@ -452,6 +454,9 @@ fn subscribe_cells(
             format!("{}.>", ns.plugin_inbox_prefix(other)),
             Refused,
         ),
+        // Another plugin's settings carry its secrets.
+        subscribe(me, "settings", ns.plugin_settings(other), Refused),
+        subscribe(me, "settings", "_SY_INBOX.*.*.settings".to_owned(), Refused),
         subscribe(me, "replies", "_SY_REPLY.>".to_owned(), Refused),
         subscribe(me, "replies", format!("_SY_REPLY.{p}.{me}.>"), Refused),
         subscribe(me, "replies", "_SY_CHREPLY.>".to_owned(), Refused),
