@@ -160,7 +160,10 @@ impl Context {
         self.inner.delivery.stream_sequence
     }
 
-    /// The plugin's `[settings]`, read into a type of the plugin's own.
+    /// The plugin's settings, read into a type of the plugin's own: the manifest's
+    /// `[settings]` defaults, with what the operator set (`switchyard settings`) over them,
+    /// as they were when this delivery started. A change reaches the next delivery without a
+    /// restart.
     ///
     /// # Errors
     /// A [`SettingsError`] naming what does not fit.
