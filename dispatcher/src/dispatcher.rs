@@ -162,10 +162,12 @@ impl Dispatcher {
                 Ensured::Kept { .. } => {}
             }
         }
-        let registry = Registry::open(bus.jetstream(), &config.namespace).await?;
-        let changes = registry.watch().await?;
-        let status = StatusBoard::open(bus.jetstream(), &config.namespace).await?;
-        let settings_store = SettingsStore::open(bus.jetstream(), &config.namespace, 1).await?;
+        let registry = Box::pin(Registry::open(bus.jetstream(), &config.namespace)).await?;
+        let changes = Box::pin(registry.watch()).await?;
+        let status = Box::pin(StatusBoard::open(bus.jetstream(), &config.namespace)).await?;
+        // Boxed: opening two buckets would otherwise make every caller's future large.
+        let settings_store =
+            Box::pin(SettingsStore::open(bus.jetstream(), &config.namespace, 1)).await?;
         let hellos = client
             .subscribe(config.namespace.all_worker_hellos())
             .await

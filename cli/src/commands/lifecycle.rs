@@ -152,12 +152,12 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
                 problems: refused.to_string(),
             },
         )?;
-        super::settings::check_settings_allow(
+        Box::pin(super::settings::check_settings_allow(
             &args.nats,
             &args.namespace.prefix,
             &manifest,
             registration.enabled,
-        )
+        ))
         .await?;
         let from = registration.manifest.plugin.version.clone();
         registration.approval = Some(Approval::of(&manifest, &registration.tenants, actor()));
@@ -205,12 +205,12 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
                 problems: refused.to_string(),
             }
         })?;
-        super::settings::check_settings_allow(
+        Box::pin(super::settings::check_settings_allow(
             &args.nats,
             &args.namespace.prefix,
             &registration.manifest,
             true,
-        )
+        ))
         .await?;
     }
     registration.approval = Some(Approval::of(
@@ -417,12 +417,12 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
             problems: refused.to_string(),
         },
     )?;
-    super::settings::check_settings_allow(
+    Box::pin(super::settings::check_settings_allow(
         &args.nats,
         &args.namespace.prefix,
         &old.manifest,
         current.enabled,
-    )
+    ))
     .await?;
     let mut restored = old;
     // The revision's approval comes back with it: a rollback never runs what was not

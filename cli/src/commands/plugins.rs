@@ -252,7 +252,10 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
     let enabled = previous
         .as_ref()
         .map_or(args.approve, Registration::is_active);
-    super::settings::check_settings_allow(&args.nats, ns, &manifest, enabled).await?;
+    Box::pin(super::settings::check_settings_allow(
+        &args.nats, ns, &manifest, enabled,
+    ))
+    .await?;
     let id = manifest.plugin.id.clone();
     let version = manifest.plugin.version.clone();
     let Some(mut registration) = previous else {
@@ -425,7 +428,12 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
     for plugin in order {
         if registry.unregister(&plugin, &auditor).await? {
             println!("removed {plugin}");
-            super::settings::forget_settings(&client, &args.namespace.prefix, &plugin).await?;
+            Box::pin(super::settings::forget_settings(
+                &client,
+                &args.namespace.prefix,
+                &plugin,
+            ))
+            .await?;
             lifecycle::announce(
                 &args.nats,
                 &args.namespace,
@@ -501,7 +509,13 @@ async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
                 problems: refused.to_string(),
             }
         })?;
-        super::settings::check_settings_allow(&args.nats, ns, &registration.manifest, true).await?;
+        Box::pin(super::settings::check_settings_allow(
+            &args.nats,
+            ns,
+            &registration.manifest,
+            true,
+        ))
+        .await?;
     }
     let before = registration.clone();
     registration.enabled = enabled;

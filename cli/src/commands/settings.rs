@@ -159,24 +159,24 @@ fn parse_pair(pair: &str, manifest: &Manifest) -> Result<(String, Value), CliErr
 }
 
 async fn set(args: SetArgs) -> Result<(), CliError> {
-    let opened = open(&args.target).await?;
+    let opened = Box::pin(open(&args.target)).await?;
     let manifest = &opened.registration.manifest;
     let changes = args
         .pairs
         .iter()
         .map(|pair| parse_pair(pair, manifest).map(|(name, value)| SettingChange::Set(name, value)))
         .collect::<Result<Vec<_>, _>>()?;
-    apply(&opened, &args.target, &args.actor, &changes).await
+    Box::pin(apply(&opened, &args.target, &args.actor, &changes)).await
 }
 
 async fn set_secret(args: SetSecretArgs) -> Result<(), CliError> {
     let value = read_secret(args.from_file.as_deref())?;
-    let opened = open(&args.target).await?;
+    let opened = Box::pin(open(&args.target)).await?;
     let changes = [SettingChange::SetSecret(
         args.name.clone(),
         Secret::new(value),
     )];
-    apply(&opened, &args.target, &args.actor, &changes).await
+    Box::pin(apply(&opened, &args.target, &args.actor, &changes)).await
 }
 
 /// The secret from `file` or standard input, without one trailing newline.
@@ -222,7 +222,7 @@ fn read_secret(file: Option<&std::path::Path>) -> Result<String, CliError> {
 }
 
 async fn unset(args: UnsetArgs) -> Result<(), CliError> {
-    let opened = open(&args.target).await?;
+    let opened = Box::pin(open(&args.target)).await?;
     let registration = &opened.registration;
     if registration.is_active() {
         let current = opened.store.get(registration.plugin_id()).await?;
@@ -248,7 +248,7 @@ async fn unset(args: UnsetArgs) -> Result<(), CliError> {
         .iter()
         .map(|name| SettingChange::Unset(name.clone()))
         .collect();
-    apply(&opened, &args.target, &args.actor, &changes).await
+    Box::pin(apply(&opened, &args.target, &args.actor, &changes)).await
 }
 
 /// Applies `changes`, then records them in the audit log.
@@ -356,7 +356,7 @@ struct SettingsReport {
 }
 
 async fn show(args: ShowArgs) -> Result<(), CliError> {
-    let opened = open(&args.target).await?;
+    let opened = Box::pin(open(&args.target)).await?;
     let manifest = &opened.registration.manifest;
     let set = opened.store.get(&args.target.plugin).await?;
     let rows: Vec<SettingRow> = manifest
