@@ -253,9 +253,9 @@ async fn plugins_list_show_and_status_print_one_json_document() {
     assert!(failed(&unknown).contains("no plugin `ghost`"));
 }
 
-/// `--replicas` covers the registry, status, credentials and trust buckets and the packages
-/// object store as well as the streams: losing a node must not lose registrations,
-/// credentials, trusted keys or packages.
+/// `--replicas` covers the registry, status, credentials, trust, settings and secrets buckets
+/// and the packages object store as well as the streams: losing a node must not lose
+/// registrations, credentials, trusted keys, settings or packages.
 #[tokio::test]
 async fn streams_provision_gives_the_buckets_the_replicas_too() {
     let cluster = TestCluster::start(3).await;
@@ -268,6 +268,8 @@ async fn streams_provision_gives_the_buckets_the_replicas_too() {
         "SWITCHYARD_STATUS",
         "SWITCHYARD_CREDENTIALS",
         "SWITCHYARD_TRUST",
+        "SWITCHYARD_SETTINGS",
+        "SWITCHYARD_SECRETS",
     ] {
         assert!(text.contains(&format!("{bucket} (bucket)")), "{text}");
         let mut stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();

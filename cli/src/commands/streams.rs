@@ -10,6 +10,7 @@ use switchyard_bus::{set_replicas, stream_name, Bus, Provisioned, StreamSettings
 use switchyard_control::auth::CredentialStore;
 use switchyard_control::package::{PackageStore, PackageStoreOptions, TrustStore};
 use switchyard_control::registry::{Registry, RegistryOptions};
+use switchyard_control::settings::{self, SettingsStore};
 use switchyard_dispatcher::status::StatusBoard;
 use switchyard_schemas::Namespace;
 
@@ -31,8 +32,8 @@ pub(crate) struct ProvisionArgs {
     nats: NatsArgs,
     #[command(flatten)]
     namespace: NamespaceArgs,
-    /// Copies of each stream, of the registry, status, credentials and trust buckets and of
-    /// the packages object store, kept in a cluster (1, 3 or 5).
+    /// Copies of each stream, of the registry, status, credentials, trust, settings and
+    /// secrets buckets and of the packages object store, kept in a cluster (1, 3 or 5).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     replicas: u8,
     /// How long events are kept, e.g. `7d`.
@@ -148,9 +149,11 @@ fn audit_settings(
     }
 }
 
-/// Gives the registry, status, credentials and trust buckets and the packages object store the
-/// same number of replicas as the streams, creating the ones that do not exist yet: losing a
-/// node must not lose the plugins' registrations, credentials, trusted keys or packages either. Dispatchers and the auth service open them as they are.
+/// Gives the registry, status, credentials, trust, settings and secrets buckets and the
+/// packages object store the same number of replicas as the streams, creating the ones that
+/// do not exist yet: losing a node must not lose the plugins' registrations, credentials,
+/// trusted keys, settings or packages either. Dispatchers and the auth service open them as
+/// they are.
 async fn provision_buckets(bus: &Bus, replicas: usize) -> Result<(), CliError> {
     let js = bus.jetstream();
     let ns = bus.namespace();
@@ -166,11 +169,14 @@ async fn provision_buckets(bus: &Bus, replicas: usize) -> Result<(), CliError> {
     let trust = TrustStore::open_with(js, ns, replicas)
         .await
         .map_err(|e| CliError::nats("open the trust bucket", e))?;
+    Box::pin(SettingsStore::open(js, ns, replicas)).await?;
     for bucket in [
         registry.bucket().to_owned(),
         stream_name(ns, "STATUS"),
         credentials.bucket().to_owned(),
         trust.bucket().to_owned(),
+        settings::values_bucket(ns),
+        settings::secrets_bucket(ns),
     ] {
         let provisioned = set_replicas(js, &format!("KV_{bucket}"), replicas).await?;
         println!("{bucket} (bucket): {}", describe(provisioned));
