@@ -1,0 +1,10 @@
+//! The plugin host: runs plugin workers as child processes, each confined and supervised.
+//!
+//! - [`confine`]: what a worker process may consume and see: memory, CPU and process-count
+//!   limits through cgroups (v2, or v1 where that is what the machine has; rlimits only as the
+//!   last fallback), open files, no new privileges, a private working directory and a minimal
+//!   environment. [`confine::Confinement::detect`] says which mechanism is in force.
+//!
+//! The host's placement, supervision and health checks build on these pieces (docs/host.md).
+
+pub mod confine;
