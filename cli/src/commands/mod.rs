@@ -183,6 +183,16 @@ pub(crate) enum CliError {
     TenantScope(#[from] EmptyTenantScope),
     #[error(transparent)]
     Auth(#[from] switchyard_control::auth::AuthError),
+    /// A lifecycle change that met another change to the registry on every try.
+    #[error(
+        "gave up {what} after {attempts} tries: other changes to the registry kept coming \
+         first ({last}); try again"
+    )]
+    KeptChanging {
+        what: String,
+        attempts: usize,
+        last: String,
+    },
     /// A lifecycle change refused for compatibility: every problem, one per line.
     #[error("refused {what}:\n{problems}")]
     Incompatible { what: String, problems: String },
@@ -195,6 +205,8 @@ pub(crate) enum CliError {
     PackageStore(Box<switchyard_control::package::StoreError>),
     #[error(transparent)]
     Refused(Box<switchyard_control::package::InstallRefusal>),
+    #[error(transparent)]
+    Unpack(Box<switchyard_control::package::UnpackError>),
     #[error(transparent)]
     Audit(#[from] switchyard_control::audit::AuditError),
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
@@ -260,6 +272,12 @@ impl From<switchyard_control::package::StoreError> for CliError {
 impl From<switchyard_control::package::InstallRefusal> for CliError {
     fn from(error: switchyard_control::package::InstallRefusal) -> Self {
         Self::Refused(Box::new(error))
+    }
+}
+
+impl From<switchyard_control::package::UnpackError> for CliError {
+    fn from(error: switchyard_control::package::UnpackError) -> Self {
+        Self::Unpack(Box::new(error))
     }
 }
 
