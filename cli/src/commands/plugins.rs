@@ -232,7 +232,7 @@ pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
         PluginsCommand::Approve(args) => lifecycle::approve(args).await,
         PluginsCommand::Reject(args) => lifecycle::reject(args).await,
         PluginsCommand::History(args) => lifecycle::history(args).await,
-        PluginsCommand::Rollback(args) => lifecycle::rollback(args).await,
+        PluginsCommand::Rollback(args) => Box::pin(lifecycle::rollback(args)).await,
         PluginsCommand::Remove(args) => remove(args).await,
         PluginsCommand::Enable(args) => set_enabled(args, true).await,
         PluginsCommand::Disable(args) => set_enabled(args, false).await,
