@@ -107,3 +107,51 @@ impl fmt::Display for Provenance {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::{PublisherKeyPair, TrustedPublisher};
+
+    #[test]
+    fn a_provenance_says_where_from_and_who_allowed_it() {
+        assert_eq!(
+            Provenance::manifest().to_string(),
+            "from manifest, no package"
+        );
+        let unsigned = Provenance::package(
+            "billing/1.0.0".into(),
+            "ab".repeat(32),
+            &Verdict::Unsigned,
+            "alice@h1",
+        );
+        assert_eq!(
+            unsigned.to_string(),
+            "package billing/1.0.0, unsigned, allowed by alice@h1"
+        );
+        let key = PublisherKeyPair::generate().public_key().clone();
+        let trusted = Provenance::package(
+            "billing/1.0.0".into(),
+            "ab".repeat(32),
+            &Verdict::Trusted {
+                publisher: TrustedPublisher {
+                    key: key.clone(),
+                    name: "Acme".into(),
+                },
+            },
+            "alice@h1",
+        );
+        assert_eq!(
+            trusted.allowed_by, None,
+            "a trusted package needs no allowance"
+        );
+        assert_eq!(
+            trusted.to_string(),
+            format!("package billing/1.0.0, signed by trusted key \"Acme\" ({key})")
+        );
+        let json = serde_json::to_value(&trusted).unwrap();
+        assert_eq!(json["from"], "package");
+        assert!(json.get("allowed_by").is_none());
+        assert_eq!(serde_json::from_value::<Provenance>(json).unwrap(), trusted);
+    }
+}

@@ -331,6 +331,34 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_takes_the_plugin_out_of_service_unless_it_is_disabled_or_pending() {
+        let manifest = r#"{"plugin":{"id":"audit","version":"1.0.0","core":"*"}}"#;
+        let old = format!(
+            r#"{{"manifest":{manifest},"tenants":"all","registered_at":"2026-01-01T00:00:00Z"}}"#
+        );
+        let mut registration: Registration = serde_json::from_str(&old).unwrap();
+        assert_eq!(registration.failure, None, "stored before failures existed");
+        assert_eq!(registration.provenance, None);
+        registration.failure = Some(Failure {
+            reason: "its circuit kept opening".into(),
+            since: OffsetDateTime::now_utc(),
+            by: "dispatcher d1".into(),
+        });
+        assert_eq!(registration.state(), LifecycleState::Failed);
+        assert!(!registration.is_active());
+        assert_eq!(LifecycleState::Failed.to_string(), "failed");
+        let json = serde_json::to_string(&registration).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Registration>(&json).unwrap(),
+            registration
+        );
+        registration.enabled = false;
+        assert_eq!(registration.state(), LifecycleState::Disabled);
+        registration.awaiting_approval = true;
+        assert_eq!(registration.state(), LifecycleState::PendingApproval);
+    }
+
+    #[test]
     fn includes_and_displays() {
         let only = TenantScope::only([tenant("acme"), tenant("globex")]).unwrap();
         assert!(only.includes(&tenant("acme")));
