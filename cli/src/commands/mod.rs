@@ -71,8 +71,9 @@ enum Command {
     /// tags and category.
     Catalog(catalog::CatalogArgs),
     /// List the audit log, oldest first: who registered, replaced, approved, rejected, rolled
-    /// back, removed, enabled or disabled a plugin, issued, rotated or revoked its secret, or
-    /// replayed or purged its dead letters, and when (the server's time of storage).
+    /// back, removed, enabled, disabled or marked failed a plugin, issued, rotated or revoked
+    /// its secret, replayed or purged its dead letters, or trusted or distrusted a publisher
+    /// key, and when (the server's time of storage).
     Audit(audit::AuditArgs),
 }
 

@@ -78,8 +78,9 @@ pub(crate) enum PluginsCommand {
     /// Fails when no plugin with this id is registered under the prefix, and when installed
     /// plugins require it (listed), unless `--cascade` removes them too.
     Remove(RemoveArgs),
-    /// Enable a disabled plugin: its events flow again, and (with broker-enforced rights)
-    /// its workers may connect again.
+    /// Enable a disabled plugin, or recover a failed one (its failure is cleared): its events
+    /// flow again, the held ones included, and (with broker-enforced rights) its workers may
+    /// connect again.
     ///
     /// Refused while a plugin it requires is missing, outside the range, or disabled.
     Enable(PluginArgs),
