@@ -48,7 +48,8 @@ async fn add_registers_a_plugin_that_list_then_shows_and_adding_again_updates_it
     .await;
     assert_eq!(
         succeeded(&added).trim(),
-        "installed audit-log 1.2.0 for acme, globex (revision 1, enabled)"
+        "installed audit-log 1.2.0 for acme, globex (revision 1, enabled); from manifest, no \
+         package"
     );
 
     let listed = succeeded(&switchyard(Some(&server), &["plugins", "list"]).await);

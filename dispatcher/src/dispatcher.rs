@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::consumer::{consumer_config, consumer_name, pull_loop};
 use crate::dead_letter::DeadLetterWriter;
+use crate::failing::{fail_after_opens, FailureReporter};
 use crate::pipeline::breaker::{BreakerConfig, CircuitBreaker, CircuitState};
 use crate::pipeline::metrics::PathMetrics;
 use crate::pipeline::presence::Presence;
@@ -215,6 +216,12 @@ impl Dispatcher {
             raw: RawReader::new(client.clone(), config.streams.events.name.clone()),
             namespace: config.namespace.clone(),
             breaker: config.breaker,
+            failures: FailureReporter {
+                registry: registry.clone(),
+                client: client.clone(),
+                namespace: config.namespace.clone(),
+                instance: config.instance.clone(),
+            },
             plugins: HashMap::new(),
             dropped: Arc::clone(&dropped),
             stop: stop.clone(),
@@ -526,6 +533,8 @@ struct Supervisor {
     raw: RawReader,
     namespace: Namespace,
     breaker: BreakerConfig,
+    /// Marks a plugin failed when a circuit with `fail_after_opens` keeps opening.
+    failures: FailureReporter,
     plugins: HashMap<PluginId, RunningPlugin>,
     dropped: Arc<AtomicUsize>,
     stop: CancellationToken,
@@ -712,6 +721,16 @@ impl Supervisor {
             };
             let breaker = CircuitBreaker::new(self.breaker);
             let stop = self.stop.child_token();
+            if let Some(threshold) = subscription.policy.fail_after_opens {
+                tokio::spawn(fail_after_opens(
+                    Arc::clone(&breaker),
+                    threshold.get(),
+                    plugin.clone(),
+                    name.clone(),
+                    self.failures.clone(),
+                    stop.clone(),
+                ));
+            }
             self.reports.spawn(report_circuit(
                 self.status.clone(),
                 CircuitReport {
@@ -789,8 +808,8 @@ impl Supervisor {
         tracing::info!(%plugin, "removed");
     }
 
-    /// Stops delivering to a disabled plugin. Its consumers stay, so its events wait there
-    /// until it is enabled again.
+    /// Stops delivering to a plugin that may not run (disabled, failed, or waiting for
+    /// approval). Its consumers stay, so its events wait there until it runs again.
     fn pause(&mut self, plugin: &PluginId) {
         let Some(running) = self.plugins.remove(plugin) else {
             return;
@@ -799,7 +818,7 @@ impl Supervisor {
             subscription.stop.cancel();
             self.paths.remove(&(plugin.clone(), name));
         }
-        tracing::info!(%plugin, "disabled: deliveries paused");
+        tracing::info!(%plugin, "not running (disabled, failed or waiting for approval): deliveries paused");
     }
 
     async fn delete_consumer(&self, plugin: &PluginId, subscription: &str) {

@@ -9,6 +9,9 @@
 //! - [`dead_letter`] writes dead letters; [`redrive`] lists, shows, replays and purges them.
 //! - [`status`] holds what dispatchers report to operators (circuit states); [`explain`] says
 //!   where an event is for each plugin.
+//! - A subscription whose policy sets `fail_after_opens` has its breaker watched: after that
+//!   many openings in a row with no success, the dispatcher marks its plugin failed in the
+//!   registry (audited, announced), which holds its events until an operator enables it.
 //! - [`local_nats`] finds, installs and runs a local nats-server (the embedded default, tests).
 //!
 //! The registry of plugins and broker-enforced rights are the control plane's
@@ -18,6 +21,7 @@ pub mod consumer;
 pub mod dead_letter;
 mod dispatcher;
 pub mod explain;
+mod failing;
 pub mod local_nats;
 pub mod pipeline;
 pub mod pull;

@@ -144,6 +144,7 @@ fn full_manifest_parses_every_field_as_written() {
             timeout: secs(2),
             max_attempts: nz(10),
             backoff: Backoff::Fixed(vec![secs(1), secs(10), secs(60)]),
+            fail_after_opens: None,
         }
     );
     assert_eq!(refunds.name.as_str(), "refunds");
@@ -163,6 +164,7 @@ fn full_manifest_parses_every_field_as_written() {
                 multiplier: 2.0,
                 jitter: 0.2,
             },
+            fail_after_opens: None,
         }
     );
 
@@ -224,6 +226,7 @@ fn minimal_manifest_gets_every_documented_default() {
                 multiplier: 2.0,
                 jitter: 0.2,
             },
+            fail_after_opens: None,
         }
     );
     assert_eq!(orders.policy, DeliveryPolicy::default());
@@ -679,12 +682,36 @@ fn bad_rates() {
 }
 
 #[test]
+fn fail_after_opens_is_off_by_default_merges_from_defaults_and_round_trips() {
+    let off = first_policy(&minimal_with(""));
+    assert_eq!(off.fail_after_opens, None);
+    let own = first_policy(&minimal_with(
+        "[subscriptions.policy]\nfail_after_opens = 3",
+    ));
+    assert_eq!(own.fail_after_opens, Some(nz(3)));
+    let text = format!("[defaults]\nfail_after_opens = 7\n{}", minimal_with(""));
+    let manifest = parse(&text);
+    assert_eq!(
+        manifest.subscriptions[0].policy.fail_after_opens,
+        Some(nz(7))
+    );
+    let canonical = manifest.to_toml_string();
+    assert!(canonical.contains("fail_after_opens = 7"), "{canonical}");
+    assert_eq!(parse(&canonical), manifest);
+    assert!(!parse(&minimal_with(""))
+        .to_toml_string()
+        .contains("fail_after_opens"));
+}
+
+#[test]
 fn out_of_range_numbers_and_durations() {
     let cases = [
         ("max_in_flight = 0", "max_in_flight"),
         ("max_in_flight = 10001", "max_in_flight"),
         ("max_attempts = 0", "max_attempts"),
         ("max_attempts = 1001", "max_attempts"),
+        ("fail_after_opens = 0", "fail_after_opens"),
+        ("fail_after_opens = 1001", "fail_after_opens"),
         ("burst = 0", "burst"),
         ("burst = -3", "burst"),
         ("timeout = \"0s\"", "timeout"),

@@ -404,3 +404,59 @@ async fn a_registration_is_stamped_with_the_next_event_sequence() {
     let again = sy.registry.get(&plugin("audit")).await.unwrap().unwrap();
     assert_eq!(again.start_sequence, Some(4));
 }
+
+#[tokio::test]
+async fn a_write_expecting_an_older_registry_is_refused_naming_the_change_that_came_first() {
+    let server = TestServer::start().await;
+    let registry = open(&server).await;
+    registry
+        .put(&registration("alpha", "1.0.0", TenantScope::All))
+        .await
+        .unwrap();
+    let snapshot = registry.snapshot().await.unwrap();
+    assert_eq!(snapshot.registrations.len(), 1);
+
+    // Another operator's change lands between the read and the write.
+    let other = open(&server).await;
+    other
+        .put(&registration("beta", "1.0.0", TenantScope::All))
+        .await
+        .unwrap();
+    let stale = registry.expecting(snapshot.sequence);
+    let refused = stale
+        .put(&registration("gamma", "1.0.0", TenantScope::All))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, RegistryError::Conflict { changed, .. } if changed.contains("`beta`")),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("changed since it was read"),
+        "{refused}"
+    );
+    assert!(registry.get(&plugin("gamma")).await.unwrap().is_none());
+    assert!(matches!(
+        stale.remove(&plugin("alpha")).await.unwrap_err(),
+        RegistryError::Conflict { .. }
+    ));
+    assert!(registry.get(&plugin("alpha")).await.unwrap().is_some());
+
+    // Against a fresh snapshot the writes go through, one after another.
+    let fresh = registry.snapshot().await.unwrap();
+    assert_eq!(fresh.registrations.len(), 2);
+    let current = registry.expecting(fresh.sequence);
+    current
+        .put(&registration("gamma", "1.0.0", TenantScope::All))
+        .await
+        .unwrap();
+    assert!(current.remove(&plugin("alpha")).await.unwrap());
+    let names: Vec<String> = registry
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.plugin_id().to_string())
+        .collect();
+    assert_eq!(names, ["beta", "gamma"]);
+}

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use async_nats::{HeaderMap, Subscriber};
 use futures::StreamExt;
-use switchyard_control::registry::TenantScope;
+use switchyard_control::audit::{Action, Actor, AuditFilter, AuditLog, Auditor};
+use switchyard_control::lifecycle::{events, failure};
+use switchyard_control::registry::{LifecycleState, MarkedFailed, TenantScope};
 use switchyard_plugin_sdk::{
     ChannelContext, ChannelError, Context, Plugin, TypedEvent, Version, WorkerSettings,
 };
@@ -407,6 +409,76 @@ async fn unknown_removed_and_disabled_plugins_are_refused_at_connect() {
     .await
     .expect("the removed plugin's connection is refused");
     assert!(sy.connect_plugin("worker", secret.expose()).await.is_err());
+}
+
+#[tokio::test]
+async fn a_failed_plugins_workers_are_refused_at_connect_until_it_is_enabled() {
+    let sy = SecuredSwitchyard::start().await;
+    let secret = sy.register(manifest("flaky", &[], &[]), only("acme")).await;
+    let connected = sy
+        .connect_plugin("flaky", secret.expose())
+        .await
+        .expect("an enabled plugin's worker is let in");
+
+    // What a host does when the plugin's worker cannot be kept running.
+    let log = AuditLog::open(sy.bus.jetstream(), sy.namespace())
+        .await
+        .unwrap();
+    let auditor = Auditor::new(log.clone(), Actor::declared("host h1"));
+    let publisher = sy.bus.publisher(events::SOURCE);
+    let marked = failure::mark_failed(
+        &sy.registry,
+        &auditor,
+        &publisher,
+        &id("flaky"),
+        "its worker exited 5 times in a minute",
+    )
+    .await
+    .unwrap();
+    assert!(matches!(marked, MarkedFailed::Failed(_)), "{marked:?}");
+    assert_eq!(
+        sy.registration("flaky").await.state(),
+        LifecycleState::Failed
+    );
+
+    // The connection it has is closed by the broker, and a new one is refused.
+    wait_until(WAIT, || async {
+        connected.events.count("Authorization Violation") > 0
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "the failed plugin's connection is refused: {e}; {:?}",
+            connected.events.all()
+        )
+    });
+    assert!(sy.connect_plugin("flaky", secret.expose()).await.is_err());
+
+    // Marking it again changes nothing and records nothing more.
+    let again = failure::mark_failed(&sy.registry, &auditor, &publisher, &id("flaky"), "again")
+        .await
+        .unwrap();
+    assert_eq!(again, MarkedFailed::AlreadyFailed);
+    let entries = log
+        .list(&AuditFilter {
+            action: Some(Action::PluginFailed),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].entry.actor.name, "host h1");
+    assert_eq!(entries[0].entry.after.as_ref().unwrap()["state"], "failed");
+
+    // Enabled again (its failure cleared), the same client gets back in by itself.
+    let mut registration = sy.registration("flaky").await;
+    registration.failure = None;
+    sy.update(&registration).await;
+    wait_until(Duration::from_secs(20), || async {
+        connected.client.connection_state() == async_nats::connection::State::Connected
+    })
+    .await
+    .expect("the recovered plugin reconnects");
 }
 
 #[tokio::test]

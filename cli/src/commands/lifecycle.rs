@@ -1,13 +1,17 @@
 //! `switchyard plugins approve | reject | history | rollback`: the operator's side of a
 //! plugin's lifecycle after it was installed (`plugins add`).
 
+use std::future::Future;
+
 use clap::Args;
 use serde::Serialize;
 use switchyard_control::audit::{Action, Auditor};
 use switchyard_control::lifecycle::approval::{Approval, Requested};
 use switchyard_control::lifecycle::compat;
 use switchyard_control::lifecycle::events::{self, LifecycleEvent, LifecycleKind};
-use switchyard_control::registry::{Registration, Registry, Revision};
+use switchyard_control::registry::{
+    Provenance, Registration, Registry, RegistryError, Revision, Snapshot, CONFLICT_ATTEMPTS,
+};
 use switchyard_schemas::PluginId;
 use time::OffsetDateTime;
 
@@ -15,7 +19,7 @@ use super::audit::{auditor, ActorArgs};
 use super::plugins::{open_registry, PluginArgs, StatusArgs};
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs};
-use crate::render::{parse_plugin_id, timestamp};
+use crate::render::{parse_plugin_id, printable, timestamp};
 use crate::table::render_table;
 
 #[derive(Debug, Args)]
@@ -59,12 +63,13 @@ pub(crate) async fn announce(
     what: LifecycleKind,
     plugin: &PluginId,
     registration: Option<&Registration>,
+    auditor: &Auditor,
 ) {
     let data = LifecycleEvent {
         plugin: plugin.to_string(),
         version: registration.map(|r| r.manifest.plugin.version.to_string()),
         state: registration.map(|r| r.state().to_string()),
-        actor: Some(actor()),
+        actor: Some(auditor.actor().name.clone()),
         detail: None,
     };
     let announced = async {
@@ -84,19 +89,63 @@ pub(crate) async fn announce(
     }
 }
 
-/// Who is acting, for the approvals this records: the OS user and host.
-pub(crate) fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    if host.is_empty() {
-        user
-    } else {
-        format!("{user}@{host}")
+/// Makes a lifecycle change against the registry as it is now, and makes it again when
+/// another change to the registry came first.
+///
+/// `change` gets the registry's [`Snapshot`] (what its checks read) and a registry whose
+/// writes are stored only while nothing has changed since that snapshot
+/// ([`Registry::expecting`]). When a write is refused for a concurrent change, the whole
+/// change (reading, checking, writing) is made again, at most [`CONFLICT_ATTEMPTS`] times; a
+/// change refused by its checks on a later try fails with that refusal.
+///
+/// # Errors
+/// What `change` fails with; [`CliError::KeptChanging`] when every try met a concurrent
+/// change.
+pub(crate) async fn retrying<T, F, Fut>(
+    registry: &Registry,
+    what: &str,
+    mut change: F,
+) -> Result<T, CliError>
+where
+    F: FnMut(Registry, Snapshot) -> Fut,
+    Fut: Future<Output = Result<T, CliError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let snapshot = registry.snapshot().await?;
+        let guarded = registry.expecting(snapshot.sequence);
+        match change(guarded, snapshot).await {
+            Err(CliError::Registry(RegistryError::Conflict { .. }))
+                if attempt < CONFLICT_ATTEMPTS => {}
+            Err(CliError::Registry(conflict @ RegistryError::Conflict { .. })) => {
+                return Err(CliError::KeptChanging {
+                    what: what.to_owned(),
+                    attempts: attempt,
+                    last: conflict.to_string(),
+                })
+            }
+            other => return other,
+        }
     }
+}
+
+/// The registration of `plugin` in `snapshot`, and every registration.
+pub(crate) fn registered_in(
+    registry: &Registry,
+    snapshot: Snapshot,
+    plugin: &PluginId,
+) -> Result<(Registration, Vec<Registration>), CliError> {
+    let installed = snapshot.registrations;
+    let registration = installed
+        .iter()
+        .find(|r| r.plugin_id() == plugin)
+        .cloned()
+        .ok_or_else(|| CliError::NotRegistered {
+            plugin: plugin.clone(),
+            bucket: registry.bucket().to_owned(),
+        })?;
+    Ok((registration, installed))
 }
 
 /// The registry, and the audit log with who is acting: opened before anything changes, so
@@ -116,22 +165,6 @@ async fn open_audited(
     Ok((registry, auditor))
 }
 
-async fn registered(
-    registry: &Registry,
-    plugin: &PluginId,
-) -> Result<(Registration, Vec<Registration>), CliError> {
-    let installed = registry.list().await?;
-    let registration = installed
-        .iter()
-        .find(|r| r.plugin_id() == plugin)
-        .cloned()
-        .ok_or_else(|| CliError::NotRegistered {
-            plugin: plugin.clone(),
-            bucket: registry.bucket().to_owned(),
-        })?;
-    Ok((registration, installed))
-}
-
 /// Prints what is approved, one line each.
 fn print_rights(rights: &Requested) {
     for line in rights.describe() {
@@ -141,7 +174,33 @@ fn print_rights(rights: &Requested) {
 
 pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
     let (registry, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
-    let (mut registration, installed) = registered(&registry, &args.plugin).await?;
+    let what = format!("approving {}", args.plugin);
+    let approved = retrying(&registry, &what, |registry, snapshot| {
+        approve_once(&args, &auditor, registry, snapshot)
+    })
+    .await?;
+    if let Some((kind, registration)) = approved {
+        announce(
+            &args.nats,
+            &args.namespace,
+            kind,
+            &args.plugin,
+            Some(&registration),
+            &auditor,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// One try of `plugins approve` against `snapshot`: what to announce, if anything changed.
+async fn approve_once(
+    args: &ApproveArgs,
+    auditor: &Auditor,
+    registry: Registry,
+    snapshot: Snapshot,
+) -> Result<Option<(LifecycleKind, Registration)>, CliError> {
+    let (mut registration, installed) = registered_in(&registry, snapshot, &args.plugin)?;
     let before = registration.clone();
     if let Some(upgrade) = registration.pending_upgrade.take() {
         let manifest = upgrade.manifest;
@@ -160,8 +219,13 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
         ))
         .await?;
         let from = registration.manifest.plugin.version.clone();
-        registration.approval = Some(Approval::of(&manifest, &registration.tenants, actor()));
+        registration.approval = Some(Approval::by_actor(
+            &manifest,
+            &registration.tenants,
+            auditor.actor(),
+        ));
         registration.manifest = manifest;
+        registration.provenance = upgrade.provenance;
         registration.registered_at = OffsetDateTime::now_utc();
         let done = format!(
             "approved the upgrade of {} from {from} to {}",
@@ -173,7 +237,7 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
                 Action::Approved,
                 Some(&before),
                 done,
-                &auditor,
+                auditor,
             )
             .await?
             .revision;
@@ -182,19 +246,11 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
             args.plugin, registration.manifest.plugin.version
         );
         print_rights(&registration.approved_rights());
-        announce(
-            &args.nats,
-            &args.namespace,
-            LifecycleKind::Upgraded,
-            &args.plugin,
-            Some(&registration),
-        )
-        .await;
-        return Ok(());
+        return Ok(Some((LifecycleKind::Upgraded, registration)));
     }
     if !registration.awaiting_approval {
         println!("{} has nothing waiting for approval", args.plugin);
-        return Ok(());
+        return Ok(None);
     }
     registration.awaiting_approval = false;
     registration.enabled = !args.disabled;
@@ -213,10 +269,10 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
         ))
         .await?;
     }
-    registration.approval = Some(Approval::of(
+    registration.approval = Some(Approval::by_actor(
         &registration.manifest,
         &registration.tenants,
-        actor(),
+        auditor.actor(),
     ));
     let done = format!(
         "approved {} {} ({})",
@@ -230,7 +286,7 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
             Action::Approved,
             Some(&before),
             done,
-            &auditor,
+            auditor,
         )
         .await?
         .revision;
@@ -241,20 +297,38 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
         registration.state()
     );
     print_rights(&registration.approved_rights());
-    announce(
-        &args.nats,
-        &args.namespace,
-        LifecycleKind::Approved,
-        &args.plugin,
-        Some(&registration),
-    )
-    .await;
-    Ok(())
+    Ok(Some((LifecycleKind::Approved, registration)))
 }
 
 pub(crate) async fn reject(args: PluginArgs) -> Result<(), CliError> {
     let (registry, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
-    let (mut registration, _) = registered(&registry, &args.plugin).await?;
+    let what = format!("rejecting {}", args.plugin);
+    let rejected = retrying(&registry, &what, |registry, snapshot| {
+        reject_once(&args, &auditor, registry, snapshot)
+    })
+    .await?;
+    if rejected {
+        announce(
+            &args.nats,
+            &args.namespace,
+            LifecycleKind::Rejected,
+            &args.plugin,
+            None,
+            &auditor,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// One try of `plugins reject` against `snapshot`: whether something was rejected.
+async fn reject_once(
+    args: &PluginArgs,
+    auditor: &Auditor,
+    registry: Registry,
+    snapshot: Snapshot,
+) -> Result<bool, CliError> {
+    let (mut registration, _) = registered_in(&registry, snapshot, &args.plugin)?;
     let before = registration.clone();
     if let Some(upgrade) = registration.pending_upgrade.take() {
         let done = format!(
@@ -267,7 +341,7 @@ pub(crate) async fn reject(args: PluginArgs) -> Result<(), CliError> {
                 Action::Rejected,
                 Some(&before),
                 done,
-                &auditor,
+                auditor,
             )
             .await?
             .revision;
@@ -278,22 +352,14 @@ pub(crate) async fn reject(args: PluginArgs) -> Result<(), CliError> {
     } else if registration.awaiting_approval {
         let done = format!("rejected {}: its installation is removed", args.plugin);
         registry
-            .remove_recorded(&args.plugin, Action::Rejected, done, &auditor)
+            .remove_recorded(&args.plugin, Action::Rejected, done, auditor)
             .await?;
         println!("rejected {}: its installation is removed", args.plugin);
     } else {
         println!("{} has nothing waiting for approval", args.plugin);
-        return Ok(());
+        return Ok(false);
     }
-    announce(
-        &args.nats,
-        &args.namespace,
-        LifecycleKind::Rejected,
-        &args.plugin,
-        None,
-    )
-    .await;
-    Ok(())
+    Ok(true)
 }
 
 /// One revision in `plugins history --json`.
@@ -307,6 +373,9 @@ struct RevisionJson {
     version: Option<String>,
     pending_upgrade: Option<String>,
     approved_by: Option<String>,
+    /// Where it was installed from, or null (stored by a program directly, or before this
+    /// was recorded).
+    provenance: Option<Provenance>,
 }
 
 impl RevisionJson {
@@ -323,6 +392,7 @@ impl RevisionJson {
             approved_by: registration
                 .and_then(|r| r.approval.as_ref())
                 .map(|a| a.by.clone()),
+            provenance: registration.and_then(|r| r.provenance.clone()),
         }
     }
 }
@@ -348,7 +418,7 @@ pub(crate) async fn history(args: StatusArgs) -> Result<(), CliError> {
             bucket: registry.bucket().to_owned(),
         });
     }
-    let table: Vec<[String; 5]> = rows
+    let table: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
             [
@@ -360,19 +430,49 @@ pub(crate) async fn history(args: StatusArgs) -> Result<(), CliError> {
                     None => r.state.clone(),
                 },
                 r.approved_by.clone().unwrap_or_else(|| "-".to_owned()),
+                r.provenance
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |p| printable(&p.to_string())),
             ]
         })
         .collect();
     print!(
         "{}",
-        render_table(["REV", "AT", "VERSION", "STATE", "APPROVED BY"], &table)
+        render_table(
+            ["REV", "AT", "VERSION", "STATE", "APPROVED BY", "FROM"],
+            &table
+        )
     );
     Ok(())
 }
 
 pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
     let (registry, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
-    let (current, installed) = registered(&registry, &args.plugin).await?;
+    let what = format!("rolling {} back", args.plugin);
+    let restored = retrying(&registry, &what, |registry, snapshot| {
+        rollback_once(&args, &auditor, registry, snapshot)
+    })
+    .await?;
+    announce(
+        &args.nats,
+        &args.namespace,
+        LifecycleKind::RolledBack,
+        &args.plugin,
+        Some(&restored),
+        &auditor,
+    )
+    .await;
+    Ok(())
+}
+
+/// One try of `plugins rollback` against `snapshot`: the registration restored.
+async fn rollback_once(
+    args: &RollbackArgs,
+    auditor: &Auditor,
+    registry: Registry,
+    snapshot: Snapshot,
+) -> Result<Registration, CliError> {
+    let (current, installed) = registered_in(&registry, snapshot, &args.plugin)?;
     let revisions = registry.history(&args.plugin).await?;
     let target = match args.to {
         Some(revision) => revisions
@@ -428,6 +528,7 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
     // The revision's approval comes back with it: a rollback never runs what was not
     // approved. Its state now is the current one, where that was approved.
     restored.enabled = current.enabled;
+    restored.failure = current.failure.clone();
     restored.pending_upgrade = None;
     restored.registered_at = OffsetDateTime::now_utc();
     let done = format!(
@@ -438,13 +539,7 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
         target.revision
     );
     let revision = registry
-        .put_recorded(
-            &restored,
-            Action::RolledBack,
-            Some(&current),
-            done,
-            &auditor,
-        )
+        .put_recorded(&restored, Action::RolledBack, Some(&current), done, auditor)
         .await?
         .revision;
     println!(
@@ -455,13 +550,5 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
         target.revision,
         restored.state()
     );
-    announce(
-        &args.nats,
-        &args.namespace,
-        LifecycleKind::RolledBack,
-        &args.plugin,
-        Some(&restored),
-    )
-    .await;
-    Ok(())
+    Ok(restored)
 }

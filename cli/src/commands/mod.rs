@@ -76,8 +76,9 @@ enum Command {
     /// tags and category.
     Catalog(catalog::CatalogArgs),
     /// List the audit log, oldest first: who registered, replaced, approved, rejected, rolled
-    /// back, removed, enabled or disabled a plugin, issued, rotated or revoked its secret, or
-    /// replayed or purged its dead letters, and when (the server's time of storage).
+    /// back, removed, enabled, disabled or marked failed a plugin, issued, rotated or revoked
+    /// its secret, replayed or purged its dead letters, or trusted or distrusted a publisher
+    /// key, and when (the server's time of storage).
     Audit(audit::AuditArgs),
 }
 
@@ -188,6 +189,16 @@ pub(crate) enum CliError {
     TenantScope(#[from] EmptyTenantScope),
     #[error(transparent)]
     Auth(#[from] switchyard_control::auth::AuthError),
+    /// A lifecycle change that met another change to the registry on every try.
+    #[error(
+        "gave up {what} after {attempts} tries: other changes to the registry kept coming \
+         first ({last}); try again"
+    )]
+    KeptChanging {
+        what: String,
+        attempts: usize,
+        last: String,
+    },
     /// A lifecycle change refused for compatibility: every problem, one per line.
     #[error("refused {what}:\n{problems}")]
     Incompatible { what: String, problems: String },
@@ -200,6 +211,8 @@ pub(crate) enum CliError {
     PackageStore(Box<switchyard_control::package::StoreError>),
     #[error(transparent)]
     Refused(Box<switchyard_control::package::InstallRefusal>),
+    #[error(transparent)]
+    Unpack(Box<switchyard_control::package::UnpackError>),
     #[error(transparent)]
     Audit(#[from] switchyard_control::audit::AuditError),
     #[error(transparent)]
@@ -267,6 +280,12 @@ impl From<switchyard_control::package::StoreError> for CliError {
 impl From<switchyard_control::package::InstallRefusal> for CliError {
     fn from(error: switchyard_control::package::InstallRefusal) -> Self {
         Self::Refused(Box::new(error))
+    }
+}
+
+impl From<switchyard_control::package::UnpackError> for CliError {
+    fn from(error: switchyard_control::package::UnpackError) -> Self {
+        Self::Unpack(Box::new(error))
     }
 }
 

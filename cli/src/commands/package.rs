@@ -8,14 +8,16 @@ use async_nats::jetstream;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use switchyard_control::package::{
-    build_from_dir, verify_for_install, Allow, Allowances, Package, PackageStore, Published,
-    PublisherKey, PublisherKeyPair, TrustStore, TrustedKeys, Verdict, Worker,
+    build_from_dir, host_target, object_name, unpack, verify_for_install, Allow, Allowances,
+    Package, PackageStore, Published, PublisherKey, PublisherKeyPair, TrustStore, TrustedKeys,
+    Verdict, Worker,
 };
-use switchyard_schemas::Manifest;
+use switchyard_schemas::semver::Version;
+use switchyard_schemas::{Manifest, PluginId};
 
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs, OutputArgs};
-use crate::render::printable;
+use crate::render::{parse_plugin_id, printable};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PackageCommand {
@@ -40,6 +42,41 @@ pub(crate) enum PackageCommand {
     /// catalog. A tampered or badly signed package is refused; another package of the same
     /// version too, unless `--replace`.
     Publish(PublishArgs),
+    /// Unpack a package's manifest and worker into a new or empty directory, as a host runs
+    /// it: verified first as installing verifies it (refused when it would be), each part's
+    /// digest checked again as it is written, every path kept inside the directory, and the
+    /// worker's binary for the target made executable.
+    Unpack(UnpackArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UnpackArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    /// The package file.
+    #[arg(required_unless_present = "package")]
+    file: Option<PathBuf>,
+    /// Unpack a package of the deployment's package store instead: `ID@VERSION`, or `ID` for
+    /// its highest published version.
+    #[arg(long, value_name = "ID[@VERSION]", conflicts_with = "file")]
+    package: Option<String>,
+    /// The directory to unpack into; created when missing, and it must be empty.
+    #[arg(long, value_name = "DIR")]
+    into: PathBuf,
+    /// The target triple whose binary to unpack [default: this host's].
+    #[arg(long)]
+    target: Option<String>,
+    /// Publisher keys to trust instead of the deployment's (comma-separated or repeated).
+    #[arg(long, value_name = "KEY", value_delimiter = ',')]
+    trusted_keys: Vec<String>,
+    /// Accept an unsigned package.
+    #[arg(long)]
+    allow_unsigned: bool,
+    /// Accept a package signed by a key that is not trusted.
+    #[arg(long)]
+    allow_untrusted: bool,
 }
 
 #[derive(Debug, Args)]
@@ -120,7 +157,130 @@ pub(crate) async fn run(command: PackageCommand) -> Result<(), CliError> {
         PackageCommand::Verify(args) => verify(args).await,
         PackageCommand::Inspect(args) => inspect(&args),
         PackageCommand::Publish(args) => publish(args).await,
+        PackageCommand::Unpack(args) => Box::pin(unpack_package(args)).await,
     }
+}
+
+/// `ID@VERSION`, or `ID` alone (`None`: the highest version published).
+pub(crate) fn parse_package_ref(text: &str) -> Result<(PluginId, Option<Version>), CliError> {
+    let (plugin, version) = match text.split_once('@') {
+        Some((plugin, version)) => (plugin, Some(version)),
+        None => (text, None),
+    };
+    let plugin = parse_plugin_id(plugin.trim()).map_err(|reason| CliError::BadArgument {
+        argument: "--package",
+        reason,
+    })?;
+    let version = version
+        .map(|v| Version::parse(v.trim()))
+        .transpose()
+        .map_err(|e| CliError::BadArgument {
+            argument: "--package",
+            reason: format!("not a version after `@`: {e}"),
+        })?;
+    Ok((plugin, version))
+}
+
+/// The package published for `plugin` at `version` (the highest published when `None`), and
+/// its object's name. It is checked to hold that plugin and version.
+pub(crate) async fn fetch_stored(
+    store: &PackageStore,
+    plugin: &PluginId,
+    version: Option<Version>,
+) -> Result<(Package, String), CliError> {
+    let missing = |what: String| CliError::BadArgument {
+        argument: "--package",
+        reason: format!("no package {what} is published in {}", store.bucket()),
+    };
+    let version = match version {
+        Some(version) => version,
+        None => store
+            .latest(plugin)
+            .await?
+            .ok_or_else(|| missing(format!("of {plugin}")))?,
+    };
+    let object = object_name(plugin, &version);
+    let package = store
+        .get(plugin, &version)
+        .await?
+        .ok_or_else(|| missing(object.clone()))?;
+    if let Ok(manifest) = package.manifest() {
+        if &manifest.plugin.id != plugin || manifest.plugin.version != version {
+            return Err(CliError::BadArgument {
+                argument: "--package",
+                reason: format!(
+                    "the package stored as {object} holds {} {}",
+                    manifest.plugin.id, manifest.plugin.version
+                ),
+            });
+        }
+    }
+    Ok((package, object))
+}
+
+/// What an operator allows for the package's plugin: unsigned, untrusted, or neither.
+pub(crate) fn allowances(package: &Package, unsigned: bool, untrusted: bool) -> Allowances {
+    let mut allow = Allowances::none();
+    if let Ok(manifest) = package.manifest() {
+        if unsigned {
+            allow = allow.allow(manifest.plugin.id.clone(), Allow::Unsigned);
+        }
+        if untrusted {
+            allow = allow.allow(manifest.plugin.id, Allow::Untrusted);
+        }
+    }
+    allow
+}
+
+/// The keys given with `--trusted-keys`, else the deployment's (none when it never trusted
+/// one).
+async fn trusted_keys(
+    nats: &NatsArgs,
+    namespace: &NamespaceArgs,
+    given: &[String],
+) -> Result<TrustedKeys, CliError> {
+    if given.is_empty() {
+        let client = nats.connect_options()?.connect().await?;
+        let js = jetstream::new(client);
+        return Ok(
+            match TrustStore::open_existing(&js, &namespace.prefix).await? {
+                Some(store) => store.trusted_keys().await?,
+                None => TrustedKeys::none(),
+            },
+        );
+    }
+    given
+        .iter()
+        .map(|key| Ok((PublisherKey::new(key.trim())?, "--trusted-keys".to_owned())))
+        .collect()
+}
+
+async fn unpack_package(args: UnpackArgs) -> Result<(), CliError> {
+    let package = match (&args.file, &args.package) {
+        (_, Some(wanted)) => {
+            let (plugin, version) = parse_package_ref(wanted)?;
+            let client = args.nats.connect_options()?.connect().await?;
+            let store = PackageStore::open(&jetstream::new(client), &args.namespace.prefix).await?;
+            fetch_stored(&store, &plugin, version).await?.0
+        }
+        // clap makes sure one of the two is given.
+        (file, None) => Package::read_file(file.as_deref().unwrap_or(Path::new("")))?,
+    };
+    let trust = trusted_keys(&args.nats, &args.namespace, &args.trusted_keys).await?;
+    let allow = allowances(&package, args.allow_unsigned, args.allow_untrusted);
+    let target = args.target.clone().unwrap_or_else(host_target);
+    let unpacked = unpack(&package, &trust, &allow, &args.into, &target)?;
+    let plugin = &unpacked.installable.manifest.plugin;
+    println!(
+        "unpacked {} {} into {}: {} files; worker: {}; {}",
+        plugin.id,
+        plugin.version,
+        unpacked.dir.display(),
+        unpacked.files.len(),
+        printable(&unpacked.command.join(" ")),
+        printable(&unpacked.installable.verdict.to_string())
+    );
+    Ok(())
 }
 
 fn build(args: &BuildArgs) -> Result<(), CliError> {
@@ -191,28 +351,8 @@ struct VerifyReport {
 
 async fn verify(args: VerifyArgs) -> Result<(), CliError> {
     let package = Package::read_file(&args.file)?;
-    let trust = if args.trusted_keys.is_empty() {
-        let client = args.nats.connect_options()?.connect().await?;
-        let js = jetstream::new(client);
-        match TrustStore::open_existing(&js, &args.namespace.prefix).await? {
-            Some(store) => store.trusted_keys().await?,
-            None => TrustedKeys::none(),
-        }
-    } else {
-        args.trusted_keys
-            .iter()
-            .map(|key| Ok((PublisherKey::new(key.trim())?, "--trusted-keys".to_owned())))
-            .collect::<Result<TrustedKeys, CliError>>()?
-    };
-    let mut allow = Allowances::none();
-    if let Ok(manifest) = package.manifest() {
-        if args.allow_unsigned {
-            allow = allow.allow(manifest.plugin.id.clone(), Allow::Unsigned);
-        }
-        if args.allow_untrusted {
-            allow = allow.allow(manifest.plugin.id, Allow::Untrusted);
-        }
-    }
+    let trust = trusted_keys(&args.nats, &args.namespace, &args.trusted_keys).await?;
+    let allow = allowances(&package, args.allow_unsigned, args.allow_untrusted);
     let decision = verify_for_install(&package, &trust, &allow);
     if args.output.json {
         let verdict = match &decision {

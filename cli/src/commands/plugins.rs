@@ -7,33 +7,47 @@ use clap::{ArgGroup, Args, Subcommand};
 use futures::StreamExt;
 use serde::Serialize;
 use switchyard_bus::Streams;
-use switchyard_control::audit::Action;
+use switchyard_control::audit::{Action, Auditor};
 use switchyard_control::auth::{AuthError, CredentialStore};
 use switchyard_control::lifecycle::approval::{Approval, Requested};
 use switchyard_control::lifecycle::compat;
 use switchyard_control::lifecycle::events::LifecycleKind;
+use switchyard_control::package::{
+    object_name, verify_for_install, Package, PackageStore, Published, StoreError, TrustStore,
+    TrustedKeys, MANIFEST_PART,
+};
 use switchyard_control::registry::{
-    LifecycleState, PendingUpgrade, Registration, Registry, TenantScope,
+    Failure, LifecycleState, PendingUpgrade, Provenance, Registration, Registry, Snapshot,
+    TenantScope,
 };
 use switchyard_dispatcher::consumer::consumer_name;
 use switchyard_dispatcher::pipeline::breaker::CircuitState;
 use switchyard_dispatcher::status::{worst, SeenReport, StatusBoard, STALE_AFTER};
+use switchyard_schemas::semver::Version;
 use switchyard_schemas::{Manifest, Namespace, PluginId, Tenant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::audit::{auditor, ActorArgs};
 use super::lifecycle;
+use super::package;
 use super::secrets::PrivateReplacement;
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs, OutputArgs};
-use crate::render::{parse_plugin_id, parse_tenant};
+use crate::render::{parse_plugin_id, parse_tenant, printable, timestamp};
 use crate::table::render_table;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginsCommand {
-    /// Install a plugin from its manifest (it waits for approval unless `--approve`), or
-    /// upgrade it (what asks for more than was approved waits for approval).
+    /// Install a plugin from a package (a file, or `--package ID[@VERSION]` from the package
+    /// store) or, for development, from its manifest alone (it waits for approval unless
+    /// `--approve`), or upgrade it (what asks for more than was approved waits for approval).
+    ///
+    /// A package is verified first (every part's digest, its signature, the trusted keys):
+    /// tampered or badly signed packages are refused; unsigned ones, or ones signed by an
+    /// untrusted key, unless `--allow-unsigned` / `--allow-untrusted`. The decision is stored
+    /// with the registration (`plugins show`, `history`) and in the audit log. A package file
+    /// is published to the package store too.
     ///
     /// The manifest is checked first: an invalid one is refused with every problem listed,
     /// and nothing is written. Name the tenants whose events the plugin receives with
@@ -64,8 +78,9 @@ pub(crate) enum PluginsCommand {
     /// Fails when no plugin with this id is registered under the prefix, and when installed
     /// plugins require it (listed), unless `--cascade` removes them too.
     Remove(RemoveArgs),
-    /// Enable a disabled plugin: its events flow again, and (with broker-enforced rights)
-    /// its workers may connect again.
+    /// Enable a disabled plugin, or recover a failed one (its failure is cleared): its events
+    /// flow again, the held ones included, and (with broker-enforced rights) its workers may
+    /// connect again.
     ///
     /// Refused while a plugin it requires is missing, outside the range, or disabled.
     Enable(PluginArgs),
@@ -116,8 +131,23 @@ pub(crate) struct AddArgs {
     nats: NatsArgs,
     #[command(flatten)]
     namespace: NamespaceArgs,
-    /// The plugin's manifest, `plugin.toml`.
-    manifest: PathBuf,
+    /// The plugin's package file (`switchyard package build`), verified and published to the
+    /// package store; or its manifest, `plugin.toml`, alone: the development path, where
+    /// nothing is verified (recorded as "from manifest, no package"). Told apart by content.
+    #[arg(value_name = "PACKAGE|MANIFEST", required_unless_present = "package")]
+    source: Option<PathBuf>,
+    /// Install a package of the deployment's package store instead: `ID@VERSION`, or `ID`
+    /// for its highest published version.
+    #[arg(long, value_name = "ID[@VERSION]", conflicts_with = "source")]
+    package: Option<String>,
+    /// Install the package even though it is unsigned: allowed for this plugin, for this
+    /// install, and recorded with the registration and in the audit log.
+    #[arg(long)]
+    allow_unsigned: bool,
+    /// Install the package even though its publisher key is not trusted: allowed for this
+    /// plugin, for this install, and recorded with the registration and in the audit log.
+    #[arg(long)]
+    allow_untrusted: bool,
     /// A tenant whose events the plugin receives; repeat for several.
     #[arg(long = "tenant", value_name = "TENANT", value_parser = parse_tenant)]
     tenants: Vec<Tenant>,
@@ -203,7 +233,7 @@ pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
         PluginsCommand::Approve(args) => lifecycle::approve(args).await,
         PluginsCommand::Reject(args) => lifecycle::reject(args).await,
         PluginsCommand::History(args) => lifecycle::history(args).await,
-        PluginsCommand::Rollback(args) => lifecycle::rollback(args).await,
+        PluginsCommand::Rollback(args) => Box::pin(lifecycle::rollback(args)).await,
         PluginsCommand::Remove(args) => remove(args).await,
         PluginsCommand::Enable(args) => set_enabled(args, true).await,
         PluginsCommand::Disable(args) => set_enabled(args, false).await,
@@ -222,180 +252,378 @@ pub(crate) async fn open_registry(
     Ok(Registry::open(&jetstream::new(client), &namespace.prefix).await?)
 }
 
+/// What `plugins add` installs from.
+enum Source {
+    /// A manifest alone (the development path): its path, the manifest and its text.
+    Manifest {
+        path: PathBuf,
+        manifest: Box<Manifest>,
+        text: String,
+    },
+    /// A package.
+    Package(PackageRef),
+}
+
+/// Which package `plugins add` installs.
+enum PackageRef {
+    /// A package file.
+    File {
+        path: PathBuf,
+        package: Box<Package>,
+    },
+    /// A package of the package store: the plugin, and its version (`None`: the latest).
+    Stored {
+        plugin: PluginId,
+        version: Option<Version>,
+    },
+}
+
+/// Whether the file starts like a package (a ustar archive) rather than a manifest.
+fn is_package_file(path: &std::path::Path) -> Result<bool, CliError> {
+    use std::io::Read as _;
+    let io = |source| CliError::Io {
+        action: "read",
+        path: path.to_owned(),
+        source,
+    };
+    let mut head = Vec::with_capacity(USTAR_MAGIC_END);
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(USTAR_MAGIC_END as u64)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    Ok(head.get(USTAR_MAGIC_START..USTAR_MAGIC_END) == Some(b"ustar".as_slice()))
+}
+
+/// Where a ustar header holds its magic `ustar`.
+const USTAR_MAGIC_START: usize = 257;
+const USTAR_MAGIC_END: usize = 262;
+
+impl Source {
+    /// Reads what `plugins add` was given; a file is read before connecting, so that a bad
+    /// one is refused even with no server.
+    fn read(args: &AddArgs) -> Result<Self, CliError> {
+        if let Some(wanted) = &args.package {
+            let (plugin, version) = package::parse_package_ref(wanted)?;
+            return Ok(Self::Package(PackageRef::Stored { plugin, version }));
+        }
+        // clap makes sure one of the two is given.
+        let path = args.source.clone().unwrap_or_default();
+        if is_package_file(&path)? {
+            let package = Package::read_file(&path)?;
+            return Ok(Self::Package(PackageRef::File {
+                path,
+                package: Box::new(package),
+            }));
+        }
+        let manifest = Manifest::from_path(&path)?;
+        // Read again for the lines of a refusal; a file changed in between only moves them.
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        Ok(Self::Manifest {
+            path,
+            manifest: Box::new(manifest),
+            text,
+        })
+    }
+}
+
+/// A manifest to install, where it came from, and how to name its lines in a refusal.
+struct Candidate {
+    manifest: Manifest,
+    provenance: Provenance,
+    /// What a refusal names as the manifest's file.
+    label: PathBuf,
+    /// The manifest's text, for the lines of a refusal.
+    text: String,
+}
+
+/// The package `source` names, verified against the deployment's trusted keys and what the
+/// operator allows; a package file is published to the package store too, so that every
+/// dispatcher and host finds it.
+async fn verified_package(
+    args: &AddArgs,
+    js: &jetstream::Context,
+    auditor: &Auditor,
+    source: PackageRef,
+) -> Result<Candidate, CliError> {
+    let ns = &args.namespace.prefix;
+    let store = PackageStore::open(js, ns).await?;
+    let (package, label, stored) = match source {
+        PackageRef::File { path, package } => (*package, path, false),
+        PackageRef::Stored { plugin, version } => {
+            let (package, object) = package::fetch_stored(&store, &plugin, version).await?;
+            (package, PathBuf::from(object), true)
+        }
+    };
+    let trust = match TrustStore::open_existing(js, ns).await? {
+        Some(trust) => trust.trusted_keys().await?,
+        None => TrustedKeys::none(),
+    };
+    let allow = package::allowances(&package, args.allow_unsigned, args.allow_untrusted);
+    let installable = verify_for_install(&package, &trust, &allow)?;
+    let manifest = installable.manifest;
+    if !stored {
+        publish_for_install(&store, &package).await?;
+    }
+    let text = package
+        .part(MANIFEST_PART)
+        .map(|part| String::from_utf8_lossy(&part.data).into_owned())
+        .unwrap_or_default();
+    let object = object_name(&manifest.plugin.id, &manifest.plugin.version);
+    let provenance = Provenance::package(
+        object,
+        package.sha256(),
+        &installable.verdict,
+        &auditor.actor().name,
+    );
+    Ok(Candidate {
+        manifest,
+        provenance,
+        label: label.join(MANIFEST_PART),
+        text,
+    })
+}
+
+/// Publishes a package installed from a file to the store; the same bytes there already are
+/// fine, another package of the same version is refused.
+async fn publish_for_install(store: &PackageStore, package: &Package) -> Result<(), CliError> {
+    match store.publish(package, false).await {
+        Ok((name, Published::New)) => {
+            println!("published {name} to {}", store.bucket());
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(StoreError::VersionExists { object, existing }) => Err(CliError::BadArgument {
+            argument: "package",
+            reason: format!(
+                "another package is published as {object} (sha256 {existing}); install that \
+                 one with `--package {}`, publish this one with `switchyard package publish \
+                 --replace`, or give it a new version",
+                object.replace('/', "@")
+            ),
+        }),
+        Err(other) => Err(other.into()),
+    }
+}
+
 async fn add(args: AddArgs) -> Result<(), CliError> {
-    // The manifest is checked before connecting, so a bad one is refused even with no server.
-    let manifest = Manifest::from_path(&args.manifest)?;
-    // Read again for the lines of a refusal; a file changed in between only moves them.
-    let source = std::fs::read_to_string(&args.manifest).unwrap_or_default();
+    let source = Source::read(&args)?;
     let tenants = if args.all_tenants {
         TenantScope::All
     } else {
         // clap's group makes sure there is at least one `--tenant` here.
-        TenantScope::only(args.tenants)?
+        TenantScope::only(args.tenants.clone())?
     };
     let client = args.nats.connect_options()?.connect().await?;
     let ns = &args.namespace.prefix;
-    let registry = Registry::open(&jetstream::new(client.clone()), ns).await?;
+    let js = jetstream::new(client.clone());
+    let registry = Registry::open(&js, ns).await?;
     // Before anything is written: a log that cannot be used refuses the change.
     let auditor = auditor(&args.nats, &client, ns, &args.actor).await?;
-    let installed = registry.list().await?;
-    compat::check_install(
-        &manifest,
-        &installed,
-        &compat::core_version(),
-        args.allow_downgrade,
-    )
-    .map_err(|refused| incompatible(&args.manifest, &source, &refused))?;
-    let previous = installed
-        .into_iter()
-        .find(|r| r.plugin_id() == &manifest.plugin.id);
-    let enabled = previous
-        .as_ref()
-        .map_or(args.approve, Registration::is_active);
-    Box::pin(super::settings::check_settings_allow(
-        &args.nats, ns, &manifest, enabled,
-    ))
+    let candidate = match source {
+        Source::Manifest {
+            path,
+            manifest,
+            text,
+        } => Candidate {
+            manifest: *manifest,
+            provenance: Provenance::manifest(),
+            label: path,
+            text,
+        },
+        Source::Package(package) => {
+            Box::pin(verified_package(&args, &js, &auditor, package)).await?
+        }
+    };
+    let install = Install {
+        args: &args,
+        auditor: &auditor,
+        candidate: &candidate,
+        tenants: &tenants,
+    };
+    let what = format!("installing {}", candidate.manifest.plugin.id);
+    let installed = lifecycle::retrying(&registry, &what, |registry, snapshot| {
+        Box::pin(install.once(registry, snapshot))
+    })
     .await?;
-    let id = manifest.plugin.id.clone();
-    let version = manifest.plugin.version.clone();
-    let Some(mut registration) = previous else {
-        // A new installation: it waits for approval unless the operator approves it now.
-        let mut registration = Registration::pending(manifest, tenants);
-        if args.approve {
-            registration.awaiting_approval = false;
-            registration.approval = Some(Approval::of(
-                &registration.manifest,
-                &registration.tenants,
-                lifecycle::actor(),
-            ));
-        }
-        let done = format!(
-            "installed {id} {version} for {} ({})",
-            registration.tenants,
-            registration.state()
-        );
-        let revision = registry
-            .put_recorded(
-                &registration,
-                Action::PluginRegistered,
-                None,
-                done,
-                &auditor,
-            )
-            .await?
-            .revision;
-        println!(
-            "installed {id} {version} for {} (revision {revision}, {})",
-            registration.tenants,
-            registration.state()
-        );
-        if registration.awaiting_approval {
-            println!("it asks for:");
-            for line in registration.approved_rights().describe() {
-                println!("  {line}");
-            }
-            println!("approve it with `switchyard plugins approve {id}`");
-        }
+    if let Some((kind, registration)) = installed {
         lifecycle::announce(
             &args.nats,
             &args.namespace,
-            LifecycleKind::Installed,
-            &id,
+            kind,
+            registration.plugin_id(),
             Some(&registration),
+            &auditor,
         )
         .await;
-        return Ok(());
-    };
-    // An upgrade (or a change of tenants): what it asks for beyond the approval waits for a
-    // new approval, while the approved version keeps running.
-    let before = registration.clone();
-    let was = registration.manifest.plugin.version.clone();
-    let asks = Requested::of(&manifest, &tenants);
-    let more = asks.beyond(&registration.approved_rights());
-    if !more.is_empty() && !registration.awaiting_approval && !args.approve {
-        registration.pending_upgrade = Some(Box::new(PendingUpgrade {
+    }
+    Ok(())
+}
+
+/// One `plugins add`: what is installed, for whom, by whom.
+struct Install<'a> {
+    args: &'a AddArgs,
+    auditor: &'a Auditor,
+    candidate: &'a Candidate,
+    tenants: &'a TenantScope,
+}
+
+impl Install<'_> {
+    /// One try against `snapshot`: checks, writes through `registry` (conditional on the
+    /// snapshot), prints what was done, and returns what to announce.
+    async fn once(
+        &self,
+        registry: Registry,
+        snapshot: Snapshot,
+    ) -> Result<Option<(LifecycleKind, Registration)>, CliError> {
+        let Candidate {
             manifest,
-            proposed_at: OffsetDateTime::now_utc(),
-        }));
-        if registration.tenants != tenants {
-            return Err(CliError::BadArgument {
-                argument: "--tenant",
-                reason: "an upgrade that asks for more cannot change the tenants too: change \
-                         them first, or approve at once with --approve"
-                    .to_owned(),
-            });
+            provenance,
+            label,
+            text,
+        } = self.candidate;
+        let (args, auditor) = (self.args, self.auditor);
+        let tenants = self.tenants.clone();
+        let installed = snapshot.registrations;
+        compat::check_install(
+            manifest,
+            &installed,
+            &compat::core_version(),
+            args.allow_downgrade,
+        )
+        .map_err(|refused| incompatible(label, text, &refused))?;
+        let previous = installed
+            .into_iter()
+            .find(|r| r.plugin_id() == &manifest.plugin.id);
+        let enabled = previous
+            .as_ref()
+            .map_or(args.approve, Registration::is_active);
+        Box::pin(super::settings::check_settings_allow(
+            &args.nats,
+            &args.namespace.prefix,
+            manifest,
+            enabled,
+        ))
+        .await?;
+        let id = manifest.plugin.id.clone();
+        let version = manifest.plugin.version.clone();
+        let manifest = manifest.clone();
+        let Some(mut registration) = previous else {
+            // A new installation: it waits for approval unless the operator approves it now.
+            let mut registration = Registration::pending(manifest, tenants);
+            registration.provenance = Some(provenance.clone());
+            if args.approve {
+                registration.awaiting_approval = false;
+                registration.approval = Some(Approval::by_actor(
+                    &registration.manifest,
+                    &registration.tenants,
+                    auditor.actor(),
+                ));
+            }
+            let done = format!(
+                "installed {id} {version} for {} ({}); {provenance}",
+                registration.tenants,
+                registration.state()
+            );
+            let revision = registry
+                .put_recorded(&registration, Action::PluginRegistered, None, done, auditor)
+                .await?
+                .revision;
+            println!(
+                "installed {id} {version} for {} (revision {revision}, {}); {}",
+                registration.tenants,
+                registration.state(),
+                printable(&provenance.to_string())
+            );
+            if registration.awaiting_approval {
+                println!("it asks for:");
+                for line in registration.approved_rights().describe() {
+                    println!("  {line}");
+                }
+                println!("approve it with `switchyard plugins approve {id}`");
+            }
+            return Ok(Some((LifecycleKind::Installed, registration)));
+        };
+        // An upgrade (or a change of tenants): what it asks for beyond the approval waits for
+        // a new approval, while the approved version keeps running.
+        let before = registration.clone();
+        let was = registration.manifest.plugin.version.clone();
+        let asks = Requested::of(&manifest, &tenants);
+        let more = asks.beyond(&registration.approved_rights());
+        if !more.is_empty() && !registration.awaiting_approval && !args.approve {
+            if registration.tenants != tenants {
+                return Err(CliError::BadArgument {
+                    argument: "--tenant",
+                    reason: "an upgrade that asks for more cannot change the tenants too: \
+                             change them first, or approve at once with --approve"
+                        .to_owned(),
+                });
+            }
+            registration.pending_upgrade = Some(Box::new(PendingUpgrade {
+                manifest,
+                proposed_at: OffsetDateTime::now_utc(),
+                provenance: Some(provenance.clone()),
+            }));
+            let done = format!(
+                "proposed {id} {version}, which waits for approval; {was} keeps running; \
+                 {provenance}"
+            );
+            let revision = registry
+                .put_recorded(
+                    &registration,
+                    Action::PluginReplaced,
+                    Some(&before),
+                    done,
+                    auditor,
+                )
+                .await?
+                .revision;
+            println!(
+                "{id} {version} waits for approval (revision {revision}); {was} keeps running. \
+                 It asks for more than was approved:"
+            );
+            for line in more {
+                println!("  {line}");
+            }
+            println!("approve it with `switchyard plugins approve {id}`, or `plugins reject {id}`");
+            return Ok(Some((LifecycleKind::UpgradeProposed, registration)));
         }
-        let done =
-            format!("proposed {id} {version}, which waits for approval; {was} keeps running");
+        registration.manifest = manifest;
+        registration.tenants = tenants;
+        registration.pending_upgrade = None;
+        registration.provenance = Some(provenance.clone());
+        registration.registered_at = OffsetDateTime::now_utc();
+        if args.approve {
+            registration.awaiting_approval = false;
+            registration.approval = Some(Approval::by_actor(
+                &registration.manifest,
+                &registration.tenants,
+                auditor.actor(),
+            ));
+        }
+        let done = format!(
+            "replaced {id} {was} with {version} for {} ({}); {provenance}",
+            registration.tenants,
+            registration.state()
+        );
         let revision = registry
             .put_recorded(
                 &registration,
                 Action::PluginReplaced,
                 Some(&before),
                 done,
-                &auditor,
+                auditor,
             )
             .await?
             .revision;
         println!(
-            "{id} {version} waits for approval (revision {revision}); {was} keeps running. \
-             It asks for more than was approved:"
+            "updated {id} {version} for {} (revision {revision}, was {was}; {}); {}",
+            registration.tenants,
+            registration.state(),
+            printable(&provenance.to_string())
         );
-        for line in more {
-            println!("  {line}");
-        }
-        println!("approve it with `switchyard plugins approve {id}`, or `plugins reject {id}`");
-        lifecycle::announce(
-            &args.nats,
-            &args.namespace,
-            LifecycleKind::UpgradeProposed,
-            &id,
-            Some(&registration),
-        )
-        .await;
-        return Ok(());
+        Ok(Some((LifecycleKind::Upgraded, registration)))
     }
-    registration.manifest = manifest;
-    registration.tenants = tenants;
-    registration.pending_upgrade = None;
-    registration.registered_at = OffsetDateTime::now_utc();
-    if args.approve {
-        registration.awaiting_approval = false;
-        registration.approval = Some(Approval::of(
-            &registration.manifest,
-            &registration.tenants,
-            lifecycle::actor(),
-        ));
-    }
-    let done = format!(
-        "replaced {id} {was} with {version} for {} ({})",
-        registration.tenants,
-        registration.state()
-    );
-    let revision = registry
-        .put_recorded(
-            &registration,
-            Action::PluginReplaced,
-            Some(&before),
-            done,
-            &auditor,
-        )
-        .await?
-        .revision;
-    println!(
-        "updated {id} {version} for {} (revision {revision}, was {was}; {})",
-        registration.tenants,
-        registration.state()
-    );
-    lifecycle::announce(
-        &args.nats,
-        &args.namespace,
-        LifecycleKind::Upgraded,
-        &id,
-        Some(&registration),
-    )
-    .await;
-    Ok(())
 }
 
 async fn remove(args: RemoveArgs) -> Result<(), CliError> {
@@ -403,10 +631,52 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
     let js = jetstream::new(client.clone());
     let registry = Registry::open(&js, &args.namespace.prefix).await?;
     let auditor = auditor(&args.nats, &client, &args.namespace.prefix, &args.actor).await?;
-    let installed = registry.list().await?;
+    let credentials = CredentialStore::open_existing(&js, &args.namespace.prefix).await?;
+    let what = format!("removing {}", args.plugin);
+    let removed = lifecycle::retrying(&registry, &what, |registry, snapshot| {
+        remove_once(&args, &auditor, registry, snapshot)
+    })
+    .await?;
+    for plugin in removed {
+        Box::pin(super::settings::forget_settings(
+            &client,
+            &args.namespace.prefix,
+            &plugin,
+        ))
+        .await?;
+        lifecycle::announce(
+            &args.nats,
+            &args.namespace,
+            LifecycleKind::Removed,
+            &plugin,
+            None,
+            &auditor,
+        )
+        .await;
+        // A plugin added again later gets a new secret.
+        if let Some(credentials) = &credentials {
+            if credentials
+                .revoke_audited(&plugin, Some("with the plugin's removal"), &auditor)
+                .await?
+            {
+                println!("revoked the credential of {plugin}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One try of `plugins remove` against `snapshot`: the plugins removed, in order.
+async fn remove_once(
+    args: &RemoveArgs,
+    auditor: &Auditor,
+    registry: Registry,
+    snapshot: Snapshot,
+) -> Result<Vec<PluginId>, CliError> {
+    let installed = snapshot.registrations;
     if !installed.iter().any(|r| r.plugin_id() == &args.plugin) {
         return Err(CliError::NotRegistered {
-            plugin: args.plugin,
+            plugin: args.plugin.clone(),
             bucket: registry.bucket().to_owned(),
         });
     }
@@ -424,36 +694,14 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
         })?;
         vec![args.plugin.clone()]
     };
-    let credentials = CredentialStore::open_existing(&js, &args.namespace.prefix).await?;
+    let mut removed = Vec::new();
     for plugin in order {
-        if registry.unregister(&plugin, &auditor).await? {
+        if registry.unregister(&plugin, auditor).await? {
             println!("removed {plugin}");
-            Box::pin(super::settings::forget_settings(
-                &client,
-                &args.namespace.prefix,
-                &plugin,
-            ))
-            .await?;
-            lifecycle::announce(
-                &args.nats,
-                &args.namespace,
-                LifecycleKind::Removed,
-                &plugin,
-                None,
-            )
-            .await;
-        }
-        // A plugin added again later gets a new secret.
-        if let Some(credentials) = &credentials {
-            if credentials
-                .revoke_audited(&plugin, Some("with the plugin's removal"), &auditor)
-                .await?
-            {
-                println!("revoked the credential of {plugin}");
-            }
+            removed.push(plugin);
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// A refusal of `path`'s manifest: each problem on its own line, with the line of the key at
@@ -488,19 +736,50 @@ async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
     let ns = &args.namespace.prefix;
     let registry = Registry::open(&jetstream::new(client.clone()), ns).await?;
     let auditor = auditor(&args.nats, &client, ns, &args.actor).await?;
-    let installed = registry.list().await?;
-    let mut registration = installed
-        .iter()
-        .find(|r| r.plugin_id() == &args.plugin)
-        .cloned()
-        .ok_or_else(|| CliError::NotRegistered {
-            plugin: args.plugin.clone(),
-            bucket: registry.bucket().to_owned(),
-        })?;
+    let what = format!(
+        "{} {}",
+        if enabled { "enabling" } else { "disabling" },
+        args.plugin
+    );
+    let changed = lifecycle::retrying(&registry, &what, |registry, snapshot| {
+        set_enabled_once(&args, enabled, &auditor, registry, snapshot)
+    })
+    .await?;
+    if let Some(registration) = changed {
+        let what = if enabled {
+            LifecycleKind::Enabled
+        } else {
+            LifecycleKind::Disabled
+        };
+        lifecycle::announce(
+            &args.nats,
+            &args.namespace,
+            what,
+            &args.plugin,
+            Some(&registration),
+            &auditor,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// One try of `plugins enable|disable` against `snapshot`: the registration stored, if it
+/// changed. Enabling a failed plugin recovers it: its failure is cleared.
+async fn set_enabled_once(
+    args: &PluginArgs,
+    enabled: bool,
+    auditor: &Auditor,
+    registry: Registry,
+    snapshot: Snapshot,
+) -> Result<Option<Registration>, CliError> {
+    let (mut registration, installed) =
+        lifecycle::registered_in(&registry, snapshot, &args.plugin)?;
     let verb = if enabled { "enabled" } else { "disabled" };
-    if registration.enabled == enabled {
+    let recovering = enabled && registration.failure.is_some();
+    if registration.enabled == enabled && !recovering {
         println!("{} is {verb} already", args.plugin);
-        return Ok(());
+        return Ok(None);
     }
     if enabled {
         compat::check_enable(&registration, &installed).map_err(|refused| {
@@ -511,7 +790,7 @@ async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
         })?;
         Box::pin(super::settings::check_settings_allow(
             &args.nats,
-            ns,
+            &args.namespace.prefix,
             &registration.manifest,
             true,
         ))
@@ -519,36 +798,27 @@ async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
     }
     let before = registration.clone();
     registration.enabled = enabled;
+    let mut done = format!("{verb} {}", args.plugin);
+    if enabled {
+        if let Some(failure) = registration.failure.take() {
+            done = format!(
+                "{done}, recovering it from failed (since {}: {})",
+                timestamp(failure.since),
+                failure.reason
+            );
+        }
+    }
     let action = if enabled {
         Action::PluginEnabled
     } else {
         Action::PluginDisabled
     };
     let revision = registry
-        .put_recorded(
-            &registration,
-            action,
-            Some(&before),
-            format!("{verb} {}", args.plugin),
-            &auditor,
-        )
+        .put_recorded(&registration, action, Some(&before), done.clone(), auditor)
         .await?
         .revision;
-    println!("{verb} {} (revision {revision})", args.plugin);
-    let what = if enabled {
-        LifecycleKind::Enabled
-    } else {
-        LifecycleKind::Disabled
-    };
-    lifecycle::announce(
-        &args.nats,
-        &args.namespace,
-        what,
-        &args.plugin,
-        Some(&registration),
-    )
-    .await;
-    Ok(())
+    println!("{} (revision {revision})", printable(&done));
+    Ok(Some(registration))
 }
 
 async fn credentials(args: CredentialsArgs) -> Result<(), CliError> {
@@ -700,12 +970,17 @@ struct RegistrationJson {
     tenants: Option<Vec<String>>,
     all_tenants: bool,
     enabled: bool,
-    /// `pending_approval`, `enabled` or `disabled`.
+    /// `pending_approval`, `enabled`, `disabled` or `failed`.
     state: LifecycleState,
     /// The version of an upgrade waiting for approval, or null.
     pending_upgrade: Option<String>,
     /// Who approved what it asks for, or null (approved by the program that stored it).
     approved_by: Option<String>,
+    /// Why and since when it is failed (`reason`, `since`, `by`), or null.
+    failure: Option<Failure>,
+    /// Where it was installed from (`from`: `package` or `manifest`, and for a package the
+    /// object, its sha256, the verdict, the publisher and who allowed it), or null.
+    provenance: Option<Provenance>,
     #[serde(with = "time::serde::rfc3339")]
     registered_at: OffsetDateTime,
     subscriptions: Vec<SubscriptionJson>,
@@ -738,6 +1013,8 @@ impl RegistrationJson {
                 .as_ref()
                 .map(|p| p.manifest.plugin.version.to_string()),
             approved_by: registration.approval.as_ref().map(|a| a.by.clone()),
+            failure: registration.failure.clone(),
+            provenance: registration.provenance.clone(),
             registered_at: registration.registered_at,
             subscriptions: registration
                 .manifest
@@ -791,6 +1068,28 @@ async fn show(args: StatusArgs) -> Result<(), CliError> {
     }
     println!("tenants:       {}", registration.tenants);
     println!("state:         {}", state_name(&registration));
+    if let Some(failure) = &registration.failure {
+        println!(
+            "failed:        since {} (marked by {}): {}",
+            timestamp(failure.since),
+            printable(&failure.by),
+            printable(&failure.reason)
+        );
+    }
+    println!(
+        "installed from: {}",
+        registration.provenance.as_ref().map_or_else(
+            || "not recorded".to_owned(),
+            |provenance| printable(&provenance.to_string())
+        )
+    );
+    if let Some(approval) = &registration.approval {
+        println!(
+            "approved by:   {} at {}",
+            printable(&approval.by),
+            timestamp(approval.at)
+        );
+    }
     println!(
         "registered at: {}",
         registration

@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use switchyard_control::package::{PublisherKey, TrustEntry, TrustStore};
 
+use super::audit::{auditor, ActorArgs};
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs, OutputArgs};
 use crate::render::{printable, timestamp};
@@ -13,11 +14,13 @@ use crate::table::render_table;
 #[derive(Debug, Subcommand)]
 pub(crate) enum TrustCommand {
     /// Trust a publisher key (as printed by `switchyard package keygen`) under a name, or
-    /// rename a trusted one. Packages it signs then install without an allowance.
+    /// rename a trusted one. Packages it signs then install without an allowance. Recorded
+    /// in the audit log (`trust_added`).
     Add(AddArgs),
     /// List the trusted publisher keys.
     List(ListArgs),
-    /// Stop trusting a publisher key. Fails when it is not trusted.
+    /// Stop trusting a publisher key. Fails when it is not trusted. Recorded in the audit log
+    /// (`trust_removed`).
     Remove(RemoveArgs),
 }
 
@@ -32,6 +35,8 @@ pub(crate) struct AddArgs {
     /// Who it is, for people (e.g. the team or vendor).
     #[arg(long)]
     name: String,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +57,8 @@ pub(crate) struct RemoveArgs {
     namespace: NamespaceArgs,
     /// The publisher's public key.
     key: String,
+    #[command(flatten)]
+    actor: ActorArgs,
 }
 
 pub(crate) async fn run(command: TrustCommand) -> Result<(), CliError> {
@@ -67,11 +74,23 @@ async fn open(nats: &NatsArgs, namespace: &NamespaceArgs) -> Result<TrustStore, 
     Ok(TrustStore::open(&jetstream::new(client), &namespace.prefix).await?)
 }
 
+/// The trust bucket and the audit log with who is acting, opened before anything changes.
+async fn open_audited(
+    nats: &NatsArgs,
+    namespace: &NamespaceArgs,
+    actor: &ActorArgs,
+) -> Result<(TrustStore, switchyard_control::audit::Auditor), CliError> {
+    let client = nats.connect_options()?.connect().await?;
+    let store = TrustStore::open(&jetstream::new(client.clone()), &namespace.prefix).await?;
+    let auditor = auditor(nats, &client, &namespace.prefix, actor).await?;
+    Ok((store, auditor))
+}
+
 async fn add(args: AddArgs) -> Result<(), CliError> {
     // The key is checked before connecting: a mistyped one is refused even with no server.
     let key = PublisherKey::new(args.key.trim())?;
-    let store = open(&args.nats, &args.namespace).await?;
-    let new = store.add(&key, &args.name).await?;
+    let (store, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
+    let new = store.add_audited(&key, &args.name, &auditor).await?;
     let verb = if new { "trusted" } else { "renamed" };
     println!("{verb} {key} as {:?}", args.name);
     Ok(())
@@ -79,8 +98,8 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
 
 async fn remove(args: RemoveArgs) -> Result<(), CliError> {
     let key = PublisherKey::new(args.key.trim())?;
-    let store = open(&args.nats, &args.namespace).await?;
-    if !store.remove(&key).await? {
+    let (store, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
+    if !store.remove_audited(&key, &auditor).await? {
         return Err(CliError::BadArgument {
             argument: "key",
             reason: format!("{key} is not trusted (in {})", store.bucket()),

@@ -51,11 +51,13 @@ pub enum Action {
     TrustAdded,
     /// A publisher key is no longer trusted.
     TrustRemoved,
+    /// A plugin was marked failed (by a dispatcher whose circuit kept opening, or a host).
+    PluginFailed,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::PluginRegistered,
         Action::PluginReplaced,
         Action::PluginRemoved,
@@ -75,6 +77,7 @@ impl Action {
         Action::SettingsChanged,
         Action::TrustAdded,
         Action::TrustRemoved,
+        Action::PluginFailed,
     ];
 
     /// The action's name, e.g. `plugin_registered`.
@@ -99,6 +102,7 @@ impl Action {
             Action::SettingsChanged => "settings_changed",
             Action::TrustAdded => "trust_added",
             Action::TrustRemoved => "trust_removed",
+            Action::PluginFailed => "plugin_failed",
         }
     }
 }

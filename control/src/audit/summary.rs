@@ -11,8 +11,8 @@ use crate::registry::{LifecycleState, Registration, TenantScope};
 const MAX_RANGES_TEXT: usize = 16 * 1024;
 
 /// A registration as an entry records it: version, tenants, lifecycle state, a pending
-/// upgrade's version, who approved it, subscriptions, channels, dependencies, and the names of
-/// its settings. Setting values are left out: a plugin's settings may hold secrets.
+/// upgrade's version, who approved it, subscriptions, channels, dependencies, the names of
+/// its settings, why it failed (if it did) and where it was installed from (its provenance). Setting values are left out: a plugin's settings may hold secrets.
 pub fn registration_summary(registration: &Registration) -> Value {
     #[derive(Serialize)]
     struct Subscription<'a> {
@@ -41,6 +41,8 @@ pub fn registration_summary(registration: &Registration) -> Value {
         requires: BTreeMap<&'a str, String>,
         conflicts: Vec<&'a str>,
         settings: Vec<&'a str>,
+        failure: Option<&'a crate::registry::Failure>,
+        provenance: Option<&'a crate::registry::Provenance>,
     }
     let manifest = &registration.manifest;
     let tenants = match &registration.tenants {
@@ -91,6 +93,8 @@ pub fn registration_summary(registration: &Registration) -> Value {
             .map(|c| c.as_str())
             .collect(),
         settings: manifest.settings.keys().map(String::as_str).collect(),
+        failure: registration.failure.as_ref(),
+        provenance: registration.provenance.as_ref(),
     };
     // Plain strings, lists and maps: encoding cannot fail.
     serde_json::to_value(summary).unwrap_or(Value::Null)

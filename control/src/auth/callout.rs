@@ -33,6 +33,9 @@ pub enum Refusal {
     /// The plugin is registered but disabled.
     #[error("plugin `{0}` is disabled")]
     Disabled(PluginId),
+    /// The plugin is marked failed, until an operator enables it again.
+    #[error("plugin `{0}` is failed (enable it again to let its workers in)")]
+    Failed(PluginId),
     /// The plugin is installed but an operator has not approved it yet.
     #[error("plugin `{0}` is waiting for approval")]
     NotApproved(PluginId),
@@ -237,6 +240,7 @@ impl Callout {
         match registration.state() {
             LifecycleState::Enabled => {}
             LifecycleState::Disabled => return Err(Refusal::Disabled(plugin.clone())),
+            LifecycleState::Failed => return Err(Refusal::Failed(plugin.clone())),
             LifecycleState::PendingApproval => return Err(Refusal::NotApproved(plugin.clone())),
         }
         let credential = self

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_schemas::Manifest;
 use time::OffsetDateTime;
 
+use crate::audit::Actor;
 use crate::registry::TenantScope;
 
 /// What a plugin asks for: the rights an operator approves.
@@ -128,11 +129,16 @@ impl Requested {
 pub struct Approval {
     /// What was approved.
     pub rights: Requested,
-    /// Who approved it.
+    /// Who approved it: the audit actor's one-line name (`--actor`, NATS user, OS user and
+    /// host), the same as in the approval's audit entry.
     pub by: String,
     /// When.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// Who approved it, in full, as the audit log records actors; `None` for approvals stored
+    /// before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
 }
 
 impl Approval {
@@ -142,6 +148,16 @@ impl Approval {
             rights: Requested::of(manifest, tenants),
             by: by.into(),
             at: OffsetDateTime::now_utc(),
+            actor: None,
+        }
+    }
+
+    /// `actor` (as the audit log records it) approves what `manifest` asks for when serving
+    /// `tenants`, now.
+    pub fn by_actor(manifest: &Manifest, tenants: &TenantScope, actor: &Actor) -> Self {
+        Self {
+            actor: Some(actor.clone()),
+            ..Self::of(manifest, tenants, actor.name.clone())
         }
     }
 }

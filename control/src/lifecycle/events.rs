@@ -1,5 +1,5 @@
 //! Lifecycle events: what happened to a plugin (installed, approved, upgraded, enabled,
-//! disabled, removed, rolled back; its workers up or down), published as ordinary events of
+//! disabled, failed, removed, rolled back; its workers up or down), published as ordinary events of
 //! the tenant [`SYSTEM_TENANT`], so that operators' tools and other plugins can react through
 //! the same durable delivery as any event (a plugin subscribes to `switchyard.plugin.*` for
 //! that tenant).
@@ -33,6 +33,8 @@ pub enum LifecycleKind {
     Enabled,
     /// Disabled.
     Disabled,
+    /// Marked failed (the reason is the event's `detail`).
+    Failed,
     /// Removed.
     Removed,
     /// Rolled back to an earlier revision.
@@ -54,6 +56,7 @@ impl LifecycleKind {
             Self::Rejected => "switchyard.plugin.rejected",
             Self::Enabled => "switchyard.plugin.enabled",
             Self::Disabled => "switchyard.plugin.disabled",
+            Self::Failed => "switchyard.plugin.failed",
             Self::Removed => "switchyard.plugin.removed",
             Self::RolledBack => "switchyard.plugin.rolled-back",
             Self::WorkerUp => "switchyard.worker.up",
@@ -119,6 +122,7 @@ mod tests {
             LifecycleKind::Rejected,
             LifecycleKind::Enabled,
             LifecycleKind::Disabled,
+            LifecycleKind::Failed,
             LifecycleKind::Removed,
             LifecycleKind::RolledBack,
             LifecycleKind::WorkerUp,

@@ -1,6 +1,8 @@
-//! A plugin's lifecycle: what it asks for and its approval ([`approval`]), and whether it
-//! fits beside the others ([`compat`]).
+//! A plugin's lifecycle: what it asks for and its approval ([`approval`]), whether it fits
+//! beside the others ([`compat`]), its announcements ([`events`]), and marking it failed
+//! ([`failure`]).
 
 pub mod approval;
 pub mod compat;
 pub mod events;
+pub mod failure;

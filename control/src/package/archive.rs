@@ -229,6 +229,11 @@ impl Package {
         &self.bytes
     }
 
+    /// The SHA-256 of the whole package file, in lower-case hex.
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.bytes)
+    }
+
     /// The index.
     pub fn index(&self) -> &PackageIndex {
         &self.index

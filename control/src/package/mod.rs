@@ -33,6 +33,10 @@
 //! [`PackageStore`] keeps published packages in a JetStream object store, one object per
 //! plugin version (`{id}/{version}`), and lists them as a catalog.
 //!
+//! [`unpack`] writes a verified package's manifest and worker into a directory, for a host to
+//! run: it verifies first, checks each part's digest again as it writes it, keeps every path
+//! inside the directory, and makes the worker executable.
+//!
 //! The format, the commands and the limits are described for operators in
 //! `docs/lifecycle.md`, "Packages and trust".
 
@@ -45,6 +49,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 mod trust;
+mod unpack;
 mod verify;
 
 pub use self::archive::{Package, PackageHead, Part};
@@ -59,6 +64,7 @@ pub use self::store::{
 pub use self::trust::{
     bucket_name as trust_bucket_name, TrustEntry, TrustError, TrustStore, MAX_TRUST_NAME_BYTES,
 };
+pub use self::unpack::{host_target, unpack, UnpackError, Unpacked};
 pub use self::verify::{
     verify_for_install, Allow, Allowances, InstallRefusal, Installable, TrustedKeys,
     TrustedPublisher, Verdict,

@@ -434,6 +434,29 @@ impl PackageStore {
         Ok(Some(Package::from_bytes(bytes)?))
     }
 
+    /// The highest version of `plugin` published, if any (by semantic-version order; build
+    /// metadata does not count, the last listed of equal versions wins).
+    ///
+    /// # Errors
+    /// [`StoreError::Store`] when the store cannot be listed.
+    pub async fn latest(&self, plugin: &PluginId) -> Result<Option<Version>, StoreError> {
+        let prefix = format!("{plugin}/");
+        let infos: Vec<object_store::ObjectInfo> = self
+            .store
+            .list()
+            .await
+            .map_err(|e| store_error(&self.bucket, "list the packages", e))?
+            .try_collect()
+            .await
+            .map_err(|e| store_error(&self.bucket, "list the packages", e))?;
+        Ok(infos
+            .iter()
+            .filter(|info| !info.deleted)
+            .filter_map(|info| info.name.strip_prefix(&prefix))
+            .filter_map(|version| Version::parse(&version.replace('_', "+")).ok())
+            .max_by(|a, b| a.cmp_precedence(b)))
+    }
+
     /// Every package of the store, as the catalog lists it, sorted by object name. An object
     /// that is not a readable package is listed with its problem rather than failing the list.
     ///

@@ -316,3 +316,78 @@ fn building_refuses_what_it_cannot_package() {
     let err = build_from_dir(dir.path()).unwrap_err().to_string();
     assert!(err.contains("plugin.id"), "{err}");
 }
+
+#[test]
+fn unpacking_verifies_first_then_writes_the_manifest_and_an_executable_worker() {
+    let package = built();
+    let target = "x86_64-unknown-linux-gnu";
+    let plugin = switchyard_schemas::PluginId::new("audit-log").unwrap();
+    let allow = Allowances::none().allow(plugin, Allow::Unsigned);
+    let out = tempfile::tempdir().unwrap();
+
+    // Unsigned and not allowed: refused, nothing written.
+    let dir = out.path().join("refused");
+    let refused = unpack(
+        &package,
+        &TrustedKeys::none(),
+        &Allowances::none(),
+        &dir,
+        target,
+    );
+    assert!(
+        matches!(refused, Err(UnpackError::Refused(_))),
+        "{refused:?}"
+    );
+    assert!(!dir.exists());
+    // No binary for the target: refused before the directory is made.
+    let other = unpack(
+        &package,
+        &TrustedKeys::none(),
+        &allow,
+        &dir,
+        "riscv64gc-unknown-linux-gnu",
+    );
+    assert!(
+        matches!(&other, Err(UnpackError::NoBinary { available, .. }) if available == target),
+        "{other:?}"
+    );
+    assert!(!dir.exists());
+
+    let dir = out.path().join("audit-log");
+    let unpacked = unpack(&package, &TrustedKeys::none(), &allow, &dir, target).unwrap();
+    assert_eq!(
+        unpacked.files,
+        ["plugin.toml", "bin/worker", "data/rules.json"]
+    );
+    assert_eq!(unpacked.command, ["bin/worker"]);
+    assert_eq!(unpacked.installable.verdict, Verdict::Unsigned);
+    assert_eq!(
+        std::fs::read(dir.join("bin/worker")).unwrap(),
+        b"\x7fELF a worker binary"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&unpacked.manifest).unwrap(),
+        MANIFEST
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(unpacked.executable.as_deref().unwrap()), 0o755);
+        assert_eq!(mode(&dir.join("data/rules.json")), 0o644);
+    }
+    // Never over files that are there.
+    let again = unpack(&package, &TrustedKeys::none(), &allow, &dir, target);
+    assert!(
+        matches!(again, Err(UnpackError::NotEmpty { .. })),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn the_host_target_is_a_triple() {
+    let target = host_target();
+    assert!(target.starts_with(std::env::consts::ARCH), "{target}");
+    assert!(target.split('-').count() >= 3, "{target}");
+}

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use super::error::PackageError;
 use super::key::PublisherKey;
 use super::verify::TrustedKeys;
+use crate::audit::{Action, AuditError, Auditor};
 
 /// The longest name a trusted key may be given, in bytes.
 pub const MAX_TRUST_NAME_BYTES: usize = 128;
@@ -59,6 +60,10 @@ pub enum TrustError {
     /// A key that is not a publisher key.
     #[error(transparent)]
     Key(#[from] PackageError),
+    /// The change was made and its audit entry could not be stored
+    /// ([`AuditError::NotRecorded`]).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// The trusted publisher keys of one deployment. Cheap to clone.
@@ -158,6 +163,63 @@ impl TrustStore {
         Ok(!existed)
     }
 
+    /// Trusts `key` under `name` ([`add`](Self::add)) and records `trust_added` in the audit
+    /// log by `auditor`'s actor: the key as the target, the entry before (`null` for a new
+    /// key, the old name for a renaming) and after. Returns whether it was new.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add) (nothing changed, nothing recorded), and [`TrustError::Audit`]
+    /// when the key was trusted and its entry could not be stored.
+    pub async fn add_audited(
+        &self,
+        key: &PublisherKey,
+        name: &str,
+        auditor: &Auditor,
+    ) -> Result<bool, TrustError> {
+        let before = self.get(key).await?;
+        let new = self.add(key, name).await?;
+        let after = self.get(key).await?;
+        let done = if new {
+            format!("trusted {key} as {name:?}")
+        } else {
+            format!("renamed the trusted key {key} to {name:?}")
+        };
+        let entry = auditor
+            .entry(Action::TrustAdded, key.as_str())
+            .before(before.as_ref().map(entry_summary))
+            .after(after.as_ref().map(entry_summary))
+            .detail(done.clone());
+        auditor.record(done, &entry).await?;
+        Ok(new)
+    }
+
+    /// Stops trusting `key` ([`remove`](Self::remove)) and records `trust_removed` in the
+    /// audit log by `auditor`'s actor, with the entry before; returns whether it was trusted
+    /// (nothing is recorded when it was not).
+    ///
+    /// # Errors
+    /// As [`remove`](Self::remove), and [`TrustError::Audit`] when the key was removed and
+    /// its entry could not be stored.
+    pub async fn remove_audited(
+        &self,
+        key: &PublisherKey,
+        auditor: &Auditor,
+    ) -> Result<bool, TrustError> {
+        let Some(before) = self.get(key).await? else {
+            return Ok(false);
+        };
+        if !self.remove(key).await? {
+            return Ok(false);
+        }
+        let done = format!("stopped trusting {key} ({:?})", before.name);
+        let entry = auditor
+            .entry(Action::TrustRemoved, key.as_str())
+            .before(Some(entry_summary(&before)))
+            .detail(done.clone());
+        auditor.record(done, &entry).await?;
+        Ok(true)
+    }
+
     /// Stops trusting `key`; returns whether it was trusted.
     ///
     /// # Errors
@@ -242,6 +304,11 @@ impl TrustStore {
             .map(|entry| (entry.key, entry.name))
             .collect())
     }
+}
+
+/// A trust entry as the audit log records it: the key, its name and when it was added.
+fn entry_summary(entry: &TrustEntry) -> serde_json::Value {
+    serde_json::to_value(entry).unwrap_or(serde_json::Value::Null)
 }
 
 fn check_name(name: &str) -> Result<(), TrustError> {

@@ -34,6 +34,21 @@ pub enum RegistryError {
         /// Why it does not decode.
         reason: String,
     },
+    /// A write conditional on the registry as read ([`Registry::expecting`](super::Registry::expecting))
+    /// was refused: another change to the registry came first. Read it again, check again,
+    /// and try again.
+    #[error(
+        "plugin registry `{bucket}`: did not {action}: the registry changed since it was read \
+         (a concurrent change to {changed} came first)"
+    )]
+    Conflict {
+        /// The bucket.
+        bucket: String,
+        /// What was being done.
+        action: String,
+        /// The change that came first: the entry written, and its revision.
+        changed: String,
+    },
     /// A registration could not be encoded as JSON.
     #[error("cannot encode the registration of `{plugin}`: {reason}")]
     Encode {

@@ -11,6 +11,16 @@
 //! plugin and to follow changes live. Several processes may open and use it at once; NATS
 //! orders their writes.
 //!
+//! # Concurrent changes
+//!
+//! A lifecycle change reads the registry, checks the change against what it read (`requires`,
+//! `conflicts`, ...) and writes. So that two operators cannot both pass their checks against
+//! the same state (two conflicting plugins added at once), such a change takes a
+//! [`Snapshot`] and writes through [`Registry::expecting`] its sequence: the write is stored
+//! only if the registry has not changed since it was read, else it fails with
+//! [`RegistryError::Conflict`] naming the change that came first, and the caller reads again,
+//! checks again and tries again (a bounded number of times).
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -39,10 +49,15 @@
 
 mod audited;
 mod error;
+mod failed;
+mod provenance;
 mod registration;
 mod watch;
 
-use async_nats::jetstream::context::{GetStreamError, KeyValueError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_nats::jetstream::context::{GetStreamError, KeyValueError, PublishErrorKind};
 use async_nats::jetstream::{self, kv};
 use futures::{Stream, TryStreamExt};
 use switchyard_bus::{stream_name, Streams};
@@ -50,6 +65,8 @@ use switchyard_schemas::{Namespace, PluginId};
 
 pub use self::audited::Recorded;
 pub use self::error::RegistryError;
+pub use self::failed::{Failure, MarkedFailed};
+pub use self::provenance::{InstalledFrom, Provenance};
 pub use self::registration::{
     EmptyTenantScope, LifecycleState, PendingUpgrade, Registration, TenantScope,
 };
@@ -88,6 +105,20 @@ impl Default for RegistryOptions {
     }
 }
 
+/// Every registration, and the registry's sequence when they were read: what a lifecycle
+/// check reads, and what its write is made conditional on ([`Registry::expecting`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Every registration, sorted by plugin id.
+    pub registrations: Vec<Registration>,
+    /// The sequence of the registry's last change when they were read (0: none yet).
+    pub sequence: u64,
+}
+
+/// How many times a lifecycle change is checked and written again when another change to the
+/// registry came first ([`RegistryError::Conflict`]).
+pub const CONFLICT_ATTEMPTS: usize = failed::CONFLICT_ATTEMPTS;
+
 /// The plugin registry of one deployment. Cheap to clone; clones share the connection.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -96,6 +127,9 @@ pub struct Registry {
     /// The stream whose next sequence stamps each new registration.
     events_stream: String,
     js: jetstream::Context,
+    /// For a registry made by [`Registry::expecting`]: the sequence its next write expects
+    /// the registry to be at, advanced by each of its own writes.
+    expected: Option<Arc<AtomicU64>>,
 }
 
 impl Registry {
@@ -138,7 +172,108 @@ impl Registry {
             bucket,
             events_stream: Streams::defaults(namespace).events.name,
             js: js.clone(),
+            expected: None,
         })
+    }
+
+    /// Every registration, with the registry's sequence read first: a write through
+    /// [`expecting`](Self::expecting) that sequence fails if anything changed since.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn snapshot(&self) -> Result<Snapshot, RegistryError> {
+        let sequence = self.last_sequence().await?;
+        let registrations = self.list().await?;
+        Ok(Snapshot {
+            registrations,
+            sequence,
+        })
+    }
+
+    /// This registry, whose writes ([`put`](Self::put), [`remove`](Self::remove) and the
+    /// audited ones) are stored only while the registry is still at `sequence` (a
+    /// [`Snapshot`]'s): a write after another process's fails with
+    /// [`RegistryError::Conflict`]. Each write it makes moves the expected sequence on, so
+    /// that one change may write several entries.
+    pub fn expecting(&self, sequence: u64) -> Self {
+        Self {
+            expected: Some(Arc::new(AtomicU64::new(sequence))),
+            ..self.clone()
+        }
+    }
+
+    /// The sequence of the registry's last change (0 when it has none).
+    async fn last_sequence(&self) -> Result<u64, RegistryError> {
+        let mut stream = self
+            .js
+            .get_stream(&self.store.stream_name)
+            .await
+            .map_err(|error| request_error(&self.bucket, "read its last change", error))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|error| request_error(&self.bucket, "read its last change", error))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Writes `value` (a registration, or with `headers` a removal marker) under `key` only
+    /// while the registry is at the expected sequence; returns the new revision.
+    async fn write_expecting(
+        &self,
+        expected: &AtomicU64,
+        key: &str,
+        headers: async_nats::HeaderMap,
+        value: bytes::Bytes,
+        action: String,
+    ) -> Result<u64, RegistryError> {
+        let sequence = expected.load(Ordering::SeqCst);
+        let subject = format!(
+            "{}{key}",
+            self.store.put_prefix.as_ref().unwrap_or(&self.store.prefix)
+        );
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(value)
+            .headers(headers)
+            .expected_last_sequence(sequence);
+        let acknowledged = match self.js.send_publish(subject, publish).await {
+            Ok(ack) => ack.await,
+            Err(error) => Err(error),
+        };
+        match acknowledged {
+            Ok(ack) => {
+                expected.store(ack.sequence, Ordering::SeqCst);
+                Ok(ack.sequence)
+            }
+            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(self.conflict(sequence, action).await)
+            }
+            Err(error) => Err(request_error(&self.bucket, action, error)),
+        }
+    }
+
+    /// The conflict of a write that expected the registry at `sequence`, naming the change
+    /// that came first (the first one after `sequence`).
+    async fn conflict(&self, sequence: u64, action: String) -> RegistryError {
+        let changed = match self.js.get_stream(&self.store.stream_name).await {
+            Ok(stream) => stream
+                .get_raw_message(sequence + 1)
+                .await
+                .ok()
+                .map(|message| {
+                    let key = message
+                        .subject
+                        .strip_prefix(self.store.prefix.as_str())
+                        .unwrap_or(&message.subject)
+                        .to_owned();
+                    format!("`{key}` (revision {})", message.sequence)
+                }),
+            Err(_) => None,
+        };
+        RegistryError::Conflict {
+            bucket: self.bucket.clone(),
+            action,
+            changed: changed.unwrap_or_else(|| "another entry".to_owned()),
+        }
     }
 
     /// The bucket's name.
@@ -162,6 +297,17 @@ impl Registry {
             plugin: plugin.clone(),
             reason: error.to_string(),
         })?;
+        if let Some(expected) = &self.expected {
+            return self
+                .write_expecting(
+                    expected,
+                    plugin.as_str(),
+                    async_nats::HeaderMap::new(),
+                    json.into(),
+                    format!("store the registration of `{plugin}`"),
+                )
+                .await;
+        }
         self.store
             .put(plugin.as_str(), json.into())
             .await
@@ -274,6 +420,19 @@ impl Registry {
             let Some(entry) = entry.filter(|entry| entry.operation == kv::Operation::Put) else {
                 return Ok(None);
             };
+            if let Some(expected) = &self.expected {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("KV-Operation", "DEL");
+                self.write_expecting(
+                    expected,
+                    key,
+                    headers,
+                    bytes::Bytes::new(),
+                    format!("remove `{plugin}`"),
+                )
+                .await?;
+                return Ok(Some(decode(&self.bucket, key, &entry.value)));
+            }
             // Delete only the revision just read, so that "existed" is exact even when another
             // process upgrades or removes the plugin at the same moment.
             match self

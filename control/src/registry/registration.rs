@@ -9,6 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use switchyard_schemas::{Manifest, PluginId, Tenant};
 use time::OffsetDateTime;
 
+use super::failed::Failure;
+use super::provenance::Provenance;
 use crate::lifecycle::approval::{Approval, Requested};
 
 /// One registered plugin, stored as JSON under its plugin id.
@@ -51,6 +53,15 @@ pub struct Registration {
     /// version keeps running meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_upgrade: Option<Box<PendingUpgrade>>,
+    /// Why the plugin was marked failed, when it was ([`LifecycleState::Failed`]): its events
+    /// are held and its workers refused until an operator enables it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Where its manifest came from (a verified package, or a manifest alone) and the
+    /// decision that let it in; `None` for registrations stored by a program directly, or
+    /// before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 /// An upgrade waiting for approval.
@@ -61,6 +72,9 @@ pub struct PendingUpgrade {
     /// When it was proposed.
     #[serde(with = "time::serde::rfc3339")]
     pub proposed_at: OffsetDateTime,
+    /// Where the new manifest came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 /// Where a plugin is in its lifecycle.
@@ -73,6 +87,10 @@ pub enum LifecycleState {
     Enabled,
     /// Approved and disabled: its events wait, its workers are refused.
     Disabled,
+    /// Approved and enabled, but marked failed (by a dispatcher whose circuit kept opening,
+    /// or a host): like disabled, its events wait and its workers are refused, until an
+    /// operator enables it again. Why and since when: [`Registration::failure`].
+    Failed,
 }
 
 impl fmt::Display for LifecycleState {
@@ -81,6 +99,7 @@ impl fmt::Display for LifecycleState {
             Self::PendingApproval => "pending approval",
             Self::Enabled => "enabled",
             Self::Disabled => "disabled",
+            Self::Failed => "failed",
         })
     }
 }
@@ -101,6 +120,8 @@ impl Registration {
             awaiting_approval: false,
             approval: None,
             pending_upgrade: None,
+            failure: None,
+            provenance: None,
         }
     }
 
@@ -117,14 +138,16 @@ impl Registration {
     pub fn state(&self) -> LifecycleState {
         if self.awaiting_approval {
             LifecycleState::PendingApproval
-        } else if self.enabled {
-            LifecycleState::Enabled
-        } else {
+        } else if !self.enabled {
             LifecycleState::Disabled
+        } else if self.failure.is_some() {
+            LifecycleState::Failed
+        } else {
+            LifecycleState::Enabled
         }
     }
 
-    /// Whether the plugin may run: approved and enabled.
+    /// Whether the plugin may run: approved, enabled and not failed.
     pub fn is_active(&self) -> bool {
         self.state() == LifecycleState::Enabled
     }
@@ -305,6 +328,34 @@ mod tests {
         disabled.enabled = false;
         let json = serde_json::to_string(&disabled).unwrap();
         assert!(!serde_json::from_str::<Registration>(&json).unwrap().enabled);
+    }
+
+    #[test]
+    fn a_failure_takes_the_plugin_out_of_service_unless_it_is_disabled_or_pending() {
+        let manifest = r#"{"plugin":{"id":"audit","version":"1.0.0","core":"*"}}"#;
+        let old = format!(
+            r#"{{"manifest":{manifest},"tenants":"all","registered_at":"2026-01-01T00:00:00Z"}}"#
+        );
+        let mut registration: Registration = serde_json::from_str(&old).unwrap();
+        assert_eq!(registration.failure, None, "stored before failures existed");
+        assert_eq!(registration.provenance, None);
+        registration.failure = Some(Failure {
+            reason: "its circuit kept opening".into(),
+            since: OffsetDateTime::now_utc(),
+            by: "dispatcher d1".into(),
+        });
+        assert_eq!(registration.state(), LifecycleState::Failed);
+        assert!(!registration.is_active());
+        assert_eq!(LifecycleState::Failed.to_string(), "failed");
+        let json = serde_json::to_string(&registration).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Registration>(&json).unwrap(),
+            registration
+        );
+        registration.enabled = false;
+        assert_eq!(registration.state(), LifecycleState::Disabled);
+        registration.awaiting_approval = true;
+        assert_eq!(registration.state(), LifecycleState::PendingApproval);
     }
 
     #[test]

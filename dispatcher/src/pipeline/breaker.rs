@@ -4,8 +4,12 @@
 //!
 //! An attempt that never reached a worker (no worker connected) is neither a success nor a
 //! failure: the breaker judges the plugin's handling, not its presence.
+//!
+//! It also counts how many times in a row it opened with no success in between
+//! ([`CircuitBreaker::opens_in_a_row`]): what `fail_after_opens` compares with.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -77,6 +81,8 @@ pub struct CircuitBreaker {
     config: BreakerConfig,
     state: Mutex<State>,
     changes: watch::Sender<CircuitState>,
+    /// Openings since the last success; written under `state`'s lock.
+    opens: AtomicU32,
 }
 
 /// Permission to make one attempt. Report its result with [`Admission::record`]; dropping it
@@ -101,7 +107,14 @@ impl CircuitBreaker {
             config,
             state: Mutex::new(State::Closed { failures: 0 }),
             changes: watch::channel(CircuitState::Closed).0,
+            opens: AtomicU32::new(0),
         })
+    }
+
+    /// How many times the circuit opened since the last success (a probe that failed opens
+    /// it again); 0 after any success.
+    pub fn opens_in_a_row(&self) -> u32 {
+        self.opens.load(Ordering::Relaxed)
     }
 
     /// The current state.
@@ -200,13 +213,25 @@ impl CircuitBreaker {
 
     fn open(&self, state: &mut State) {
         let until = Instant::now() + self.config.cooldown;
+        // Counted before the change is published, so that a watcher sees the count with it.
+        self.opens.fetch_add(1, Ordering::Relaxed);
         self.set(state, State::Open { until });
+    }
+
+    /// A success: the openings in a row start again from 0.
+    fn succeeded(&self) {
+        if self.opens.load(Ordering::Relaxed) != 0 {
+            self.opens.store(0, Ordering::Relaxed);
+        }
     }
 
     fn on_result(&self, probe: bool, success: bool) {
         let mut state = self.lock();
         match (*state, probe, success) {
-            (State::Closed { .. }, _, true) => *state = State::Closed { failures: 0 },
+            (State::Closed { .. }, _, true) => {
+                *state = State::Closed { failures: 0 };
+                self.succeeded();
+            }
             (State::Closed { failures }, _, false) => {
                 let failures = failures + 1;
                 if failures >= self.config.failure_threshold.get() {
@@ -216,7 +241,8 @@ impl CircuitBreaker {
                 }
             }
             (State::HalfOpen { .. }, true, true) => {
-                self.set(&mut state, State::Closed { failures: 0 })
+                self.succeeded();
+                self.set(&mut state, State::Closed { failures: 0 });
             }
             (State::HalfOpen { .. }, true, false) => self.open(&mut state),
             // Results of attempts admitted before the circuit opened do not move it.
@@ -354,6 +380,23 @@ mod tests {
         });
         drop(probe); // e.g. the worker was absent
         assert!(waiter.await.unwrap(), "the next attempt becomes the probe");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn openings_in_a_row_count_until_a_success() {
+        let b = breaker(1, 1);
+        fail(&b, 1).await;
+        assert_eq!(b.opens_in_a_row(), 1);
+        b.admit().await.record(false); // the probe fails: open again
+        assert_eq!(b.opens_in_a_row(), 2);
+        b.admit().await.record(true); // the probe succeeds
+        assert_eq!(b.opens_in_a_row(), 0);
+        fail(&b, 1).await;
+        assert_eq!(
+            b.opens_in_a_row(),
+            1,
+            "counting starts again after a success"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::error::{ProblemKind, Problems, Reported};
 use super::policy::{
     Backoff, DeliveryPolicy, ParseRateError, Rate, DEFAULT_INITIAL, DEFAULT_JITTER, DEFAULT_MAX,
-    DEFAULT_MULTIPLIER, JITTER_RANGE, MAX_ATTEMPTS_LIMIT, MAX_IN_FLIGHT_LIMIT, TIMEOUT_RANGE,
+    DEFAULT_MULTIPLIER, JITTER_RANGE, MAX_ATTEMPTS_LIMIT, MAX_IN_FLIGHT_LIMIT, MAX_OPENS_LIMIT,
+    TIMEOUT_RANGE,
 };
 use super::read::{Field, ReadList};
 
@@ -19,6 +20,7 @@ const POLICY_KEYS: &[&str] = &[
     "timeout",
     "max_attempts",
     "backoff",
+    "fail_after_opens",
 ];
 const BACKOFF_KINDS: &[&str] = &["exponential", "fixed"];
 const EXPONENTIAL_KEYS: &[&str] = &["initial", "max", "multiplier", "jitter"];
@@ -33,6 +35,7 @@ pub(super) struct PolicyOverrides {
     timeout: Option<Duration>,
     max_attempts: Option<NonZeroU32>,
     backoff: Option<Backoff>,
+    fail_after_opens: Option<NonZeroU32>,
 }
 
 impl PolicyOverrides {
@@ -60,6 +63,9 @@ impl PolicyOverrides {
             backoff: section
                 .optional("backoff")
                 .and_then(|f| read_backoff(&f, problems).ok()),
+            fail_after_opens: section
+                .optional("fail_after_opens")
+                .and_then(|f| f.count_up_to(problems, MAX_OPENS_LIMIT).ok()),
         }
     }
 
@@ -73,6 +79,7 @@ impl PolicyOverrides {
             timeout: self.timeout.or(fallback.timeout),
             max_attempts: self.max_attempts.or(fallback.max_attempts),
             backoff: self.backoff.or_else(|| fallback.backoff.clone()),
+            fail_after_opens: self.fail_after_opens.or(fallback.fail_after_opens),
         }
     }
 
@@ -89,6 +96,7 @@ impl PolicyOverrides {
             timeout: self.timeout.unwrap_or(builtin.timeout),
             max_attempts: self.max_attempts.unwrap_or(builtin.max_attempts),
             backoff: self.backoff.unwrap_or(builtin.backoff),
+            fail_after_opens: self.fail_after_opens,
         }
     }
 }

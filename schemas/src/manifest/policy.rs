@@ -10,6 +10,8 @@ use std::time::Duration;
 pub(super) const MAX_IN_FLIGHT_LIMIT: u32 = 10_000;
 /// The most attempts a subscription may make per event.
 pub(super) const MAX_ATTEMPTS_LIMIT: u32 = 1_000;
+/// The most consecutive circuit openings `fail_after_opens` may name.
+pub(super) const MAX_OPENS_LIMIT: u32 = 1_000;
 /// The per-attempt timeouts allowed.
 pub(super) const TIMEOUT_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(1)..=Duration::from_secs(15 * 60);
@@ -46,6 +48,10 @@ pub struct DeliveryPolicy {
     pub max_attempts: NonZeroU32,
     /// How long to wait before each retry.
     pub backoff: Backoff,
+    /// After this many consecutive openings of the subscription's circuit breaker with no
+    /// success in between (1 to 1000), the dispatcher marks the plugin `failed`: its events
+    /// are held until an operator enables it again. `None` (the default): never.
+    pub fail_after_opens: Option<NonZeroU32>,
 }
 
 impl Default for DeliveryPolicy {
@@ -58,6 +64,7 @@ impl Default for DeliveryPolicy {
             timeout: DEFAULT_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: Backoff::default(),
+            fail_after_opens: None,
         }
     }
 }

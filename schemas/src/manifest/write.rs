@@ -136,6 +136,9 @@ fn write_policy(policy: &DeliveryPolicy) -> Table {
         i64::from(policy.max_attempts.get()).into(),
     );
     table.insert("backoff".into(), write_backoff(&policy.backoff).into());
+    if let Some(opens) = policy.fail_after_opens {
+        table.insert("fail_after_opens".into(), i64::from(opens.get()).into());
+    }
     table
 }
 
