@@ -290,3 +290,84 @@ async fn an_empty_or_missing_secret_and_a_plugin_not_registered_are_refused() {
     let error = failed(&switchyard(&server, &["settings", "set", "mailer", "retries"]).await);
     assert!(error.contains("has no `=`"), "{error}");
 }
+
+/// A manifest of `tuner` with a float, an array, a table and an integer setting.
+fn tuner(dir: &Path) -> PathBuf {
+    let path = dir.join("tuner.toml");
+    std::fs::write(
+        &path,
+        r#"[plugin]
+id = "tuner"
+version = "1.0.0"
+core = "*"
+
+[[subscriptions]]
+name = "orders"
+events = ["order.*"]
+
+[settings_schema.ratio]
+type = "float"
+min = 0.0
+max = 1.0
+
+[settings_schema.flags]
+type = "array"
+
+[settings_schema.tbl]
+type = "table"
+
+[settings_schema.retries]
+type = "integer"
+"#,
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn values_json_cannot_carry_and_odd_input_are_refused_by_name() {
+    let server = TestServer::start().await;
+    let dir = TempDir::new().unwrap();
+    let path = tuner(dir.path());
+    succeeded(
+        &switchyard(
+            &server,
+            &["plugins", "add", path.to_str().unwrap(), "--all-tenants"],
+        )
+        .await,
+    );
+    for (pair, expected) in [
+        ("ratio=nan", "NaN or infinity"),
+        ("flags=[nan]", "NaN or infinity"),
+        ("tbl={x=inf}", "NaN or infinity"),
+        ("tbl={d=1979-05-27}", "a date or time"),
+        (
+            "retries=9223372036854775808",
+            "is not a value for `retries`",
+        ),
+    ] {
+        let error = failed(&switchyard(&server, &["settings", "set", "tuner", pair]).await);
+        assert!(error.contains(expected), "{pair}: {error}");
+    }
+    let error = failed(
+        &switchyard(
+            &server,
+            &["settings", "set", "tuner", "retries=1", "retries=2"],
+        )
+        .await,
+    );
+    assert!(error.contains("given twice"), "{error}");
+    let error = failed(&switchyard(&server, &["settings", "unset", "tuner", "nosuch"]).await);
+    assert!(error.contains("declares no setting `nosuch`"), "{error}");
+    // Nothing above was stored, and every command still reads the plugin's settings.
+    let shown = json(&switchyard(&server, &["settings", "show", "tuner", "--json"]).await);
+    assert_eq!(shown["values_revision"], 0, "{shown}");
+    succeeded(
+        &switchyard(
+            &server,
+            &["settings", "set", "tuner", "ratio=0.5", "tbl={x=1.5}"],
+        )
+        .await,
+    );
+    succeeded(&switchyard(&server, &["plugins", "list"]).await);
+}

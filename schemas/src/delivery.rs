@@ -448,8 +448,9 @@ pub enum SettingsUpdateError {
     Malformed(String),
 }
 
-/// The longest settings update read: the settings' limit and room for the revisions.
-pub const MAX_SETTINGS_UPDATE_LEN: usize = crate::manifest::MAX_SETTINGS_BYTES + 1024;
+/// The longest settings update read: the plain settings' and the secrets' limits, and room
+/// for the revisions.
+pub const MAX_SETTINGS_UPDATE_LEN: usize = 2 * crate::manifest::MAX_SETTINGS_BYTES + 1024;
 
 impl SettingsUpdate {
     /// Reads an update's body.

@@ -1520,3 +1520,96 @@ type = "string"
         ],
     );
 }
+
+#[test]
+fn what_json_cannot_carry_is_refused_not_stored() {
+    // NaN and infinity would be stored as null and make the registry entry unreadable.
+    for extra in [
+        "[settings]\nr = nan",
+        "[settings]\nr = { x = inf }",
+        "[settings]\nr = [1.0, -inf]",
+    ] {
+        let found = problems(&minimal_with(extra));
+        assert_eq!(
+            found,
+            [("settings.r".to_owned(), ProblemKind::OutOfRange)],
+            "{extra}"
+        );
+    }
+    let text = format!(
+        "{}{}",
+        plugin_only(),
+        r#"
+[settings_schema.a]
+type = "float"
+min = nan
+
+[settings_schema.b]
+type = "float"
+max = inf
+
+[settings_schema.c]
+type = "float"
+choices = [nan, 1.0]
+
+[settings_schema.d]
+type = "integer"
+min = 0.5
+
+[settings_schema.e]
+type = "string"
+choices = []
+
+[settings_schema.f]
+type = "string"
+choices = ["x", "x"]
+
+[settings_schema.g]
+type = "integer"
+max = 3
+choices = [7]
+
+[settings_schema.h]
+type = "string"
+secret = true
+choices = ["alpha"]
+"#
+    );
+    assert_problems(
+        &text,
+        &[
+            ("settings_schema.a.min", ProblemKind::OutOfRange),
+            ("settings_schema.b.max", ProblemKind::OutOfRange),
+            ("settings_schema.c.choices[0]", ProblemKind::WrongType),
+            ("settings_schema.d.min", ProblemKind::WrongType),
+            ("settings_schema.e.choices", ProblemKind::Missing),
+            ("settings_schema.f.choices[1]", ProblemKind::Duplicate),
+            ("settings_schema.g", ProblemKind::Inconsistent),
+            ("settings_schema.h", ProblemKind::Inconsistent),
+        ],
+    );
+}
+
+#[test]
+fn settings_without_a_schema_are_held_to_the_same_names_and_count() {
+    let many: String = (0..=256).map(|n| format!("s{n} = 1\n")).collect();
+    let found = problems(&minimal_with(&format!("[settings]\n{many}")));
+    assert_eq!(found, [("settings".to_owned(), ProblemKind::TooLarge)]);
+    let found = problems(&minimal_with("[settings]\n\"a.b\" = 1"));
+    assert_eq!(
+        found,
+        [("settings.\"a.b\"".to_owned(), ProblemKind::BadName)]
+    );
+}
+
+#[test]
+fn a_policy_float_that_is_nan_or_infinite_is_refused() {
+    for backoff in [
+        "{ exponential = { initial = \"1s\", max = \"5s\", multiplier = nan } }",
+        "{ exponential = { initial = \"1s\", max = \"5s\", multiplier = inf } }",
+        "{ exponential = { initial = \"1s\", max = \"5s\", multiplier = 2.0, jitter = nan } }",
+    ] {
+        let text = minimal_with(&format!("policy = {{ backoff = {backoff} }}"));
+        assert!(Manifest::from_toml_str(&text).is_err(), "{backoff}");
+    }
+}

@@ -179,6 +179,16 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
         approve_once(&args, &auditor, registry, snapshot)
     })
     .await?;
+    if let Some((_, registration)) = &approved {
+        Box::pin(super::settings::hold_back_if_unfit(
+            &args.nats,
+            &args.namespace.prefix,
+            &registry,
+            registration,
+            &auditor,
+        ))
+        .await?;
+    }
     if let Some((kind, registration)) = approved {
         announce(
             &args.nats,
@@ -452,6 +462,14 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
     let restored = retrying(&registry, &what, |registry, snapshot| {
         rollback_once(&args, &auditor, registry, snapshot)
     })
+    .await?;
+    Box::pin(super::settings::hold_back_if_unfit(
+        &args.nats,
+        &args.namespace.prefix,
+        &registry,
+        &restored,
+        &auditor,
+    ))
     .await?;
     announce(
         &args.nats,

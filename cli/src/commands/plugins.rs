@@ -437,6 +437,7 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
     };
     let install = Install {
         args: &args,
+        client: &client,
         auditor: &auditor,
         candidate: &candidate,
         tenants: &tenants,
@@ -446,6 +447,16 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
         Box::pin(install.once(registry, snapshot))
     })
     .await?;
+    if let Some((_, registration)) = &installed {
+        Box::pin(super::settings::hold_back_if_unfit(
+            &args.nats,
+            &args.namespace.prefix,
+            &registry,
+            registration,
+            &auditor,
+        ))
+        .await?;
+    }
     if let Some((kind, registration)) = installed {
         lifecycle::announce(
             &args.nats,
@@ -463,6 +474,7 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
 /// One `plugins add`: what is installed, for whom, by whom.
 struct Install<'a> {
     args: &'a AddArgs,
+    client: &'a async_nats::Client,
     auditor: &'a Auditor,
     candidate: &'a Candidate,
     tenants: &'a TenantScope,
@@ -495,6 +507,16 @@ impl Install<'_> {
         let previous = installed
             .into_iter()
             .find(|r| r.plugin_id() == &manifest.plugin.id);
+        if previous.is_none() {
+            // Settings left by an earlier installation of this id (a removal that raced a
+            // settings change) are not this plugin's.
+            Box::pin(super::settings::forget_settings(
+                &self.client,
+                &args.namespace.prefix,
+                &manifest.plugin.id,
+            ))
+            .await?;
+        }
         let enabled = previous
             .as_ref()
             .map_or(args.approve, Registration::is_active);
@@ -745,6 +767,16 @@ async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
         set_enabled_once(&args, enabled, &auditor, registry, snapshot)
     })
     .await?;
+    if let Some(registration) = &changed {
+        Box::pin(super::settings::hold_back_if_unfit(
+            &args.nats,
+            ns,
+            &registry,
+            registration,
+            &auditor,
+        ))
+        .await?;
+    }
     if let Some(registration) = changed {
         let what = if enabled {
             LifecycleKind::Enabled

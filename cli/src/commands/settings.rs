@@ -151,8 +151,23 @@ fn parse_pair(pair: &str, manifest: &Manifest) -> Result<(String, Value), CliErr
         .settings_schema
         .spec(&name)
         .is_some_and(|spec| spec.kind == SettingKind::String);
+    let declared = manifest.settings_schema.spec(&name).is_some();
     let value = match parsed {
         Some(value) if !is_string || value.is_str() => value,
+        // Text for a string setting; for any other, text that is not TOML is a mistake.
+        None if declared && !is_string => {
+            let reason = toml::from_str::<Table>(&format!("v = {text}"))
+                .err()
+                .map(|e| e.message().to_owned())
+                .unwrap_or_default();
+            return Err(CliError::BadArgument {
+                argument: "NAME=VALUE",
+                reason: format!(
+                    "`{}` is not a value for `{name}` written as in TOML ({reason})",
+                    printable(&shortened(text))
+                ),
+            });
+        }
         _ => Value::String(text.to_owned()),
     };
     Ok((name, value))
@@ -166,6 +181,7 @@ async fn set(args: SetArgs) -> Result<(), CliError> {
         .iter()
         .map(|pair| parse_pair(pair, manifest).map(|(name, value)| SettingChange::Set(name, value)))
         .collect::<Result<Vec<_>, _>>()?;
+    refuse_twice(&changes)?;
     Box::pin(apply(&opened, &args.target, &args.actor, &changes)).await
 }
 
@@ -224,8 +240,35 @@ fn read_secret(file: Option<&std::path::Path>) -> Result<String, CliError> {
 async fn unset(args: UnsetArgs) -> Result<(), CliError> {
     let opened = Box::pin(open(&args.target)).await?;
     let registration = &opened.registration;
+    let current = opened.store.get(registration.plugin_id()).await?;
+    // A name neither declared nor set is a mistake (a typo, most likely), not a no-op.
+    let schema = &registration.manifest.settings_schema;
+    let unknown: Vec<&str> = args
+        .names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| {
+            schema.spec(name).is_none()
+                && !current.values.contains_key(*name)
+                && !current.secrets.contains_key(*name)
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(CliError::Incompatible {
+            what: format!("unsetting settings of {}", registration.plugin_id()),
+            problems: unknown
+                .iter()
+                .map(|name| {
+                    format!(
+                        "{} declares no setting `{name}`, and none is set",
+                        registration.plugin_id()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        });
+    }
     if registration.is_active() {
-        let current = opened.store.get(registration.plugin_id()).await?;
         let mut after = current.clone();
         for name in &args.names {
             after.values.remove(name);
@@ -233,9 +276,9 @@ async fn unset(args: UnsetArgs) -> Result<(), CliError> {
         }
         let missing = after.missing_required(&registration.manifest);
         if !missing.is_empty() {
-            return Err(CliError::BadArgument {
-                argument: "names",
-                reason: format!(
+            return Err(CliError::Incompatible {
+                what: format!("unsetting settings of {}", registration.plugin_id()),
+                problems: format!(
                     "{} is enabled and requires {}, which would have no value; disable it first",
                     registration.plugin_id(),
                     missing.join(", ")
@@ -248,10 +291,27 @@ async fn unset(args: UnsetArgs) -> Result<(), CliError> {
         .iter()
         .map(|name| SettingChange::Unset(name.clone()))
         .collect();
+    refuse_twice(&changes)?;
     Box::pin(apply(&opened, &args.target, &args.actor, &changes)).await
 }
 
-/// Applies `changes`, then records them in the audit log.
+/// Refuses a change that names one setting twice: which one was meant is not guessed.
+fn refuse_twice(changes: &[SettingChange]) -> Result<(), CliError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for change in changes {
+        if !seen.insert(change.name()) {
+            return Err(CliError::BadArgument {
+                argument: "NAME=VALUE",
+                reason: format!("`{}` is given twice", change.name()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Applies `changes`, checks them again against the registration as it is now (a lifecycle
+/// change may have landed meanwhile: an upgrade, an enable, a removal) and takes them back
+/// when they no longer fit, then records them in the audit log.
 async fn apply(
     opened: &Opened,
     target: &Target,
@@ -266,14 +326,13 @@ async fn apply(
         actor,
     )
     .await?;
-    let changed = opened
-        .store
-        .change(
-            plugin,
-            &opened.registration.manifest.settings_schema,
-            changes,
-        )
-        .await?;
+    let changed = Box::pin(opened.store.change(
+        plugin,
+        &opened.registration.manifest.settings_schema,
+        changes,
+    ))
+    .await?;
+    Box::pin(still_fits(opened, target, &changed)).await?;
     for name in &changed.not_set {
         println!("{name} was not set");
     }
@@ -292,6 +351,54 @@ async fn apply(
     Ok(())
 }
 
+/// After a change: the plugin must still be registered, and, when its registration changed
+/// since the checks, the settings must fit the new one. Otherwise the change is taken back
+/// (forgotten, for a plugin removed meanwhile) and refused.
+async fn still_fits(opened: &Opened, target: &Target, changed: &Changed) -> Result<(), CliError> {
+    let plugin = &target.plugin;
+    let registry = Registry::open(
+        &jetstream::new(opened.client.clone()),
+        &target.namespace.prefix,
+    )
+    .await?;
+    let Some(now) = registry.get(plugin).await? else {
+        opened.store.forget(plugin).await?;
+        return Err(CliError::Incompatible {
+            what: format!("changing the settings of {plugin}"),
+            problems: format!("{plugin} was removed meanwhile; what was set is forgotten"),
+        });
+    };
+    if now == opened.registration {
+        return Ok(());
+    }
+    let mut problems: Vec<String> = changed
+        .after
+        .problems(&now.manifest.settings_schema)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if now.is_active() {
+        let missing = changed.after.missing_required(&now.manifest);
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{plugin} is enabled and requires {}",
+                missing.join(", ")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    opened.store.revert(plugin, changed).await?;
+    Err(CliError::Incompatible {
+        what: format!(
+            "changing the settings of {plugin} (its registration changed meanwhile, to version {}; the change was taken back)",
+            now.manifest.plugin.version
+        ),
+        problems: problems.join("\n"),
+    })
+}
+
 fn print_outcome(plugin: &PluginId, changed: &Changed, described: &str) {
     println!(
         "{plugin}: {described} (settings revision {}, secrets revision {}); running workers receive it now",
@@ -305,12 +412,24 @@ fn describe(changes: &[SettingChange], not_set: &[String]) -> String {
         .iter()
         .filter(|change| !not_set.iter().any(|name| name == change.name()))
         .map(|change| match change {
-            SettingChange::Set(name, value) => format!("set {name} = {value}"),
+            SettingChange::Set(name, value) => {
+                format!("set {name} = {}", shortened(&value.to_string()))
+            }
             SettingChange::SetSecret(name, _) => format!("set secret {name}"),
             SettingChange::Unset(name) => format!("unset {name}"),
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `text`, or its start and its length when it is long (a value may be 16 KiB).
+fn shortened(text: &str) -> String {
+    const SHOWN: usize = 64;
+    if text.chars().count() <= SHOWN {
+        return text.to_owned();
+    }
+    let start: String = text.chars().take(SHOWN).collect();
+    format!("{start}… ({} bytes)", text.len())
 }
 
 /// The settings as the audit log records them: plain values, and the names of the secrets.
@@ -403,7 +522,7 @@ async fn show(args: ShowArgs) -> Result<(), CliError> {
     );
     if !report.missing_required.is_empty() {
         println!(
-            "required, with no value (the plugin cannot be enabled): {}",
+            "required, with no value (it cannot be enabled without them): {}",
             report.missing_required.join(", ")
         );
     }
@@ -489,4 +608,48 @@ pub(crate) async fn forget_settings(
         }
     }
     Ok(())
+}
+
+/// After a lifecycle change that leaves `written` enabled: its settings, read again, must
+/// still fit it (a settings change may have landed between the checks and the write). When
+/// they do not, the plugin is disabled at once (audited) and the change is refused: its events
+/// wait, none is lost, and the operator fixes the settings and enables it.
+pub(crate) async fn hold_back_if_unfit(
+    nats: &NatsArgs,
+    namespace: &switchyard_schemas::Namespace,
+    registry: &Registry,
+    written: &Registration,
+    auditor: &switchyard_control::audit::Auditor,
+) -> Result<(), CliError> {
+    if !written.is_active() {
+        return Ok(());
+    }
+    let Err(CliError::Incompatible { problems, .. }) = Box::pin(check_settings_allow(
+        nats,
+        namespace,
+        &written.manifest,
+        true,
+    ))
+    .await
+    else {
+        return Ok(());
+    };
+    let plugin = written.plugin_id();
+    let mut disabled = written.clone();
+    disabled.enabled = false;
+    let done = format!("disabled {plugin}: a settings change landed meanwhile and does not fit");
+    Box::pin(registry.put_recorded(
+        &disabled,
+        Action::PluginDisabled,
+        Some(written),
+        done,
+        auditor,
+    ))
+    .await?;
+    Err(CliError::Incompatible {
+        what: format!(
+            "{plugin}: a settings change landed at the same time, and the plugin is disabled again until its settings fit"
+        ),
+        problems,
+    })
 }

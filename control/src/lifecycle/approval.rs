@@ -28,7 +28,8 @@ pub struct Requested {
     pub tenants: TenantScope,
     /// Its quotas: subscriptions, message size, connections, bytes per second.
     pub limits: [u32; 4],
-    /// The names of its `[settings]` (their values are the operator's, not rights).
+    /// The names of its declared settings, each marked when secret or required (their values
+    /// are the operator's, not rights).
     pub settings: BTreeSet<String>,
 }
 
@@ -61,7 +62,16 @@ impl Requested {
                 limits.max_connections.get(),
                 limits.max_bytes_per_second.get(),
             ],
-            settings: manifest.settings.keys().cloned().collect(),
+            settings: manifest
+                .settings_schema
+                .specs()
+                .map(|(name, spec)| match (spec.secret, spec.required) {
+                    (true, true) => format!("{name} (secret, required)"),
+                    (true, false) => format!("{name} (secret)"),
+                    (false, true) => format!("{name} (required)"),
+                    (false, false) => name.to_owned(),
+                })
+                .collect(),
         }
     }
 

@@ -348,6 +348,26 @@ impl SettingsStore {
         Err(SettingsError::Contended(plugin.clone()))
     }
 
+    /// Takes back `changed` (a change found not to fit after all): writes its `before` over
+    /// its `after`, only where nothing changed since.
+    ///
+    /// # Errors
+    /// [`SettingsError::Contended`] when another change landed since; [`SettingsError::Store`]
+    /// when a write fails.
+    pub async fn revert(&self, plugin: &PluginId, changed: &Changed) -> Result<(), SettingsError> {
+        let mut before = changed.before.clone();
+        let written = OperatorSettings {
+            values_revision: changed.after.values_revision,
+            secrets_revision: changed.after.secrets_revision,
+            ..changed.after.clone()
+        };
+        match self.write(plugin, &written, &mut before).await {
+            Ok(()) => Ok(()),
+            Err(Write::Raced) => Err(SettingsError::Contended(plugin.clone())),
+            Err(Write::Failed(error)) => Err(error),
+        }
+    }
+
     /// Forgets everything set for `plugin` (it was removed). Returns whether anything was.
     ///
     /// # Errors
@@ -481,14 +501,19 @@ impl From<SettingsError> for Write {
     }
 }
 
+/// Each bucket's entry is held to [`MAX_SETTINGS_BYTES`] on its own: each is written only
+/// over the revision checked, so two changes at once (one to each) cannot pass the limit
+/// together.
 fn check_size(settings: &OperatorSettings) -> Result<(), SettingsError> {
-    let bytes = serde_json::to_vec(&settings.values).map_or(0, |b| b.len())
-        + serde_json::to_vec(&settings.secrets).map_or(0, |b| b.len());
-    if bytes > MAX_SETTINGS_BYTES {
-        return Err(SettingsError::Refused(vec![SettingError::AllTooLarge {
-            bytes,
-            max: MAX_SETTINGS_BYTES,
-        }]));
+    let values = serde_json::to_vec(&settings.values).map_or(0, |b| b.len());
+    let secrets = serde_json::to_vec(&settings.secrets).map_or(0, |b| b.len());
+    for bytes in [values, secrets] {
+        if bytes > MAX_SETTINGS_BYTES {
+            return Err(SettingsError::Refused(vec![SettingError::AllTooLarge {
+                bytes,
+                max: MAX_SETTINGS_BYTES,
+            }]));
+        }
     }
     Ok(())
 }

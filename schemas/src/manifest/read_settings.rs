@@ -8,7 +8,8 @@ use toml::{Table, Value};
 use super::error::{ProblemKind, Problems, Reported};
 use super::read::{Field, Section};
 use super::settings::{
-    SettingError, SettingKind, SettingSpec, SettingsSchema, MAX_SETTINGS, MAX_SETTING_NAME_BYTES,
+    has_non_finite, unsupported, SettingError, SettingKind, SettingSpec, SettingsSchema,
+    MAX_SETTINGS, MAX_SETTING_NAME_BYTES,
 };
 
 const SPEC_KEYS: &[&str] = &[
@@ -120,6 +121,20 @@ fn read_spec(
             continue;
         }
         match f.float(problems) {
+            Ok(bound) if !bound.is_finite() => {
+                failed = Some(f.report(
+                    problems,
+                    ProblemKind::OutOfRange,
+                    "must be a finite number (not NaN or infinity)",
+                ));
+            }
+            Ok(bound) if kind == SettingKind::Integer && bound.fract() != 0.0 => {
+                failed = Some(f.report(
+                    problems,
+                    ProblemKind::WrongType,
+                    "a bound of an integer setting must be a whole number",
+                ));
+            }
             Ok(bound) if key == "min" => spec.min = Some(bound),
             Ok(bound) => spec.max = Some(bound),
             Err(reported) => failed = Some(reported),
@@ -145,8 +160,20 @@ fn read_spec(
         if !(kind.is_number() || kind == SettingKind::String) {
             failed = Some(only_for(&f, "string, integer and float settings", problems));
         } else {
-            for item in f.array(problems)? {
-                if kind.admits(item.value) {
+            let items = f.array(problems)?;
+            if items.is_empty() {
+                failed = Some(f.report(
+                    problems,
+                    ProblemKind::Missing,
+                    "must list at least one choice (leave it out to allow any value)",
+                ));
+            }
+            for item in items {
+                if kind.admits(item.value) && unsupported(item.value).is_none() {
+                    if spec.choices.iter().any(|c| c == item.value) {
+                        failed =
+                            Some(item.report(problems, ProblemKind::Duplicate, "listed twice"));
+                    }
                     spec.choices.push(item.value.clone());
                 } else {
                     failed = Some(item.report(
@@ -173,6 +200,27 @@ fn read_spec(
             ProblemKind::Inconsistent,
             "a secret must be of type \"string\"",
         ));
+    }
+    if spec.secret && !spec.choices.is_empty() {
+        failed = Some(field.report(
+            problems,
+            ProblemKind::Inconsistent,
+            "a secret cannot have choices: they would be in the manifest, which is not secret",
+        ));
+    }
+    if failed.is_none() {
+        // Every choice must be a value the setting can take.
+        let mut unbounded = spec.clone();
+        unbounded.choices.clear();
+        for choice in &spec.choices {
+            if let Err(error) = unbounded.check(name, choice) {
+                failed = Some(field.report(
+                    problems,
+                    ProblemKind::Inconsistent,
+                    format!("the choice {choice} can never be set: {error}"),
+                ));
+            }
+        }
     }
     failed.map_or(Ok(spec), Err)
 }
@@ -213,13 +261,29 @@ fn check_defaults(
         return Ok(());
     };
     let table = field.table(problems)?;
-    debug_assert_eq!(table, defaults);
     let mut failed = None;
+    if !schema.is_declared() && table.len() > MAX_SETTINGS {
+        failed = Some(field.report(
+            problems,
+            ProblemKind::TooLarge,
+            format!(
+                "{} settings; a plugin may have at most {MAX_SETTINGS} (MAX_SETTINGS)",
+                table.len()
+            ),
+        ));
+    }
+    debug_assert_eq!(table.len(), defaults.len());
     for (name, value) in table {
         let f = Field {
             value,
             key: field.key.child(name),
         };
+        if !schema.is_declared() {
+            if let Err(reported) = check_name(name, &f, problems) {
+                failed = Some(reported);
+                continue;
+            }
+        }
         let problem = check_default(name, value, schema);
         if let Some((kind, message)) = problem {
             failed = Some(f.report(problems, kind, message));
@@ -233,6 +297,13 @@ fn check_default(
     value: &Value,
     schema: &SettingsSchema,
 ) -> Option<(ProblemKind, String)> {
+    // Stored as JSON, which has no NaN nor infinity: such a default could not be read back.
+    if has_non_finite(value) {
+        return Some((
+            ProblemKind::OutOfRange,
+            "holds NaN or infinity, which a manifest cannot carry".to_owned(),
+        ));
+    }
     // Inferred from the defaults: they fit by construction.
     if !schema.is_declared() {
         return None;
@@ -251,7 +322,9 @@ fn check_default(
     }
     spec.check(name, value).err().map(|error| {
         let kind = match error {
-            SettingError::WrongType { .. } => ProblemKind::WrongType,
+            SettingError::WrongType { .. } | SettingError::Unsupported { .. } => {
+                ProblemKind::WrongType
+            }
             SettingError::TooLarge { .. } => ProblemKind::TooLarge,
             _ => ProblemKind::OutOfRange,
         };

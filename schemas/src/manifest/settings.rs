@@ -21,8 +21,8 @@ pub const MAX_SETTING_NAME_BYTES: usize = 64;
 /// The largest value one setting (or secret) may hold, as JSON, in bytes (16 KiB).
 pub const MAX_SETTING_VALUE_BYTES: usize = 16 * 1024;
 
-/// The largest a plugin's settings may be all together, as JSON, in bytes (128 KiB): they
-/// travel to its workers in one message.
+/// The largest a plugin's plain settings may be all together, as JSON, in bytes (128 KiB),
+/// and its secrets too: both travel to its workers in one message.
 pub const MAX_SETTINGS_BYTES: usize = 128 * 1024;
 
 /// The type of a setting's value.
@@ -156,8 +156,14 @@ impl SettingSpec {
             expected: self.kind,
             found: value.type_str(),
         };
-        if !self.kind.admits(value) || contains_datetime(value) {
+        if !self.kind.admits(value) {
             return Err(wrong_type());
+        }
+        if let Some(problem) = unsupported(value) {
+            return Err(SettingError::Unsupported {
+                name: name.to_owned(),
+                what: problem,
+            });
         }
         let encoded = serde_json::to_vec(value).map_err(|_| wrong_type())?;
         if encoded.len() > MAX_SETTING_VALUE_BYTES {
@@ -195,7 +201,12 @@ impl SettingSpec {
         if !self.choices.is_empty() && !self.choices.iter().any(|choice| same(choice, value)) {
             return Err(SettingError::NotAChoice {
                 name: name.to_owned(),
-                value: value.to_string(),
+                // A secret's value is never shown, not even the one refused.
+                value: if self.secret {
+                    "the value given".to_owned()
+                } else {
+                    value.to_string()
+                },
                 choices: self
                     .choices
                     .iter()
@@ -233,14 +244,25 @@ fn range_text(min: Option<f64>, max: Option<f64>) -> String {
     }
 }
 
-/// Whether `value` is or holds a date or time, which settings cannot carry (they travel as
-/// JSON).
-pub(super) fn contains_datetime(value: &Value) -> bool {
+/// Whether `value` is or holds a float that is NaN or infinite, which JSON cannot carry.
+pub(super) fn has_non_finite(value: &Value) -> bool {
     match value {
-        Value::Datetime(_) => true,
-        Value::Array(items) => items.iter().any(contains_datetime),
-        Value::Table(table) => table.values().any(contains_datetime),
+        Value::Float(number) => !number.is_finite(),
+        Value::Array(items) => items.iter().any(has_non_finite),
+        Value::Table(table) => table.values().any(has_non_finite),
         _ => false,
+    }
+}
+
+/// What in `value` settings cannot carry, since they travel and are stored as JSON: a date or
+/// time, or a float that is not a number or infinite (JSON has neither).
+pub(super) fn unsupported(value: &Value) -> Option<&'static str> {
+    match value {
+        Value::Datetime(_) => Some("a date or time (write it as a string)"),
+        Value::Float(number) if !number.is_finite() => Some("NaN or infinity"),
+        Value::Array(items) => items.iter().find_map(unsupported),
+        Value::Table(table) => table.values().find_map(unsupported),
+        _ => None,
     }
 }
 
@@ -265,6 +287,14 @@ pub enum SettingError {
         expected: SettingKind,
         /// The value's TOML type (`datetime` for dates, which settings cannot hold).
         found: &'static str,
+    },
+    /// A value that is or holds what settings cannot carry: a date or time, NaN or infinity.
+    #[error("setting `{name}` holds {what}, which settings cannot carry")]
+    Unsupported {
+        /// The setting.
+        name: String,
+        /// What it holds.
+        what: &'static str,
     },
     /// A number outside the setting's bounds.
     #[error("setting `{name}`: {value} is out of range: must be {range}")]
@@ -318,8 +348,10 @@ pub enum SettingError {
         /// The setting.
         name: String,
     },
-    /// Settings that would no longer fit in one message to the workers.
-    #[error("the plugin's settings would be {bytes} bytes as JSON; at most {max}")]
+    /// Settings (or secrets) that would no longer fit in one message to the workers.
+    #[error(
+        "the plugin's settings (or its secrets) would be {bytes} bytes as JSON; at most {max}"
+    )]
     AllTooLarge {
         /// Their size.
         bytes: usize,
