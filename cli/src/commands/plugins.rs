@@ -230,13 +230,13 @@ pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
     match command {
         // Boxed: an install holds the registrations before and after across its requests.
         PluginsCommand::Add(args) => Box::pin(add(args)).await,
-        PluginsCommand::Approve(args) => lifecycle::approve(args).await,
+        PluginsCommand::Approve(args) => Box::pin(lifecycle::approve(args)).await,
         PluginsCommand::Reject(args) => lifecycle::reject(args).await,
         PluginsCommand::History(args) => lifecycle::history(args).await,
         PluginsCommand::Rollback(args) => Box::pin(lifecycle::rollback(args)).await,
         PluginsCommand::Remove(args) => remove(args).await,
-        PluginsCommand::Enable(args) => set_enabled(args, true).await,
-        PluginsCommand::Disable(args) => set_enabled(args, false).await,
+        PluginsCommand::Enable(args) => Box::pin(set_enabled(args, true)).await,
+        PluginsCommand::Disable(args) => Box::pin(set_enabled(args, false)).await,
         PluginsCommand::Credentials(args) => credentials(args).await,
         PluginsCommand::List(args) => list(args).await,
         PluginsCommand::Status(args) => status(args).await,
@@ -511,7 +511,7 @@ impl Install<'_> {
             // Settings left by an earlier installation of this id (a removal that raced a
             // settings change) are not this plugin's.
             Box::pin(super::settings::forget_settings(
-                &self.client,
+                self.client,
                 &args.namespace.prefix,
                 &manifest.plugin.id,
             ))

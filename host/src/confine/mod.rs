@@ -125,6 +125,21 @@ impl Confinement {
         &self.mechanism
     }
 
+    /// Removes the host's own cgroup directories once its cages are gone (the kernel keeps a
+    /// cgroup that still holds one). Missing directories are fine.
+    pub fn remove_host_cgroups(&self) {
+        let dirs: Vec<std::path::PathBuf> = match &self.mechanism {
+            Mechanism::Rlimits => Vec::new(),
+            Mechanism::CgroupV1 { memory, cpu, pids } => {
+                vec![memory.clone(), cpu.clone(), pids.clone()]
+            }
+            Mechanism::CgroupV2 { base } => vec![base.clone()],
+        };
+        for dir in dirs {
+            let _ = std::fs::remove_dir(dir.join("switchyard").join(&self.host));
+        }
+    }
+
     /// Makes the cgroup of the instance `instance` with `limits` (nothing with rlimits).
     ///
     /// # Errors
