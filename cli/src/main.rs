@@ -25,6 +25,13 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|| {
             "warn,switchyard_dispatcher=info,switchyard_plugin_sdk::telemetry=info".to_owned()
         });
+    // The NATS client logs its connect options (passwords included) at debug: it stays at
+    // info unless RUST_LOG names it.
+    let filter = if filter.contains("async_nats") {
+        filter
+    } else {
+        format!("{filter},async_nats=info")
+    };
     let logs =
         tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter));
     match args.log_file() {

@@ -1,7 +1,5 @@
 //! Plain-text tables for the commands' output.
 
-use std::fmt::Write as _;
-
 /// Left-aligned columns, two spaces apart; the last column is not padded. Widths count
 /// characters, not bytes, so names with accents line up.
 pub(crate) fn render_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
@@ -19,8 +17,10 @@ pub(crate) fn render_table<const N: usize>(header: [&str; N], rows: &[[String; N
             if i + 1 == N {
                 text.push_str(cell);
             } else {
-                // Writing to a String cannot fail.
-                let _ = write!(text, "{cell:width$}  ");
+                // Padded by hand: `format!`'s width is limited to u16, and a cell may be longer.
+                text.push_str(cell);
+                let pad = width.saturating_sub(cell.chars().count()) + 2;
+                text.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push_str(text.trim_end());
@@ -32,6 +32,13 @@ pub(crate) fn render_table<const N: usize>(header: [&str; N], rows: &[[String; N
 #[cfg(test)]
 mod tests {
     use super::render_table;
+
+    #[test]
+    fn a_cell_longer_than_a_format_width_is_fine() {
+        let long = "x".repeat(70_000);
+        let table = render_table(["A", "B"], &[[long.clone(), "y".to_owned()]]);
+        assert!(table.contains(&format!("{long}  y")));
+    }
 
     #[test]
     fn table_columns_line_up() {

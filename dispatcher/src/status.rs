@@ -121,27 +121,19 @@ impl StatusBoard {
             action,
             reason,
         };
-        let store = match js.get_key_value(&bucket).await {
-            Ok(store) => store,
-            Err(_) => {
-                let config = kv::Config {
-                    bucket: bucket.clone(),
-                    description: "Switchyard dispatcher status: circuit states".to_owned(),
-                    history: 1,
-                    max_age: MAX_AGE,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                };
-                match js.create_key_value(config).await {
-                    Ok(store) => store,
-                    // Another dispatcher created it in between.
-                    Err(create) => js
-                        .get_key_value(&bucket)
-                        .await
-                        .map_err(|_| error("create", create.to_string()))?,
-                }
-            }
-        };
+        let store = switchyard_bus::kv::open_or_create(
+            js,
+            kv::Config {
+                bucket: bucket.clone(),
+                description: "Switchyard dispatcher status: circuit states".to_owned(),
+                history: 1,
+                max_age: MAX_AGE,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| error(e.action, e.reason))?;
         Ok(Self { store, bucket })
     }
 

@@ -103,15 +103,7 @@ async fn tail(args: TailArgs) -> Result<(), CliError> {
     let plugin = match &args.plugin {
         Some(plugin) => {
             let registry = open_registry(&args.nats, &args.namespace).await?;
-            Some(
-                registry
-                    .get(plugin)
-                    .await?
-                    .ok_or_else(|| CliError::NotRegistered {
-                        plugin: plugin.clone(),
-                        bucket: registry.bucket().to_owned(),
-                    })?,
-            )
+            Some(super::registration_of(&registry, plugin).await?)
         }
         None => None,
     };

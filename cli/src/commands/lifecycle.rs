@@ -55,6 +55,37 @@ pub(crate) struct RollbackArgs {
     actor: ActorArgs,
 }
 
+/// Ends a lifecycle change that wrote `registration`: holds the plugin back when settings
+/// changed meanwhile no longer fit it ([`hold_back_if_unfit`](super::settings::hold_back_if_unfit)),
+/// then announces the change.
+pub(crate) async fn conclude(
+    nats: &NatsArgs,
+    namespace: &NamespaceArgs,
+    registry: &Registry,
+    auditor: &Auditor,
+    what: LifecycleKind,
+    registration: &Registration,
+) -> Result<(), CliError> {
+    Box::pin(super::settings::hold_back_if_unfit(
+        nats,
+        &namespace.prefix,
+        registry,
+        registration,
+        auditor,
+    ))
+    .await?;
+    announce(
+        nats,
+        namespace,
+        what,
+        registration.plugin_id(),
+        Some(registration),
+        auditor,
+    )
+    .await;
+    Ok(())
+}
+
 /// Announces a lifecycle change as an event (tenant `switchyard`, docs/lifecycle.md). The
 /// change itself is stored already: a failed announcement is reported, not undone.
 pub(crate) async fn announce(
@@ -179,26 +210,16 @@ pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
         approve_once(&args, &auditor, registry, snapshot)
     })
     .await?;
-    if let Some((_, registration)) = &approved {
-        Box::pin(super::settings::hold_back_if_unfit(
-            &args.nats,
-            &args.namespace.prefix,
-            &registry,
-            registration,
-            &auditor,
-        ))
-        .await?;
-    }
-    if let Some((kind, registration)) = approved {
-        announce(
+    if let Some((kind, registration)) = &approved {
+        conclude(
             &args.nats,
             &args.namespace,
-            kind,
-            &args.plugin,
-            Some(&registration),
+            &registry,
             &auditor,
+            *kind,
+            registration,
         )
-        .await;
+        .await?;
     }
     Ok(())
 }
@@ -463,24 +484,15 @@ pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
         rollback_once(&args, &auditor, registry, snapshot)
     })
     .await?;
-    Box::pin(super::settings::hold_back_if_unfit(
-        &args.nats,
-        &args.namespace.prefix,
-        &registry,
-        &restored,
-        &auditor,
-    ))
-    .await?;
-    announce(
+    conclude(
         &args.nats,
         &args.namespace,
-        LifecycleKind::RolledBack,
-        &args.plugin,
-        Some(&restored),
+        &registry,
         &auditor,
+        LifecycleKind::RolledBack,
+        &restored,
     )
-    .await;
-    Ok(())
+    .await
 }
 
 /// One try of `plugins rollback` against `snapshot`: the registration restored.

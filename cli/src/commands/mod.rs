@@ -153,6 +153,20 @@ pub(crate) struct OutputArgs {
     pub(crate) json: bool,
 }
 
+/// The registration of `plugin`, or [`CliError::NotRegistered`] naming the registry's bucket.
+async fn registration_of(
+    registry: &switchyard_control::registry::Registry,
+    plugin: &PluginId,
+) -> Result<switchyard_control::registry::Registration, CliError> {
+    registry
+        .get(plugin)
+        .await?
+        .ok_or_else(|| CliError::NotRegistered {
+            plugin: plugin.clone(),
+            bucket: registry.bucket().to_owned(),
+        })
+}
+
 /// Prints `value` as one pretty JSON document on stdout.
 fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -447,26 +447,16 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
         Box::pin(install.once(registry, snapshot))
     })
     .await?;
-    if let Some((_, registration)) = &installed {
-        Box::pin(super::settings::hold_back_if_unfit(
-            &args.nats,
-            &args.namespace.prefix,
-            &registry,
-            registration,
-            &auditor,
-        ))
-        .await?;
-    }
-    if let Some((kind, registration)) = installed {
-        lifecycle::announce(
+    if let Some((kind, registration)) = &installed {
+        lifecycle::conclude(
             &args.nats,
             &args.namespace,
-            kind,
-            registration.plugin_id(),
-            Some(&registration),
+            &registry,
             &auditor,
+            *kind,
+            registration,
         )
-        .await;
+        .await?;
     }
     Ok(())
 }
@@ -768,30 +758,20 @@ async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
     })
     .await?;
     if let Some(registration) = &changed {
-        Box::pin(super::settings::hold_back_if_unfit(
-            &args.nats,
-            ns,
-            &registry,
-            registration,
-            &auditor,
-        ))
-        .await?;
-    }
-    if let Some(registration) = changed {
         let what = if enabled {
             LifecycleKind::Enabled
         } else {
             LifecycleKind::Disabled
         };
-        lifecycle::announce(
+        lifecycle::conclude(
             &args.nats,
             &args.namespace,
-            what,
-            &args.plugin,
-            Some(&registration),
+            &registry,
             &auditor,
+            what,
+            registration,
         )
-        .await;
+        .await?;
     }
     Ok(())
 }
@@ -1079,14 +1059,7 @@ fn circuit_of(
 
 async fn show(args: StatusArgs) -> Result<(), CliError> {
     let registry = open_registry(&args.nats, &args.namespace).await?;
-    let registration =
-        registry
-            .get(&args.plugin)
-            .await?
-            .ok_or_else(|| CliError::NotRegistered {
-                plugin: args.plugin.clone(),
-                bucket: registry.bucket().to_owned(),
-            })?;
+    let registration = super::registration_of(&registry, &args.plugin).await?;
     if args.output.json {
         return print_json(&PluginShow {
             registration: RegistrationJson::of(&registration),
@@ -1179,14 +1152,7 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
     let js = jetstream::new(client);
     let ns = &args.namespace.prefix;
     let registry = Registry::open(&js, ns).await?;
-    let registration =
-        registry
-            .get(&args.plugin)
-            .await?
-            .ok_or_else(|| CliError::NotRegistered {
-                plugin: args.plugin.clone(),
-                bucket: registry.bucket().to_owned(),
-            })?;
+    let registration = super::registration_of(&registry, &args.plugin).await?;
     let reports = StatusBoard::open(&js, ns).await?.circuits().await?;
     let now = OffsetDateTime::now_utc();
     let streams = Streams::defaults(ns);

@@ -118,14 +118,7 @@ async fn open(target: &Target) -> Result<Opened, CliError> {
     let js = jetstream::new(client.clone());
     let ns = &target.namespace.prefix;
     let registry = Registry::open(&js, ns).await?;
-    let registration =
-        registry
-            .get(&target.plugin)
-            .await?
-            .ok_or_else(|| CliError::NotRegistered {
-                plugin: target.plugin.clone(),
-                bucket: registry.bucket().to_owned(),
-            })?;
+    let registration = super::registration_of(&registry, &target.plugin).await?;
     let store = SettingsStore::open(&js, ns, 1).await?;
     Ok(Opened {
         client,
@@ -156,10 +149,15 @@ fn parse_pair(pair: &str, manifest: &Manifest) -> Result<(String, Value), CliErr
         Some(value) if !is_string || value.is_str() => value,
         // Text for a string setting; for any other, text that is not TOML is a mistake.
         None if declared && !is_string => {
-            let reason = toml::from_str::<Table>(&format!("v = {text}"))
-                .err()
-                .map(|e| e.message().to_owned())
-                .unwrap_or_default();
+            let digits = text.trim().trim_start_matches(['-', '+']);
+            let reason = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                "a whole number beyond the range of 64-bit integers".to_owned()
+            } else {
+                toml::from_str::<Table>(&format!("v = {text}"))
+                    .err()
+                    .map(|e| e.message().to_owned())
+                    .unwrap_or_default()
+            };
             return Err(CliError::BadArgument {
                 argument: "NAME=VALUE",
                 reason: format!(
@@ -301,7 +299,7 @@ fn refuse_twice(changes: &[SettingChange]) -> Result<(), CliError> {
     for change in changes {
         if !seen.insert(change.name()) {
             return Err(CliError::BadArgument {
-                argument: "NAME=VALUE",
+                argument: "names",
                 reason: format!("`{}` is given twice", change.name()),
             });
         }
@@ -506,7 +504,7 @@ async fn show(args: ShowArgs) -> Result<(), CliError> {
             let value = match (&row.value, row.secret, row.source) {
                 (_, true, "set") => "<secret, set>".to_owned(),
                 (_, true, _) => "<secret, not set>".to_owned(),
-                (Some(value), _, _) => printable(&value.to_string()),
+                (Some(value), _, _) => printable(&shortened(&value.to_string())),
                 (None, _, _) => "-".to_owned(),
             };
             let mut kind = row.kind.clone();

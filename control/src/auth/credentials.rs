@@ -11,6 +11,7 @@ use async_nats::jetstream::{self, kv};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use switchyard_bus::kv::{open_existing, open_or_create};
 use switchyard_bus::stream_name;
 use switchyard_schemas::{Namespace, PluginId};
 use time::OffsetDateTime;
@@ -90,29 +91,19 @@ impl CredentialStore {
     /// [`AuthError::Store`] when the bucket can be neither opened nor created.
     pub async fn open(js: &jetstream::Context, namespace: &Namespace) -> Result<Self, AuthError> {
         let bucket = bucket_name(namespace);
-        let store = match js.get_key_value(&bucket).await {
-            Ok(store) => store,
-            Err(_) => {
-                let created = js
-                    .create_key_value(kv::Config {
-                        bucket: bucket.clone(),
-                        description: "Switchyard plugin credentials: a SHA-256 digest per plugin"
-                            .to_owned(),
-                        history: 1,
-                        storage: jetstream::stream::StorageType::File,
-                        ..Default::default()
-                    })
-                    .await;
-                match created {
-                    Ok(store) => store,
-                    // Another process may have created it in between: use theirs.
-                    Err(create_error) => js
-                        .get_key_value(&bucket)
-                        .await
-                        .map_err(|_| store_error(&bucket, "create the bucket", create_error))?,
-                }
-            }
-        };
+        let store = open_or_create(
+            js,
+            kv::Config {
+                bucket: bucket.clone(),
+                description: "Switchyard plugin credentials: a SHA-256 digest per plugin"
+                    .to_owned(),
+                history: 1,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| store_error(&bucket, e.action, e.reason))?;
         Ok(Self { store, bucket })
     }
 
@@ -126,10 +117,10 @@ impl CredentialStore {
         namespace: &Namespace,
     ) -> Result<Option<Self>, AuthError> {
         let bucket = bucket_name(namespace);
-        match js.stream_by_subject(format!("$KV.{bucket}.>")).await {
-            Err(_) => Ok(None),
-            Ok(_) => Self::open(js, namespace).await.map(Some),
-        }
+        let store = open_existing(js, &bucket)
+            .await
+            .map_err(|e| store_error(&bucket, e.action, e.reason))?;
+        Ok(store.map(|store| Self { store, bucket }))
     }
 
     /// The bucket's name.

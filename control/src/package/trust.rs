@@ -6,6 +6,7 @@
 use async_nats::jetstream::{self, kv};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
+use switchyard_bus::kv::{open_existing, open_or_create};
 use switchyard_bus::stream_name;
 use switchyard_schemas::Namespace;
 use time::OffsetDateTime;
@@ -93,29 +94,19 @@ impl TrustStore {
         replicas: usize,
     ) -> Result<Self, TrustError> {
         let bucket = bucket_name(namespace);
-        let store = match js.get_key_value(&bucket).await {
-            Ok(store) => store,
-            Err(_) => {
-                let created = js
-                    .create_key_value(kv::Config {
-                        bucket: bucket.clone(),
-                        description: "Switchyard: the publisher keys whose packages are trusted"
-                            .to_owned(),
-                        history: 5,
-                        num_replicas: replicas,
-                        storage: jetstream::stream::StorageType::File,
-                        ..Default::default()
-                    })
-                    .await;
-                match created {
-                    Ok(store) => store,
-                    // Another process may have created it in between: use theirs.
-                    Err(create_error) => js.get_key_value(&bucket).await.map_err(|_| {
-                        store_error(&bucket, "create the trust bucket", create_error)
-                    })?,
-                }
-            }
-        };
+        let store = open_or_create(
+            js,
+            kv::Config {
+                bucket: bucket.clone(),
+                description: "Switchyard: the publisher keys whose packages are trusted".to_owned(),
+                history: 5,
+                num_replicas: replicas,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| store_error(&bucket, e.action, e.reason))?;
         Ok(Self { store, bucket })
     }
 
@@ -129,10 +120,10 @@ impl TrustStore {
         namespace: &Namespace,
     ) -> Result<Option<Self>, TrustError> {
         let bucket = bucket_name(namespace);
-        match js.stream_by_subject(format!("$KV.{bucket}.>")).await {
-            Err(_) => Ok(None),
-            Ok(_) => Self::open(js, namespace).await.map(Some),
-        }
+        let store = open_existing(js, &bucket)
+            .await
+            .map_err(|e| store_error(&bucket, e.action, e.reason))?;
+        Ok(store.map(|store| Self { store, bucket }))
     }
 
     /// The bucket's name.

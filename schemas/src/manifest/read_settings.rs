@@ -8,7 +8,7 @@ use toml::{Table, Value};
 use super::error::{ProblemKind, Problems, Reported};
 use super::read::{Field, Section};
 use super::settings::{
-    has_non_finite, unsupported, SettingError, SettingKind, SettingSpec, SettingsSchema,
+    has_non_finite, same, unsupported, SettingError, SettingKind, SettingSpec, SettingsSchema,
     MAX_SETTINGS, MAX_SETTING_NAME_BYTES,
 };
 
@@ -170,7 +170,7 @@ fn read_spec(
             }
             for item in items {
                 if kind.admits(item.value) && unsupported(item.value).is_none() {
-                    if spec.choices.iter().any(|c| c == item.value) {
+                    if spec.choices.iter().any(|c| same(c, item.value)) {
                         failed =
                             Some(item.report(problems, ProblemKind::Duplicate, "listed twice"));
                     }
@@ -179,7 +179,7 @@ fn read_spec(
                     failed = Some(item.report(
                         problems,
                         ProblemKind::WrongType,
-                        format!("a choice of a {kind} setting must be a {kind}"),
+                        format!("a choice of {} setting must be {}", a(kind), a(kind)),
                     ));
                 }
             }
@@ -223,6 +223,14 @@ fn read_spec(
         }
     }
     failed.map_or(Ok(spec), Err)
+}
+
+/// `kind` with its article: "an integer", "a string".
+fn a(kind: SettingKind) -> String {
+    match kind {
+        SettingKind::Integer | SettingKind::Array => format!("an {kind}"),
+        _ => format!("a {kind}"),
+    }
 }
 
 fn only_for(field: &Field<'_>, what: &str, problems: &mut Problems) -> Reported {

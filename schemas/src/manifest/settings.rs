@@ -193,7 +193,8 @@ impl SettingSpec {
             if length > max {
                 return Err(SettingError::TooLong {
                     name: name.to_owned(),
-                    length,
+                    // Not even a secret's length is shown.
+                    length: if self.secret { None } else { Some(length) },
                     max,
                 });
             }
@@ -220,7 +221,7 @@ impl SettingSpec {
 }
 
 /// Equal as setting values: `2` is the choice `2.0` of a float setting.
-fn same(choice: &Value, value: &Value) -> bool {
+pub(super) fn same(choice: &Value, value: &Value) -> bool {
     match (as_number(choice), as_number(value)) {
         (Some(a), Some(b)) => a == b,
         _ => choice == value,
@@ -307,12 +308,12 @@ pub enum SettingError {
         range: String,
     },
     /// A string or array longer than the setting's `max_length`.
-    #[error("setting `{name}` is {length} long; at most {max}")]
+    #[error("setting `{name}` is {} long; at most {max}", length.map_or_else(|| "too".to_owned(), |n| n.to_string()))]
     TooLong {
         /// The setting.
         name: String,
-        /// Its length.
-        length: usize,
+        /// Its length (none for a secret).
+        length: Option<usize>,
         /// The most allowed.
         max: usize,
     },
