@@ -351,3 +351,41 @@ async fn installs_wait_for_approval_and_upgrades_asking_for_more_wait_for_it_aga
         ]
     );
 }
+
+#[tokio::test]
+async fn upgrade_needs_an_installed_plugin_and_keeps_its_tenants() {
+    let server = TestServer::start().await;
+    let dir = TempDir::new().unwrap();
+    let v1 = manifest(&dir, "geo", "1.0.0", "*", "");
+    let v2 = manifest(&dir, "geo", "1.1.0", "*", "");
+    let error = failed(&switchyard(&server, &["plugins", "upgrade", v2.to_str().unwrap()]).await);
+    assert!(error.contains("geo is not installed"), "{error}");
+    // A new plugin must name its tenants.
+    let error = failed(&switchyard(&server, &["plugins", "add", v1.to_str().unwrap()]).await);
+    assert!(error.contains("name the tenants"), "{error}");
+    succeeded(
+        &switchyard(
+            &server,
+            &[
+                "plugins",
+                "add",
+                v1.to_str().unwrap(),
+                "--tenant",
+                "acme",
+                "--approve",
+            ],
+        )
+        .await,
+    );
+    succeeded(&switchyard(&server, &["plugins", "upgrade", v2.to_str().unwrap()]).await);
+    let registry = Registry::open(&server.jetstream().await, &Namespace::default())
+        .await
+        .unwrap();
+    let geo = registry
+        .get(&"geo".parse().unwrap())
+        .await
+        .unwrap()
+        .expect("installed");
+    assert_eq!(geo.manifest.plugin.version.to_string(), "1.1.0");
+    assert_eq!(geo.tenants.to_string(), "acme");
+}

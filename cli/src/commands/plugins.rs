@@ -60,6 +60,10 @@ pub(crate) enum PluginsCommand {
     /// in a range the new version leaves, or it is older than the installed version (unless
     /// `--allow-downgrade`).
     Add(AddArgs),
+    /// Upgrade an installed plugin from a package or manifest: `plugins add` for a plugin
+    /// that must be installed already, its tenants kept unless given. What it asks for beyond
+    /// what was approved waits for approval while the approved version keeps running.
+    Upgrade(AddArgs),
     /// Approve what an installed plugin, or its pending upgrade, asks for (shown); a new
     /// installation is enabled too unless `--disabled`.
     Approve(lifecycle::ApproveArgs),
@@ -125,7 +129,7 @@ pub(crate) struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("tenant_scope").required(true).args(["tenants", "all_tenants"])))]
+#[command(group(ArgGroup::new("tenant_scope").args(["tenants", "all_tenants"])))]
 pub(crate) struct AddArgs {
     #[command(flatten)]
     nats: NatsArgs,
@@ -148,7 +152,8 @@ pub(crate) struct AddArgs {
     /// plugin, for this install, and recorded with the registration and in the audit log.
     #[arg(long)]
     allow_untrusted: bool,
-    /// A tenant whose events the plugin receives; repeat for several.
+    /// A tenant whose events the plugin receives; repeat for several. A new plugin needs
+    /// these or `--all-tenants`; an upgrade without them keeps the tenants it has.
     #[arg(long = "tenant", value_name = "TENANT", value_parser = parse_tenant)]
     tenants: Vec<Tenant>,
     /// Deliver the events of every tenant, including tenants that appear later.
@@ -163,6 +168,9 @@ pub(crate) struct AddArgs {
     approve: bool,
     #[command(flatten)]
     actor: ActorArgs,
+    /// Set by `plugins upgrade`: the plugin must be installed already.
+    #[arg(skip)]
+    upgrade_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +238,10 @@ pub(crate) async fn run(command: PluginsCommand) -> Result<(), CliError> {
     match command {
         // Boxed: an install holds the registrations before and after across its requests.
         PluginsCommand::Add(args) => Box::pin(add(args)).await,
+        PluginsCommand::Upgrade(mut args) => {
+            args.upgrade_only = true;
+            Box::pin(add(args)).await
+        }
         PluginsCommand::Approve(args) => Box::pin(lifecycle::approve(args)).await,
         PluginsCommand::Reject(args) => lifecycle::reject(args).await,
         PluginsCommand::History(args) => lifecycle::history(args).await,
@@ -408,11 +420,13 @@ async fn publish_for_install(store: &PackageStore, package: &Package) -> Result<
 
 async fn add(args: AddArgs) -> Result<(), CliError> {
     let source = Source::read(&args)?;
+    // None: keep the installed plugin's tenants (a new one must name them).
     let tenants = if args.all_tenants {
-        TenantScope::All
+        Some(TenantScope::All)
+    } else if args.tenants.is_empty() {
+        None
     } else {
-        // clap's group makes sure there is at least one `--tenant` here.
-        TenantScope::only(args.tenants.clone())?
+        Some(TenantScope::only(args.tenants.clone())?)
     };
     let client = args.nats.connect_options()?.connect().await?;
     let ns = &args.namespace.prefix;
@@ -467,7 +481,7 @@ struct Install<'a> {
     client: &'a async_nats::Client,
     auditor: &'a Auditor,
     candidate: &'a Candidate,
-    tenants: &'a TenantScope,
+    tenants: &'a Option<TenantScope>,
 }
 
 impl Install<'_> {
@@ -485,7 +499,6 @@ impl Install<'_> {
             text,
         } = self.candidate;
         let (args, auditor) = (self.args, self.auditor);
-        let tenants = self.tenants.clone();
         let installed = snapshot.registrations;
         compat::check_install(
             manifest,
@@ -497,6 +510,29 @@ impl Install<'_> {
         let previous = installed
             .into_iter()
             .find(|r| r.plugin_id() == &manifest.plugin.id);
+        if args.upgrade_only && previous.is_none() {
+            return Err(CliError::BadArgument {
+                argument: "PACKAGE|MANIFEST",
+                reason: format!(
+                    "{} is not installed; install it with `switchyard plugins add`",
+                    manifest.plugin.id
+                ),
+            });
+        }
+        let tenants = match (self.tenants, &previous) {
+            (Some(tenants), _) => tenants.clone(),
+            (None, Some(previous)) => previous.tenants.clone(),
+            (None, None) => {
+                return Err(CliError::BadArgument {
+                    argument: "--tenant",
+                    reason: format!(
+                        "{} is not installed: name the tenants whose events it receives \
+                         (--tenant, repeatable, or --all-tenants)",
+                        manifest.plugin.id
+                    ),
+                })
+            }
+        };
         if previous.is_none() {
             // Settings left by an earlier installation of this id (a removal that raced a
             // settings change) are not this plugin's.
