@@ -5,6 +5,10 @@
 //!   last fallback), open files, no new privileges, a private working directory and a minimal
 //!   environment. [`confine::Confinement::detect`] says which mechanism is in force.
 //!
-//! The host's placement, supervision and health checks build on these pieces (docs/host.md).
+//! - [`supervise`]: one worker instance under supervision: restarts with exponential backoff,
+//!   a crash loop called and given up on, its output kept (bounded), a graceful stop.
+//!
+//! The host's placement and health checks build on these pieces (docs/host.md).
 
 pub mod confine;
+pub mod supervise;
