@@ -148,11 +148,15 @@ async fn remove_unregisters_and_names_an_unknown_plugin() {
 async fn add_needs_exactly_one_of_tenant_and_all_tenants() {
     let path = manifest("audit-log.toml");
     let path = path.to_str().unwrap();
-    let neither = failed(&switchyard(None, &["plugins", "add", path]).await);
+    // Whether the plugin is new (it must name its tenants) or installed (an upgrade keeps
+    // them) is the registry's to say: refused against a server, with nothing written.
+    let server = TestServer::start().await;
+    let neither = failed(&switchyard(Some(&server), &["plugins", "add", path]).await);
     assert!(
         neither.contains("--tenant") && neither.contains("--all-tenants"),
         "{neither}"
     );
+    assert!(registry(&server).await.list().await.unwrap().is_empty());
     let both = failed(
         &switchyard(
             None,
