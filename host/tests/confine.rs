@@ -94,7 +94,7 @@ async fn a_worker_over_its_memory_limit_is_killed_and_recorded_as_such() {
     let (ended, output) = run(&confinement, &cage, &small).await;
     assert!(!ended.out_of_memory, "{ended:?}");
     assert_eq!(ended.code, Some(0), "{}", text(&output.stderr));
-    cage.remove().unwrap();
+    cage.remove().await.unwrap();
     confinement.remove_host_cgroups();
 }
 
@@ -118,7 +118,7 @@ async fn a_worker_forking_past_its_process_limit_is_refused() {
         text(&output.stderr)
     );
     assert!(!ended.out_of_memory);
-    cage.remove().unwrap();
+    cage.remove().await.unwrap();
     confinement.remove_host_cgroups();
 }
 
@@ -137,7 +137,7 @@ async fn a_worker_spinning_the_cpu_is_throttled_to_its_share() {
     let throttled = cage.usage().cpu_throttled_periods.expect("counted");
     // A tenth of a core: stopped in most 100 ms periods of the second it spun.
     assert!(throttled >= 3, "throttled in {throttled} periods");
-    cage.remove().unwrap();
+    cage.remove().await.unwrap();
     confinement.remove_host_cgroups();
 }
 
@@ -178,7 +178,7 @@ async fn open_files_privileges_environment_and_working_directory_are_confined() 
     assert_eq!(env, ["SWITCHYARD_PLUGIN_TOKEN=t"], "{out}");
     let mode = std::fs::metadata(&workdir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
-    cage.remove().unwrap();
+    cage.remove().await.unwrap();
     confinement.remove_host_cgroups();
 }
 
@@ -203,7 +203,7 @@ async fn without_cgroups_rlimits_are_the_fallback() {
     let (ended, output) = run(&confinement, &cage, &probe).await;
     assert_eq!(ended.code, Some(0), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "262144\n32\n");
-    cage.remove().unwrap();
+    cage.remove().await.unwrap();
 }
 
 #[tokio::test]
@@ -219,7 +219,7 @@ async fn a_worker_that_cannot_start_says_why_and_exits_with_the_trampolines_code
         stderr.contains("cannot start /nonexistent/worker"),
         "{stderr}"
     );
-    cage.remove().unwrap();
+    cage.remove().await.unwrap();
     confinement.remove_host_cgroups();
 }
 

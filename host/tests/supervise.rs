@@ -82,7 +82,7 @@ impl Run {
 
     async fn finish(self) {
         let cage = self.task.await.expect("the supervisor does not panic");
-        cage.remove().unwrap();
+        cage.remove().await.unwrap();
         self.confinement.remove_host_cgroups();
     }
 }
@@ -250,7 +250,7 @@ async fn a_worker_that_cannot_be_started_is_reported_and_not_retried_forever() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    task.await.unwrap().remove().unwrap();
+    task.await.unwrap().remove().await.unwrap();
     confinement.remove_host_cgroups();
 }
 

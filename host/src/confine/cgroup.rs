@@ -176,26 +176,55 @@ impl Cage {
         read_key(&file, "max").unwrap_or(0)
     }
 
-    /// Removes the cage's directories; call once its processes are gone (the kernel refuses
-    /// to remove a cgroup that still holds one).
+    /// Removes the cage's directories, first killing whatever is still in them (children
+    /// that outlived the worker go with it). The kernel frees a cgroup only once its last
+    /// process is gone, so this retries for up to 5 s.
     ///
     /// # Errors
     /// [`ConfineError::Cgroup`] naming the first directory that could not be removed.
-    pub fn remove(self) -> Result<(), ConfineError> {
+    pub async fn remove(self) -> Result<(), ConfineError> {
+        let deadline = tokio::time::Instant::now() + REMOVE_WITHIN;
         for dir in &self.dirs {
-            match std::fs::remove_dir(dir) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(ConfineError::Cgroup {
-                        action: "remove the cgroup",
-                        path: dir.clone(),
-                        source,
-                    })
+            loop {
+                kill_all(dir);
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(error)
+                        if error.kind() == std::io::ErrorKind::ResourceBusy
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    Err(source) => {
+                        return Err(ConfineError::Cgroup {
+                            action: "remove the cgroup",
+                            path: dir.clone(),
+                            source,
+                        })
+                    }
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// How long [`Cage::remove`] waits for the kernel to free a cage.
+const REMOVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends SIGKILL to every process still in the cgroup `dir`.
+fn kill_all(dir: &Path) {
+    let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+        return;
+    };
+    for pid in procs
+        .lines()
+        .filter_map(|line| line.trim().parse::<i32>().ok())
+    {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
     }
 }
 
