@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_schemas::manifest::{
-    ManifestLoadError, ParseRateError, PatternError, DEFAULT_MAX_BYTES_PER_SECOND,
+    ManifestLoadError, ParseRateError, PatternError, RunPolicy, DEFAULT_MAX_BYTES_PER_SECOND,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_SUBSCRIPTIONS,
 };
 use switchyard_schemas::semver::{Version, VersionReq};
@@ -292,6 +292,100 @@ fn limits_keys_are_optional_one_by_one() {
             ..Limits::default()
         }
     );
+}
+
+/// The run policy of the minimal manifest with a `[run]` table of `keys`.
+fn run(keys: &str) -> RunPolicy {
+    parse(&minimal_with(&format!("[run]\n{keys}"))).run
+}
+
+#[test]
+fn run_keys_are_optional_and_max_instances_follows_min() {
+    assert_eq!(run(""), RunPolicy::default());
+    let scaled = run("min_instances = 2");
+    assert_eq!((scaled.min_instances, scaled.max_instances), (nz(2), nz(2)));
+    let policy = run(
+        "min_instances = 1\nmax_instances = 3\nmemory = \"64MiB\"\ncpu_millicores = 250\n\
+         max_processes = 32\nopen_files = 128\nstop_grace = \"2s\"\ncrash_loop_ends = 3\n\
+         crash_loop_window = \"1m\"",
+    );
+    assert_eq!(
+        policy,
+        RunPolicy {
+            min_instances: nz(1),
+            max_instances: nz(3),
+            memory_bytes: 64 * 1024 * 1024,
+            cpu_millicores: nz(250),
+            max_processes: nz(32),
+            open_files: nz(128),
+            stop_grace: Duration::from_secs(2),
+            crash_loop_ends: nz(3),
+            crash_loop_window: Duration::from_secs(60),
+        }
+    );
+    let manifest = parse(&minimal_with(
+        "[run]\nmax_instances = 3\nmemory = \"64MiB\"",
+    ));
+    assert_eq!(
+        Manifest::from_table(&manifest.to_table()).unwrap(),
+        manifest
+    );
+}
+
+#[test]
+fn run_values_out_of_their_ranges_are_refused_by_key() {
+    for (keys, key, kind) in [
+        (
+            "min_instances = 0",
+            "run.min_instances",
+            ProblemKind::OutOfRange,
+        ),
+        (
+            "min_instances = 65",
+            "run.min_instances",
+            ProblemKind::OutOfRange,
+        ),
+        (
+            "min_instances = 3\nmax_instances = 2",
+            "run.max_instances",
+            ProblemKind::Inconsistent,
+        ),
+        ("memory = \"15MiB\"", "run.memory", ProblemKind::OutOfRange),
+        ("memory = \"1MB\"", "run.memory", ProblemKind::BadSize),
+        (
+            "cpu_millicores = 9",
+            "run.cpu_millicores",
+            ProblemKind::OutOfRange,
+        ),
+        (
+            "max_processes = 7",
+            "run.max_processes",
+            ProblemKind::OutOfRange,
+        ),
+        ("open_files = 63", "run.open_files", ProblemKind::OutOfRange),
+        (
+            "stop_grace = \"0s\"",
+            "run.stop_grace",
+            ProblemKind::OutOfRange,
+        ),
+        (
+            "crash_loop_ends = 1",
+            "run.crash_loop_ends",
+            ProblemKind::OutOfRange,
+        ),
+        (
+            "crash_loop_window = \"1s\"",
+            "run.crash_loop_window",
+            ProblemKind::OutOfRange,
+        ),
+        ("instances = 2", "run.instances", ProblemKind::UnknownKey),
+    ] {
+        assert_eq!(
+            problems(&minimal_with(&format!("[run]\n{keys}"))),
+            [(key.to_owned(), kind)],
+            "{keys}"
+        );
+    }
 }
 
 #[test]

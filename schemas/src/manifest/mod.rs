@@ -50,6 +50,7 @@ mod pattern;
 mod policy;
 mod read;
 mod read_settings;
+mod run;
 mod settings;
 mod validate;
 mod write;
@@ -70,6 +71,10 @@ pub use self::limits::{
 pub use self::lines::key_line;
 pub use self::pattern::{EventPattern, PatternError};
 pub use self::policy::{Backoff, DeliveryPolicy, ParseRateError, Rate, RatePeriod};
+pub use self::run::{
+    RunPolicy, CPU_MILLICORES_RANGE, CRASH_LOOP_ENDS_RANGE, CRASH_LOOP_WINDOW_RANGE,
+    INSTANCES_RANGE, MAX_PROCESSES_RANGE, MEMORY_RANGE, OPEN_FILES_RANGE, STOP_GRACE_RANGE,
+};
 pub use self::settings::{
     compose as compose_settings, SettingError, SettingKind, SettingSpec, SettingsSchema,
     MAX_SETTINGS, MAX_SETTINGS_BYTES, MAX_SETTING_NAME_BYTES, MAX_SETTING_VALUE_BYTES,
@@ -110,6 +115,8 @@ pub struct Manifest {
     pub channels: ChannelGrants,
     /// Its quotas (`[limits]`); the defaults when the manifest has none.
     pub limits: Limits,
+    /// How a host runs its workers (`[run]`); the defaults when the manifest has none.
+    pub run: RunPolicy,
     /// Other plugins it needs or cannot run with (`[dependencies]`).
     pub dependencies: Dependencies,
     /// The settings' defaults, handed to the plugin's handlers (`[settings]`); read them into

@@ -212,18 +212,31 @@ impl<'a> Field<'a> {
         problems: &mut Problems,
         max: u32,
     ) -> Result<std::num::NonZeroU32, Reported> {
+        self.count_in(problems, 1..=max)
+    }
+
+    /// The value as an integer within `range` (which must not include 0).
+    pub(super) fn count_in(
+        &self,
+        problems: &mut Problems,
+        range: RangeInclusive<u32>,
+    ) -> Result<std::num::NonZeroU32, Reported> {
         let Some(number) = self.value.as_integer() else {
             return Err(self.wrong_type(problems, "an integer"));
         };
         u32::try_from(number)
             .ok()
-            .filter(|number| *number <= max)
+            .filter(|number| range.contains(number))
             .and_then(std::num::NonZeroU32::new)
             .ok_or_else(|| {
                 self.report(
                     problems,
                     ProblemKind::OutOfRange,
-                    format!("{number} is out of range: must be from 1 to {max}"),
+                    format!(
+                        "{number} is out of range: must be from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
                 )
             })
     }
@@ -235,6 +248,21 @@ impl<'a> Field<'a> {
         problems: &mut Problems,
         range: RangeInclusive<u32>,
     ) -> Result<std::num::NonZeroU32, Reported> {
+        let wide = u64::from(*range.start())..=u64::from(*range.end());
+        let bytes = self.bytes_in(problems, wide)?;
+        // Within a range of `u32`s that does not include 0 (as every such range here).
+        Ok(u32::try_from(bytes)
+            .ok()
+            .and_then(std::num::NonZeroU32::new)
+            .unwrap_or(std::num::NonZeroU32::MAX))
+    }
+
+    /// The value as a size in bytes within `range`, as [`Field::size_in`] reads it.
+    pub(super) fn bytes_in(
+        &self,
+        problems: &mut Problems,
+        range: RangeInclusive<u64>,
+    ) -> Result<u64, Reported> {
         let bytes = match self.value {
             // A negative count of bytes is a number out of range, not a malformed one.
             Value::Integer(bytes) => u64::try_from(*bytes).map_err(|_| None),
@@ -247,26 +275,24 @@ impl<'a> Field<'a> {
         if let Err(Some(malformed)) = &bytes {
             return Err(self.report(problems, ProblemKind::BadSize, malformed.to_string()));
         }
-        let within = bytes
+        bytes
             .ok()
-            .and_then(|bytes| u32::try_from(bytes).ok())
             .filter(|bytes| range.contains(bytes))
-            .and_then(std::num::NonZeroU32::new);
-        within.ok_or_else(|| {
-            let shown = match self.value {
-                Value::String(text) => format!("`{text}`"),
-                other => other.to_string(),
-            };
-            self.report(
-                problems,
-                ProblemKind::OutOfRange,
-                format!(
-                    "{shown} is out of range: must be from {} to {}",
-                    Size(u64::from(*range.start())),
-                    Size(u64::from(*range.end()))
-                ),
-            )
-        })
+            .ok_or_else(|| {
+                let shown = match self.value {
+                    Value::String(text) => format!("`{text}`"),
+                    other => other.to_string(),
+                };
+                self.report(
+                    problems,
+                    ProblemKind::OutOfRange,
+                    format!(
+                        "{shown} is out of range: must be from {} to {}",
+                        Size(*range.start()),
+                        Size(*range.end())
+                    ),
+                )
+            })
     }
 
     /// The value as a number; an integer is accepted where a float is expected (`2` for `2.0`).

@@ -14,6 +14,7 @@ use super::overlap;
 use super::overrides::PolicyOverrides;
 use super::pattern::{EventPattern, PatternError};
 use super::read::{report_duplicates, Field, KeyPath, ReadList, Section};
+use super::run::{read_run, RunPolicy};
 use super::{
     ChannelGrants, Dependencies, Manifest, PluginInfo, Subscription, MAX_PATTERNS_PER_SUBSCRIPTION,
     MAX_SUBSCRIPTIONS, MAX_TAGS, MAX_TEXT_BYTES, MAX_URL_BYTES,
@@ -26,6 +27,7 @@ const TOP_KEYS: &[&str] = &[
     "subscriptions",
     "channels",
     "limits",
+    "run",
     "dependencies",
     "settings",
     "settings_schema",
@@ -76,6 +78,9 @@ pub(super) fn read_manifest(root: &Table, problems: &mut Problems) -> Result<Man
     let limits = document
         .optional("limits")
         .map_or(Ok(Limits::default()), |f| read_limits(&f, problems));
+    let run = document
+        .optional("run")
+        .map_or(Ok(RunPolicy::default()), |f| read_run(&f, problems));
     let dependencies = document
         .optional("dependencies")
         .map_or(Ok(Dependencies::default()), |f| {
@@ -90,6 +95,7 @@ pub(super) fn read_manifest(root: &Table, problems: &mut Problems) -> Result<Man
         subscriptions: subscriptions?,
         channels: channels?,
         limits: limits?,
+        run: run?,
         dependencies,
         settings,
         settings_schema,

@@ -26,6 +26,7 @@ pub(super) fn write_manifest(manifest: &Manifest) -> Table {
     }
     insert_unless_empty(&mut root, "channels", write_channels(&manifest.channels));
     root.insert("limits".into(), write_limits(&manifest.limits).into());
+    root.insert("run".into(), super::run::write_run(&manifest.run).into());
     insert_unless_empty(
         &mut root,
         "dependencies",
