@@ -14,8 +14,34 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Started under the trampoline's name (the host's link to this executable), it confines
+    // itself and becomes the worker, before any thread or runtime exists.
+    let invoked_as = std::env::args_os().next().map(std::path::PathBuf::from);
+    if invoked_as
+        .as_deref()
+        .and_then(std::path::Path::file_name)
+        .is_some_and(|name| name == commands::host::ENTER_NAME)
+    {
+        let why = switchyard_host::confine::enter(std::env::args_os().skip(1));
+        eprintln!("{}: {why}", commands::host::ENTER_NAME);
+        return ExitCode::from(
+            u8::try_from(switchyard_host::confine::ENTER_FAILED).unwrap_or(u8::MAX),
+        );
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(cli()),
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn cli() -> ExitCode {
     let mut args = commands::Cli::parse();
     // RUST_LOG overrides the default; an empty RUST_LOG counts as unset.
     let filter = std::env::var("RUST_LOG")

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::consumer::{consumer_config, consumer_name, pull_loop};
 use crate::dead_letter::DeadLetterWriter;
-use crate::failing::{fail_after_opens, FailureReporter};
+use crate::failing::fail_after_opens;
 use crate::pipeline::breaker::{BreakerConfig, CircuitBreaker, CircuitState};
 use crate::pipeline::metrics::PathMetrics;
 use crate::pipeline::presence::Presence;
@@ -33,6 +33,7 @@ use opentelemetry::global;
 use opentelemetry::metrics::ObservableGauge;
 use switchyard_bus::Publisher;
 use switchyard_control::lifecycle::events;
+use switchyard_control::lifecycle::failure::FailureReporter;
 use switchyard_control::registry::{
     Registration, Registry, RegistryChange, RegistryError, TenantScope,
 };
@@ -220,7 +221,7 @@ impl Dispatcher {
                 registry: registry.clone(),
                 client: client.clone(),
                 namespace: config.namespace.clone(),
-                instance: config.instance.clone(),
+                component: format!("dispatcher {}", config.instance),
             },
             plugins: HashMap::new(),
             dropped: Arc::clone(&dropped),

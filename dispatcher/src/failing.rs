@@ -5,57 +5,11 @@
 
 use std::sync::Arc;
 
-use switchyard_bus::Publisher;
-use switchyard_control::audit::{Actor, AuditLog, Auditor};
-use switchyard_control::lifecycle::failure;
-use switchyard_control::registry::Registry;
-use switchyard_schemas::{Namespace, PluginId};
+use switchyard_control::lifecycle::failure::FailureReporter;
+use switchyard_schemas::PluginId;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::breaker::{CircuitBreaker, CircuitState};
-
-/// What marking a plugin failed needs: the registry, the audit log and the lifecycle events,
-/// as this dispatcher instance.
-#[derive(Debug, Clone)]
-pub(crate) struct FailureReporter {
-    pub(crate) registry: Registry,
-    pub(crate) client: async_nats::Client,
-    pub(crate) namespace: Namespace,
-    pub(crate) instance: String,
-}
-
-impl FailureReporter {
-    /// Marks `plugin` failed for `reason`; what goes wrong is logged (the breaker keeps
-    /// protecting the plugin meanwhile).
-    async fn mark_failed(&self, plugin: &PluginId, reason: &str) {
-        let js = async_nats::jetstream::new(self.client.clone());
-        let log = match AuditLog::open(&js, &self.namespace).await {
-            Ok(log) => log,
-            Err(error) => {
-                tracing::error!(%plugin, %error, "cannot mark the plugin failed: the audit log cannot be used");
-                return;
-            }
-        };
-        let actor = Actor::detect(
-            &self.client,
-            None,
-            Some(format!("dispatcher {}", self.instance)),
-        )
-        .await;
-        let auditor = Auditor::new(log, actor);
-        let publisher = Publisher::new(
-            self.client.clone(),
-            self.namespace.clone(),
-            switchyard_control::lifecycle::events::SOURCE,
-        );
-        match failure::mark_failed(&self.registry, &auditor, &publisher, plugin, reason).await {
-            Ok(marked) => tracing::warn!(%plugin, %reason, ?marked, "plugin marked failed"),
-            Err(error) => {
-                tracing::error!(%plugin, %reason, %error, "cannot mark the plugin failed")
-            }
-        }
-    }
-}
 
 /// Watches `breaker` until it has opened `threshold` times in a row with no success in
 /// between, then marks the plugin failed; ends when stopped.

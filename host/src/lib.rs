@@ -8,7 +8,16 @@
 //! - [`supervise`]: one worker instance under supervision: restarts with exponential backoff,
 //!   a crash loop called and given up on, its output kept (bounded), a graceful stop.
 //!
-//! The host's placement and health checks build on these pieces (docs/host.md).
+//! - [`place`]: where each plugin's instances run: hosts register themselves with heartbeats,
+//!   and every host computes the same placement from the live ones.
+//!
+//! - [`run`]: `switchyard host` itself ([`run::run_host`]): the instances placed on this host,
+//!   prepared from their packages, confined, supervised and reported ([`report`]), their
+//!   output published ([`logs`]).
 
 pub mod confine;
+pub mod logs;
+pub mod place;
+pub mod report;
+pub mod run;
 pub mod supervise;

@@ -52,21 +52,7 @@ fn expired_by(deadline: SystemTime, now: SystemTime) -> Option<Duration> {
 }
 
 /// Environment variables [`Plugin::run`] reads.
-pub mod env {
-    /// The NATS server URL(s); default `nats://127.0.0.1:4222`.
-    pub const URL: &str = "SWITCHYARD_NATS_URL";
-    /// A NATS credentials file, if the server needs one.
-    pub const CREDS: &str = "SWITCHYARD_NATS_CREDS";
-    /// The deployment's subject prefix; default `switchyard`.
-    pub const PREFIX: &str = "SWITCHYARD_PREFIX";
-    /// The plugin's secret (`switchyard plugins credentials <id>`), when the broker enforces
-    /// plugin rights: the worker logs in as its plugin id with it.
-    pub const TOKEN: &str = "SWITCHYARD_PLUGIN_TOKEN";
-    /// A file holding the plugin's secret (`switchyard plugins credentials <id> --out FILE`),
-    /// instead of [`TOKEN`]: the secret stays out of the environment other processes may
-    /// read. Set one of the two.
-    pub const TOKEN_FILE: &str = "SWITCHYARD_PLUGIN_TOKEN_FILE";
-}
+pub use switchyard_schemas::worker_env as env;
 
 impl Plugin {
     /// Connects to NATS as configured by the environment ([`env`]) and serves deliveries
@@ -276,13 +262,19 @@ const HELLO_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// The hello's body: the plugin's version and which process this is.
 fn hello_body(version: &str, client: &async_nats::Client) -> bytes::Bytes {
+    // A host names the instance it started; the process and connection tell apart the rest.
+    let process = format!(
+        "pid {} client {}",
+        std::process::id(),
+        client.server_info().client_id
+    );
+    let instance = match std::env::var(env::INSTANCE) {
+        Ok(name) if !name.is_empty() => format!("{name} {process}"),
+        _ => process,
+    };
     let hello = switchyard_schemas::delivery::Hello {
         version: Some(version.to_owned()),
-        instance: Some(format!(
-            "pid {} client {}",
-            std::process::id(),
-            client.server_info().client_id
-        )),
+        instance: Some(instance),
     };
     serde_json::to_vec(&hello).unwrap_or_default().into()
 }

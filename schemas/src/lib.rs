@@ -48,6 +48,7 @@ mod name;
 mod subject;
 pub mod telemetry;
 mod wellformed;
+pub mod worker_env;
 
 pub use content_type::{ContentType, JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE};
 pub use envelope::{Attributes, Event, EventBuilder, EventId, TypedEvent, MAX_ID_LEN};

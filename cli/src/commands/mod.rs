@@ -7,7 +7,10 @@ mod dev;
 mod dlq;
 mod events;
 mod explain;
+pub(crate) mod host;
+mod instances;
 mod lifecycle;
+mod logs;
 mod package;
 mod plugins;
 mod probe;
@@ -75,6 +78,11 @@ enum Command {
     /// List the published packages: id, version, publisher (trusted or not), description,
     /// tags and category.
     Catalog(catalog::CatalogArgs),
+    /// Run the plugin host on this machine: start, confine and supervise the workers of the
+    /// enabled plugins installed from packages, sharing their instances with the other hosts.
+    Host(host::HostArgs),
+    /// Show what a plugin's workers wrote on stdout and stderr, from every host that ran them.
+    Logs(logs::LogsArgs),
     /// List the audit log, oldest first: who registered, replaced, approved, rejected, rolled
     /// back, removed, enabled, disabled or marked failed a plugin, issued, rotated or revoked
     /// its secret, replayed or purged its dead letters, or trusted or distrusted a publisher
@@ -341,6 +349,8 @@ impl Cli {
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Host(args) => Box::pin(host::run(args)).await,
+        Command::Logs(args) => logs::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Streams(command) => streams::run(command).await,
         // Boxed: its future holds manifests, the checks, the write, its audit entry and its event.

@@ -1160,6 +1160,9 @@ struct PluginStatus {
     /// How long a dispatcher may go unheard before it is presumed gone.
     stale_after_secs: u64,
     subscriptions: Vec<SubscriptionStatus>,
+    /// Its worker instances as the hosts running them report them (empty when no host runs
+    /// it).
+    instances: Vec<super::instances::InstanceStatus>,
 }
 
 /// One subscription in `plugins status --json`; counts are null until a dispatcher has
@@ -1229,12 +1232,14 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
                 .collect(),
         });
     }
+    let instances = super::instances::of(&js, ns, &args.plugin).await?;
     if args.output.json {
         return print_json(&PluginStatus {
             plugin: RegistrationJson::of(&registration),
             dead_letters,
             stale_after_secs: STALE_AFTER.as_secs(),
             subscriptions,
+            instances,
         });
     }
 
@@ -1289,6 +1294,11 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
             &rows
         )
     );
+    if instances.is_empty() {
+        println!("no host runs its workers");
+    } else {
+        print!("{}", super::instances::table(&instances));
+    }
     Ok(())
 }
 

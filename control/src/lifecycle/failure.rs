@@ -2,10 +2,10 @@
 //! what a host does when its worker cannot be kept running.
 
 use switchyard_bus::Publisher;
-use switchyard_schemas::PluginId;
+use switchyard_schemas::{Namespace, PluginId};
 
 use super::events::{self, LifecycleEvent, LifecycleKind};
-use crate::audit::Auditor;
+use crate::audit::{Actor, AuditLog, Auditor};
 use crate::registry::{LifecycleState, MarkedFailed, Registry, RegistryError};
 
 /// Marks `plugin` failed for `reason` ([`Registry::mark_failed`]: audited as `plugin_failed`
@@ -38,4 +38,42 @@ pub async fn mark_failed(
         }
     }
     Ok(marked)
+}
+
+/// What marking a plugin failed needs, as one component instance (a dispatcher, a host): the
+/// registry, its connection (for the audit log and the lifecycle event) and who it is.
+#[derive(Debug, Clone)]
+pub struct FailureReporter {
+    /// The registry.
+    pub registry: Registry,
+    /// The component's connection.
+    pub client: async_nats::Client,
+    /// The deployment.
+    pub namespace: Namespace,
+    /// Who it is, as the audit entry's declared actor (`dispatcher d-1`, `host h-1`).
+    pub component: String,
+}
+
+impl FailureReporter {
+    /// Marks `plugin` failed for `reason` ([`mark_failed`]); what goes wrong is logged, not
+    /// returned: the caller goes on protecting the plugin its own way meanwhile.
+    pub async fn mark_failed(&self, plugin: &PluginId, reason: &str) {
+        let js = async_nats::jetstream::new(self.client.clone());
+        let log = match AuditLog::open(&js, &self.namespace).await {
+            Ok(log) => log,
+            Err(error) => {
+                tracing::error!(%plugin, %error, "cannot mark the plugin failed: the audit log cannot be used");
+                return;
+            }
+        };
+        let actor = Actor::detect(&self.client, None, Some(self.component.clone())).await;
+        let auditor = Auditor::new(log, actor);
+        let publisher = Publisher::new(self.client.clone(), self.namespace.clone(), events::SOURCE);
+        match mark_failed(&self.registry, &auditor, &publisher, plugin, reason).await {
+            Ok(marked) => tracing::warn!(%plugin, %reason, ?marked, "plugin marked failed"),
+            Err(error) => {
+                tracing::error!(%plugin, %reason, %error, "cannot mark the plugin failed")
+            }
+        }
+    }
 }

@@ -31,6 +31,57 @@ pub struct Cage {
     dirs: Vec<PathBuf>,
 }
 
+/// Reads what a cage's processes consume ([`Cage::meter`]); reads nothing once the cage is
+/// removed.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    version: Version,
+    dirs: Vec<PathBuf>,
+}
+
+impl Meter {
+    /// What the cage's processes consume now. With cgroup v1 (no `cpuacct` hierarchy used),
+    /// CPU time is the sum over the processes in the cage now (`/proc/<pid>/stat`): the time
+    /// of children that already ended is not counted.
+    pub fn usage(&self) -> Usage {
+        match self.version {
+            Version::None => Usage::default(),
+            Version::V1 => Usage {
+                memory_bytes: read_number(&self.dirs[0].join("memory.usage_in_bytes")),
+                processes: read_number(&self.dirs[2].join("pids.current")),
+                cpu_micros: processes_cpu_micros(&self.dirs[0].join("cgroup.procs")),
+                cpu_throttled_periods: read_key(&self.dirs[1].join("cpu.stat"), "nr_throttled"),
+            },
+            Version::V2 => Usage {
+                memory_bytes: read_number(&self.dirs[0].join("memory.current")),
+                processes: read_number(&self.dirs[0].join("pids.current")),
+                cpu_micros: read_key(&self.dirs[0].join("cpu.stat"), "usage_usec"),
+                cpu_throttled_periods: read_key(&self.dirs[0].join("cpu.stat"), "nr_throttled"),
+            },
+        }
+    }
+}
+
+/// The CPU time (user and system) of the processes listed in `procs`, in microseconds.
+fn processes_cpu_micros(procs: &Path) -> Option<u64> {
+    let pids = std::fs::read_to_string(procs).ok()?;
+    let ticks = rustix::param::clock_ticks_per_second().max(1);
+    let total_ticks: u64 = pids
+        .lines()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
+        .filter_map(|stat| {
+            // The fields after the command (which may hold spaces) in parentheses; utime and
+            // stime are the 14th and 15th fields of the line, the 12th and 13th after it.
+            let after = stat.rsplit_once(')')?.1;
+            let mut fields = after.split_whitespace().skip(11);
+            let user: u64 = fields.next()?.parse().ok()?;
+            let system: u64 = fields.next()?.parse().ok()?;
+            Some(user + system)
+        })
+        .sum();
+    Some(total_ticks.saturating_mul(1_000_000) / ticks)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
     V1,
@@ -39,6 +90,26 @@ enum Version {
 }
 
 impl Cage {
+    /// The cage `instance` of `host` as it exists (made by an earlier run), without changing
+    /// it: to be removed.
+    pub(super) fn existing(mechanism: &Mechanism, host: &str, instance: &str) -> Self {
+        let group = Path::new("switchyard").join(host).join(instance);
+        match mechanism {
+            Mechanism::Rlimits => Self {
+                version: Version::None,
+                dirs: Vec::new(),
+            },
+            Mechanism::CgroupV1 { memory, cpu, pids } => Self {
+                version: Version::V1,
+                dirs: vec![memory.join(&group), cpu.join(&group), pids.join(&group)],
+            },
+            Mechanism::CgroupV2 { base } => Self {
+                version: Version::V2,
+                dirs: vec![base.join(&group)],
+            },
+        }
+    }
+
     pub(super) fn create(
         mechanism: &Mechanism,
         host: &str,
@@ -149,20 +220,15 @@ impl Cage {
 
     /// What the cage's processes consume now.
     pub fn usage(&self) -> Usage {
-        match self.version {
-            Version::None => Usage::default(),
-            Version::V1 => Usage {
-                memory_bytes: read_number(&self.dirs[0].join("memory.usage_in_bytes")),
-                processes: read_number(&self.dirs[2].join("pids.current")),
-                cpu_micros: None,
-                cpu_throttled_periods: read_key(&self.dirs[1].join("cpu.stat"), "nr_throttled"),
-            },
-            Version::V2 => Usage {
-                memory_bytes: read_number(&self.dirs[0].join("memory.current")),
-                processes: read_number(&self.dirs[0].join("pids.current")),
-                cpu_micros: read_key(&self.dirs[0].join("cpu.stat"), "usage_usec"),
-                cpu_throttled_periods: read_key(&self.dirs[0].join("cpu.stat"), "nr_throttled"),
-            },
+        self.meter().usage()
+    }
+
+    /// A reader of this cage's usage that can be kept apart from it (the cage itself goes to
+    /// the supervisor).
+    pub fn meter(&self) -> Meter {
+        Meter {
+            version: self.version,
+            dirs: self.dirs.clone(),
         }
     }
 

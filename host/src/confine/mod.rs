@@ -17,7 +17,7 @@ mod enter;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use cgroup::{Cage, Usage};
+pub use cgroup::{Cage, Meter, Usage};
 pub use command::Launch;
 pub use detect::Mechanism;
 pub use enter::{enter, ENTER_FAILED};
@@ -138,6 +138,35 @@ impl Confinement {
         for dir in dirs {
             let _ = std::fs::remove_dir(dir.join("switchyard").join(&self.host));
         }
+    }
+
+    /// Kills and removes what an earlier run of this host left behind (a host killed hard
+    /// cannot stop its workers; they stay in their cages until a host of the same name starts
+    /// again). Returns the instances removed.
+    pub async fn remove_leftovers(&self) -> Vec<String> {
+        let first = match &self.mechanism {
+            Mechanism::Rlimits => return Vec::new(),
+            Mechanism::CgroupV1 { memory, .. } => memory.clone(),
+            Mechanism::CgroupV2 { base } => base.clone(),
+        };
+        let Ok(entries) = std::fs::read_dir(first.join("switchyard").join(&self.host)) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let Some(instance) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !entry.path().is_dir() || check_name(&instance).is_err() {
+                continue;
+            }
+            let cage = Cage::existing(&self.mechanism, &self.host, &instance);
+            match cage.remove().await {
+                Ok(()) => removed.push(instance),
+                Err(error) => tracing::warn!(%instance, %error, "cannot remove a leftover cgroup"),
+            }
+        }
+        removed
     }
 
     /// Makes the cgroup of the instance `instance` with `limits` (nothing with rlimits).

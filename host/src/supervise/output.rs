@@ -39,6 +39,9 @@ struct Kept {
 pub struct OutputLog {
     kept: Arc<Mutex<Kept>>,
     max_bytes: usize,
+    /// Where each line is also sent (the host publishes them); a line that does not fit in
+    /// its queue is not sent, and counted in `dropped_lines`.
+    forward: Option<tokio::sync::mpsc::Sender<Line>>,
 }
 
 impl OutputLog {
@@ -47,7 +50,15 @@ impl OutputLog {
         Self {
             kept: Arc::default(),
             max_bytes,
+            forward: None,
         }
+    }
+
+    /// This log, also sending each line to `to` (without waiting: a full queue drops it).
+    #[must_use]
+    pub fn forwarding(mut self, to: tokio::sync::mpsc::Sender<Line>) -> Self {
+        self.forward = Some(to);
+        self
     }
 
     /// Keeps `line`, dropping the oldest lines past the limit.
@@ -60,9 +71,15 @@ impl OutputLog {
             text.truncate(end);
             text.push_str(" [cut]");
         }
+        let line = Line { stream, text };
         let mut kept = self.kept.lock().expect("never poisoned");
-        kept.bytes += text.len();
-        kept.lines.push_back(Line { stream, text });
+        if let Some(forward) = &self.forward {
+            if forward.try_send(line.clone()).is_err() {
+                kept.dropped_lines += 1;
+            }
+        }
+        kept.bytes += line.text.len();
+        kept.lines.push_back(line);
         while kept.bytes > self.max_bytes {
             let Some(oldest) = kept.lines.pop_front() else {
                 break;

@@ -1,0 +1,285 @@
+//! One instance this host runs: prepared, confined, supervised, its output published, its
+//! state reported; a crash loop marks its plugin failed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchyard_schemas::{worker_env, PluginId};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::desired::Wanted;
+use super::prepare::{prepare, WORKER_PATH};
+use super::Shared;
+use crate::confine::{Launch, Limits, Meter};
+use crate::logs;
+use crate::place::Slot;
+use crate::report::{InstanceReport, InstanceState};
+use crate::supervise::{supervise, InstanceEvent, OutputLog, RestartPolicy, Supervision};
+
+/// Lines waiting to be published per instance; past it, lines are dropped (and counted).
+const LOG_QUEUE: usize = 1024;
+
+/// An instance under way on this host.
+pub(crate) struct Running {
+    /// The version it runs.
+    pub(crate) version: String,
+    /// What it reports.
+    pub(crate) report: Arc<Mutex<InstanceReport>>,
+    /// Reads its usage, once it is confined.
+    pub(crate) meter: Arc<Mutex<Option<Meter>>>,
+    /// CPU time at the last report, and when, for the report's rate.
+    pub(crate) last_cpu: Option<(u64, tokio::time::Instant)>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts `plugin`'s instance `slot` as `wanted` says.
+    pub(crate) fn start(
+        shared: &Arc<Shared>,
+        plugin: PluginId,
+        slot: Slot,
+        wanted: Wanted,
+    ) -> Self {
+        let report = Arc::new(Mutex::new(InstanceReport {
+            plugin: plugin.to_string(),
+            slot,
+            host: shared.name.clone(),
+            version: wanted.version.clone(),
+            state: InstanceState::Preparing,
+            pid: None,
+            started_at: None,
+            restarts: 0,
+            memory_bytes: None,
+            cpu_millicores: None,
+            last_end: None,
+            reported_at: OffsetDateTime::now_utc(),
+        }));
+        let meter = Arc::new(Mutex::new(None));
+        let stop = CancellationToken::new();
+        let version = wanted.version.clone();
+        let task = tokio::spawn(run(
+            shared.clone(),
+            plugin,
+            slot,
+            wanted,
+            report.clone(),
+            meter.clone(),
+            stop.clone(),
+        ));
+        Self {
+            version,
+            report,
+            meter,
+            last_cpu: None,
+            stop,
+            task,
+        }
+    }
+
+    /// Whether it has ended by itself (a crash loop, or it could not start).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops it: its worker gets SIGTERM and the grace period, then its cage and its report
+    /// are removed.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Asks it to stop without waiting.
+    pub(crate) fn cancel(&self) {
+        self.stop.cancel();
+    }
+}
+
+/// The whole life of one instance.
+async fn run(
+    shared: Arc<Shared>,
+    plugin: PluginId,
+    slot: Slot,
+    wanted: Wanted,
+    report: Arc<Mutex<InstanceReport>>,
+    meter: Arc<Mutex<Option<Meter>>>,
+    stop: CancellationToken,
+) {
+    let name = format!("{plugin}.{slot}");
+    shared.put_report(&report).await;
+    let dir = shared.state_dir.join("instances").join(&name);
+    let trust = shared.trust();
+    let prepared = tokio::select! {
+        prepared = prepare(&shared.store, &trust, &plugin, &wanted, &dir) => prepared,
+        () = stop.cancelled() => return shared.forget(&plugin, slot).await,
+    };
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return cannot_start(&shared, &report, error.to_string(), &stop).await,
+    };
+    let limits = Limits {
+        memory_bytes: Some(wanted.run.memory_bytes),
+        cpu_millicores: Some(wanted.run.cpu_millicores.get()),
+        max_processes: Some(wanted.run.max_processes.get()),
+        open_files: Some(u64::from(wanted.run.open_files.get())),
+    };
+    let cage = match shared.confinement.cage(&name, &limits) {
+        Ok(cage) => cage,
+        Err(error) => return cannot_start(&shared, &report, error.to_string(), &stop).await,
+    };
+    *meter.lock().expect("never poisoned") = Some(cage.meter());
+    let (lines_tx, lines_rx) = mpsc::channel(LOG_QUEUE);
+    let publishing = tokio::spawn(publish_lines(
+        shared.clone(),
+        plugin.to_string(),
+        slot,
+        lines_rx,
+    ));
+    let output = OutputLog::new(shared.output_bytes).forwarding(lines_tx);
+    let mut launch = Launch::new(prepared.program, &prepared.dir)
+        .args(prepared.args)
+        .limits(limits)
+        .env("PATH", WORKER_PATH)
+        .env("HOME", &prepared.dir)
+        .env(worker_env::URL, &shared.worker_url)
+        .env(worker_env::PREFIX, shared.namespace.prefix())
+        .env(worker_env::INSTANCE, &name);
+    for (key, value) in &shared.worker_env {
+        launch = launch.env(key, value);
+    }
+    let supervision = Supervision {
+        launch,
+        enter: shared.enter.clone(),
+        restarts: RestartPolicy {
+            crash_loop_ends: wanted.run.crash_loop_ends.get(),
+            window: wanted.run.crash_loop_window,
+            ..shared.restarts
+        },
+        grace: wanted.run.stop_grace,
+    };
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let supervisor = tokio::spawn(supervise(
+        supervision,
+        shared.confinement.clone(),
+        cage,
+        output,
+        events_tx,
+        stop.clone(),
+    ));
+    while let Some(event) = events.recv().await {
+        let mut crash_loop = None;
+        {
+            let mut report = report.lock().expect("never poisoned");
+            match &event {
+                InstanceEvent::Started { pid, restarts: n } => {
+                    report.state = InstanceState::Running;
+                    report.pid = Some(*pid);
+                    report.started_at = Some(OffsetDateTime::now_utc());
+                    report.restarts = u32::try_from(*n).unwrap_or(u32::MAX);
+                }
+                InstanceEvent::SpawnFailed { reason } => {
+                    report.state = InstanceState::CannotStart;
+                    report.pid = None;
+                    report.last_end = Some(reason.clone());
+                }
+                InstanceEvent::Ended { ended, uptime, .. } => {
+                    report.state = InstanceState::Restarting;
+                    report.pid = None;
+                    report.last_end = Some(format!("{ended} after {}", humantime_secs(*uptime)));
+                }
+                InstanceEvent::CrashLoop { ends } => {
+                    report.state = InstanceState::CrashLoop;
+                    crash_loop = Some(format!(
+                        "instance {slot} on host {} ended {ends} times within {} \
+                         (crash_loop_ends = {}); last: {}",
+                        shared.name,
+                        humantime_secs(wanted.run.crash_loop_window),
+                        wanted.run.crash_loop_ends,
+                        report.last_end.as_deref().unwrap_or("-")
+                    ));
+                }
+                InstanceEvent::Stopped { .. } => {}
+            }
+            report.reported_at = OffsetDateTime::now_utc();
+        }
+        tracing::info!(plugin = %plugin, slot, ?event, "instance");
+        shared.put_report(&report).await;
+        if let Some(reason) = crash_loop {
+            shared.failures.mark_failed(&plugin, &reason).await;
+        }
+    }
+    let cage = supervisor.await;
+    *meter.lock().expect("never poisoned") = None;
+    if let Ok(cage) = cage {
+        if let Err(error) = cage.remove().await {
+            tracing::warn!(plugin = %plugin, slot, %error, "cannot remove the instance's cgroup");
+        }
+    }
+    let _ = publishing.await;
+    // A crash loop keeps its report (the plugin is failed; an operator reads why) until the
+    // host stops it; a stopped instance's report goes.
+    let state = report.lock().expect("never poisoned").state;
+    if matches!(state, InstanceState::CrashLoop | InstanceState::CannotStart) {
+        stop.cancelled().await;
+    }
+    shared.forget(&plugin, slot).await;
+}
+
+/// Reports that the instance cannot start, and waits to be stopped (it is not retried: what
+/// would change is the registration, and that brings a new instance).
+async fn cannot_start(
+    shared: &Shared,
+    report: &Mutex<InstanceReport>,
+    reason: String,
+    stop: &CancellationToken,
+) {
+    tracing::warn!(%reason, "an instance cannot start");
+    {
+        let mut report = report.lock().expect("never poisoned");
+        report.state = InstanceState::CannotStart;
+        report.last_end = Some(reason);
+        report.reported_at = OffsetDateTime::now_utc();
+    }
+    shared.put_report(report).await;
+    stop.cancelled().await;
+    let (plugin, slot) = {
+        let report = report.lock().expect("never poisoned");
+        (report.plugin.clone(), report.slot)
+    };
+    if let Ok(plugin) = PluginId::new(plugin) {
+        shared.forget(&plugin, slot).await;
+    }
+}
+
+/// Publishes the instance's lines on its logs subject until its output ends.
+async fn publish_lines(
+    shared: Arc<Shared>,
+    plugin: String,
+    slot: Slot,
+    mut lines: mpsc::Receiver<crate::supervise::Line>,
+) {
+    let subject = logs::subject(&shared.namespace, &plugin, slot);
+    while let Some(line) = lines.recv().await {
+        let headers = logs::headers(&line, &shared.name);
+        if let Err(error) = shared
+            .client
+            .publish_with_headers(subject.clone(), headers, line.text.into())
+            .await
+        {
+            tracing::debug!(%error, "a worker's output line was not published");
+        }
+    }
+}
+
+/// A duration in whole seconds, for people.
+fn humantime_secs(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if secs < 1 {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{secs} s")
+    }
+}

@@ -1,0 +1,334 @@
+//! `switchyard host`: registers this host, and runs the instances the placement gives it of
+//! the enabled plugins installed from packages, until stopped.
+//!
+//! Every [`HostOptions::heartbeat`] (and at once on any registry change) it writes its record
+//! ([`HostDirectory`]), reads the live hosts and the registry, works out the instances it
+//! should run ([`desired`]), stops those it should no longer run (or that run another
+//! version), starts the missing ones ([`instance`]), and reports each one's state and usage
+//! ([`InstanceBoard`]).
+
+mod desired;
+mod instance;
+mod prepare;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt as _;
+use switchyard_control::lifecycle::failure::FailureReporter;
+use switchyard_control::package::{PackageStore, TrustStore, TrustedKeys};
+use switchyard_control::registry::Registry;
+use switchyard_schemas::{Namespace, PluginId};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use self::instance::Running;
+use crate::confine::Confinement;
+use crate::logs;
+use crate::place::{HostDirectory, HostRecord, PlaceError, Slot};
+use crate::report::{InstanceBoard, InstanceReport};
+use crate::supervise::RestartPolicy;
+
+/// How a host runs.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Its name: unique among the live hosts of the deployment; letters, digits, `-`, `_`.
+    pub name: String,
+    /// The deployment.
+    pub namespace: Namespace,
+    /// Where instances are unpacked (`<state_dir>/instances/<plugin>.<slot>`).
+    pub state_dir: PathBuf,
+    /// The `switchyard-enter` trampoline.
+    pub enter: PathBuf,
+    /// The NATS URL the workers connect to.
+    pub worker_url: String,
+    /// More environment for every worker (e.g. telemetry settings); nothing else of the
+    /// host's environment reaches them.
+    pub worker_env: Vec<(String, String)>,
+    /// How often it writes its record, reads the registry and reports its instances.
+    pub heartbeat: Duration,
+    /// A host whose record is older than this is taken as gone, and its instances started
+    /// elsewhere.
+    pub host_timeout: Duration,
+    /// The output kept in memory per instance, in bytes (the logs stream keeps more).
+    pub output_bytes: usize,
+    /// Restart pauses (the crash-loop threshold comes from each manifest).
+    pub restarts: RestartPolicy,
+}
+
+impl HostOptions {
+    /// A host named `name` with the default timings: a heartbeat every 2 s, gone after 10 s.
+    pub fn new(
+        name: impl Into<String>,
+        namespace: Namespace,
+        state_dir: PathBuf,
+        enter: PathBuf,
+        worker_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            namespace,
+            state_dir,
+            enter,
+            worker_url: worker_url.into(),
+            worker_env: Vec::new(),
+            heartbeat: Duration::from_secs(2),
+            host_timeout: Duration::from_secs(10),
+            output_bytes: 256 * 1024,
+            restarts: RestartPolicy::default(),
+        }
+    }
+}
+
+/// Why a host stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// Its directory, reports or logs could not be set up, or its name is taken.
+    #[error(transparent)]
+    Place(#[from] PlaceError),
+    /// The registry, package store or trusted keys could not be opened.
+    #[error("cannot open {what}: {reason}")]
+    Open {
+        /// What.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What every instance task of a host shares.
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) namespace: Namespace,
+    pub(crate) client: async_nats::Client,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) enter: PathBuf,
+    pub(crate) worker_url: String,
+    pub(crate) worker_env: Vec<(String, String)>,
+    pub(crate) output_bytes: usize,
+    pub(crate) restarts: RestartPolicy,
+    pub(crate) confinement: Confinement,
+    pub(crate) store: PackageStore,
+    /// The trusted keys as last read.
+    pub(crate) trust: Mutex<TrustedKeys>,
+    pub(crate) board: InstanceBoard,
+    pub(crate) failures: FailureReporter,
+}
+
+impl Shared {
+    /// The trusted keys as last read.
+    pub(crate) fn trust(&self) -> TrustedKeys {
+        self.trust.lock().expect("never poisoned").clone()
+    }
+
+    /// Writes the instance's report; a failure is logged (the next heartbeat writes again).
+    pub(crate) async fn put_report(&self, report: &Mutex<InstanceReport>) {
+        let report = report.lock().expect("never poisoned").clone();
+        if let Err(error) = self.board.put(&report).await {
+            tracing::warn!(%error, "cannot report an instance");
+        }
+    }
+
+    /// Removes the instance's report, if this host wrote it last.
+    pub(crate) async fn forget(&self, plugin: &PluginId, slot: Slot) {
+        if let Err(error) = self.board.remove(plugin.as_str(), slot, &self.name).await {
+            tracing::warn!(%error, "cannot remove an instance's report");
+        }
+    }
+}
+
+/// Runs the host until `stop`: then stops every instance (each within its grace period),
+/// removes its cgroups and its record.
+///
+/// # Errors
+/// [`HostError`] when it cannot start; once running, failures are logged and retried on the
+/// next heartbeat.
+pub async fn run_host(
+    client: async_nats::Client,
+    options: HostOptions,
+    confinement: Confinement,
+    stop: CancellationToken,
+) -> Result<(), HostError> {
+    let js = jetstream::new(client.clone());
+    let namespace = options.namespace.clone();
+    let open = |what| {
+        move |e: &dyn std::fmt::Display| HostError::Open {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    let registry = Registry::open(&js, &namespace)
+        .await
+        .map_err(|e| open("the registry")(&e))?;
+    let store = PackageStore::open(&js, &namespace)
+        .await
+        .map_err(|e| open("the package store")(&e))?;
+    let trust_store = TrustStore::open(&js, &namespace)
+        .await
+        .map_err(|e| open("the trusted keys")(&e))?;
+    let directory = HostDirectory::open(&js, &namespace).await?;
+    let board = InstanceBoard::open(&js, &namespace).await?;
+    logs::provision(&js, &namespace).await?;
+    let record = HostRecord {
+        name: options.name.clone(),
+        run: uuid::Uuid::now_v7().to_string(),
+        machine: machine_name(),
+        pid: std::process::id(),
+        mechanism: confinement.mechanism().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: OffsetDateTime::now_utc(),
+    };
+    directory.claim(&record, options.host_timeout).await?;
+    let leftovers = confinement.remove_leftovers().await;
+    if !leftovers.is_empty() {
+        tracing::warn!(host = %options.name, ?leftovers, "killed and removed the instances an earlier run of this host left running");
+    }
+    tracing::info!(host = %options.name, mechanism = %confinement.mechanism(), "host started");
+
+    let shared = Arc::new(Shared {
+        name: options.name.clone(),
+        namespace: namespace.clone(),
+        client: client.clone(),
+        state_dir: options.state_dir.clone(),
+        enter: options.enter.clone(),
+        worker_url: options.worker_url.clone(),
+        worker_env: options.worker_env.clone(),
+        output_bytes: options.output_bytes,
+        restarts: options.restarts,
+        confinement: confinement.clone(),
+        store,
+        trust: Mutex::new(TrustedKeys::none()),
+        board,
+        failures: FailureReporter {
+            registry: registry.clone(),
+            client: client.clone(),
+            namespace: namespace.clone(),
+            component: format!("host {}", options.name),
+        },
+    });
+    let mut changes: std::pin::Pin<Box<dyn futures::Stream<Item = _> + Send>> = Box::pin(
+        registry
+            .watch()
+            .await
+            .map_err(|e| open("the registry's changes")(&e))?,
+    );
+    let mut running: BTreeMap<(PluginId, Slot), Running> = BTreeMap::new();
+    let mut ticker = tokio::time::interval(options.heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            change = changes.next() => if change.is_none() {
+                tracing::warn!("the registry watch ended; reading the registry every heartbeat");
+                changes = Box::pin(futures::stream::pending());
+            },
+            () = stop.cancelled() => break,
+        }
+        if let Err(error) = directory.beat(&record).await {
+            tracing::warn!(%error, "cannot write the host's heartbeat");
+        }
+        // The trusted keys may change at any time: read afresh for the instances started now.
+        match trust_store.trusted_keys().await {
+            Ok(trust) => *shared.trust.lock().expect("never poisoned") = trust,
+            Err(error) => tracing::warn!(%error, "cannot read the trusted keys"),
+        }
+        reconcile(&shared, &directory, &registry, &options, &mut running).await;
+        report_usage(&shared, &mut running).await;
+    }
+    tracing::info!(host = %options.name, instances = running.len(), "host stopping");
+    let stopping: Vec<_> = std::mem::take(&mut running).into_values().collect();
+    for instance in &stopping {
+        instance.cancel();
+    }
+    futures::future::join_all(stopping.into_iter().map(Running::stop)).await;
+    if let Err(error) = directory.leave(&options.name).await {
+        tracing::warn!(%error, "cannot remove the host's record");
+    }
+    confinement.remove_host_cgroups();
+    Ok(())
+}
+
+/// One round: stop what this host should no longer run, start what it should.
+async fn reconcile(
+    shared: &Arc<Shared>,
+    directory: &HostDirectory,
+    registry: &Registry,
+    options: &HostOptions,
+    running: &mut BTreeMap<(PluginId, Slot), Running>,
+) {
+    let live = match directory.live(options.host_timeout).await {
+        Ok(live) => live,
+        Err(error) => return tracing::warn!(%error, "cannot read the live hosts"),
+    };
+    let mut names: Vec<&str> = live.iter().map(|h| h.record.name.as_str()).collect();
+    // This host runs whatever its own record says, even if it read the directory a moment
+    // before its first heartbeat landed.
+    if !names.contains(&options.name.as_str()) {
+        names.push(&options.name);
+    }
+    let registrations = match registry.list().await {
+        Ok(registrations) => registrations,
+        Err(error) => return tracing::warn!(%error, "cannot read the registry"),
+    };
+    let (wanted, unrunnable) = desired::desired(&registrations, &names, &options.name);
+    for plugin in unrunnable {
+        tracing::debug!(%plugin, "enabled, but installed from a manifest: no package to run");
+    }
+    let gone: Vec<(PluginId, Slot)> = running
+        .iter()
+        .filter(|(key, instance)| {
+            wanted
+                .get(*key)
+                .is_none_or(|w| w.version != instance.version)
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    let stopping: Vec<Running> = gone.iter().filter_map(|key| running.remove(key)).collect();
+    for instance in &stopping {
+        instance.cancel();
+    }
+    futures::future::join_all(stopping.into_iter().map(Running::stop)).await;
+    for ((plugin, slot), wanted) in wanted {
+        running
+            .entry((plugin.clone(), slot))
+            .or_insert_with(|| Running::start(shared, plugin, slot, wanted));
+    }
+}
+
+/// Writes each running instance's report with its usage now.
+async fn report_usage(shared: &Shared, running: &mut BTreeMap<(PluginId, Slot), Running>) {
+    for instance in running.values_mut() {
+        if instance.is_finished() {
+            continue;
+        }
+        let meter = instance.meter.lock().expect("never poisoned").clone();
+        let usage = meter.map(|m| m.usage()).unwrap_or_default();
+        let now = tokio::time::Instant::now();
+        let cpu_millicores = match (usage.cpu_micros, instance.last_cpu) {
+            (Some(cpu), Some((before, at))) if now > at => {
+                let elapsed = now.duration_since(at).as_micros().max(1) as u64;
+                Some(cpu.saturating_sub(before).saturating_mul(1000) / elapsed)
+            }
+            _ => None,
+        };
+        instance.last_cpu = usage.cpu_micros.map(|cpu| (cpu, now));
+        {
+            let mut report = instance.report.lock().expect("never poisoned");
+            report.memory_bytes = usage.memory_bytes;
+            report.cpu_millicores = cpu_millicores;
+            report.reported_at = OffsetDateTime::now_utc();
+        }
+        shared.put_report(&instance.report).await;
+    }
+}
+
+/// This machine's name, for the host's record.
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
