@@ -65,9 +65,24 @@ impl RunningDispatcher {
     /// # Panics
     /// When the process cannot be started.
     pub fn spawn(binary: &str, url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_command(binary, "run", url, args, env)
+    }
+
+    /// Starts `<binary> <subcommand> --url <url> <args>` with `env` (another long-running
+    /// command, such as `host`) and returns at once.
+    ///
+    /// # Panics
+    /// When the process cannot be started.
+    pub fn spawn_command(
+        binary: &str,
+        subcommand: &str,
+        url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(binary);
         command
-            .arg("run")
+            .arg(subcommand)
             .args(["--url", url])
             .args(args)
             .env_remove("SWITCHYARD_PREFIX")
@@ -90,7 +105,7 @@ impl RunningDispatcher {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("switchyard run starts");
+            .unwrap_or_else(|e| panic!("switchyard {subcommand} does not start: {e}"));
         let (stdout, stdout_reader) = collect(child.stdout.take().expect("piped stdout"));
         let (stderr, stderr_reader) = collect(child.stderr.take().expect("piped stderr"));
         Self {
@@ -134,6 +149,11 @@ impl RunningDispatcher {
             .await
             .expect("running kill");
         assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Sends SIGKILL: a crash, with no chance to finish anything.

@@ -9,6 +9,7 @@
 
 mod desired;
 mod instance;
+mod lock;
 mod prepare;
 
 use std::collections::BTreeMap;
@@ -90,6 +91,9 @@ pub enum HostError {
     /// Its directory, reports or logs could not be set up, or its name is taken.
     #[error(transparent)]
     Place(#[from] PlaceError),
+    /// Another host of the same name runs on this machine.
+    #[error("{0}")]
+    NameTakenHere(String),
     /// The registry, package store or trusted keys could not be opened.
     #[error("cannot open {what}: {reason}")]
     Open {
@@ -153,6 +157,8 @@ pub async fn run_host(
     confinement: Confinement,
     stop: CancellationToken,
 ) -> Result<(), HostError> {
+    // First: whatever else runs under this name on this machine must not be touched.
+    let _lock = lock::MachineLock::take(&options.name).map_err(HostError::NameTakenHere)?;
     let js = jetstream::new(client.clone());
     let namespace = options.namespace.clone();
     let open = |what| {

@@ -1,0 +1,353 @@
+//! `switchyard host` as an operator runs it: the built binary, several hosts on one machine
+//! against a real nats-server, running workers installed from packages. What is checked from
+//! outside: where instances run (`plugins status --json`), what they wrote (`switchyard logs`),
+//! what the registry and the audit log say, and which processes are left on the machine.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchyard_tests::{run_switchyard, succeeded, wait_until, RunningDispatcher, TestServer};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// How long hosts take to notice things in these tests (heartbeat 300 ms, timeout 2 s).
+const SETTLE: Duration = Duration::from_secs(30);
+
+async fn switchyard(server: &TestServer, args: &[&str]) -> Output {
+    run_switchyard(BINARY, Some(&server.url()), args).await
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// Builds a package of plugin `id` whose worker is the shell script `script`, with `run` as
+/// the manifest's `[run]` table, and installs it (unsigned, allowed), enabled for all tenants.
+async fn install(server: &TestServer, root: &Path, id: &str, script: &str, run: &str) {
+    // Small streams: `plugins status` reads the events stream.
+    succeeded(
+        &switchyard(
+            server,
+            &[
+                "streams",
+                "provision",
+                "--events-max-bytes",
+                "1000000",
+                "--dlq-max-bytes",
+                "1000000",
+                "--audit-max-bytes",
+                "1000000",
+            ],
+        )
+        .await,
+    );
+    let dir = root.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("plugin.toml"),
+        format!(
+            "[plugin]\nid = \"{id}\"\nversion = \"1.0.0\"\ncore = \"^0.1\"\n\n\
+             [[subscriptions]]\nname = \"orders\"\nevents = [\"order.*\"]\n\n[run]\n{run}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("worker.sh"), script).unwrap();
+    std::fs::write(
+        dir.join("package.toml"),
+        "command = [\"sh\", \"worker.sh\"]\nfiles = [\"worker.sh\"]\n",
+    )
+    .unwrap();
+    let file = root.join(format!("{id}.pkg"));
+    succeeded(
+        &run_switchyard(
+            BINARY,
+            None,
+            &["package", "build", path(&dir), "--out", path(&file)],
+        )
+        .await,
+    );
+    succeeded(
+        &switchyard(
+            server,
+            &[
+                "plugins",
+                "add",
+                path(&file),
+                "--all-tenants",
+                "--approve",
+                "--allow-unsigned",
+            ],
+        )
+        .await,
+    );
+}
+
+/// A host name unique on this machine to this test (`{name}-{server port}`): hosts of one
+/// name share their cgroups, and tests run side by side.
+fn unique(server: &TestServer, name: &str) -> String {
+    format!("{name}-{}", server.port())
+}
+
+/// Starts `switchyard host` named `name` (made [`unique`]), with its state under `root`.
+fn host(server: &TestServer, root: &Path, name: &str) -> RunningDispatcher {
+    let name = &unique(server, name);
+    let state = root.join(format!("state-{name}"));
+    RunningDispatcher::spawn_command(
+        BINARY,
+        "host",
+        &server.url(),
+        &[
+            "--name",
+            name,
+            "--state-dir",
+            path(&state),
+            "--heartbeat",
+            "300ms",
+            "--host-timeout",
+            "2s",
+        ],
+        &[
+            ("RUST_LOG", "info,async_nats=warn"),
+            // The host's own environment, which no worker may see.
+            ("HOST_ONLY_SECRET", "must-not-leak"),
+        ],
+    )
+}
+
+/// `plugins status <id> --json`'s instances.
+async fn instances(server: &TestServer, id: &str) -> Vec<Value> {
+    let output = switchyard(server, &["plugins", "status", id, "--json"]).await;
+    let status: Value = serde_json::from_str(&succeeded(&output)).unwrap();
+    status["instances"].as_array().cloned().unwrap_or_default()
+}
+
+/// The (slot, host) of each instance in `state`.
+async fn placed(server: &TestServer, id: &str, state: &str) -> Vec<(u64, String)> {
+    instances(server, id)
+        .await
+        .iter()
+        .filter(|i| i["state"] == state)
+        .map(|i| {
+            (
+                i["slot"].as_u64().unwrap(),
+                i["host"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The process ids of the processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(marker))
+        })
+        .collect()
+}
+
+fn state_of(output: &Output) -> Value {
+    serde_json::from_str(&succeeded(output)).unwrap()
+}
+
+#[tokio::test]
+async fn two_hosts_share_the_instances_and_a_dead_hosts_are_started_on_the_other() {
+    let server = TestServer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    // The marker is in each worker's command line (its script path), to find its processes.
+    let script =
+        "echo \"started as $SWITCHYARD_INSTANCE\"\necho \"env: $(env | sort | tr '\\n' ' ')\"\n\
+                  while true; do echo tick; sleep 0.2; done\n";
+    install(&server, root.path(), "sharer", script, "min_instances = 2").await;
+    let h1 = host(&server, root.path(), "h1");
+    let mut h2 = host(&server, root.path(), "h2");
+
+    // One instance each: two hosts live, two instances, spread.
+    let spread = wait_until(SETTLE, || async {
+        let mut hosts: Vec<String> = placed(&server, "sharer", "running")
+            .await
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect();
+        hosts.sort();
+        hosts == [unique(&server, "h1"), unique(&server, "h2")]
+    })
+    .await;
+    assert!(spread.is_ok(), "{}\n{}", h1.output(), h2.output());
+
+    // Their output is readable, and they got only what the host gives them.
+    wait_until(SETTLE, || async {
+        let logs = succeeded(&switchyard(&server, &["logs", "sharer", "-n", "1000"]).await);
+        logs.contains("started as sharer.0") && logs.contains("started as sharer.1")
+    })
+    .await
+    .expect("both instances' first lines are in the logs");
+    let logs = succeeded(&switchyard(&server, &["logs", "sharer", "-n", "1000"]).await);
+    let env_line = logs.lines().find(|l| l.contains("env: ")).unwrap();
+    for leaked in ["must-not-leak", "CARGO", "RUST_LOG"] {
+        assert!(
+            !env_line.contains(leaked),
+            "{leaked} leaked into the worker: {env_line}"
+        );
+    }
+    assert!(
+        env_line.contains("SWITCHYARD_NATS_URL=nats://"),
+        "{env_line}"
+    );
+    assert!(
+        env_line.contains("SWITCHYARD_INSTANCE=sharer."),
+        "{env_line}"
+    );
+    let newest = succeeded(&switchyard(&server, &["logs", "sharer", "-n", "3"]).await);
+    assert_eq!(newest.lines().count(), 3, "{newest}");
+
+    // h2 dies without a word: its instance is started on h1 once h2's record is stale.
+    h2.crash().await;
+    wait_until(SETTLE, || async {
+        let placed = placed(&server, "sharer", "running").await;
+        placed.len() == 2 && placed.iter().all(|(_, h)| *h == unique(&server, "h1"))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", h1.output()));
+
+    // A clean stop takes the host's workers and reports with it.
+    let h1_workers = processes_with("worker.sh");
+    assert_eq!(h1_workers.len(), 2, "{h1_workers:?}");
+    h1.terminate().await;
+    let mut h1 = h1;
+    assert!(
+        h1.wait(Duration::from_secs(30)).await.success(),
+        "{}",
+        h1.output()
+    );
+    assert!(instances(&server, "sharer").await.is_empty());
+    for pid in h1_workers {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} outlived its host"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_crash_looping_worker_marks_its_plugin_failed_and_says_why() {
+    let server = TestServer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    install(
+        &server,
+        root.path(),
+        "crasher",
+        "echo about to fail >&2\nexit 3\n",
+        "crash_loop_ends = 3\ncrash_loop_window = \"1m\"",
+    )
+    .await;
+    let h1 = host(&server, root.path(), "h1");
+    wait_until(SETTLE, || async {
+        let shown = state_of(&switchyard(&server, &["plugins", "show", "crasher", "--json"]).await);
+        shown["state"] == "failed"
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", h1.output()));
+    let shown = state_of(&switchyard(&server, &["plugins", "show", "crasher", "--json"]).await);
+    let reason = shown["failure"]["reason"].as_str().unwrap();
+    assert!(reason.contains("ended 3 times"), "{reason}");
+    let logs = succeeded(&switchyard(&server, &["logs", "crasher"]).await);
+    assert!(reason.contains("exited with code 3"), "{reason}\n{logs}");
+    let audit = succeeded(&switchyard(&server, &["audit", "--json"]).await);
+    assert!(
+        audit.contains("plugin_failed")
+            && audit.contains(&format!("host {}", unique(&server, "h1"))),
+        "{audit}"
+    );
+    let logs = succeeded(&switchyard(&server, &["logs", "crasher"]).await);
+    assert_eq!(logs.matches("stderr: about to fail").count(), 3, "{logs}");
+    // Failed: not started again.
+    let ends = logs.matches("about to fail").count();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = succeeded(&switchyard(&server, &["logs", "crasher"]).await);
+    assert_eq!(later.matches("about to fail").count(), ends, "{later}");
+}
+
+#[tokio::test]
+async fn a_worker_over_its_memory_limit_is_killed_and_recorded_as_such() {
+    let server = TestServer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    install(
+        &server,
+        root.path(),
+        "hog",
+        "echo allocating\nexec python3 -c 'x = bytearray(200 * 1024 * 1024); import time; time.sleep(60)'\n",
+        "memory = \"32MiB\"",
+    )
+    .await;
+    let h1 = host(&server, root.path(), "h1");
+    let mechanism_is_cgroups =
+        wait_until(SETTLE, || async { h1.stdout().contains("confinement by") })
+            .await
+            .is_ok()
+            && h1.stdout().contains("confinement by cgroup");
+    let expected = if mechanism_is_cgroups {
+        "killed: over its memory limit"
+    } else {
+        // rlimits: the allocation fails, and python exits with MemoryError.
+        "exited with code 1"
+    };
+    wait_until(SETTLE, || async {
+        instances(&server, "hog")
+            .await
+            .iter()
+            .any(|i| i["last_end"].as_str().is_some_and(|e| e.contains(expected)))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", h1.output()));
+}
+
+#[tokio::test]
+async fn a_second_host_of_the_same_name_on_one_machine_is_refused_and_leaves_the_first_alone() {
+    let server = TestServer::start().await;
+    let other_server = TestServer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let script = "while true; do echo tick; sleep 0.2; done\n";
+    install(&server, root.path(), "steady", script, "").await;
+    let first = host(&server, root.path(), "same");
+    wait_until(SETTLE, || async {
+        !placed(&server, "steady", "running").await.is_empty()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", first.output()));
+    let pid = instances(&server, "steady").await[0]["pid"]
+        .as_u64()
+        .unwrap();
+
+    // The same name, even for another deployment: its cgroups would be the first one's.
+    let name = unique(&server, "same");
+    let state = root.path().join("second");
+    let mut second = RunningDispatcher::spawn_command(
+        BINARY,
+        "host",
+        &other_server.url(),
+        &["--name", &name, "--state-dir", path(&state)],
+        &[],
+    );
+    let status = second.wait(Duration::from_secs(30)).await;
+    assert!(!status.success());
+    assert!(
+        second
+            .stderr()
+            .contains(&format!("another host named `{name}` runs on this machine")),
+        "{}",
+        second.output()
+    );
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the first host's worker was killed"
+    );
+    assert_eq!(placed(&server, "steady", "running").await.len(), 1);
+}
