@@ -26,6 +26,17 @@ fn path(path: &Path) -> &str {
 /// Builds a package of plugin `id` whose worker is the shell script `script`, with `run` as
 /// the manifest's `[run]` table, and installs it (unsigned, allowed), enabled for all tenants.
 async fn install(server: &TestServer, root: &Path, id: &str, script: &str, run: &str) {
+    install_worker(server, root, id, ("sh", "worker.sh", script), run).await;
+}
+
+/// [`install`] with the worker `(interpreter, file, its text)`.
+async fn install_worker(
+    server: &TestServer,
+    root: &Path,
+    id: &str,
+    (interpreter, file_name, text): (&str, &str, &str),
+    run: &str,
+) {
     // Small streams: `plugins status` reads the events stream.
     succeeded(
         &switchyard(
@@ -53,10 +64,10 @@ async fn install(server: &TestServer, root: &Path, id: &str, script: &str, run: 
         ),
     )
     .unwrap();
-    std::fs::write(dir.join("worker.sh"), script).unwrap();
+    std::fs::write(dir.join(file_name), text).unwrap();
     std::fs::write(
         dir.join("package.toml"),
-        "command = [\"sh\", \"worker.sh\"]\nfiles = [\"worker.sh\"]\n",
+        format!("command = [\"{interpreter}\", \"{file_name}\"]\nfiles = [\"{file_name}\"]\n"),
     )
     .unwrap();
     let file = root.join(format!("{id}.pkg"));
@@ -92,6 +103,11 @@ fn unique(server: &TestServer, name: &str) -> String {
 
 /// Starts `switchyard host` named `name` (made [`unique`]), with its state under `root`.
 fn host(server: &TestServer, root: &Path, name: &str) -> RunningDispatcher {
+    host_with(server, root, name, &[])
+}
+
+/// [`host`] with more arguments.
+fn host_with(server: &TestServer, root: &Path, name: &str, more: &[&str]) -> RunningDispatcher {
     let name = &unique(server, name);
     let state = root.join(format!("state-{name}"));
     RunningDispatcher::spawn_command(
@@ -107,7 +123,10 @@ fn host(server: &TestServer, root: &Path, name: &str) -> RunningDispatcher {
             "300ms",
             "--host-timeout",
             "2s",
-        ],
+        ]
+        .into_iter()
+        .chain(more.iter().copied())
+        .collect::<Vec<_>>(),
         &[
             ("RUST_LOG", "info,async_nats=warn"),
             // The host's own environment, which no worker may see.
@@ -350,4 +369,60 @@ async fn a_second_host_of_the_same_name_on_one_machine_is_refused_and_leaves_the
         "the first host's worker was killed"
     );
     assert_eq!(placed(&server, "steady", "running").await.len(), 1);
+}
+
+/// A worker that sends a few heartbeats as the SDK does (raw, with the stock Python client),
+/// then freezes itself (SIGSTOP): alive to the kernel, silent on the bus.
+const FREEZING_WORKER: &str = r#"
+import asyncio, json, os, signal
+import nats
+
+async def main():
+    nc = await nats.connect(os.environ["SWITCHYARD_NATS_URL"])
+    instance = os.environ["SWITCHYARD_INSTANCE"]
+    plugin = instance.rsplit(".", 1)[0]
+    subject = os.environ["SWITCHYARD_PREFIX"] + ".control.hello." + plugin
+    for _ in range(3):
+        body = json.dumps({"instance": f"{instance} pid {os.getpid()}"}).encode()
+        await nc.publish(subject, body)
+        await nc.flush()
+        print("beat", flush=True)
+        await asyncio.sleep(0.5)
+    print("freezing", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+asyncio.run(main())
+"#;
+
+#[tokio::test]
+async fn a_worker_that_stops_sending_heartbeats_is_killed_and_started_again() {
+    let server = TestServer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let (python, site) = switchyard_tests::python_paths().await;
+    install_worker(
+        &server,
+        root.path(),
+        "freezer",
+        (path(&python), "worker.py", FREEZING_WORKER),
+        "heartbeat_timeout = \"5s\"",
+    )
+    .await;
+    let pythonpath = format!("PYTHONPATH={}", path(&site));
+    let h1 = host_with(&server, root.path(), "h1", &["--worker-env", &pythonpath]);
+    wait_until(Duration::from_secs(60), || async {
+        instances(&server, "freezer").await.iter().any(|i| {
+            i["last_end"].as_str().is_some_and(|e| {
+                e.contains("killed by the host: stopped answering (no heartbeat for")
+            })
+        })
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", h1.output()));
+    // Started again: a second run's heartbeats are in the logs.
+    wait_until(SETTLE, || async {
+        let logs = succeeded(&switchyard(&server, &["logs", "freezer", "-n", "1000"]).await);
+        logs.matches("stdout: freezing").count() >= 2
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", h1.output()));
 }

@@ -141,6 +141,10 @@ impl Plugin {
         // first deliveries must already see (an API key, say).
         hello_and_answer(client.clone(), hello.clone()).await;
         tracing::info!(plugin = %id, "serving deliveries");
+        let _heartbeats = AbortOnDrop(tokio::spawn(heartbeats(
+            client.clone(),
+            hello.subject.clone(),
+        )));
 
         let slots = Arc::new(Semaphore::new(plugin.max_concurrency));
         let handlers = TaskTracker::new();
@@ -257,26 +261,62 @@ struct Greeting {
     settings: Arc<crate::settings::LiveSettings>,
 }
 
+/// How often a worker says it is alive: a hello without a version, which a host reads as a
+/// heartbeat (its `[run] heartbeat_timeout` is a few of these) and a dispatcher as presence.
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Sends a heartbeat on `subject` every [`HEARTBEAT_INTERVAL`] while the worker runs: sent from
+/// the worker's runtime, it stops when the runtime is stuck or the process frozen.
+async fn heartbeats(client: async_nats::Client, subject: String) {
+    let body: bytes::Bytes = serde_json::to_vec(&switchyard_schemas::delivery::Hello {
+        version: None,
+        instance: Some(instance_name(&client)),
+    })
+    .unwrap_or_default()
+    .into();
+    let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = client.publish(subject.clone(), body.clone()).await {
+            tracing::debug!(%error, "a heartbeat was not sent");
+        }
+    }
+}
+
+/// Aborts its task when dropped: the heartbeats end with the worker's serving.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How long a worker waits for a dispatcher's answer to its hello.
 const HELLO_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// The hello's body: the plugin's version and which process this is.
 fn hello_body(version: &str, client: &async_nats::Client) -> bytes::Bytes {
-    // A host names the instance it started; the process and connection tell apart the rest.
+    let hello = switchyard_schemas::delivery::Hello {
+        version: Some(version.to_owned()),
+        instance: Some(instance_name(client)),
+    };
+    serde_json::to_vec(&hello).unwrap_or_default().into()
+}
+
+/// Which worker this is: the instance a host named (first, then a space), and the process and
+/// connection.
+fn instance_name(client: &async_nats::Client) -> String {
     let process = format!(
         "pid {} client {}",
         std::process::id(),
         client.server_info().client_id
     );
-    let instance = match std::env::var(env::INSTANCE) {
+    match std::env::var(env::INSTANCE) {
         Ok(name) if !name.is_empty() => format!("{name} {process}"),
         _ => process,
-    };
-    let hello = switchyard_schemas::delivery::Hello {
-        version: Some(version.to_owned()),
-        instance: Some(instance),
-    };
-    serde_json::to_vec(&hello).unwrap_or_default().into()
+    }
 }
 
 /// Says hello (held events then flow at once) and, in the background, hears whether the

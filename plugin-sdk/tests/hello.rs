@@ -139,3 +139,63 @@ async fn a_worker_hears_its_version_and_settings_and_no_log_holds_a_secret() {
         "a secret's value was logged:\n{text}"
     );
 }
+
+/// A worker sends a heartbeat every 5 s while it serves: a hello without a version (which a
+/// dispatcher reads as presence and does not answer), naming the worker; none after it stops.
+#[tokio::test]
+async fn a_serving_worker_sends_heartbeats_and_stops_with_it() {
+    use futures::StreamExt as _;
+
+    let sy = Box::pin(Switchyard::start()).await;
+    sy.register(manifest("1.0.0")).await;
+    let observer = sy.server.client().await;
+    let mut hellos = observer
+        .subscribe(sy.namespace().worker_hello(&manifest("1.0.0").plugin.id))
+        .await
+        .unwrap();
+    observer.flush().await.unwrap();
+
+    let mut settings = WorkerSettings::new(sy.url());
+    settings.namespace = sy.namespace().clone();
+    let stop = CancellationToken::new();
+    let worker = Plugin::new(manifest("1.0.0")).on_any(|_event, _ctx| async { Ok(()) });
+    let running = tokio::spawn(worker.run_with(settings, stop.clone().cancelled_owned()));
+
+    let mut beats = Vec::new();
+    let heard = tokio::time::timeout(Duration::from_secs(20), async {
+        while beats.len() < 2 {
+            let message = hellos.next().await.unwrap();
+            let hello = switchyard_schemas::delivery::Hello::read(&message.payload);
+            if hello.version.is_none() {
+                beats.push((tokio::time::Instant::now(), hello.instance));
+            }
+        }
+    })
+    .await;
+    assert!(
+        heard.is_ok(),
+        "fewer than two heartbeats in 20 s: {beats:?}"
+    );
+    let apart = beats[1].0.duration_since(beats[0].0);
+    assert!(
+        apart >= Duration::from_secs(4),
+        "heartbeats {apart:?} apart"
+    );
+    assert!(
+        beats[0].1.as_deref().is_some_and(|i| i.contains("pid ")),
+        "{beats:?}"
+    );
+
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    // Nothing more once it stopped (drain what was in flight, then a heartbeat's time).
+    while tokio::time::timeout(Duration::from_millis(200), hellos.next())
+        .await
+        .is_ok()
+    {}
+    let after = tokio::time::timeout(Duration::from_secs(6), hellos.next()).await;
+    assert!(
+        after.is_err(),
+        "a heartbeat after the worker stopped: {after:?}"
+    );
+}

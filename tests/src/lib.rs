@@ -64,7 +64,7 @@ pub use dispatch::{
 };
 pub use otlp::{Answer, OtlpReceiver, ReceivedMetric, ReceivedSpan};
 pub use process::RunningDispatcher;
-pub use python::{python_command, PYTHON_PACKAGES};
+pub use python::{python_command, python_paths, PYTHON_PACKAGES};
 pub use raw::{event_lines, header_block, RawPublisher};
 pub use secure::{
     channel_manifest, round_trip, RawPlugin, Sealing, SecuredSwitchyard, ServerErrors,

@@ -22,13 +22,7 @@ static PYTHON: OnceCell<(PathBuf, PathBuf)> = OnceCell::const_new();
 /// When `python3` or `pip` is missing, or the packages cannot be installed; the message says
 /// which command failed and quotes its output.
 pub async fn python_command(script: &Path, args: &[&str]) -> Command {
-    let (python, site) = PYTHON
-        .get_or_init(|| async {
-            tokio::task::spawn_blocking(install)
-                .await
-                .expect("the install task does not panic")
-        })
-        .await;
+    let (python, site) = python_paths().await;
     let mut command = Command::new(python);
     command
         .arg(script)
@@ -38,6 +32,23 @@ pub async fn python_command(script: &Path, args: &[&str]) -> Command {
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
+}
+
+/// The Python interpreter and the directory holding the [`PYTHON_PACKAGES`] (for
+/// `PYTHONPATH`), found or installed once per process: for a Python program started by
+/// something else than the test, such as a worker started by a host.
+///
+/// # Panics
+/// As [`python_command`].
+pub async fn python_paths() -> (PathBuf, PathBuf) {
+    PYTHON
+        .get_or_init(|| async {
+            tokio::task::spawn_blocking(install)
+                .await
+                .expect("the install task does not panic")
+        })
+        .await
+        .clone()
 }
 
 fn install() -> (PathBuf, PathBuf) {

@@ -32,6 +32,12 @@ pub(crate) struct Running {
     pub(crate) meter: Arc<Mutex<Option<Meter>>>,
     /// CPU time at the last report, and when, for the report's rate.
     pub(crate) last_cpu: Option<(u64, tokio::time::Instant)>,
+    /// When its worker last started, and its process id.
+    pub(crate) started: Arc<Mutex<Option<(tokio::time::Instant, u32)>>>,
+    /// Why the host killed its worker, said when it ends.
+    pub(crate) killed_because: Arc<Mutex<Option<String>>>,
+    /// How long its heartbeats may stop.
+    pub(crate) heartbeat_timeout: Duration,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -59,6 +65,9 @@ impl Running {
             reported_at: OffsetDateTime::now_utc(),
         }));
         let meter = Arc::new(Mutex::new(None));
+        let started = Arc::new(Mutex::new(None));
+        let killed_because = Arc::new(Mutex::new(None));
+        let heartbeat_timeout = wanted.run.heartbeat_timeout;
         let stop = CancellationToken::new();
         let version = wanted.version.clone();
         let task = tokio::spawn(run(
@@ -66,8 +75,12 @@ impl Running {
             plugin,
             slot,
             wanted,
-            report.clone(),
-            meter.clone(),
+            Watched {
+                report: report.clone(),
+                meter: meter.clone(),
+                started: started.clone(),
+                killed_because: killed_because.clone(),
+            },
             stop.clone(),
         ));
         Self {
@@ -75,6 +88,9 @@ impl Running {
             report,
             meter,
             last_cpu: None,
+            started,
+            killed_because,
+            heartbeat_timeout,
             stop,
             task,
         }
@@ -96,6 +112,29 @@ impl Running {
     pub(crate) fn cancel(&self) {
         self.stop.cancel();
     }
+
+    /// Kills its worker's process group (the supervisor starts it again), saying `why` when
+    /// the end is reported.
+    pub(crate) fn kill(&self, why: String) {
+        let Some((_, pid)) = *self.started.lock().expect("never poisoned") else {
+            return;
+        };
+        *self.killed_because.lock().expect("never poisoned") = Some(why);
+        let group = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// What the host watches of an instance while it runs.
+struct Watched {
+    report: Arc<Mutex<InstanceReport>>,
+    meter: Arc<Mutex<Option<Meter>>>,
+    started: Arc<Mutex<Option<(tokio::time::Instant, u32)>>>,
+    killed_because: Arc<Mutex<Option<String>>>,
 }
 
 /// The whole life of one instance.
@@ -104,10 +143,15 @@ async fn run(
     plugin: PluginId,
     slot: Slot,
     wanted: Wanted,
-    report: Arc<Mutex<InstanceReport>>,
-    meter: Arc<Mutex<Option<Meter>>>,
+    watched: Watched,
     stop: CancellationToken,
 ) {
+    let Watched {
+        report,
+        meter,
+        started,
+        killed_because,
+    } = watched;
     let name = format!("{plugin}.{slot}");
     shared.put_report(&report).await;
     let dir = shared.state_dir.join("instances").join(&name);
@@ -175,6 +219,8 @@ async fn run(
             let mut report = report.lock().expect("never poisoned");
             match &event {
                 InstanceEvent::Started { pid, restarts: n } => {
+                    *started.lock().expect("never poisoned") =
+                        Some((tokio::time::Instant::now(), *pid));
                     report.state = InstanceState::Running;
                     report.pid = Some(*pid);
                     report.started_at = Some(OffsetDateTime::now_utc());
@@ -186,8 +232,13 @@ async fn run(
                     report.last_end = Some(reason.clone());
                 }
                 InstanceEvent::Ended { ended, uptime, .. } => {
+                    *started.lock().expect("never poisoned") = None;
                     report.state = InstanceState::Restarting;
                     report.pid = None;
+                    let ended = match killed_because.lock().expect("never poisoned").take() {
+                        Some(why) => format!("killed by the host: {why}"),
+                        None => ended.to_string(),
+                    };
                     report.last_end = Some(format!("{ended} after {}", humantime_secs(*uptime)));
                 }
                 InstanceEvent::CrashLoop { ends } => {

@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) trust: Mutex<TrustedKeys>,
     pub(crate) board: InstanceBoard,
     pub(crate) failures: FailureReporter,
+    /// When each instance (`{plugin}.{slot}`) was last heard from: its hellos and heartbeats.
+    pub(crate) heard: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
 
 impl Shared {
@@ -215,7 +217,13 @@ pub async fn run_host(
             namespace: namespace.clone(),
             component: format!("host {}", options.name),
         },
+        heard: Mutex::default(),
     });
+    let hellos = client
+        .subscribe(namespace.all_worker_hellos())
+        .await
+        .map_err(|e| open("the workers' hellos")(&e))?;
+    let listening = tokio::spawn(listen(hellos, shared.clone()));
     let mut changes: std::pin::Pin<Box<dyn futures::Stream<Item = _> + Send>> = Box::pin(
         registry
             .watch()
@@ -243,8 +251,10 @@ pub async fn run_host(
             Err(error) => tracing::warn!(%error, "cannot read the trusted keys"),
         }
         reconcile(&shared, &directory, &registry, &options, &mut running).await;
+        kill_the_unresponsive(&shared, &running);
         report_usage(&shared, &mut running).await;
     }
+    listening.abort();
     tracing::info!(host = %options.name, instances = running.len(), "host stopping");
     let stopping: Vec<_> = std::mem::take(&mut running).into_values().collect();
     for instance in &stopping {
@@ -302,6 +312,61 @@ async fn reconcile(
         running
             .entry((plugin.clone(), slot))
             .or_insert_with(|| Running::start(shared, plugin, slot, wanted));
+    }
+}
+
+/// Notes when each instance of this host is heard from. A hello counts for the instance it
+/// names only when it came on that plugin's own subject, which only the plugin may publish on.
+async fn listen(mut hellos: async_nats::Subscriber, shared: Arc<Shared>) {
+    while let Some(message) = hellos.next().await {
+        let Some(plugin) = message.subject.rsplit('.').next() else {
+            continue;
+        };
+        let hello = switchyard_schemas::delivery::Hello::read(&message.payload);
+        let Some(instance) = hello.instance.as_deref().and_then(|i| i.split(' ').next()) else {
+            continue;
+        };
+        let named_plugin = instance.rsplit_once('.').map(|(p, _)| p);
+        if named_plugin == Some(plugin) {
+            let mut heard = shared.heard.lock().expect("never poisoned");
+            if heard.len() < 100_000 || heard.contains_key(instance) {
+                heard.insert(instance.to_owned(), tokio::time::Instant::now());
+            }
+        }
+    }
+}
+
+/// Kills each worker that was heard from since it started and then not for its
+/// `heartbeat_timeout`: it is hung (or its connection is), and its supervisor starts it again.
+fn kill_the_unresponsive(shared: &Shared, running: &BTreeMap<(PluginId, Slot), Running>) {
+    let now = tokio::time::Instant::now();
+    let mut heard = shared.heard.lock().expect("never poisoned");
+    // Forget what no instance here is.
+    heard.retain(|name, _| {
+        name.rsplit_once('.')
+            .and_then(|(plugin, slot)| Some((PluginId::new(plugin).ok()?, slot.parse().ok()?)))
+            .is_some_and(|key| running.contains_key(&key))
+    });
+    for ((plugin, slot), instance) in running {
+        let Some((started, _)) = *instance.started.lock().expect("never poisoned") else {
+            continue;
+        };
+        let Some(last) = heard.get(&format!("{plugin}.{slot}")).copied() else {
+            continue;
+        };
+        if last < started {
+            continue;
+        }
+        let silent = now.duration_since(last);
+        if silent > instance.heartbeat_timeout {
+            tracing::warn!(%plugin, slot, ?silent, "a worker stopped sending heartbeats; killing it");
+            instance.kill(format!(
+                "stopped answering (no heartbeat for {} s, heartbeat_timeout = {} s)",
+                silent.as_secs(),
+                instance.heartbeat_timeout.as_secs()
+            ));
+            heard.remove(&format!("{plugin}.{slot}"));
+        }
     }
 }
 

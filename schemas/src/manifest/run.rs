@@ -33,6 +33,10 @@ pub const CRASH_LOOP_ENDS_RANGE: RangeInclusive<u32> = 2..=100;
 pub const CRASH_LOOP_WINDOW_RANGE: RangeInclusive<Duration> =
     Duration::from_secs(10)..=Duration::from_secs(24 * 3600);
 
+/// The `heartbeat_timeout` a manifest may ask for: at least a few of the SDK's 5 s heartbeats.
+pub const HEARTBEAT_TIMEOUT_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(5)..=Duration::from_secs(600);
+
 /// How a host runs a plugin's workers: part of what an operator approves. The defaults fit a
 /// small event handler; a manifest raises what its workers need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,6 +62,10 @@ pub struct RunPolicy {
     pub crash_loop_ends: NonZeroU32,
     /// The window `crash_loop_ends` are counted in (10 s to 24 h; default 5 min).
     pub crash_loop_window: Duration,
+    /// A worker that has sent heartbeats (SDK workers send one every 5 s) and then sends none
+    /// for this long is taken as hung, killed and started again (5 s to 10 min; default
+    /// 30 s). A worker that never sent one is not checked.
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for RunPolicy {
@@ -73,6 +81,7 @@ impl Default for RunPolicy {
             stop_grace: Duration::from_secs(10),
             crash_loop_ends: NonZeroU32::new(5).expect("not 0"),
             crash_loop_window: Duration::from_secs(300),
+            heartbeat_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -97,6 +106,7 @@ const RUN_KEYS: &[&str] = &[
     "stop_grace",
     "crash_loop_ends",
     "crash_loop_window",
+    "heartbeat_timeout",
 ];
 
 /// `[run]`: each key optional, each missing one at its default (`max_instances`: at
@@ -147,6 +157,11 @@ pub(super) fn read_run(field: &Field<'_>, problems: &mut Problems) -> Result<Run
         .map_or(Ok(defaults.crash_loop_window), |f| {
             f.duration_in(problems, CRASH_LOOP_WINDOW_RANGE)
         });
+    let heartbeat_timeout = run
+        .optional("heartbeat_timeout")
+        .map_or(Ok(defaults.heartbeat_timeout), |f| {
+            f.duration_in(problems, HEARTBEAT_TIMEOUT_RANGE)
+        });
     let min_instances = min_instances?;
     let max_instances = match max_instances {
         None => min_instances,
@@ -172,6 +187,7 @@ pub(super) fn read_run(field: &Field<'_>, problems: &mut Problems) -> Result<Run
         stop_grace: stop_grace?,
         crash_loop_ends: crash_loop_ends?,
         crash_loop_window: crash_loop_window?,
+        heartbeat_timeout: heartbeat_timeout?,
     })
 }
 
@@ -189,6 +205,7 @@ pub(super) fn write_run(run: &RunPolicy) -> Table {
     table.insert("stop_grace".into(), duration(run.stop_grace));
     table.insert("crash_loop_ends".into(), count(run.crash_loop_ends));
     table.insert("crash_loop_window".into(), duration(run.crash_loop_window));
+    table.insert("heartbeat_timeout".into(), duration(run.heartbeat_timeout));
     table
 }
 
