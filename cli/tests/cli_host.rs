@@ -34,10 +34,29 @@ async fn install_worker(
     server: &TestServer,
     root: &Path,
     id: &str,
-    (interpreter, file_name, text): (&str, &str, &str),
+    worker: (&str, &str, &str),
     run: &str,
 ) {
-    // Small streams: `plugins status` reads the events stream.
+    provision(server).await;
+    let file = build(root, id, "1.0.0", worker, run).await;
+    succeeded(
+        &switchyard(
+            server,
+            &[
+                "plugins",
+                "add",
+                path(&file),
+                "--all-tenants",
+                "--approve",
+                "--allow-unsigned",
+            ],
+        )
+        .await,
+    );
+}
+
+/// Small streams: `plugins status` reads the events stream.
+async fn provision(server: &TestServer) {
     succeeded(
         &switchyard(
             server,
@@ -54,12 +73,23 @@ async fn install_worker(
         )
         .await,
     );
-    let dir = root.join(id);
+}
+
+/// Builds the package of `id` `version` whose worker is `(interpreter, file, its text)`, with
+/// `run` as its manifest's `[run]` table.
+async fn build(
+    root: &Path,
+    id: &str,
+    version: &str,
+    (interpreter, file_name, text): (&str, &str, &str),
+    run: &str,
+) -> std::path::PathBuf {
+    let dir = root.join(format!("{id}-{version}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("plugin.toml"),
         format!(
-            "[plugin]\nid = \"{id}\"\nversion = \"1.0.0\"\ncore = \"^0.1\"\n\n\
+            "[plugin]\nid = \"{id}\"\nversion = \"{version}\"\ncore = \"^0.1\"\n\n\
              [[subscriptions]]\nname = \"orders\"\nevents = [\"order.*\"]\n\n[run]\n{run}\n"
         ),
     )
@@ -70,7 +100,7 @@ async fn install_worker(
         format!("command = [\"{interpreter}\", \"{file_name}\"]\nfiles = [\"{file_name}\"]\n"),
     )
     .unwrap();
-    let file = root.join(format!("{id}.pkg"));
+    let file = root.join(format!("{id}-{version}.pkg"));
     succeeded(
         &run_switchyard(
             BINARY,
@@ -79,20 +109,7 @@ async fn install_worker(
         )
         .await,
     );
-    succeeded(
-        &switchyard(
-            server,
-            &[
-                "plugins",
-                "add",
-                path(&file),
-                "--all-tenants",
-                "--approve",
-                "--allow-unsigned",
-            ],
-        )
-        .await,
-    );
+    file
 }
 
 /// A host name unique on this machine to this test (`{name}-{server port}`): hosts of one
@@ -157,8 +174,8 @@ async fn placed(server: &TestServer, id: &str, state: &str) -> Vec<(u64, String)
         .collect()
 }
 
-/// The process ids of the processes whose command line holds `marker`.
-fn processes_with(marker: &str) -> Vec<u32> {
+/// The process ids of the processes whose working directory is under `dir`.
+fn processes_in(dir: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -166,10 +183,17 @@ fn processes_with(marker: &str) -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(marker))
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
         })
         .collect()
+}
+
+/// Whether process `pid` runs (a zombie waiting to be reaped does not).
+fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
 }
 
 fn state_of(output: &Output) -> Value {
@@ -180,7 +204,6 @@ fn state_of(output: &Output) -> Value {
 async fn two_hosts_share_the_instances_and_a_dead_hosts_are_started_on_the_other() {
     let server = TestServer::start().await;
     let root = tempfile::tempdir().unwrap();
-    // The marker is in each worker's command line (its script path), to find its processes.
     let script =
         "echo \"started as $SWITCHYARD_INSTANCE\"\necho \"env: $(env | sort | tr '\\n' ' ')\"\n\
                   while true; do echo tick; sleep 0.2; done\n";
@@ -237,8 +260,9 @@ async fn two_hosts_share_the_instances_and_a_dead_hosts_are_started_on_the_other
     .unwrap_or_else(|_| panic!("{}", h1.output()));
 
     // A clean stop takes the host's workers and reports with it.
-    let h1_workers = processes_with("worker.sh");
-    assert_eq!(h1_workers.len(), 2, "{h1_workers:?}");
+    // The workers and their children, all in the instances' directories.
+    let h1_workers = processes_in(&root.path().join(format!("state-{}", unique(&server, "h1"))));
+    assert!(h1_workers.len() >= 2, "{h1_workers:?}");
     h1.terminate().await;
     let mut h1 = h1;
     assert!(
@@ -249,8 +273,10 @@ async fn two_hosts_share_the_instances_and_a_dead_hosts_are_started_on_the_other
     assert!(instances(&server, "sharer").await.is_empty());
     for pid in h1_workers {
         assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "worker {pid} outlived its host"
+            !is_alive(pid),
+            "worker {pid} outlived its host: {:?} {:?}",
+            std::fs::read_to_string(format!("/proc/{pid}/stat")),
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")),
         );
     }
 }
@@ -380,7 +406,7 @@ import nats
 async def main():
     nc = await nats.connect(os.environ["SWITCHYARD_NATS_URL"])
     instance = os.environ["SWITCHYARD_INSTANCE"]
-    plugin = instance.rsplit(".", 1)[0]
+    plugin = instance.split("@")[0].rsplit(".", 1)[0]
     subject = os.environ["SWITCHYARD_PREFIX"] + ".control.hello." + plugin
     for _ in range(3):
         body = json.dumps({"instance": f"{instance} pid {os.getpid()}"}).encode()
@@ -425,4 +451,151 @@ async fn a_worker_that_stops_sending_heartbeats_is_killed_and_started_again() {
     })
     .await
     .unwrap_or_else(|_| panic!("{}", h1.output()));
+}
+
+/// A worker that runs until stopped, printing its version.
+fn steady(version: &str) -> String {
+    format!("echo \"version {version} up\"\nwhile true; do sleep 0.2; done\n")
+}
+
+/// `plugins show <id> --json`'s version.
+async fn registered_version(server: &TestServer, id: &str) -> String {
+    let shown = state_of(&switchyard(server, &["plugins", "show", id, "--json"]).await);
+    shown["version"].as_str().unwrap().to_owned()
+}
+
+async fn upgrade(server: &TestServer, file: &Path) {
+    succeeded(
+        &switchyard(
+            server,
+            &[
+                "plugins",
+                "upgrade",
+                path(file),
+                "--approve",
+                "--allow-unsigned",
+            ],
+        )
+        .await,
+    );
+}
+
+#[tokio::test]
+async fn a_new_version_that_fails_its_health_check_is_rolled_back_by_the_host() {
+    let server = TestServer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let run = "health_grace = \"3s\"";
+    install_worker(
+        &server,
+        root.path(),
+        "upgraded",
+        ("sh", "worker.sh", &steady("1.0.0")),
+        run,
+    )
+    .await;
+    let h1 = host(&server, root.path(), "h1");
+    wait_until(SETTLE, || async {
+        placed(&server, "upgraded", "running").await.len() == 1
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", h1.output()));
+    let pid = instances(&server, "upgraded").await[0]["pid"].clone();
+
+    // 2.0.0 starts, then exits at once.
+    let broken = "echo \"version 2.0.0 cannot start\" >&2\nexit 1\n";
+    let v2 = build(
+        root.path(),
+        "upgraded",
+        "2.0.0",
+        ("sh", "worker.sh", broken),
+        run,
+    )
+    .await;
+    upgrade(&server, &v2).await;
+    assert_eq!(registered_version(&server, "upgraded").await, "2.0.0");
+
+    wait_until(SETTLE, || async {
+        registered_version(&server, "upgraded").await == "1.0.0"
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not rolled back:\n{}", h1.output()));
+    let audit = succeeded(&switchyard(&server, &["audit", "--json"]).await);
+    assert!(audit.contains("rolled_back"), "{audit}");
+    assert!(
+        audit.contains("2.0.0 failed its health check on host")
+            && audit.contains("exited with code 1"),
+        "{audit}"
+    );
+    // The old instance served throughout: the same process, never stopped.
+    let now = instances(&server, "upgraded").await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0]["pid"], pid, "{now:?}");
+    assert_eq!(now[0]["version"], "1.0.0");
+    let logs = succeeded(&switchyard(&server, &["logs", "upgraded", "-n", "1000"]).await);
+    assert_eq!(
+        logs.matches("version 2.0.0 cannot start").count(),
+        1,
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_healthy_new_version_replaces_the_instances_one_by_one() {
+    let server = TestServer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let run = "min_instances = 2\nhealth_grace = \"1s\"";
+    install_worker(
+        &server,
+        root.path(),
+        "rolled",
+        ("sh", "worker.sh", &steady("1.0.0")),
+        run,
+    )
+    .await;
+    let h1 = host(&server, root.path(), "h1");
+    wait_until(SETTLE, || async {
+        placed(&server, "rolled", "running").await.len() == 2
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", h1.output()));
+
+    let v2 = build(
+        root.path(),
+        "rolled",
+        "2.0.0",
+        ("sh", "worker.sh", &steady("2.0.0")),
+        run,
+    )
+    .await;
+    upgrade(&server, &v2).await;
+    wait_until(SETTLE, || async {
+        let now = instances(&server, "rolled").await;
+        now.len() == 2
+            && now
+                .iter()
+                .all(|i| i["version"] == "2.0.0" && i["state"] == "running")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", h1.output()));
+    assert_eq!(registered_version(&server, "rolled").await, "2.0.0");
+
+    // One instance at a time: each upgrade finished before the next began.
+    let log = h1.stderr();
+    let steps: Vec<&str> = log
+        .lines()
+        .filter_map(|l| {
+            if l.contains("upgrading an instance") {
+                Some("upgrading")
+            } else if l.contains("upgraded an instance") {
+                Some("upgraded")
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        ["upgrading", "upgraded", "upgrading", "upgraded"],
+        "{log}"
+    );
 }

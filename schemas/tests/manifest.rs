@@ -307,7 +307,7 @@ fn run_keys_are_optional_and_max_instances_follows_min() {
     let policy = run(
         "min_instances = 1\nmax_instances = 3\nmemory = \"64MiB\"\ncpu_millicores = 250\n\
          max_processes = 32\nopen_files = 128\nstop_grace = \"2s\"\ncrash_loop_ends = 3\n\
-         crash_loop_window = \"1m\"\nheartbeat_timeout = \"10s\"",
+         crash_loop_window = \"1m\"\nheartbeat_timeout = \"10s\"\nhealth_grace = \"3s\"",
     );
     assert_eq!(
         policy,
@@ -322,6 +322,7 @@ fn run_keys_are_optional_and_max_instances_follows_min() {
             crash_loop_ends: nz(3),
             crash_loop_window: Duration::from_secs(60),
             heartbeat_timeout: Duration::from_secs(10),
+            health_grace: Duration::from_secs(3),
         }
     );
     let manifest = parse(&minimal_with(
@@ -382,6 +383,11 @@ fn run_values_out_of_their_ranges_are_refused_by_key() {
         (
             "heartbeat_timeout = \"4s\"",
             "run.heartbeat_timeout",
+            ProblemKind::OutOfRange,
+        ),
+        (
+            "health_grace = \"11m\"",
+            "run.health_grace",
             ProblemKind::OutOfRange,
         ),
         ("instances = 2", "run.instances", ProblemKind::UnknownKey),

@@ -9,6 +9,7 @@ use switchyard_control::audit::{Action, Auditor};
 use switchyard_control::lifecycle::approval::{Approval, Requested};
 use switchyard_control::lifecycle::compat;
 use switchyard_control::lifecycle::events::{self, LifecycleEvent, LifecycleKind};
+use switchyard_control::lifecycle::rollback::{self, RollbackError, RollbackTarget};
 use switchyard_control::registry::{
     Provenance, Registration, Registry, RegistryError, Revision, Snapshot, CONFLICT_ATTEMPTS,
 };
@@ -502,83 +503,49 @@ async fn rollback_once(
     registry: Registry,
     snapshot: Snapshot,
 ) -> Result<Registration, CliError> {
-    let (current, installed) = registered_in(&registry, snapshot, &args.plugin)?;
-    let revisions = registry.history(&args.plugin).await?;
     let target = match args.to {
-        Some(revision) => revisions
-            .iter()
-            .find(|r| r.revision == revision)
-            .ok_or_else(|| CliError::BadArgument {
-                argument: "--to",
-                reason: format!(
-                    "{} has no revision {revision} (see `switchyard plugins history {}`)",
-                    args.plugin, args.plugin
-                ),
-            })?,
-        None => revisions
-            .iter()
-            .rev()
-            .find(|r| {
-                r.registration.as_ref().is_some_and(|old| {
-                    old.manifest.plugin.version != current.manifest.plugin.version
-                })
-            })
-            .ok_or_else(|| CliError::BadArgument {
+        Some(revision) => RollbackTarget::Revision(revision),
+        None => RollbackTarget::PreviousVersion,
+    };
+    let plan = rollback::plan(&registry, snapshot, &args.plugin, target)
+        .await
+        .map_err(|error| match error {
+            RollbackError::NotRegistered { plugin, bucket } => {
+                CliError::NotRegistered { plugin, bucket }
+            }
+            RollbackError::NoTarget(reason) => CliError::BadArgument {
+                argument: if args.to.is_some() { "--to" } else { "plugin" },
+                reason,
+            },
+            RollbackError::Incompatible {
+                plugin,
+                revision,
+                problems,
+            } => CliError::Incompatible {
+                what: format!("rolling {plugin} back to revision {revision}"),
+                problems,
+            },
+            RollbackError::Registry(error) => error.into(),
+            other => CliError::BadArgument {
                 argument: "plugin",
-                reason: format!(
-                    "{} has no earlier revision of another version to go back to",
-                    args.plugin
-                ),
-            })?,
-    };
-    let Some(old) = target.registration.clone() else {
-        return Err(CliError::BadArgument {
-            argument: "--to",
-            reason: format!("revision {} is a removal", target.revision),
-        });
-    };
-    // Going back is a downgrade on purpose; everything else must still fit.
-    compat::check_install(&old.manifest, &installed, &compat::core_version(), true).map_err(
-        |refused| CliError::Incompatible {
-            what: format!(
-                "rolling {} back to revision {}",
-                args.plugin, target.revision
-            ),
-            problems: refused.to_string(),
-        },
-    )?;
+                reason: other.to_string(),
+            },
+        })?;
     Box::pin(super::settings::check_settings_allow(
         &args.nats,
         &args.namespace.prefix,
-        &old.manifest,
-        current.enabled,
+        &plan.restored.manifest,
+        plan.current.enabled,
     ))
     .await?;
-    let mut restored = old;
-    // The revision's approval comes back with it: a rollback never runs what was not
-    // approved. Its state now is the current one, where that was approved.
-    restored.enabled = current.enabled;
-    restored.failure = current.failure.clone();
-    restored.pending_upgrade = None;
-    restored.registered_at = OffsetDateTime::now_utc();
-    let done = format!(
-        "rolled {} back from {} to {} (revision {})",
-        args.plugin,
-        current.manifest.plugin.version,
-        restored.manifest.plugin.version,
-        target.revision
-    );
-    let revision = registry
-        .put_recorded(&restored, Action::RolledBack, Some(&current), done, auditor)
-        .await?
-        .revision;
+    let revision = rollback::apply(&registry, &plan, None, auditor).await?;
     println!(
         "rolled {} back from {} to {} (revision {} restored as {revision}; {})",
         args.plugin,
-        current.manifest.plugin.version,
-        restored.manifest.plugin.version,
-        target.revision,
-        restored.state()
+        plan.current.manifest.plugin.version,
+        plan.restored.manifest.plugin.version,
+        plan.revision,
+        plan.restored.state()
     );
-    Ok(restored)
+    Ok(plan.restored)
 }

@@ -568,27 +568,15 @@ pub(crate) async fn check_settings_allow(
         Some(store) => store.get(&manifest.plugin.id).await?,
         None => OperatorSettings::default(),
     };
-    let id = &manifest.plugin.id;
-    let version = &manifest.plugin.version;
-    let mut problems: Vec<String> = set
-        .problems(&manifest.settings_schema)
-        .iter()
-        .map(|problem| format!("{problem} (in {id} {version}; change or unset it first with `switchyard settings`)"))
-        .collect();
-    if enabled {
-        let missing = set.missing_required(manifest);
-        if !missing.is_empty() {
-            problems.push(format!(
-                "{id} {version} requires settings that have no value: {} (set them with `switchyard settings set` or `set-secret`, or keep it disabled)",
-                missing.join(", ")
-            ));
-        }
-    }
+    let problems = set.unfit_for(manifest, enabled);
     if problems.is_empty() {
         return Ok(());
     }
     Err(CliError::Incompatible {
-        what: format!("{id} {version}: its settings"),
+        what: format!(
+            "{} {}: its settings",
+            manifest.plugin.id, manifest.plugin.version
+        ),
         problems: problems.join("\n"),
     })
 }

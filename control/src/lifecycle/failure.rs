@@ -55,20 +55,33 @@ pub struct FailureReporter {
 }
 
 impl FailureReporter {
+    /// The audit log, with this component as the actor.
+    ///
+    /// # Errors
+    /// When the audit log cannot be opened.
+    pub async fn auditor(&self) -> Result<Auditor, crate::audit::AuditError> {
+        let js = async_nats::jetstream::new(self.client.clone());
+        let log = AuditLog::open(&js, &self.namespace).await?;
+        let actor = Actor::detect(&self.client, None, Some(self.component.clone())).await;
+        Ok(Auditor::new(log, actor))
+    }
+
+    /// A publisher of lifecycle events.
+    pub fn publisher(&self) -> Publisher {
+        Publisher::new(self.client.clone(), self.namespace.clone(), events::SOURCE)
+    }
+
     /// Marks `plugin` failed for `reason` ([`mark_failed`]); what goes wrong is logged, not
     /// returned: the caller goes on protecting the plugin its own way meanwhile.
     pub async fn mark_failed(&self, plugin: &PluginId, reason: &str) {
-        let js = async_nats::jetstream::new(self.client.clone());
-        let log = match AuditLog::open(&js, &self.namespace).await {
-            Ok(log) => log,
+        let auditor = match self.auditor().await {
+            Ok(auditor) => auditor,
             Err(error) => {
                 tracing::error!(%plugin, %error, "cannot mark the plugin failed: the audit log cannot be used");
                 return;
             }
         };
-        let actor = Actor::detect(&self.client, None, Some(self.component.clone())).await;
-        let auditor = Auditor::new(log, actor);
-        let publisher = Publisher::new(self.client.clone(), self.namespace.clone(), events::SOURCE);
+        let publisher = self.publisher();
         match mark_failed(&self.registry, &auditor, &publisher, plugin, reason).await {
             Ok(marked) => tracing::warn!(%plugin, %reason, ?marked, "plugin marked failed"),
             Err(error) => {

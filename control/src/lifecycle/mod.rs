@@ -6,3 +6,4 @@ pub mod approval;
 pub mod compat;
 pub mod events;
 pub mod failure;
+pub mod rollback;

@@ -113,6 +113,34 @@ impl OperatorSettings {
             self.secrets.keys().map(String::as_str),
         )
     }
+
+    /// Why these settings do not fit `manifest` (a version being installed or restored), one
+    /// sentence each: a value its declarations refuse, or, when the plugin is `enabled`, a
+    /// required setting without a value. Empty: they fit.
+    pub fn unfit_for(&self, manifest: &Manifest, enabled: bool) -> Vec<String> {
+        let id = &manifest.plugin.id;
+        let version = &manifest.plugin.version;
+        let mut problems: Vec<String> = self
+            .problems(&manifest.settings_schema)
+            .iter()
+            .map(|problem| {
+                format!(
+                    "{problem} (in {id} {version}; change or unset it first with `switchyard settings`)"
+                )
+            })
+            .collect();
+        if enabled {
+            let missing = self.missing_required(manifest);
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "{id} {version} requires settings that have no value: {} (set them with \
+                     `switchyard settings set` or `set-secret`, or keep it disabled)",
+                    missing.join(", ")
+                ));
+            }
+        }
+        problems
+    }
 }
 
 /// One change to a plugin's settings.

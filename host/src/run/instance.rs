@@ -1,6 +1,7 @@
 //! One instance this host runs: prepared, confined, supervised, its output published, its
 //! state reported; a crash loop marks its plugin failed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,10 +23,27 @@ use crate::supervise::{supervise, InstanceEvent, OutputLog, RestartPolicy, Super
 /// Lines waiting to be published per instance; past it, lines are dropped (and counted).
 const LOG_QUEUE: usize = 1024;
 
+/// What an instance is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// It serves: it reports itself, and its crash loop marks the plugin failed.
+    Serving,
+    /// It is a new version on trial during an upgrade: silent until promoted, and its ends
+    /// fail the upgrade rather than the plugin.
+    Candidate,
+}
+
 /// An instance under way on this host.
 pub(crate) struct Running {
     /// The version it runs.
     pub(crate) version: String,
+    /// The name its worker is given (`SWITCHYARD_INSTANCE`: `{plugin}.{slot}@{version}`), by
+    /// which its heartbeats are known.
+    pub(crate) name: String,
+    /// When it was started.
+    pub(crate) since: tokio::time::Instant,
+    /// Whether it writes its reports (a candidate not yet promoted does not).
+    reporting: Arc<AtomicBool>,
     /// What it reports.
     pub(crate) report: Arc<Mutex<InstanceReport>>,
     /// Reads its usage, once it is confined.
@@ -43,13 +61,16 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    /// Starts `plugin`'s instance `slot` as `wanted` says.
+    /// Starts `plugin`'s instance `slot` as `wanted` says, in `role`.
     pub(crate) fn start(
         shared: &Arc<Shared>,
         plugin: PluginId,
         slot: Slot,
         wanted: Wanted,
+        role: Role,
     ) -> Self {
+        let name = format!("{plugin}.{slot}@{}", wanted.version);
+        let reporting = Arc::new(AtomicBool::new(role == Role::Serving));
         let report = Arc::new(Mutex::new(InstanceReport {
             plugin: plugin.to_string(),
             slot,
@@ -80,11 +101,16 @@ impl Running {
                 meter: meter.clone(),
                 started: started.clone(),
                 killed_because: killed_because.clone(),
+                reporting: reporting.clone(),
+                name: name.clone(),
             },
             stop.clone(),
         ));
         Self {
             version,
+            name,
+            since: tokio::time::Instant::now(),
+            reporting,
             report,
             meter,
             last_cpu: None,
@@ -106,6 +132,16 @@ impl Running {
     pub(crate) async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
+    }
+
+    /// A candidate becomes the instance that serves: it reports itself from now on.
+    pub(crate) fn promote(&self) {
+        self.reporting.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it writes its reports.
+    pub(crate) fn is_reporting(&self) -> bool {
+        self.reporting.load(Ordering::Relaxed)
     }
 
     /// Asks it to stop without waiting.
@@ -135,6 +171,8 @@ struct Watched {
     meter: Arc<Mutex<Option<Meter>>>,
     started: Arc<Mutex<Option<(tokio::time::Instant, u32)>>>,
     killed_because: Arc<Mutex<Option<String>>>,
+    reporting: Arc<AtomicBool>,
+    name: String,
 }
 
 /// The whole life of one instance.
@@ -151,18 +189,28 @@ async fn run(
         meter,
         started,
         killed_because,
+        reporting,
+        name: instance_name,
     } = watched;
-    let name = format!("{plugin}.{slot}");
-    shared.put_report(&report).await;
+    let reports = Reports {
+        shared: &shared,
+        report: &report,
+        reporting: &reporting,
+        plugin: &plugin,
+        slot,
+    };
+    // Its cage and directory: apart from another version's of the same slot during an upgrade.
+    let name = format!("{plugin}.{slot}-{}", fit_for_a_name(&wanted.version));
+    reports.put().await;
     let dir = shared.state_dir.join("instances").join(&name);
     let trust = shared.trust();
     let prepared = tokio::select! {
         prepared = prepare(&shared.store, &trust, &plugin, &wanted, &dir) => prepared,
-        () = stop.cancelled() => return shared.forget(&plugin, slot).await,
+        () = stop.cancelled() => return reports.forget().await,
     };
     let prepared = match prepared {
         Ok(prepared) => prepared,
-        Err(error) => return cannot_start(&shared, &report, error.to_string(), &stop).await,
+        Err(error) => return cannot_start(&reports, error.to_string(), &stop).await,
     };
     let limits = Limits {
         memory_bytes: Some(wanted.run.memory_bytes),
@@ -172,7 +220,7 @@ async fn run(
     };
     let cage = match shared.confinement.cage(&name, &limits) {
         Ok(cage) => cage,
-        Err(error) => return cannot_start(&shared, &report, error.to_string(), &stop).await,
+        Err(error) => return cannot_start(&reports, error.to_string(), &stop).await,
     };
     *meter.lock().expect("never poisoned") = Some(cage.meter());
     let (lines_tx, lines_rx) = mpsc::channel(LOG_QUEUE);
@@ -190,7 +238,7 @@ async fn run(
         .env("HOME", &prepared.dir)
         .env(worker_env::URL, &shared.worker_url)
         .env(worker_env::PREFIX, shared.namespace.prefix())
-        .env(worker_env::INSTANCE, &name);
+        .env(worker_env::INSTANCE, &instance_name);
     for (key, value) in &shared.worker_env {
         launch = launch.env(key, value);
     }
@@ -257,8 +305,9 @@ async fn run(
             report.reported_at = OffsetDateTime::now_utc();
         }
         tracing::info!(plugin = %plugin, slot, ?event, "instance");
-        shared.put_report(&report).await;
-        if let Some(reason) = crash_loop {
+        reports.put().await;
+        // A candidate's ends fail the upgrade (judged by the host), not the plugin.
+        if let Some(reason) = crash_loop.filter(|_| reporting.load(Ordering::Relaxed)) {
             shared.failures.mark_failed(&plugin, &reason).await;
         }
     }
@@ -276,33 +325,58 @@ async fn run(
     if matches!(state, InstanceState::CrashLoop | InstanceState::CannotStart) {
         stop.cancelled().await;
     }
-    shared.forget(&plugin, slot).await;
+    reports.forget().await;
+}
+
+/// Writes and removes one instance's report, while it is reporting.
+struct Reports<'a> {
+    shared: &'a Shared,
+    report: &'a Mutex<InstanceReport>,
+    reporting: &'a AtomicBool,
+    plugin: &'a PluginId,
+    slot: Slot,
+}
+
+impl Reports<'_> {
+    async fn put(&self) {
+        if self.reporting.load(Ordering::Relaxed) {
+            self.shared.put_report(self.report).await;
+        }
+    }
+
+    async fn forget(&self) {
+        if self.reporting.load(Ordering::Relaxed) {
+            self.shared.forget(self.plugin, self.slot).await;
+        }
+    }
+}
+
+/// `text` with every character a cgroup or directory name may not hold as `_`.
+fn fit_for_a_name(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Reports that the instance cannot start, and waits to be stopped (it is not retried: what
 /// would change is the registration, and that brings a new instance).
-async fn cannot_start(
-    shared: &Shared,
-    report: &Mutex<InstanceReport>,
-    reason: String,
-    stop: &CancellationToken,
-) {
-    tracing::warn!(%reason, "an instance cannot start");
+async fn cannot_start(reports: &Reports<'_>, reason: String, stop: &CancellationToken) {
+    tracing::warn!(plugin = %reports.plugin, slot = reports.slot, %reason, "an instance cannot start");
     {
-        let mut report = report.lock().expect("never poisoned");
+        let mut report = reports.report.lock().expect("never poisoned");
         report.state = InstanceState::CannotStart;
         report.last_end = Some(reason);
         report.reported_at = OffsetDateTime::now_utc();
     }
-    shared.put_report(report).await;
+    reports.put().await;
     stop.cancelled().await;
-    let (plugin, slot) = {
-        let report = report.lock().expect("never poisoned");
-        (report.plugin.clone(), report.slot)
-    };
-    if let Ok(plugin) = PluginId::new(plugin) {
-        shared.forget(&plugin, slot).await;
-    }
+    reports.forget().await;
 }
 
 /// Publishes the instance's lines on its logs subject until its output ends.

@@ -11,6 +11,7 @@ mod desired;
 mod instance;
 mod lock;
 mod prepare;
+mod upgrade;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,7 +27,8 @@ use switchyard_schemas::{Namespace, PluginId};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use self::instance::Running;
+use self::instance::{Role, Running};
+use self::upgrade::Verdict;
 use crate::confine::Confinement;
 use crate::logs;
 use crate::place::{HostDirectory, HostRecord, PlaceError, Slot};
@@ -121,7 +123,8 @@ pub(crate) struct Shared {
     pub(crate) trust: Mutex<TrustedKeys>,
     pub(crate) board: InstanceBoard,
     pub(crate) failures: FailureReporter,
-    /// When each instance (`{plugin}.{slot}`) was last heard from: its hellos and heartbeats.
+    /// When each instance (`{plugin}.{slot}@{version}`) was last heard from: its hellos and
+    /// heartbeats.
     pub(crate) heard: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
 
@@ -137,6 +140,15 @@ impl Shared {
         if let Err(error) = self.board.put(&report).await {
             tracing::warn!(%error, "cannot report an instance");
         }
+    }
+
+    /// Whether the instance named `name` was heard from since `since`.
+    pub(crate) fn heard_since(&self, name: &str, since: tokio::time::Instant) -> bool {
+        self.heard
+            .lock()
+            .expect("never poisoned")
+            .get(name)
+            .is_some_and(|last| *last >= since)
     }
 
     /// Removes the instance's report, if this host wrote it last.
@@ -230,7 +242,7 @@ pub async fn run_host(
             .await
             .map_err(|e| open("the registry's changes")(&e))?,
     );
-    let mut running: BTreeMap<(PluginId, Slot), Running> = BTreeMap::new();
+    let mut instances = Instances::default();
     let mut ticker = tokio::time::interval(options.heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -250,17 +262,13 @@ pub async fn run_host(
             Ok(trust) => *shared.trust.lock().expect("never poisoned") = trust,
             Err(error) => tracing::warn!(%error, "cannot read the trusted keys"),
         }
-        reconcile(&shared, &directory, &registry, &options, &mut running).await;
-        kill_the_unresponsive(&shared, &running);
-        report_usage(&shared, &mut running).await;
+        reconcile(&shared, &directory, &registry, &options, &mut instances).await;
+        kill_the_unresponsive(&shared, &instances);
+        report_usage(&shared, &mut instances).await;
     }
     listening.abort();
-    tracing::info!(host = %options.name, instances = running.len(), "host stopping");
-    let stopping: Vec<_> = std::mem::take(&mut running).into_values().collect();
-    for instance in &stopping {
-        instance.cancel();
-    }
-    futures::future::join_all(stopping.into_iter().map(Running::stop)).await;
+    tracing::info!(host = %options.name, instances = instances.serving.len(), "host stopping");
+    instances.stop_all().await;
     if let Err(error) = directory.leave(&options.name).await {
         tracing::warn!(%error, "cannot remove the host's record");
     }
@@ -268,13 +276,49 @@ pub async fn run_host(
     Ok(())
 }
 
-/// One round: stop what this host should no longer run, start what it should.
+/// The instances of this host, by plugin and slot.
+type Key = (PluginId, Slot);
+
+/// What this host runs: the serving instances, the candidates of an upgrade under way, and
+/// the versions whose upgrade failed here (not tried again while they are wanted).
+#[derive(Default)]
+struct Instances {
+    serving: BTreeMap<Key, Running>,
+    candidates: BTreeMap<Key, Running>,
+    refused: std::collections::BTreeSet<(PluginId, String)>,
+}
+
+impl Instances {
+    fn all(&self) -> impl Iterator<Item = (&Key, &Running)> {
+        self.serving.iter().chain(self.candidates.iter())
+    }
+
+    /// Stops every instance, candidates first.
+    async fn stop_all(&mut self) {
+        let stopping: Vec<Running> = std::mem::take(&mut self.candidates)
+            .into_values()
+            .chain(std::mem::take(&mut self.serving).into_values())
+            .collect();
+        stop_together(stopping).await;
+    }
+}
+
+/// Stops `instances`, all at once (each within its own grace period).
+async fn stop_together(instances: Vec<Running>) {
+    for instance in &instances {
+        instance.cancel();
+    }
+    futures::future::join_all(instances.into_iter().map(Running::stop)).await;
+}
+
+/// One round: stop what this host should no longer run, start what it should, and move
+/// upgrades on ([`upgrade`]).
 async fn reconcile(
     shared: &Arc<Shared>,
     directory: &HostDirectory,
     registry: &Registry,
     options: &HostOptions,
-    running: &mut BTreeMap<(PluginId, Slot), Running>,
+    instances: &mut Instances,
 ) {
     let live = match directory.live(options.host_timeout).await {
         Ok(live) => live,
@@ -294,24 +338,84 @@ async fn reconcile(
     for plugin in unrunnable {
         tracing::debug!(%plugin, "enabled, but installed from a manifest: no package to run");
     }
-    let gone: Vec<(PluginId, Slot)> = running
+    // A refused version no longer wanted may be tried again later.
+    instances.refused.retain(|(plugin, version)| {
+        wanted
+            .iter()
+            .any(|((p, _), w)| p == plugin && &w.version == version)
+    });
+
+    // Not wanted here any more (or a candidate of a version no longer wanted): stopped.
+    let gone: Vec<Key> = instances
+        .serving
+        .keys()
+        .filter(|key| !wanted.contains_key(*key))
+        .cloned()
+        .collect();
+    let mut stopping: Vec<Running> = gone
         .iter()
-        .filter(|(key, instance)| {
-            wanted
-                .get(*key)
-                .is_none_or(|w| w.version != instance.version)
-        })
+        .filter_map(|key| instances.serving.remove(key))
+        .collect();
+    let stale: Vec<Key> = instances
+        .candidates
+        .iter()
+        .filter(|(key, c)| wanted.get(*key).is_none_or(|w| w.version != c.version))
         .map(|(key, _)| key.clone())
         .collect();
-    let stopping: Vec<Running> = gone.iter().filter_map(|key| running.remove(key)).collect();
-    for instance in &stopping {
-        instance.cancel();
-    }
-    futures::future::join_all(stopping.into_iter().map(Running::stop)).await;
+    stopping.extend(
+        stale
+            .iter()
+            .filter_map(|key| instances.candidates.remove(key)),
+    );
+    stop_together(stopping).await;
+
     for ((plugin, slot), wanted) in wanted {
-        running
-            .entry((plugin.clone(), slot))
-            .or_insert_with(|| Running::start(shared, plugin, slot, wanted));
+        let key = (plugin.clone(), slot);
+        let Some(serving) = instances.serving.get(&key) else {
+            let started = Running::start(shared, plugin, slot, wanted, Role::Serving);
+            instances.serving.insert(key, started);
+            continue;
+        };
+        if serving.version == wanted.version
+            || instances
+                .refused
+                .contains(&(plugin.clone(), wanted.version.clone()))
+        {
+            continue;
+        }
+        match instances.candidates.get(&key) {
+            Some(candidate) => {
+                let heard = shared.heard_since(&candidate.name, candidate.since);
+                let old_beats = shared.heard_since(&serving.name, serving.since);
+                match upgrade::judge(candidate, wanted.run.health_grace, old_beats, heard) {
+                    Verdict::Pending => {}
+                    Verdict::Healthy => {
+                        let candidate = instances.candidates.remove(&key).expect("judged");
+                        let old = instances.serving.remove(&key).expect("judged");
+                        tracing::info!(%plugin, slot, from = %old.version, to = %candidate.version, "upgraded an instance");
+                        old.stop().await;
+                        candidate.promote();
+                        instances.serving.insert(key, candidate);
+                    }
+                    Verdict::Failed(why) => {
+                        let candidate = instances.candidates.remove(&key).expect("judged");
+                        tracing::warn!(%plugin, slot, version = %wanted.version, %why, "an upgrade failed its health check");
+                        candidate.stop().await;
+                        instances
+                            .refused
+                            .insert((plugin.clone(), wanted.version.clone()));
+                        upgrade::roll_back(shared, &plugin, &wanted.version, &why).await;
+                    }
+                }
+            }
+            // Instance by instance: one candidate of a plugin at a time on this host.
+            None if !instances.candidates.keys().any(|(p, _)| *p == plugin) => {
+                tracing::info!(%plugin, slot, from = %serving.version, to = %wanted.version, "upgrading an instance");
+                let candidate = Running::start(shared, plugin, slot, wanted, Role::Candidate);
+                instances.candidates.insert(key, candidate);
+            }
+            None => {}
+        }
     }
 }
 
@@ -326,7 +430,11 @@ async fn listen(mut hellos: async_nats::Subscriber, shared: Arc<Shared>) {
         let Some(instance) = hello.instance.as_deref().and_then(|i| i.split(' ').next()) else {
             continue;
         };
-        let named_plugin = instance.rsplit_once('.').map(|(p, _)| p);
+        // `{plugin}.{slot}@{version}`
+        let named_plugin = instance
+            .split_once('@')
+            .and_then(|(slot, _)| slot.rsplit_once('.'))
+            .map(|(p, _)| p);
         if named_plugin == Some(plugin) {
             let mut heard = shared.heard.lock().expect("never poisoned");
             if heard.len() < 100_000 || heard.contains_key(instance) {
@@ -338,20 +446,16 @@ async fn listen(mut hellos: async_nats::Subscriber, shared: Arc<Shared>) {
 
 /// Kills each worker that was heard from since it started and then not for its
 /// `heartbeat_timeout`: it is hung (or its connection is), and its supervisor starts it again.
-fn kill_the_unresponsive(shared: &Shared, running: &BTreeMap<(PluginId, Slot), Running>) {
+fn kill_the_unresponsive(shared: &Shared, instances: &Instances) {
     let now = tokio::time::Instant::now();
     let mut heard = shared.heard.lock().expect("never poisoned");
     // Forget what no instance here is.
-    heard.retain(|name, _| {
-        name.rsplit_once('.')
-            .and_then(|(plugin, slot)| Some((PluginId::new(plugin).ok()?, slot.parse().ok()?)))
-            .is_some_and(|key| running.contains_key(&key))
-    });
-    for ((plugin, slot), instance) in running {
+    heard.retain(|name, _| instances.all().any(|(_, i)| i.name == *name));
+    for ((plugin, slot), instance) in instances.all() {
         let Some((started, _)) = *instance.started.lock().expect("never poisoned") else {
             continue;
         };
-        let Some(last) = heard.get(&format!("{plugin}.{slot}")).copied() else {
+        let Some(last) = heard.get(&instance.name).copied() else {
             continue;
         };
         if last < started {
@@ -365,15 +469,15 @@ fn kill_the_unresponsive(shared: &Shared, running: &BTreeMap<(PluginId, Slot), R
                 silent.as_secs(),
                 instance.heartbeat_timeout.as_secs()
             ));
-            heard.remove(&format!("{plugin}.{slot}"));
+            heard.remove(&instance.name);
         }
     }
 }
 
 /// Writes each running instance's report with its usage now.
-async fn report_usage(shared: &Shared, running: &mut BTreeMap<(PluginId, Slot), Running>) {
-    for instance in running.values_mut() {
-        if instance.is_finished() {
+async fn report_usage(shared: &Shared, instances: &mut Instances) {
+    for instance in instances.serving.values_mut() {
+        if instance.is_finished() || !instance.is_reporting() {
             continue;
         }
         let meter = instance.meter.lock().expect("never poisoned").clone();

@@ -73,8 +73,8 @@ pub use self::pattern::{EventPattern, PatternError};
 pub use self::policy::{Backoff, DeliveryPolicy, ParseRateError, Rate, RatePeriod};
 pub use self::run::{
     RunPolicy, CPU_MILLICORES_RANGE, CRASH_LOOP_ENDS_RANGE, CRASH_LOOP_WINDOW_RANGE,
-    HEARTBEAT_TIMEOUT_RANGE, INSTANCES_RANGE, MAX_PROCESSES_RANGE, MEMORY_RANGE, OPEN_FILES_RANGE,
-    STOP_GRACE_RANGE,
+    HEALTH_GRACE_RANGE, HEARTBEAT_TIMEOUT_RANGE, INSTANCES_RANGE, MAX_PROCESSES_RANGE,
+    MEMORY_RANGE, OPEN_FILES_RANGE, STOP_GRACE_RANGE,
 };
 pub use self::settings::{
     compose as compose_settings, SettingError, SettingKind, SettingSpec, SettingsSchema,

@@ -37,6 +37,10 @@ pub const CRASH_LOOP_WINDOW_RANGE: RangeInclusive<Duration> =
 pub const HEARTBEAT_TIMEOUT_RANGE: RangeInclusive<Duration> =
     Duration::from_secs(5)..=Duration::from_secs(600);
 
+/// The `health_grace` a manifest may ask for.
+pub const HEALTH_GRACE_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(600);
+
 /// How a host runs a plugin's workers: part of what an operator approves. The defaults fit a
 /// small event handler; a manifest raises what its workers need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +70,11 @@ pub struct RunPolicy {
     /// for this long is taken as hung, killed and started again (5 s to 10 min; default
     /// 30 s). A worker that never sent one is not checked.
     pub heartbeat_timeout: Duration,
+    /// How long an instance of a new version must run without ending (and, when the version
+    /// before sent heartbeats, have sent one) before it replaces an instance of the version
+    /// before during an upgrade (1 s to 10 min; default 10 s). One that ends first fails the
+    /// upgrade, and the host rolls the plugin back.
+    pub health_grace: Duration,
 }
 
 impl Default for RunPolicy {
@@ -82,6 +91,7 @@ impl Default for RunPolicy {
             crash_loop_ends: NonZeroU32::new(5).expect("not 0"),
             crash_loop_window: Duration::from_secs(300),
             heartbeat_timeout: Duration::from_secs(30),
+            health_grace: Duration::from_secs(10),
         }
     }
 }
@@ -107,6 +117,7 @@ const RUN_KEYS: &[&str] = &[
     "crash_loop_ends",
     "crash_loop_window",
     "heartbeat_timeout",
+    "health_grace",
 ];
 
 /// `[run]`: each key optional, each missing one at its default (`max_instances`: at
@@ -162,6 +173,11 @@ pub(super) fn read_run(field: &Field<'_>, problems: &mut Problems) -> Result<Run
         .map_or(Ok(defaults.heartbeat_timeout), |f| {
             f.duration_in(problems, HEARTBEAT_TIMEOUT_RANGE)
         });
+    let health_grace = run
+        .optional("health_grace")
+        .map_or(Ok(defaults.health_grace), |f| {
+            f.duration_in(problems, HEALTH_GRACE_RANGE)
+        });
     let min_instances = min_instances?;
     let max_instances = match max_instances {
         None => min_instances,
@@ -188,6 +204,7 @@ pub(super) fn read_run(field: &Field<'_>, problems: &mut Problems) -> Result<Run
         crash_loop_ends: crash_loop_ends?,
         crash_loop_window: crash_loop_window?,
         heartbeat_timeout: heartbeat_timeout?,
+        health_grace: health_grace?,
     })
 }
 
@@ -206,6 +223,7 @@ pub(super) fn write_run(run: &RunPolicy) -> Table {
     table.insert("crash_loop_ends".into(), count(run.crash_loop_ends));
     table.insert("crash_loop_window".into(), duration(run.crash_loop_window));
     table.insert("heartbeat_timeout".into(), duration(run.heartbeat_timeout));
+    table.insert("health_grace".into(), duration(run.health_grace));
     table
 }
 
