@@ -211,6 +211,25 @@ fn url_credentials(urls: &str) -> Option<(String, String)> {
     })
 }
 
+/// The URLs without user and password, for clients that log in otherwise (a plugin's worker
+/// started by a host, a probe's plugins): the login of the process that read them stays its
+/// own.
+pub fn without_userinfo(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let url = url.trim();
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            if scheme.is_empty() {
+                rest.to_owned()
+            } else {
+                format!("{scheme}://{rest}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The URLs with every password replaced by `***`, for messages.
 pub fn redact_password(urls: &str) -> String {
     urls.split(',')
@@ -267,6 +286,19 @@ mod url_tests {
             "nats://admin:***@127.0.0.1:4222,tls://h:1"
         );
         assert_eq!(redact_password("127.0.0.1:4222"), "127.0.0.1:4222");
+    }
+
+    #[test]
+    fn userinfo_is_dropped_from_every_url() {
+        assert_eq!(
+            without_userinfo("nats://admin:s3cret@host:4222"),
+            "nats://host:4222"
+        );
+        assert_eq!(
+            without_userinfo("nats://a:b@h1:4222, tls://u:p@h2:4222"),
+            "nats://h1:4222,tls://h2:4222"
+        );
+        assert_eq!(without_userinfo("h:4222"), "h:4222");
     }
 
     #[test]

@@ -36,7 +36,10 @@ mod publish;
 mod streams;
 mod wire;
 
-pub use connect::{redact_password, server_addrs, server_attributes, ConnectError, ConnectOptions};
+pub use connect::{
+    redact_password, server_addrs, server_attributes, without_userinfo, ConnectError,
+    ConnectOptions,
+};
 pub use publish::{
     BatchError, PublishError, PublishErrorKind, PublishReceipt, Publisher, DEFAULT_ACK_TIMEOUT,
 };

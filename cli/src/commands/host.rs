@@ -79,7 +79,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     let options = args.nats.connect_options()?;
     let worker_url = args
         .worker_url
-        .unwrap_or_else(|| without_logins(&options.url));
+        .unwrap_or_else(|| switchyard_bus::without_userinfo(&options.url));
     let client = options.connect().await?;
     let mut host = HostOptions::new(
         &name,
@@ -142,24 +142,6 @@ fn link_trampoline(state_dir: &Path) -> Result<PathBuf, CliError> {
     Ok(link)
 }
 
-/// `urls` (comma-separated) without the user and password of any of them: the host's login
-/// is not the workers'.
-fn without_logins(urls: &str) -> String {
-    urls.split(',')
-        .map(|url| {
-            let url = url.trim();
-            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-            if scheme.is_empty() {
-                rest.to_owned()
-            } else {
-                format!("{scheme}://{rest}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// This machine's name, made fit for a host name.
 fn machine_name() -> String {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -178,19 +160,5 @@ fn machine_name() -> String {
         "host".to_owned()
     } else {
         name
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn worker_urls_lose_the_hosts_login() {
-        assert_eq!(
-            without_logins("nats://admin:s3cret@10.0.0.1:4222, tls://u:p@b:4443"),
-            "nats://10.0.0.1:4222,tls://b:4443"
-        );
-        assert_eq!(without_logins("127.0.0.1:4222"), "127.0.0.1:4222");
     }
 }

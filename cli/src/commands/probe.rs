@@ -41,7 +41,7 @@ pub(crate) async fn run(args: ProbeArgs) -> Result<(), CliError> {
     plugin_connect.url = args
         .plugin_url
         .clone()
-        .unwrap_or_else(|| without_userinfo(&admin_options.url));
+        .unwrap_or_else(|| switchyard_bus::without_userinfo(&admin_options.url));
     let options = ProbeOptions {
         namespace: args.namespace.prefix,
         plugin_connect,
@@ -65,39 +65,4 @@ pub(crate) async fn run(args: ProbeArgs) -> Result<(), CliError> {
         });
     }
     Ok(())
-}
-
-/// The URLs without user and password: plugin connections log in as the probe's plugins.
-fn without_userinfo(urls: &str) -> String {
-    urls.split(',')
-        .map(|url| {
-            let url = url.trim();
-            let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
-            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-            if scheme.is_empty() {
-                rest.to_owned()
-            } else {
-                format!("{scheme}://{rest}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plugin_urls_drop_the_observers_login() {
-        assert_eq!(
-            without_userinfo("nats://admin:s3cret@host:4222"),
-            "nats://host:4222"
-        );
-        assert_eq!(
-            without_userinfo("nats://a:b@h1:4222, tls://h2:4222"),
-            "nats://h1:4222,tls://h2:4222"
-        );
-        assert_eq!(without_userinfo("h:4222"), "h:4222");
-    }
 }
