@@ -599,3 +599,169 @@ async fn a_healthy_new_version_replaces_the_instances_one_by_one() {
         "{log}"
     );
 }
+
+/// A worker that logs in as its plugin with the secret its host wrote for it, says so, and
+/// stays.
+const LOGIN_WORKER: &str = r#"
+import asyncio, os
+import nats
+
+async def main():
+    instance = os.environ["SWITCHYARD_INSTANCE"]
+    plugin = instance.split("@")[0].rsplit(".", 1)[0]
+    with open(os.environ["SWITCHYARD_PLUGIN_TOKEN_FILE"]) as f:
+        token = f.read().strip()
+    nc = await nats.connect(os.environ["SWITCHYARD_NATS_URL"], user=plugin, password=token,
+                            max_reconnect_attempts=0, allow_reconnect=False)
+    print("connected as", plugin, flush=True)
+    while True:
+        await asyncio.sleep(1)
+
+asyncio.run(main())
+"#;
+
+/// Whether a client logging in as `plugin` with `secret` is let in.
+async fn logs_in(url: &str, plugin: &str, secret: &str) -> bool {
+    let client =
+        async_nats::ConnectOptions::with_user_and_password(plugin.to_owned(), secret.to_owned())
+            .max_reconnects(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await;
+    match client {
+        Ok(client) => client.flush().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn where_the_broker_enforces_rights_a_hosts_workers_log_in_with_a_secret_it_issued() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    succeeded(&run_switchyard(BINARY, None, &["auth", "init", "--dir", path(dir.path())]).await);
+    let server = switchyard_tests::TestServer::with_config_refusing_anonymous(
+        switchyard_tests::TestConfig::File(at("nats-auth.conf")),
+    )
+    .await;
+    let host_port = server.url().strip_prefix("nats://").unwrap().to_owned();
+    for login in ["dispatcher", "admin", "system"] {
+        let file = at(&format!("{login}.url"));
+        let url = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, url.replace("127.0.0.1:4222", &host_port)).unwrap();
+    }
+    let admin = std::fs::read_to_string(at("admin.url"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let admin_file = at("admin.url");
+    let as_admin = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        all.extend(["--url-file".to_owned(), path(&admin_file).to_owned()]);
+        async move {
+            let args: Vec<&str> = all.iter().map(String::as_str).collect();
+            run_switchyard(BINARY, None, &args).await
+        }
+    };
+    succeeded(
+        &as_admin(&[
+            "streams",
+            "provision",
+            "--events-max-bytes",
+            "1000000",
+            "--dlq-max-bytes",
+            "1000000",
+            "--audit-max-bytes",
+            "1000000",
+        ])
+        .await,
+    );
+    let (python, site) = switchyard_tests::python_paths().await;
+    let package = build(
+        dir.path(),
+        "guarded",
+        "1.0.0",
+        (path(&python), "worker.py", LOGIN_WORKER),
+        "",
+    )
+    .await;
+    succeeded(
+        &as_admin(&[
+            "plugins",
+            "add",
+            path(&package),
+            "--all-tenants",
+            "--approve",
+            "--allow-unsigned",
+        ])
+        .await,
+    );
+    let _auth = tokio::process::Command::new(BINARY)
+        .args(["auth", "serve", "--issuer-seed-file"])
+        .arg(at("issuer.nk"))
+        .arg("--url-file")
+        .arg(at("dispatcher.url"))
+        .env_remove("SWITCHYARD_NATS_URL")
+        .env("SWITCHYARD_AUTH_XKEY_SEED_FILE", at("xkey.nk"))
+        .env("SWITCHYARD_AUTH_SYSTEM_URL_FILE", at("system.url"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("auth serve starts");
+
+    let name = format!("sec-{}", server.port());
+    let pythonpath = format!("PYTHONPATH={}", path(&site));
+    let state = at("state");
+    let mut host = RunningDispatcher::spawn_command(
+        BINARY,
+        "host",
+        &admin,
+        &[
+            "--name",
+            &name,
+            "--state-dir",
+            path(&state),
+            "--heartbeat",
+            "300ms",
+            "--worker-env",
+            &pythonpath,
+        ],
+        &[("RUST_LOG", "info,async_nats=warn")],
+    );
+    // Anonymous logins are refused: a worker that is in logged in with the host's secret.
+    wait_until(Duration::from_secs(60), || async {
+        let logs = run_switchyard(
+            BINARY,
+            None,
+            &["logs", "guarded", "--url-file", path(&at("admin.url"))],
+        )
+        .await;
+        succeeded(&logs).contains("connected as guarded")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", host.output()));
+    let audit = succeeded(&as_admin(&["audit", "--json"]).await);
+    assert!(
+        audit.contains(&format!("issued a secret of guarded to host {name}")),
+        "{audit}"
+    );
+    let token_file = std::fs::read_dir(state.join("instances"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "token"))
+        .expect("the instance's secret file");
+    let secret = std::fs::read_to_string(&token_file).unwrap();
+    assert!(logs_in(&server.url(), "guarded", &secret).await);
+    assert!(!logs_in(&server.url(), "guarded", "not-the-secret").await);
+
+    // Stopped, the host takes its secret back: it no longer logs anyone in.
+    host.terminate().await;
+    assert!(
+        host.wait(Duration::from_secs(30)).await.success(),
+        "{}",
+        host.output()
+    );
+    assert!(!token_file.exists());
+    assert!(!logs_in(&server.url(), "guarded", &secret).await);
+}

@@ -500,6 +500,74 @@ async fn a_rotated_credential_replaces_the_old_one() {
     assert!(sy.connect_plugin("rotated", new.expose()).await.is_err());
 }
 
+/// A host's secret logs its workers in beside the operator's; an operator's rotation keeps it
+/// (and disconnects no host worker), a host taking it back or a revocation ends it.
+#[tokio::test]
+async fn a_hosts_secret_lives_beside_the_operators() {
+    let sy = SecuredSwitchyard::start().await;
+    let operator = sy
+        .register(manifest("hosted", &[], &[]), only("acme"))
+        .await;
+    let log = AuditLog::open(sy.bus.jetstream(), sy.namespace())
+        .await
+        .unwrap();
+    let auditor = Auditor::new(log, Actor::declared("host h1"));
+    let hosted = sy
+        .credentials
+        .issue_for_host(&id("hosted"), "h1", &auditor)
+        .await
+        .unwrap();
+    let other_host = sy
+        .credentials
+        .issue_for_host(&id("hosted"), "h2", &auditor)
+        .await
+        .unwrap();
+    assert!(sy.connect_plugin("hosted", operator.expose()).await.is_ok());
+    let worker = sy.connect_plugin("hosted", hosted.expose()).await.unwrap();
+    assert!(sy
+        .connect_plugin("hosted", other_host.expose())
+        .await
+        .is_ok());
+
+    // The operator rotates: the old operator secret is refused, the hosts' are not.
+    let rotated = sy.credentials.issue(&id("hosted")).await.unwrap();
+    assert!(sy
+        .connect_plugin("hosted", operator.expose())
+        .await
+        .is_err());
+    assert!(sy.connect_plugin("hosted", rotated.expose()).await.is_ok());
+    assert!(sy.connect_plugin("hosted", hosted.expose()).await.is_ok());
+
+    // h1 takes its secret back: refused from now on; h2's still works.
+    assert!(sy
+        .credentials
+        .forget_host(&id("hosted"), "h1")
+        .await
+        .unwrap());
+    assert!(!sy
+        .credentials
+        .forget_host(&id("hosted"), "h1")
+        .await
+        .unwrap());
+    assert!(sy.connect_plugin("hosted", hosted.expose()).await.is_err());
+    assert!(sy
+        .connect_plugin("hosted", other_host.expose())
+        .await
+        .is_ok());
+
+    // A revocation takes every secret, the hosts' too, and closes their connections.
+    assert!(sy.credentials.revoke(&id("hosted")).await.unwrap());
+    assert!(sy
+        .connect_plugin("hosted", other_host.expose())
+        .await
+        .is_err());
+    wait_until(WAIT, || async {
+        worker.events.count("Authorization Violation") > 0
+    })
+    .await
+    .expect("a host worker's connection is closed when the credential is revoked");
+}
+
 #[tokio::test]
 async fn a_plugin_cannot_use_jetstream() {
     let sy = SecuredSwitchyard::start().await;

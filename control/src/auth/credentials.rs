@@ -6,6 +6,12 @@
 //! the deployment's account can read (plugins have no JetStream rights at all). Issuing again
 //! rotates: the old secret stops working for new connections at once, and the control plane
 //! disconnects connections made with it.
+//!
+//! A plugin host issues itself a secret of its own for the workers of each plugin it runs
+//! ([`CredentialStore::issue_for_host`]), kept beside the operator's under the same credential:
+//! an operator's rotation keeps the hosts' secrets, a revocation takes them all.
+
+use std::collections::BTreeMap;
 
 use async_nats::jetstream::{self, kv};
 use futures::{Stream, StreamExt};
@@ -56,21 +62,50 @@ pub struct StoredCredential {
     /// When it was issued.
     #[serde(with = "time::serde::rfc3339")]
     pub issued_at: OffsetDateTime,
+    /// The secrets hosts issued themselves for the workers they start, by host name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, HostSecret>,
+}
+
+/// A secret a host issued itself for the workers of one plugin: its digest only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSecret {
+    /// The SHA-256 digest of the secret, in lower-case hex.
+    pub sha256: String,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
 }
 
 impl StoredCredential {
-    /// Whether `secret` is the secret this credential was issued with. Compares digests in
-    /// constant time. A plain SHA-256 is enough: secrets are 256 random bits, not passwords
-    /// that could be guessed.
+    /// Whether `secret` is the secret this credential was issued with, or one a host issued
+    /// itself under it. Compares digests in constant time, every one of them. A plain SHA-256
+    /// is enough: secrets are 256 random bits, not passwords that could be guessed.
     pub fn accepts(&self, secret: &str) -> bool {
         let digest = digest(secret);
-        digest.len() == self.sha256.len()
-            && digest
-                .bytes()
-                .zip(self.sha256.bytes())
-                .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        let hosts = self.hosts.values().map(|host| host.sha256.as_str());
+        std::iter::once(self.sha256.as_str())
+            .chain(hosts)
+            .fold(false, |accepted, stored| accepted | same(&digest, stored))
     }
+}
+
+/// Whether two digests are equal, in time independent of where they differ.
+fn same(digest: &str, stored: &str) -> bool {
+    digest.len() == stored.len()
+        && digest
+            .bytes()
+            .zip(stored.bytes())
+            .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// How many times a credential is read and written again when it changed in between.
+const CHANGE_ATTEMPTS: usize = 5;
+
+/// A fresh credential id.
+fn new_credential_id() -> String {
+    data_encoding::HEXLOWER.encode(&rand::random::<[u8; 8]>())
 }
 
 fn digest(secret: &str) -> String {
@@ -174,24 +209,143 @@ impl CredentialStore {
         }
     }
 
-    /// Stores a new credential for `plugin`; returns its secret and what was stored.
+    /// Stores a new credential for `plugin`, keeping the hosts' secrets; returns its secret
+    /// and what was stored.
     async fn store_new(
         &self,
         plugin: &PluginId,
     ) -> Result<(PluginSecret, StoredCredential), AuthError> {
         let secret = PluginSecret::generate();
-        let credential = StoredCredential {
-            id: data_encoding::HEXLOWER.encode(&rand::random::<[u8; 8]>()),
+        let credential = self
+            .change(plugin, |existing| {
+                Some(StoredCredential {
+                    id: new_credential_id(),
+                    sha256: digest(secret.expose()),
+                    issued_at: OffsetDateTime::now_utc(),
+                    hosts: existing.map(|e| e.hosts).unwrap_or_default(),
+                })
+            })
+            .await?
+            .expect("always written");
+        Ok((secret, credential))
+    }
+
+    /// Issues a secret of `host`'s own for the workers of `plugin` it starts (replacing the
+    /// one it issued before), beside the operator's: it logs in as the plugin, with the same
+    /// rights. A plugin without a credential gets one nobody holds the secret of, so that only
+    /// hosts' workers can log in. Recorded as `credentials_issued`, naming the host.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`]; [`AuthError::IssuedNotRecorded`] when the entry could not be
+    /// recorded.
+    pub async fn issue_for_host(
+        &self,
+        plugin: &PluginId,
+        host: &str,
+        auditor: &Auditor,
+    ) -> Result<PluginSecret, AuthError> {
+        let secret = PluginSecret::generate();
+        let host_secret = HostSecret {
             sha256: digest(secret.expose()),
             issued_at: OffsetDateTime::now_utc(),
         };
-        let json = serde_json::to_vec(&credential)
-            .map_err(|e| store_error(&self.bucket, "encode a credential", e))?;
-        self.store
-            .put(plugin.as_str(), json.into())
-            .await
-            .map_err(|e| store_error(&self.bucket, "store a credential", e))?;
-        Ok((secret, credential))
+        let credential = self
+            .change(plugin, |existing| {
+                let mut credential = existing.unwrap_or_else(|| StoredCredential {
+                    id: new_credential_id(),
+                    sha256: digest(PluginSecret::generate().expose()),
+                    issued_at: OffsetDateTime::now_utc(),
+                    hosts: BTreeMap::new(),
+                });
+                credential
+                    .hosts
+                    .insert(host.to_owned(), host_secret.clone());
+                Some(credential)
+            })
+            .await?
+            .expect("always written");
+        let done = format!("issued a secret of {plugin} to host {host} for the workers it starts");
+        let entry = auditor
+            .entry(Action::CredentialsIssued, plugin.as_str())
+            .after(Some(serde_json::json!({
+                "credential_id": credential.id,
+                "host": host,
+            })))
+            .detail(done.clone());
+        match auditor.record(done, &entry).await {
+            Ok(_) => Ok(secret),
+            Err(audit) => Err(AuthError::IssuedNotRecorded { secret, audit }),
+        }
+    }
+
+    /// Takes back the secret `host` issued itself for `plugin`'s workers; returns whether it
+    /// had one.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`].
+    pub async fn forget_host(&self, plugin: &PluginId, host: &str) -> Result<bool, AuthError> {
+        let changed = self
+            .change(plugin, |existing| {
+                let mut credential = existing?;
+                credential.hosts.remove(host)?;
+                Some(credential)
+            })
+            .await?;
+        Ok(changed.is_some())
+    }
+
+    /// Writes what `update` makes of `plugin`'s credential (nothing when it makes nothing),
+    /// only if nothing changed it since it was read (tried again, at most [`CHANGE_ATTEMPTS`]
+    /// times): an operator's rotation and hosts issuing their secrets do not undo one another.
+    async fn change(
+        &self,
+        plugin: &PluginId,
+        mut update: impl FnMut(Option<StoredCredential>) -> Option<StoredCredential>,
+    ) -> Result<Option<StoredCredential>, AuthError> {
+        let mut last_error = String::new();
+        for _ in 0..CHANGE_ATTEMPTS {
+            let entry = self
+                .store
+                .entry(plugin.as_str())
+                .await
+                .map_err(|e| store_error(&self.bucket, "read a credential", e))?;
+            let (existing, revision) = match entry {
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    let credential: StoredCredential = serde_json::from_slice(&entry.value)
+                        .map_err(|e| store_error(&self.bucket, "decode a credential", e))?;
+                    (Some(credential), Some(entry.revision))
+                }
+                _ => (None, None),
+            };
+            let Some(credential) = update(existing) else {
+                return Ok(None);
+            };
+            let json = serde_json::to_vec(&credential)
+                .map_err(|e| store_error(&self.bucket, "encode a credential", e))?;
+            let written = match revision {
+                Some(revision) => self
+                    .store
+                    .update(plugin.as_str(), json.into(), revision)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                None => self
+                    .store
+                    .create(plugin.as_str(), json.into())
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+            };
+            match written {
+                Ok(()) => return Ok(Some(credential)),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(store_error(
+            &self.bucket,
+            "store a credential",
+            format!("it kept changing ({last_error})"),
+        ))
     }
 
     /// The credential of `plugin`, if one is issued.
@@ -310,13 +464,24 @@ mod tests {
     fn a_credential_accepts_its_secret_only() {
         let secret = PluginSecret::generate();
         assert_eq!(secret.expose().len(), 43);
-        let credential = StoredCredential {
+        let mut credential = StoredCredential {
             id: "c1".to_owned(),
             sha256: digest(secret.expose()),
             issued_at: OffsetDateTime::UNIX_EPOCH,
+            hosts: BTreeMap::new(),
         };
         assert!(credential.accepts(secret.expose()));
         assert!(!credential.accepts(PluginSecret::generate().expose()));
+        let hosted = PluginSecret::generate();
+        credential.hosts.insert(
+            "h1".to_owned(),
+            HostSecret {
+                sha256: digest(hosted.expose()),
+                issued_at: OffsetDateTime::UNIX_EPOCH,
+            },
+        );
+        assert!(credential.accepts(hosted.expose()));
+        assert!(credential.accepts(secret.expose()));
         assert!(!credential.accepts(""));
         assert_eq!(format!("{secret:?}"), "PluginSecret(..)");
     }

@@ -64,7 +64,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::callout::Refusal;
-pub use self::credentials::{CredentialStore, PluginSecret, StoredCredential};
+pub use self::credentials::{CredentialStore, HostSecret, PluginSecret, StoredCredential};
 pub use self::quota::{
     QuotaExceeded, DEFAULT_QUOTA_COOLDOWN, DEFAULT_QUOTA_INTERVAL, MIN_QUOTA_INTERVAL,
 };

@@ -212,6 +212,10 @@ async fn run(
         Ok(prepared) => prepared,
         Err(error) => return cannot_start(&reports, error.to_string(), &stop).await,
     };
+    let token_file = match write_secret(&shared, &plugin, &dir).await {
+        Ok(file) => file,
+        Err(reason) => return cannot_start(&reports, reason, &stop).await,
+    };
     let limits = Limits {
         memory_bytes: Some(wanted.run.memory_bytes),
         cpu_millicores: Some(wanted.run.cpu_millicores.get()),
@@ -239,6 +243,9 @@ async fn run(
         .env(worker_env::URL, &shared.worker_url)
         .env(worker_env::PREFIX, shared.namespace.prefix())
         .env(worker_env::INSTANCE, &instance_name);
+    if let Some(file) = &token_file {
+        launch = launch.env(worker_env::TOKEN_FILE, file);
+    }
     for (key, value) in &shared.worker_env {
         launch = launch.env(key, value);
     }
@@ -325,7 +332,43 @@ async fn run(
     if matches!(state, InstanceState::CrashLoop | InstanceState::CannotStart) {
         stop.cancelled().await;
     }
+    if let Some(file) = &token_file {
+        let _ = std::fs::remove_file(file);
+    }
     reports.forget().await;
+}
+
+/// Writes the plugin's secret for the instance in `dir` into `<dir>.token` (mode 0600, beside
+/// its directory rather than in it: the package may not hold that file), where
+/// the broker enforces plugin rights; its path.
+async fn write_secret(
+    shared: &Shared,
+    plugin: &PluginId,
+    dir: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let Some(secret) = shared.secret_of(plugin).await? else {
+        return Ok(None);
+    };
+    let mut file = dir.as_os_str().to_owned();
+    file.push(".token");
+    let file = std::path::PathBuf::from(file);
+    let _ = std::fs::remove_file(&file);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .and_then(|mut f| f.write_all(secret.expose().as_bytes()))
+        .map_err(|e| {
+            format!(
+                "cannot write the plugin's secret to {}: {e}",
+                file.display()
+            )
+        })?;
+    Ok(Some(file))
 }
 
 /// Writes and removes one instance's report, while it is reporting.

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt as _;
+use switchyard_control::auth::{CredentialStore, PluginSecret};
 use switchyard_control::lifecycle::failure::FailureReporter;
 use switchyard_control::package::{PackageStore, TrustStore, TrustedKeys};
 use switchyard_control::registry::Registry;
@@ -123,6 +124,11 @@ pub(crate) struct Shared {
     pub(crate) trust: Mutex<TrustedKeys>,
     pub(crate) board: InstanceBoard,
     pub(crate) failures: FailureReporter,
+    /// Where the broker enforces plugin rights: the credentials, from which this host issues
+    /// itself a secret per plugin it runs.
+    pub(crate) credentials: Option<CredentialStore>,
+    /// The secrets issued so far, per plugin (one per plugin for the host's life).
+    pub(crate) secrets: tokio::sync::Mutex<std::collections::HashMap<PluginId, PluginSecret>>,
     /// When each instance (`{plugin}.{slot}@{version}`) was last heard from: its hellos and
     /// heartbeats.
     pub(crate) heard: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
@@ -139,6 +145,43 @@ impl Shared {
         let report = report.lock().expect("never poisoned").clone();
         if let Err(error) = self.board.put(&report).await {
             tracing::warn!(%error, "cannot report an instance");
+        }
+    }
+
+    /// The secret `plugin`'s workers log in with, issued by this host the first time; `None`
+    /// where the broker does not enforce plugin rights.
+    ///
+    /// # Errors
+    /// Why none could be issued.
+    pub(crate) async fn secret_of(
+        &self,
+        plugin: &PluginId,
+    ) -> Result<Option<PluginSecret>, String> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(None);
+        };
+        let mut secrets = self.secrets.lock().await;
+        if let Some(secret) = secrets.get(plugin) {
+            return Ok(Some(secret.clone()));
+        }
+        let auditor = self.failures.auditor().await.map_err(|e| e.to_string())?;
+        let secret = credentials
+            .issue_for_host(plugin, &self.name, &auditor)
+            .await
+            .map_err(|e| format!("cannot issue the plugin's secret: {e}"))?;
+        secrets.insert(plugin.clone(), secret.clone());
+        Ok(Some(secret))
+    }
+
+    /// Takes back the secrets this host issued itself (it stops).
+    async fn forget_secrets(&self) {
+        let Some(credentials) = &self.credentials else {
+            return;
+        };
+        for plugin in self.secrets.lock().await.keys() {
+            if let Err(error) = credentials.forget_host(plugin, &self.name).await {
+                tracing::warn!(%plugin, %error, "cannot take back the host's secret");
+            }
         }
     }
 
@@ -190,6 +233,11 @@ pub async fn run_host(
     let trust_store = TrustStore::open(&js, &namespace)
         .await
         .map_err(|e| open("the trusted keys")(&e))?;
+    // A deployment where the broker enforces plugin rights has a credentials bucket; its
+    // workers then log in with a secret this host issues itself.
+    let credentials = CredentialStore::open_existing(&js, &namespace)
+        .await
+        .map_err(|e| open("the plugin credentials")(&e))?;
     let directory = HostDirectory::open(&js, &namespace).await?;
     let board = InstanceBoard::open(&js, &namespace).await?;
     logs::provision(&js, &namespace).await?;
@@ -229,6 +277,8 @@ pub async fn run_host(
             namespace: namespace.clone(),
             component: format!("host {}", options.name),
         },
+        credentials,
+        secrets: tokio::sync::Mutex::default(),
         heard: Mutex::default(),
     });
     let hellos = client
@@ -269,6 +319,7 @@ pub async fn run_host(
     listening.abort();
     tracing::info!(host = %options.name, instances = instances.serving.len(), "host stopping");
     instances.stop_all().await;
+    shared.forget_secrets().await;
     if let Err(error) = directory.leave(&options.name).await {
         tracing::warn!(%error, "cannot remove the host's record");
     }
