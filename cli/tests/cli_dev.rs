@@ -79,3 +79,113 @@ async fn dev_delivers_the_samples_to_the_example_plugins_and_stops_everything() 
     let audit = std::fs::read_to_string(data.path().join("audit.jsonl")).unwrap();
     assert_eq!(audit.lines().count(), 30);
 }
+
+/// `dev --watch`: the plugin in a directory is built, installed and run by a host inside
+/// `dev`; an edit that breaks it is rolled back to the last good build, which kept running;
+/// a build command that fails installs nothing; the next good edit runs.
+#[tokio::test]
+async fn dev_watch_rebuilds_a_plugin_and_keeps_the_last_good_build_on_failure() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncReadExt as _;
+
+    let data = tempfile::tempdir().unwrap();
+    let source = tempfile::tempdir().unwrap();
+    let dir = source.path();
+    std::fs::write(
+        dir.join("plugin.toml"),
+        "[plugin]\nid = \"watched\"\nversion = \"0.3.0\"\ncore = \"^0.1\"\n\n\
+         [[subscriptions]]\nname = \"orders\"\nevents = [\"order.*\"]\n\n\
+         [run]\nhealth_grace = \"1s\"\n",
+    )
+    .unwrap();
+    let good = |n: u32| format!("echo good {n}\nwhile true; do sleep 0.2; done\n");
+    std::fs::write(dir.join("worker.sh"), good(1)).unwrap();
+    std::fs::write(
+        dir.join("package.toml"),
+        "command = [\"sh\", \"worker.sh\"]\nfiles = [\"worker.sh\"]\n",
+    )
+    .unwrap();
+    // The build command: fails while a file named `broken` is there.
+    let port = free_port();
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["dev", "--events", "3", "--port"])
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--watch")
+        .arg(dir)
+        .args(["--build", "test ! -e broken"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let printed = Arc::new(Mutex::new(String::new()));
+    let mut stdout = dev.stdout.take().unwrap();
+    let reader = tokio::spawn({
+        let printed = printed.clone();
+        async move {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buffer).await {
+                if n == 0 {
+                    break;
+                }
+                printed
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        }
+    });
+    let said = |text: &'static str, times: usize| {
+        let printed = printed.clone();
+        async move {
+            switchyard_tests::wait_until(Duration::from_secs(90), || async {
+                printed.lock().unwrap().matches(text).count() >= times
+            })
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "never said {text:?} {times} times:\n{}",
+                    printed.lock().unwrap()
+                )
+            });
+        }
+    };
+    said(" runs\n", 1).await;
+
+    // A build that exits at once: the host rolls it back to the one that runs.
+    std::fs::write(dir.join("worker.sh"), "echo broken\nexit 4\n").unwrap();
+    said("failed its health check; rolled back to 0.3.0-dev.", 1).await;
+
+    // A build command that fails: nothing is installed.
+    std::fs::write(dir.join("broken"), "").unwrap();
+    said("the build failed", 1).await;
+
+    // Fixed: the next build runs.
+    std::fs::remove_file(dir.join("broken")).unwrap();
+    std::fs::write(dir.join("worker.sh"), good(2)).unwrap();
+    said(" runs\n", 2).await;
+    let text = printed.lock().unwrap().clone();
+    let installs = text.matches("watched 0.3.0-dev.").count();
+    assert!(installs >= 3, "{text}");
+
+    // Ctrl-C stops it all, the host's worker too.
+    let pid = dev.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), dev.wait())
+        .await
+        .expect("dev stops on Ctrl-C")
+        .unwrap();
+    reader.await.unwrap();
+    assert!(status.success(), "{}", printed.lock().unwrap());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nats-server still listens on {port}"
+    );
+}

@@ -125,7 +125,7 @@ fn default_state_dir(name: &str) -> Result<PathBuf, CliError> {
 
 /// Links `<state_dir>/switchyard-enter` to this executable (replacing an older link), so that
 /// workers start through it.
-fn link_trampoline(state_dir: &Path) -> Result<PathBuf, CliError> {
+pub(crate) fn link_trampoline(state_dir: &Path) -> Result<PathBuf, CliError> {
     let failed = |action: &str, e: std::io::Error| CliError::BadArgument {
         argument: "--state-dir",
         reason: format!("cannot {action} in {}: {e}", state_dir.display()),

@@ -345,6 +345,27 @@ impl Cli {
     }
 }
 
+/// Runs `switchyard plugins <args>` in this process, as if typed (how `dev --watch` installs
+/// its builds).
+pub(crate) async fn run_plugins(args: &[&str]) -> Result<(), CliError> {
+    let cli = Cli::try_parse_from(
+        ["switchyard", "plugins"]
+            .into_iter()
+            .chain(args.iter().copied()),
+    )
+    .map_err(|e| CliError::BadArgument {
+        argument: "plugins",
+        reason: e.to_string(),
+    })?;
+    match cli.command {
+        Command::Plugins(command) => Box::pin(plugins::run(command)).await,
+        _ => Err(CliError::BadArgument {
+            argument: "plugins",
+            reason: "not a plugins command".to_owned(),
+        }),
+    }
+}
+
 /// Runs the command the arguments name.
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {

@@ -57,20 +57,41 @@ pub struct PackageSource {
 /// problem of an invalid manifest, [`PackageError::TooLarge`] or [`PackageError::TooMany`]
 /// beyond a limit (checked before reading), [`PackageError::Io`].
 pub fn build_from_dir(dir: &Path) -> Result<Package, PackageError> {
-    let build = |reason: String| PackageError::Build {
-        dir: dir.to_owned(),
-        reason,
-    };
-    let source_text = read_bounded(&dir.join(SOURCE_FILE), MAX_SOURCE_BYTES, "MAX_SOURCE_BYTES")?;
-    let source_text = String::from_utf8(source_text)
-        .map_err(|_| build(format!("{SOURCE_FILE} is not UTF-8 text")))?;
-    let source: PackageSource = toml::from_str(&source_text)
-        .map_err(|e| build(format!("{SOURCE_FILE}: {}", e.message().trim())))?;
     let manifest_bytes = read_bounded(
         &dir.join(MANIFEST_PART),
         switchyard_schemas::MAX_MANIFEST_BYTES as u64,
         "MAX_MANIFEST_BYTES",
     )?;
+    build_from_dir_with_manifest(dir, manifest_bytes)
+}
+
+/// [`build_from_dir`] with `manifest_bytes` as the package's manifest instead of the
+/// directory's `plugin.toml` (which is neither read nor packaged): what `switchyard dev
+/// --watch` does to give each build a version of its own.
+///
+/// # Errors
+/// As [`build_from_dir`].
+pub fn build_from_dir_with_manifest(
+    dir: &Path,
+    manifest_bytes: Vec<u8>,
+) -> Result<Package, PackageError> {
+    let build = |reason: String| PackageError::Build {
+        dir: dir.to_owned(),
+        reason,
+    };
+    if manifest_bytes.len() > switchyard_schemas::MAX_MANIFEST_BYTES {
+        return Err(PackageError::too_large(
+            MANIFEST_PART.to_owned(),
+            manifest_bytes.len() as u64,
+            switchyard_schemas::MAX_MANIFEST_BYTES as u64,
+            "MAX_MANIFEST_BYTES",
+        ));
+    }
+    let source_text = read_bounded(&dir.join(SOURCE_FILE), MAX_SOURCE_BYTES, "MAX_SOURCE_BYTES")?;
+    let source_text = String::from_utf8(source_text)
+        .map_err(|_| build(format!("{SOURCE_FILE} is not UTF-8 text")))?;
+    let source: PackageSource = toml::from_str(&source_text)
+        .map_err(|e| build(format!("{SOURCE_FILE}: {}", e.message().trim())))?;
     let manifest_text = std::str::from_utf8(&manifest_bytes)
         .map_err(|_| build(format!("{MANIFEST_PART} is not UTF-8 text")))?;
     Manifest::from_toml_str(manifest_text).map_err(PackageError::Manifest)?;

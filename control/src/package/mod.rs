@@ -53,7 +53,7 @@ mod unpack;
 mod verify;
 
 pub use self::archive::{Package, PackageHead, Part};
-pub use self::build::{build_from_dir, PackageSource, SOURCE_FILE};
+pub use self::build::{build_from_dir, build_from_dir_with_manifest, PackageSource, SOURCE_FILE};
 pub use self::error::{PackageError, Tampering};
 pub use self::index::{check_part_path, PackageIndex, PartEntry, Worker};
 pub use self::key::{PackageSignature, PublisherKey, PublisherKeyPair, SIGNING_CONTEXT};

@@ -6,6 +6,7 @@
 mod plugins;
 mod samples;
 mod view;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -49,9 +50,23 @@ pub(crate) struct DevArgs {
     /// that your own plugins and publishers can join.
     #[arg(long)]
     keep_running: bool,
+    /// Also run the plugin in this directory (`plugin.toml`, `package.toml` and its files) in
+    /// a host, and rebuild, reinstall and restart it whenever its files change; a build that
+    /// fails its health check is rolled back to the last good one. Keeps running until Ctrl-C.
+    #[arg(long, value_name = "DIR")]
+    watch: Option<PathBuf>,
+    /// A shell command run in the watched directory before each build is packaged, e.g.
+    /// `cargo build --release`; when it fails, the last good build keeps running.
+    #[arg(long, value_name = "COMMAND", requires = "watch")]
+    build: Option<String>,
 }
 
 impl DevArgs {
+    /// Whether it runs until stopped: asked for, or watching a plugin.
+    fn keeps_running(&self) -> bool {
+        self.keep_running || self.watch.is_some()
+    }
+
     /// The log file, inside the data directory.
     pub(crate) fn log_file(&self) -> PathBuf {
         self.data_dir.join("switchyard.log")
@@ -183,7 +198,11 @@ async fn demo(args: &DevArgs, url: &str, stop: CancellationToken) -> Result<(), 
             .collect::<Vec<_>>()
             .join(", ")
     );
-    if args.keep_running {
+    let watching = match &args.watch {
+        Some(dir) => Some(start_watching(args, dir, url, &bus, &stop).await?),
+        None => None,
+    };
+    if args.keeps_running() {
         println!(
             "in another terminal: `cargo switchyard plugins list`, `cargo switchyard dlq list`, \
              or add a plugin of your own (README, \"Writing a plugin\")"
@@ -192,6 +211,9 @@ async fn demo(args: &DevArgs, url: &str, stop: CancellationToken) -> Result<(), 
 
     let result = publish_and_watch(args, &bus, &dispatcher, &manifests, &stop).await;
 
+    if let Some(watching) = watching {
+        watching.stop().await;
+    }
     workers.cancel();
     let dropped = dispatcher.shutdown().await;
     if dropped > 0 {
@@ -201,6 +223,88 @@ async fn demo(args: &DevArgs, url: &str, stop: CancellationToken) -> Result<(), 
         summarise(&bus).await?;
     }
     result
+}
+
+/// The host and the watcher of `dev --watch`.
+struct Watching {
+    host: tokio::task::JoinHandle<()>,
+    host_stop: CancellationToken,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Watching {
+    /// Stops the watcher, then the host (its workers within their grace periods).
+    async fn stop(self) {
+        self.watcher.abort();
+        self.host_stop.cancel();
+        let _ = self.host.await;
+    }
+}
+
+/// Starts a host inside `dev` (named `dev-<port>`, its state in the data directory) and the
+/// watcher of `dir`.
+async fn start_watching(
+    args: &DevArgs,
+    dir: &std::path::Path,
+    url: &str,
+    bus: &Bus,
+    stop: &CancellationToken,
+) -> Result<Watching, CliError> {
+    let name = format!("dev-{}", args.port);
+    let confinement = switchyard_host::confine::Confinement::detect(&name)
+        .or_else(|_| switchyard_host::confine::Confinement::rlimits_only(&name))
+        .map_err(|e| CliError::BadArgument {
+            argument: "--watch",
+            reason: e.to_string(),
+        })?;
+    let state_dir = args.data_dir.join("host");
+    let enter = super::host::link_trampoline(&state_dir)?;
+    let mut options = switchyard_host::run::HostOptions::new(
+        &name,
+        bus.namespace().clone(),
+        state_dir,
+        enter,
+        url,
+    );
+    options.heartbeat = Duration::from_secs(1);
+    options.host_timeout = Duration::from_secs(5);
+    let client = switchyard_bus::ConnectOptions::new(url).connect().await?;
+    let host_stop = CancellationToken::new();
+    let host = tokio::spawn({
+        let host_stop = host_stop.clone();
+        async move {
+            if let Err(error) = Box::pin(switchyard_host::run::run_host(
+                client,
+                options,
+                confinement,
+                host_stop,
+            ))
+            .await
+            {
+                println!("watch: the host stopped: {error}");
+            }
+        }
+    });
+    println!(
+        "watch: running {} in host {name}; edit its files to rebuild",
+        dir.display()
+    );
+    let watcher = tokio::spawn(watch::run(
+        watch::Watch {
+            dir: dir.to_owned(),
+            build: args.build.clone(),
+            out: args.data_dir.join("watch"),
+            url: url.to_owned(),
+        },
+        bus.jetstream().clone(),
+        bus.namespace().clone(),
+        stop.clone(),
+    ));
+    Ok(Watching {
+        host,
+        host_stop,
+        watcher,
+    })
 }
 
 /// Publishes the samples at the requested rate and redraws the live view until every event
@@ -213,7 +317,8 @@ async fn publish_and_watch(
     stop: &CancellationToken,
 ) -> Result<(), CliError> {
     let publisher = bus.publisher("urn:switchyard:dev");
-    let mut view = LiveView::new(std::io::stdout().is_terminal());
+    // Watching, the terminal is shared with what the builds print: no redrawing in place.
+    let mut view = LiveView::new(std::io::stdout().is_terminal() && args.watch.is_none());
     let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut published = 0u64;
     let mut publish_tick = interval(Duration::from_secs(1) / args.rate);
@@ -227,14 +332,14 @@ async fn publish_and_watch(
             () = stop.cancelled() => return Ok(()),
             _ = publish_tick.tick() => {
                 let in_batch = published < args.events;
-                if in_batch || args.keep_running {
+                if in_batch || args.keeps_running() {
                     let event = samples::sample(published).map_err(|e| CliError::Publish(e.into()))?;
                     publisher.publish_event(&event).await?;
                     count_expected(&mut expected, manifests, &event);
                     published += 1;
                     if published == args.events {
                         batch_done_at = Some(Instant::now());
-                        if args.keep_running {
+                        if args.keeps_running() {
                             publish_tick = interval(Duration::from_secs(1));
                         }
                     }
@@ -254,13 +359,13 @@ async fn publish_and_watch(
                             && s.counts.delivered + s.counts.dead_lettered >= *want
                     })
                 });
-                let done = !args.keep_running && published == args.events && settled;
-                let timed_out = !args.keep_running
+                let done = !args.keeps_running() && published == args.events && settled;
+                let timed_out = !args.keeps_running()
                     && batch_done_at.is_some_and(|at| at.elapsed() > SETTLE_TIMEOUT);
                 view.draw(
                     &Frame {
                         published,
-                        planned: (!args.keep_running || published < args.events)
+                        planned: (!args.keeps_running() || published < args.events)
                             .then_some(args.events),
                         stats: &stats,
                         circuits: &circuits,
