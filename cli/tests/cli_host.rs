@@ -250,8 +250,16 @@ async fn two_hosts_share_the_instances_and_a_dead_hosts_are_started_on_the_other
     let newest = succeeded(&switchyard(&server, &["logs", "sharer", "-n", "3"]).await);
     assert_eq!(newest.lines().count(), 3, "{newest}");
 
-    // h2 dies without a word: its instance is started on h1 once h2's record is stale.
+    // h2 dies without a word: its worker dies with it, and its instance is started on h1
+    // once h2's record is stale.
+    let h2_workers = processes_in(&root.path().join(format!("state-{}", unique(&server, "h2"))));
+    assert!(!h2_workers.is_empty());
     h2.crash().await;
+    wait_until(SETTLE, || async {
+        h2_workers.iter().all(|pid| !is_alive(*pid))
+    })
+    .await
+    .expect("a dead host's workers die with it");
     wait_until(SETTLE, || async {
         let placed = placed(&server, "sharer", "running").await;
         placed.len() == 2 && placed.iter().all(|(_, h)| *h == unique(&server, "h1"))
@@ -424,12 +432,12 @@ asyncio.run(main())
 async fn a_worker_that_stops_sending_heartbeats_is_killed_and_started_again() {
     let server = TestServer::start().await;
     let root = tempfile::tempdir().unwrap();
-    let (python, site) = switchyard_tests::python_paths().await;
+    let (_, site) = switchyard_tests::python_paths().await;
     install_worker(
         &server,
         root.path(),
         "freezer",
-        (path(&python), "worker.py", FREEZING_WORKER),
+        ("python3", "worker.py", FREEZING_WORKER),
         "heartbeat_timeout = \"5s\"",
     )
     .await;
@@ -675,12 +683,12 @@ async fn where_the_broker_enforces_rights_a_hosts_workers_log_in_with_a_secret_i
         ])
         .await,
     );
-    let (python, site) = switchyard_tests::python_paths().await;
+    let (_, site) = switchyard_tests::python_paths().await;
     let package = build(
         dir.path(),
         "guarded",
         "1.0.0",
-        (path(&python), "worker.py", LOGIN_WORKER),
+        ("python3", "worker.py", LOGIN_WORKER),
         "",
     )
     .await;
@@ -745,7 +753,7 @@ async fn where_the_broker_enforces_rights_a_hosts_workers_log_in_with_a_secret_i
         audit.contains(&format!("issued a secret of guarded to host {name}")),
         "{audit}"
     );
-    let token_file = std::fs::read_dir(state.join("instances"))
+    let token_file = std::fs::read_dir(state.join(&name).join("instances"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -764,4 +772,43 @@ async fn where_the_broker_enforces_rights_a_hosts_workers_log_in_with_a_secret_i
     );
     assert!(!token_file.exists());
     assert!(!logs_in(&server.url(), "guarded", &secret).await);
+}
+
+/// A worker that tries what a worker should not manage: leave its cgroups, raise its limits,
+/// read the host's environment, write the host's trampoline; it says what worked.
+const PROBING_WORKER: &str = r#"echo "uid $(id -u)"
+for c in memory cpu pids; do
+  if echo $$ > /sys/fs/cgroup/$c/cgroup.procs 2>/dev/null; then echo "escaped $c"; fi
+done
+own=$(grep ':memory:' /proc/self/cgroup | cut -d: -f3)
+if echo 9999999999 > /sys/fs/cgroup/memory$own/memory.limit_in_bytes 2>/dev/null; then echo "raised memory"; fi
+if grep -q must-not-leak /proc/$PPID/environ 2>/dev/null; then echo "read the host"; fi
+if echo hijack > ../../../switchyard-enter 2>/dev/null; then echo "wrote the trampoline"; fi
+echo done-probing
+while true; do sleep 1; done
+"#;
+
+#[tokio::test]
+async fn a_worker_runs_as_a_user_of_its_own_and_cannot_leave_its_confinement() {
+    let server = TestServer::start().await;
+    let root = tempfile::tempdir().unwrap();
+    install(&server, root.path(), "prober", PROBING_WORKER, "").await;
+    let h1 = host(&server, root.path(), "h1");
+    wait_until(SETTLE, || async {
+        succeeded(&switchyard(&server, &["logs", "prober"]).await).contains("done-probing")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", h1.output()));
+    let logs = succeeded(&switchyard(&server, &["logs", "prober"]).await);
+    for broken in [
+        "escaped",
+        "raised memory",
+        "read the host",
+        "wrote the trampoline",
+    ] {
+        assert!(!logs.contains(broken), "the worker {broken}:\n{logs}");
+    }
+    if switchyard_host::run::runs_as_root() {
+        assert!(logs.contains("uid 1900000000"), "{logs}");
+    }
 }

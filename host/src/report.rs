@@ -77,6 +77,13 @@ pub struct InstanceReport {
     /// How its worker last ended, or why it cannot start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_end: Option<String>,
+    /// The version an instance on trial beside it runs, while this host upgrades it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrading_to: Option<String>,
+    /// Lines its workers wrote that were not published (they wrote faster than the host
+    /// publishes), since it was started on this host.
+    #[serde(default)]
+    pub lines_lost: u64,
     /// When this report was written.
     #[serde(with = "time::serde::rfc3339")]
     pub reported_at: OffsetDateTime,

@@ -48,6 +48,31 @@ pub(crate) struct HostArgs {
     /// docs/host.md).
     #[arg(long)]
     rlimits_only: bool,
+    /// The user ids workers run as, one of its own per instance, e.g. `200000-265535`
+    /// [default, when the host runs as root: 1900000000-1900065535]; `none`: as the host's
+    /// user.
+    #[arg(long, value_name = "FIRST-LAST|none", value_parser = parse_uids)]
+    worker_uids: Option<UidRange>,
+}
+
+/// `--worker-uids`.
+#[derive(Debug, Clone)]
+struct UidRange(Option<std::ops::RangeInclusive<u32>>);
+
+fn parse_uids(raw: &str) -> Result<UidRange, String> {
+    if raw == "none" {
+        return Ok(UidRange(None));
+    }
+    let (first, last) = raw
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+        .ok_or_else(|| format!("`{raw}` is not FIRST-LAST or none"))?;
+    if first == 0 || first > last {
+        return Err(format!(
+            "`{raw}`: the range must not hold 0 (root) and must not be empty"
+        ));
+    }
+    Ok(UidRange(Some(first..=last)))
 }
 
 fn parse_env(raw: &str) -> Result<(String, String), String> {
@@ -90,9 +115,26 @@ pub(crate) async fn run(args: HostArgs) -> Result<(), CliError> {
     );
     host.worker_env = args.worker_env;
     host.heartbeat = args.heartbeat;
+    if let Some(UidRange(uids)) = args.worker_uids {
+        if uids.is_some() && !switchyard_host::run::runs_as_root() {
+            return Err(CliError::BadArgument {
+                argument: "--worker-uids",
+                reason: "changing the workers' user needs a host running as root".to_owned(),
+            });
+        }
+        host.worker_uids = uids;
+    }
     host.host_timeout = args.host_timeout;
+    let users = match &host.worker_uids {
+        Some(range) => format!(
+            "each worker as a user of its own ({}-{})",
+            range.start(),
+            range.end()
+        ),
+        None => "workers as the host's user".to_owned(),
+    };
     println!(
-        "host {name}: confinement by {}; instances in {}",
+        "host {name}: confinement by {}; {users}; instances in {}",
         confinement.mechanism(),
         state_dir.display()
     );

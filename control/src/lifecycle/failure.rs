@@ -83,7 +83,16 @@ impl FailureReporter {
         };
         let publisher = self.publisher();
         match mark_failed(&self.registry, &auditor, &publisher, plugin, reason).await {
-            Ok(marked) => tracing::warn!(%plugin, %reason, ?marked, "plugin marked failed"),
+            Ok(MarkedFailed::Failed(_)) => tracing::warn!(%plugin, %reason, "plugin marked failed"),
+            Ok(MarkedFailed::AlreadyFailed) => {
+                tracing::info!(%plugin, %reason, "the plugin is failed already")
+            }
+            Ok(MarkedFailed::NotRunning(state)) => {
+                tracing::info!(%plugin, %reason, %state, "the plugin is not enabled; not marked failed")
+            }
+            Ok(MarkedFailed::NotRegistered) => {
+                tracing::info!(%plugin, %reason, "the plugin is not registered; not marked failed")
+            }
             Err(error) => {
                 tracing::error!(%plugin, %reason, %error, "cannot mark the plugin failed")
             }

@@ -232,6 +232,14 @@ impl Cage {
         }
     }
 
+    /// Kills every process in the cage now (what a worker that ended left behind), without
+    /// waiting: before the next worker starts in it.
+    pub fn kill_all(&self) {
+        for dir in &self.dirs {
+            kill_all(dir);
+        }
+    }
+
     /// How many times a process of this cage was refused a new process or thread.
     pub fn refused_processes(&self) -> u64 {
         let file = match self.version {

@@ -8,7 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::detect::Mechanism;
-use super::enter::{Rlimit, PROCS, RLIMIT};
+use super::enter::{Rlimit, PARENT, PROCS, RLIMIT, USER};
 use super::{Cage, ConfineError, Confinement, Limits};
 
 /// How to start one worker process.
@@ -19,6 +19,7 @@ pub struct Launch {
     env: Vec<(OsString, OsString)>,
     workdir: PathBuf,
     limits: Limits,
+    user: Option<(u32, u32)>,
 }
 
 impl Launch {
@@ -31,6 +32,7 @@ impl Launch {
             env: Vec::new(),
             workdir: workdir.into(),
             limits: Limits::default(),
+            user: None,
         }
     }
 
@@ -55,6 +57,14 @@ impl Launch {
         self
     }
 
+    /// Runs the worker as this user and group (the trampoline changes to them after joining
+    /// its cgroups; needs a host running as root).
+    #[must_use]
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
     /// The command, ready to spawn: `enter` (the `switchyard-enter` trampoline) joins `cage`,
     /// applies the rest, and becomes the worker.
     ///
@@ -74,6 +84,11 @@ impl Launch {
         for rlimit in rlimits(&self.limits, confinement.mechanism()) {
             command.arg(RLIMIT).arg(rlimit.to_string());
         }
+        if let Some((uid, gid)) = self.user {
+            command.arg(USER).arg(format!("{uid}:{gid}"));
+        }
+        // The worker dies with the host: a host killed hard leaves nothing running.
+        command.arg(PARENT).arg(std::process::id().to_string());
         command
             .arg("--")
             .arg(&self.program)

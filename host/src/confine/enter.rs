@@ -2,13 +2,17 @@
 //! becomes the worker, so that nothing of the worker ever runs unconfined.
 //!
 //! ```text
-//! switchyard-enter [--procs <cgroup.procs file>]... [--rlimit <name>=<n>]... -- <program> [args]...
+//! switchyard-enter [--procs <cgroup.procs file>]... [--rlimit <name>=<n>]...
+//!                  [--user <uid>:<gid>] [--parent <pid>] -- <program> [args]...
 //! ```
 //!
 //! It writes its own process id into each `cgroup.procs` file (joining the cage), sets each
-//! rlimit (soft and hard), sets no new privileges, and `exec`s the program with the
-//! environment and working directory it was given. When any step fails it exits with
-//! [`ENTER_FAILED`] and says why on stderr; the worker is not started.
+//! rlimit (soft and hard), becomes the user `--user` (no supplementary groups; an
+//! unprivileged user keeps no capability, so it can neither leave its cgroup nor raise its
+//! limits), asks to be killed when its parent `--parent` (the host) dies, sets no new
+//! privileges, and `exec`s the program with the environment and working directory it was
+//! given. When any step fails it exits with [`ENTER_FAILED`] and says why on stderr; the
+//! worker is not started.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -19,6 +23,10 @@ use std::path::PathBuf;
 pub(super) const PROCS: &str = "--procs";
 /// The option setting an rlimit.
 pub(super) const RLIMIT: &str = "--rlimit";
+/// The option naming the user (`uid:gid`) the worker runs as.
+pub(super) const USER: &str = "--user";
+/// The option naming the host's process id: the worker is killed when it dies.
+pub(super) const PARENT: &str = "--parent";
 
 /// The exit code of a trampoline that could not confine itself or start the worker.
 pub const ENTER_FAILED: i32 = 126;
@@ -70,6 +78,8 @@ impl std::str::FromStr for Rlimit {
 struct Plan {
     procs: Vec<PathBuf>,
     rlimits: Vec<Rlimit>,
+    user: Option<(u32, u32)>,
+    parent: Option<i32>,
     program: Option<OsString>,
     args: Vec<OsString>,
 }
@@ -86,6 +96,20 @@ fn plan(args: impl IntoIterator<Item = OsString>) -> Result<Plan, String> {
                 let value = args.next().ok_or("--rlimit needs name=value")?;
                 let value = value.to_str().ok_or("--rlimit is not text")?;
                 plan.rlimits.push(value.parse()?);
+            }
+            Some(USER) => {
+                let value = args.next().ok_or("--user needs uid:gid")?;
+                let value = value.to_str().ok_or("--user is not text")?;
+                let (uid, gid) = value
+                    .split_once(':')
+                    .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+                    .ok_or_else(|| format!("--user `{value}` is not uid:gid"))?;
+                plan.user = Some((uid, gid));
+            }
+            Some(PARENT) => {
+                let value = args.next().ok_or("--parent needs a process id")?;
+                let value = value.to_str().and_then(|v| v.parse().ok());
+                plan.parent = Some(value.ok_or("--parent is not a process id")?);
             }
             Some("--") => {
                 plan.program = Some(args.next().ok_or("no program after --")?);
@@ -125,6 +149,33 @@ pub fn enter(args: impl IntoIterator<Item = OsString>) -> String {
             return format!("cannot set the rlimit {rlimit}: {error}");
         }
     }
+    if let Some((uid, gid)) = plan.user {
+        // One thread here (the trampoline starts no other), so the thread's ids are the
+        // process's. Groups first: after the uid, changing them is no longer allowed.
+        if let Err(error) = rustix::thread::set_thread_groups(&[]) {
+            return format!("cannot drop the supplementary groups: {error}");
+        }
+        if let Err(error) = rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(gid)) {
+            return format!("cannot become group {gid}: {error}");
+        }
+        if let Err(error) = rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(uid)) {
+            return format!("cannot become user {uid}: {error}");
+        }
+    }
+    if let Some(parent) = plan.parent {
+        // After the user change, which clears it.
+        if let Err(error) =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        {
+            return format!("cannot ask to end with the host: {error}");
+        }
+        // The host may have died before the request: then it is not our parent any more.
+        if rustix::process::getppid().map(rustix::process::Pid::as_raw_nonzero)
+            != rustix::process::Pid::from_raw(parent).map(rustix::process::Pid::as_raw_nonzero)
+        {
+            return "the host ended before the worker started".to_owned();
+        }
+    }
     if let Err(error) = rustix::thread::set_no_new_privs(true) {
         return format!("cannot set no new privileges: {error}");
     }
@@ -157,6 +208,13 @@ mod tests {
         assert_eq!(plan.rlimits, [Rlimit::OpenFiles(64)]);
         assert_eq!(plan.program, Some("worker".into()));
         assert_eq!(plan.args, args(&["--flag"]));
+        let plan = plan_of(&["--user", "1000:1001", "--parent", "42", "--", "w"]);
+        assert_eq!(plan.user, Some((1000, 1001)));
+        assert_eq!(plan.parent, Some(42));
+    }
+
+    fn plan_of(text: &[&str]) -> Plan {
+        plan(args(text)).unwrap()
     }
 
     #[test]
@@ -169,6 +227,9 @@ mod tests {
             .contains("needs a file"));
         assert!(plan(args(&["worker"])).unwrap_err().contains("unexpected"));
         assert!(plan(args(&["--"])).unwrap_err().contains("no program"));
+        assert!(plan(args(&["--user", "root", "--", "w"]))
+            .unwrap_err()
+            .contains("uid:gid"));
         assert!(plan(args(&[])).unwrap_err().contains("no `--"));
         for rlimit in [
             Rlimit::OpenFiles(1),

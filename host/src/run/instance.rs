@@ -54,6 +54,8 @@ pub(crate) struct Running {
     pub(crate) started: Arc<Mutex<Option<(tokio::time::Instant, u32)>>>,
     /// Why the host killed its worker, said when it ends.
     pub(crate) killed_because: Arc<Mutex<Option<String>>>,
+    /// How many lines its workers wrote that were not published.
+    pub(crate) lines_lost: Arc<std::sync::atomic::AtomicU64>,
     /// How long its heartbeats may stop.
     pub(crate) heartbeat_timeout: Duration,
     stop: CancellationToken,
@@ -83,12 +85,16 @@ impl Running {
             memory_bytes: None,
             cpu_millicores: None,
             last_end: None,
+            upgrading_to: None,
+            lines_lost: 0,
             reported_at: OffsetDateTime::now_utc(),
         }));
         let meter = Arc::new(Mutex::new(None));
         let started = Arc::new(Mutex::new(None));
         let killed_because = Arc::new(Mutex::new(None));
         let heartbeat_timeout = wanted.run.heartbeat_timeout;
+        let (lines_tx, lines_rx) = mpsc::channel(LOG_QUEUE);
+        let output = OutputLog::new(shared.output_bytes).forwarding(lines_tx);
         let stop = CancellationToken::new();
         let version = wanted.version.clone();
         let task = tokio::spawn(run(
@@ -103,6 +109,8 @@ impl Running {
                 killed_because: killed_because.clone(),
                 reporting: reporting.clone(),
                 name: name.clone(),
+                output: output.clone(),
+                lines: lines_rx,
             },
             stop.clone(),
         ));
@@ -116,6 +124,7 @@ impl Running {
             last_cpu: None,
             started,
             killed_because,
+            lines_lost: output.unforwarded_lines(),
             heartbeat_timeout,
             stop,
             task,
@@ -173,6 +182,8 @@ struct Watched {
     killed_because: Arc<Mutex<Option<String>>>,
     reporting: Arc<AtomicBool>,
     name: String,
+    output: OutputLog,
+    lines: mpsc::Receiver<crate::supervise::Line>,
 }
 
 /// The whole life of one instance.
@@ -191,6 +202,8 @@ async fn run(
         killed_because,
         reporting,
         name: instance_name,
+        output,
+        lines: lines_rx,
     } = watched;
     let reports = Reports {
         shared: &shared,
@@ -212,7 +225,18 @@ async fn run(
         Ok(prepared) => prepared,
         Err(error) => return cannot_start(&reports, error.to_string(), &stop).await,
     };
-    let token_file = match write_secret(&shared, &plugin, &dir).await {
+    // A user of its own (when the host is root): it owns its directory and nothing else.
+    let uid = match shared.take_uid() {
+        Ok(uid) => uid,
+        Err(reason) => return cannot_start(&reports, reason, &stop).await,
+    };
+    let _uid = uid.map(|uid| GiveBack(&shared, uid));
+    if let Some(uid) = uid {
+        if let Err(error) = chown_all(&prepared.dir, uid) {
+            return cannot_start(&reports, error, &stop).await;
+        }
+    }
+    let token_file = match write_secret(&shared, &plugin, &dir, uid).await {
         Ok(file) => file,
         Err(reason) => return cannot_start(&reports, reason, &stop).await,
     };
@@ -227,14 +251,12 @@ async fn run(
         Err(error) => return cannot_start(&reports, error.to_string(), &stop).await,
     };
     *meter.lock().expect("never poisoned") = Some(cage.meter());
-    let (lines_tx, lines_rx) = mpsc::channel(LOG_QUEUE);
     let publishing = tokio::spawn(publish_lines(
         shared.clone(),
         plugin.to_string(),
         slot,
         lines_rx,
     ));
-    let output = OutputLog::new(shared.output_bytes).forwarding(lines_tx);
     let mut launch = Launch::new(prepared.program, &prepared.dir)
         .args(prepared.args)
         .limits(limits)
@@ -243,8 +265,17 @@ async fn run(
         .env(worker_env::URL, &shared.worker_url)
         .env(worker_env::PREFIX, shared.namespace.prefix())
         .env(worker_env::INSTANCE, &instance_name);
-    if let Some(file) = &token_file {
-        launch = launch.env(worker_env::TOKEN_FILE, file);
+    if let Some(uid) = uid {
+        launch = launch.user(uid, uid);
+    }
+    if token_file.is_some() {
+        // Relative to its working directory: a worker of another user may not be able to
+        // reach the absolute path (a parent directory private to the host's user).
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        launch = launch.env(worker_env::TOKEN_FILE, format!("../{name}.token"));
     }
     for (key, value) in &shared.worker_env {
         launch = launch.env(key, value);
@@ -335,6 +366,7 @@ async fn run(
     if let Some(file) = &token_file {
         let _ = std::fs::remove_file(file);
     }
+    let _ = std::fs::remove_dir_all(&dir);
     reports.forget().await;
 }
 
@@ -345,6 +377,7 @@ async fn write_secret(
     shared: &Shared,
     plugin: &PluginId,
     dir: &std::path::Path,
+    uid: Option<u32>,
 ) -> Result<Option<std::path::PathBuf>, String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -368,7 +401,37 @@ async fn write_secret(
                 file.display()
             )
         })?;
+    if let Some(uid) = uid {
+        std::os::unix::fs::chown(&file, Some(uid), Some(uid))
+            .map_err(|e| format!("cannot give {} to user {uid}: {e}", file.display()))?;
+    }
     Ok(Some(file))
+}
+
+/// Gives a user id back when the instance ends.
+struct GiveBack<'a>(&'a Shared, u32);
+
+impl Drop for GiveBack<'_> {
+    fn drop(&mut self) {
+        self.0.give_back_uid(self.1);
+    }
+}
+
+/// Gives `dir` and everything in it to the user (and group) `uid`; links are not followed.
+fn chown_all(dir: &std::path::Path, uid: u32) -> Result<(), String> {
+    let mut pending = vec![dir.to_owned()];
+    while let Some(path) = pending.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(uid))
+            .map_err(|e| format!("cannot give {} to user {uid}: {e}", path.display()))?;
+        let metadata = std::fs::symlink_metadata(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if metadata.is_dir() {
+            let entries = std::fs::read_dir(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            pending.extend(entries.flatten().map(|entry| entry.path()));
+        }
+    }
+    Ok(())
 }
 
 /// Writes and removes one instance's report, while it is reporting.

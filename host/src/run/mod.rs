@@ -61,7 +61,19 @@ pub struct HostOptions {
     pub output_bytes: usize,
     /// Restart pauses (the crash-loop threshold comes from each manifest).
     pub restarts: RestartPolicy,
+    /// The user ids workers run as, one of its own per instance (the group id is the same
+    /// number); `None`: as the host's user. Changing users needs a host running as root.
+    pub worker_uids: Option<std::ops::RangeInclusive<u32>>,
 }
+
+/// Whether this process runs as root (then workers run as users of their own by default).
+pub fn runs_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The user ids workers run as by default when the host runs as root: a range no account on
+/// a usual system has, so that a worker owns nothing but its own directory.
+pub const DEFAULT_WORKER_UIDS: std::ops::RangeInclusive<u32> = 1_900_000_000..=1_900_065_535;
 
 impl HostOptions {
     /// A host named `name` with the default timings: a heartbeat every 2 s, gone after 10 s.
@@ -83,6 +95,7 @@ impl HostOptions {
             host_timeout: Duration::from_secs(10),
             output_bytes: 256 * 1024,
             restarts: RestartPolicy::default(),
+            worker_uids: runs_as_root().then_some(DEFAULT_WORKER_UIDS),
         }
     }
 }
@@ -127,6 +140,8 @@ pub(crate) struct Shared {
     /// Where the broker enforces plugin rights: the credentials, from which this host issues
     /// itself a secret per plugin it runs.
     pub(crate) credentials: Option<CredentialStore>,
+    /// The user ids in use by instances, and the range they come from.
+    pub(crate) uids: Option<Mutex<UidPool>>,
     /// The secrets issued so far, per plugin (one per plugin for the host's life).
     pub(crate) secrets: tokio::sync::Mutex<std::collections::HashMap<PluginId, PluginSecret>>,
     /// When each instance (`{plugin}.{slot}@{version}`) was last heard from: its hellos and
@@ -134,7 +149,38 @@ pub(crate) struct Shared {
     pub(crate) heard: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
 
+/// The user ids of a host's workers: one of its own per instance.
+pub(crate) struct UidPool {
+    range: std::ops::RangeInclusive<u32>,
+    used: std::collections::BTreeSet<u32>,
+}
+
 impl Shared {
+    /// A user id no other instance of this host has, when workers change users; `Err` when
+    /// the range is used up.
+    pub(crate) fn take_uid(&self) -> Result<Option<u32>, String> {
+        let Some(pool) = &self.uids else {
+            return Ok(None);
+        };
+        let mut pool = pool.lock().expect("never poisoned");
+        let free = pool.range.clone().find(|uid| !pool.used.contains(uid));
+        let uid = free.ok_or_else(|| {
+            format!(
+                "every worker user id of {}-{} is in use",
+                pool.range.start(),
+                pool.range.end()
+            )
+        })?;
+        pool.used.insert(uid);
+        Ok(Some(uid))
+    }
+
+    /// Gives back a user id from [`Shared::take_uid`].
+    pub(crate) fn give_back_uid(&self, uid: u32) {
+        if let Some(pool) = &self.uids {
+            pool.lock().expect("never poisoned").used.remove(&uid);
+        }
+    }
     /// The trusted keys as last read.
     pub(crate) fn trust(&self) -> TrustedKeys {
         self.trust.lock().expect("never poisoned").clone()
@@ -261,7 +307,8 @@ pub async fn run_host(
         name: options.name.clone(),
         namespace: namespace.clone(),
         client: client.clone(),
-        state_dir: options.state_dir.clone(),
+        // Apart from any other host's, even one given the same directory.
+        state_dir: options.state_dir.join(&options.name),
         enter: options.enter.clone(),
         worker_url: options.worker_url.clone(),
         worker_env: options.worker_env.clone(),
@@ -278,6 +325,12 @@ pub async fn run_host(
             component: format!("host {}", options.name),
         },
         credentials,
+        uids: options.worker_uids.clone().map(|range| {
+            Mutex::new(UidPool {
+                range,
+                used: std::collections::BTreeSet::new(),
+            })
+        }),
         secrets: tokio::sync::Mutex::default(),
         heard: Mutex::default(),
     });
@@ -452,6 +505,7 @@ async fn reconcile(
                         let candidate = instances.candidates.remove(&key).expect("judged");
                         tracing::warn!(%plugin, slot, version = %wanted.version, %why, "an upgrade failed its health check");
                         candidate.stop().await;
+                        serving.report.lock().expect("never poisoned").upgrading_to = None;
                         instances
                             .refused
                             .insert((plugin.clone(), wanted.version.clone()));
@@ -462,6 +516,8 @@ async fn reconcile(
             // Instance by instance: one candidate of a plugin at a time on this host.
             None if !instances.candidates.keys().any(|(p, _)| *p == plugin) => {
                 tracing::info!(%plugin, slot, from = %serving.version, to = %wanted.version, "upgrading an instance");
+                serving.report.lock().expect("never poisoned").upgrading_to =
+                    Some(wanted.version.clone());
                 let candidate = Running::start(shared, plugin, slot, wanted, Role::Candidate);
                 instances.candidates.insert(key, candidate);
             }
@@ -546,6 +602,9 @@ async fn report_usage(shared: &Shared, instances: &mut Instances) {
             let mut report = instance.report.lock().expect("never poisoned");
             report.memory_bytes = usage.memory_bytes;
             report.cpu_millicores = cpu_millicores;
+            report.lines_lost = instance
+                .lines_lost
+                .load(std::sync::atomic::Ordering::Relaxed);
             report.reported_at = OffsetDateTime::now_utc();
         }
         shared.put_report(&instance.report).await;

@@ -37,7 +37,10 @@ pub(crate) enum PrepareError {
     #[error("the package {package} cannot be run: {reason}")]
     Unpack { package: String, reason: String },
     /// The command's program is nowhere on the worker's path.
-    #[error("the package's command runs `{program}`, which is not in {WORKER_PATH}")]
+    #[error(
+        "the package's command runs `{program}`, which is neither a file of the package, an \
+         absolute path to a program, nor a program in {WORKER_PATH}"
+    )]
     NoProgram { program: String },
 }
 
@@ -113,7 +116,12 @@ pub(crate) async fn prepare(
     // A command's first word is the program when the package holds a file of that name;
     // otherwise a program of the machine's (`sh`, `python3`).
     let program = match &unpacked.executable {
-        Some(path) if path.is_file() => path.clone(),
+        // Relative to its working directory: a worker of another user may not be able to
+        // reach the absolute path (a parent directory private to the host's user).
+        Some(path) if path.is_file() => match path.strip_prefix(&unpacked.dir) {
+            Ok(inside) => PathBuf::from(".").join(inside),
+            Err(_) => path.clone(),
+        },
         _ => find_program(&first).ok_or(PrepareError::NoProgram { program: first })?,
     };
     Ok(Prepared {
@@ -123,10 +131,11 @@ pub(crate) async fn prepare(
     })
 }
 
-/// `program` as a path: itself when it names one, else the first match on [`WORKER_PATH`].
+/// `program` as a path: itself when it is an absolute path to a file, else the first match on
+/// [`WORKER_PATH`]. A relative path that is not a file of the package names nothing.
 fn find_program(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
-        return Some(PathBuf::from(program)).filter(|p| p.is_file());
+        return Some(PathBuf::from(program)).filter(|p| p.is_absolute() && p.is_file());
     }
     WORKER_PATH
         .split(':')

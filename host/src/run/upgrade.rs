@@ -52,11 +52,12 @@ pub(crate) fn judge(
         ));
     }
     let running_for = candidate.since.elapsed();
-    if old_beats && !heard && running_for > candidate.heartbeat_timeout.max(health_grace) {
+    if old_beats && !heard && running_for >= health_grace {
         return Verdict::Failed(format!(
-            "its instance {} sent no heartbeat within {} s, as the version before did",
+            "its instance {} sent no heartbeat within its health_grace of {} s, as the version \
+             before did",
             report.slot,
-            running_for.as_secs()
+            health_grace.as_secs()
         ));
     }
     if report.state == InstanceState::Running

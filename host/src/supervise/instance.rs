@@ -120,6 +120,10 @@ pub async fn supervise(
                 out_of_memory: false,
             },
         };
+        // What the worker left behind (children in its process group or its cage) goes with
+        // it: a restart must not run beside stale processes that hold its limits.
+        kill_group(pid);
+        cage.kill_all();
         let uptime = since.elapsed();
         let next = restarts.ended(Instant::now(), uptime);
         let _ = events.send(InstanceEvent::Ended {
@@ -142,6 +146,16 @@ pub async fn supervise(
                 }
             }
         }
+    }
+}
+
+/// SIGKILL to what is left of the process group `pid` led.
+fn kill_group(pid: u32) {
+    let group = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(group) = group {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }
 }
 

@@ -40,8 +40,10 @@ pub struct OutputLog {
     kept: Arc<Mutex<Kept>>,
     max_bytes: usize,
     /// Where each line is also sent (the host publishes them); a line that does not fit in
-    /// its queue is not sent, and counted in `dropped_lines`.
+    /// its queue is not sent, and counted in `unforwarded_lines`.
     forward: Option<tokio::sync::mpsc::Sender<Line>>,
+    /// Lines not forwarded (the queue was full).
+    unforwarded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl OutputLog {
@@ -51,6 +53,7 @@ impl OutputLog {
             kept: Arc::default(),
             max_bytes,
             forward: None,
+            unforwarded: Arc::default(),
         }
     }
 
@@ -75,7 +78,8 @@ impl OutputLog {
         let mut kept = self.kept.lock().expect("never poisoned");
         if let Some(forward) = &self.forward {
             if forward.try_send(line.clone()).is_err() {
-                kept.dropped_lines += 1;
+                self.unforwarded
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         kept.bytes += line.text.len();
@@ -98,6 +102,12 @@ impl OutputLog {
     /// How many lines were dropped to stay within the limit.
     pub fn dropped_lines(&self) -> u64 {
         self.kept.lock().expect("never poisoned").dropped_lines
+    }
+
+    /// The count of lines not forwarded (the queue was full: the worker wrote faster than
+    /// they were sent on), which stays readable apart from the log.
+    pub fn unforwarded_lines(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.unforwarded)
     }
 
     /// Reads `from` line by line into this log until it ends.
