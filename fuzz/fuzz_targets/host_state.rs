@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(report) = serde_json::from_slice::<InstanceReport>(data) {
         let json = serde_json::to_vec(&report).expect("serializes");
-        assert_eq!(serde_json::from_slice::<InstanceReport>(&json).unwrap(), report);
+        assert_eq!(
+            serde_json::from_slice::<InstanceReport>(&json).unwrap(),
+            report
+        );
     }
     let hello = Hello::read(data);
     if let Some(instance) = hello.instance.as_deref() {
