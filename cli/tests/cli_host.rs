@@ -619,9 +619,18 @@ async def main():
     plugin = instance.split("@")[0].rsplit(".", 1)[0]
     with open(os.environ["SWITCHYARD_PLUGIN_TOKEN_FILE"]) as f:
         token = f.read().strip()
-    nc = await nats.connect(os.environ["SWITCHYARD_NATS_URL"], user=plugin, password=token,
-                            max_reconnect_attempts=0, allow_reconnect=False)
+    login = dict(user=plugin, password=token, max_reconnect_attempts=0, allow_reconnect=False)
+    nc = await nats.connect(os.environ["SWITCHYARD_NATS_URL"], **login)
     print("connected as", plugin, flush=True)
+    # Its manifest allows 2 connections: a second one is let in, a third refused.
+    second = await nats.connect(os.environ["SWITCHYARD_NATS_URL"], **login)
+    print("second connection let in", flush=True)
+    try:
+        third = await nats.connect(os.environ["SWITCHYARD_NATS_URL"], **login)
+        print("third connection let in", flush=True)
+    except Exception as error:
+        print("third connection refused:", type(error).__name__, flush=True)
+    await second.close()
     while True:
         await asyncio.sleep(1)
 
@@ -689,7 +698,7 @@ async fn where_the_broker_enforces_rights_a_hosts_workers_log_in_with_a_secret_i
         "guarded",
         "1.0.0",
         ("python3", "worker.py", LOGIN_WORKER),
-        "",
+        "\n[limits]\nmax_connections = 2",
     )
     .await;
     succeeded(
@@ -748,6 +757,16 @@ async fn where_the_broker_enforces_rights_a_hosts_workers_log_in_with_a_secret_i
     })
     .await
     .unwrap_or_else(|_| panic!("{}", host.output()));
+    // The manifest's quotas hold for the host's workers as for any: a third connection is
+    // refused.
+    wait_until(Duration::from_secs(30), || async {
+        succeeded(&as_admin(&["logs", "guarded"]).await).contains("third connection")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", host.output()));
+    let logs = succeeded(&as_admin(&["logs", "guarded"]).await);
+    assert!(logs.contains("second connection let in"), "{logs}");
+    assert!(logs.contains("third connection refused"), "{logs}");
     let audit = succeeded(&as_admin(&["audit", "--json"]).await);
     assert!(
         audit.contains(&format!("issued a secret of guarded to host {name}")),
@@ -760,7 +779,13 @@ async fn where_the_broker_enforces_rights_a_hosts_workers_log_in_with_a_secret_i
         .find(|p| p.extension().is_some_and(|e| e == "token"))
         .expect("the instance's secret file");
     let secret = std::fs::read_to_string(&token_file).unwrap();
-    assert!(logs_in(&server.url(), "guarded", &secret).await);
+    // Within the quota again once the worker closed its second connection.
+    let url = server.url();
+    wait_until(Duration::from_secs(30), || {
+        logs_in(&url, "guarded", &secret)
+    })
+    .await
+    .expect("the host's secret logs in");
     assert!(!logs_in(&server.url(), "guarded", "not-the-secret").await);
 
     // Stopped, the host takes its secret back: it no longer logs anyone in.
