@@ -205,7 +205,7 @@ async fn two_hosts_share_the_instances_and_a_dead_hosts_are_started_on_the_other
     let server = TestServer::start().await;
     let root = tempfile::tempdir().unwrap();
     let script =
-        "echo \"started as $SWITCHYARD_INSTANCE\"\necho \"env: $(env | sort | tr '\\n' ' ')\"\n\
+        "echo \"started as $SWITCHYARD_INSTANCE uid $(id -u)\"\necho \"env: $(env | sort | tr '\\n' ' ')\"\n\
                   while true; do echo tick; sleep 0.2; done\n";
     install(&server, root.path(), "sharer", script, "min_instances = 2").await;
     let h1 = host(&server, root.path(), "h1");
@@ -247,6 +247,14 @@ async fn two_hosts_share_the_instances_and_a_dead_hosts_are_started_on_the_other
         env_line.contains("SWITCHYARD_INSTANCE=sharer."),
         "{env_line}"
     );
+    // Two hosts on one machine never give two instances the same user.
+    if switchyard_host::run::runs_as_root() {
+        let uids: std::collections::BTreeSet<&str> = logs
+            .lines()
+            .filter_map(|l| l.split(" uid ").nth(1))
+            .collect();
+        assert_eq!(uids.len(), 2, "{logs}");
+    }
     let newest = succeeded(&switchyard(&server, &["logs", "sharer", "-n", "3"]).await);
     assert_eq!(newest.lines().count(), 3, "{newest}");
 
@@ -834,6 +842,7 @@ async fn a_worker_runs_as_a_user_of_its_own_and_cannot_leave_its_confinement() {
         assert!(!logs.contains(broken), "the worker {broken}:\n{logs}");
     }
     if switchyard_host::run::runs_as_root() {
-        assert!(logs.contains("uid 1900000000"), "{logs}");
+        // A user of the default range, not root.
+        assert!(logs.contains("stdout: uid 19000"), "{logs}");
     }
 }

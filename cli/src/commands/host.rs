@@ -173,6 +173,12 @@ pub(crate) fn link_trampoline(state_dir: &Path) -> Result<PathBuf, CliError> {
         reason: format!("cannot {action} in {}: {e}", state_dir.display()),
     };
     std::fs::create_dir_all(state_dir).map_err(|e| failed("create the directory", e))?;
+    // Traversable, not listable: workers reach their own directory below, nothing else.
+    std::fs::set_permissions(
+        state_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .map_err(|e| failed("set the mode of the directory", e))?;
     let exe = std::env::current_exe().map_err(|e| failed("find this executable", e))?;
     let link = state_dir.join(ENTER_NAME);
     match std::fs::remove_file(&link) {

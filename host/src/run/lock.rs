@@ -19,14 +19,30 @@ impl MachineLock {
     /// # Errors
     /// Why not: another process holds it, or the socket cannot be made.
     pub(crate) fn take(name: &str) -> Result<Self, String> {
-        let address = SocketAddr::from_abstract_name(format!("switchyard-host/{name}"))
-            .map_err(|e| format!("cannot name the host's lock: {e}"))?;
-        match UnixListener::bind_addr(&address) {
-            Ok(socket) => Ok(Self { _socket: socket }),
-            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+        match Self::try_take(&format!("switchyard-host/{name}")) {
+            Ok(Some(lock)) => Ok(lock),
+            Ok(None) => Err(format!(
                 "another host named `{name}` runs on this machine; give this one another --name"
             )),
             Err(error) => Err(format!("cannot take the host's lock: {error}")),
+        }
+    }
+
+    /// Takes the lock of the worker user id `uid` on this machine: every host of the machine
+    /// gives each id to one instance at a time.
+    ///
+    /// # Errors
+    /// When the socket cannot be made; `Ok(None)` when another process holds it.
+    pub(crate) fn take_uid(uid: u32) -> std::io::Result<Option<Self>> {
+        Self::try_take(&format!("switchyard-uid/{uid}"))
+    }
+
+    fn try_take(name: &str) -> std::io::Result<Option<Self>> {
+        let address = SocketAddr::from_abstract_name(name)?;
+        match UnixListener::bind_addr(&address) {
+            Ok(socket) => Ok(Some(Self { _socket: socket })),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => Ok(None),
+            Err(error) => Err(error),
         }
     }
 }

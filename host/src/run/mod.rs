@@ -149,38 +149,51 @@ pub(crate) struct Shared {
     pub(crate) heard: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
 
-/// The user ids of a host's workers: one of its own per instance.
+/// The user ids of a host's workers: one of its own per instance, machine-wide (each id is
+/// held with a lock every host of the machine respects).
 pub(crate) struct UidPool {
     range: std::ops::RangeInclusive<u32>,
-    used: std::collections::BTreeSet<u32>,
+    held: std::collections::BTreeMap<u32, lock::MachineLock>,
 }
 
 impl Shared {
-    /// A user id no other instance of this host has, when workers change users; `Err` when
-    /// the range is used up.
+    /// A user id no other instance on this machine has, when workers change users; `Err`
+    /// when the range is used up. Whatever still runs as that id (children of a worker whose
+    /// host was killed) is killed first: they must not share the new instance's files.
     pub(crate) fn take_uid(&self) -> Result<Option<u32>, String> {
         let Some(pool) = &self.uids else {
             return Ok(None);
         };
         let mut pool = pool.lock().expect("never poisoned");
-        let free = pool.range.clone().find(|uid| !pool.used.contains(uid));
-        let uid = free.ok_or_else(|| {
-            format!(
-                "every worker user id of {}-{} is in use",
-                pool.range.start(),
-                pool.range.end()
-            )
-        })?;
-        pool.used.insert(uid);
-        Ok(Some(uid))
+        let range = pool.range.clone();
+        for uid in range.clone() {
+            if pool.held.contains_key(&uid) {
+                continue;
+            }
+            match lock::MachineLock::take_uid(uid) {
+                Ok(Some(lock)) => {
+                    kill_processes_of(uid);
+                    pool.held.insert(uid, lock);
+                    return Ok(Some(uid));
+                }
+                Ok(None) => continue,
+                Err(error) => return Err(format!("cannot take a worker user id: {error}")),
+            }
+        }
+        Err(format!(
+            "every worker user id of {}-{} is in use on this machine",
+            range.start(),
+            range.end()
+        ))
     }
 
     /// Gives back a user id from [`Shared::take_uid`].
     pub(crate) fn give_back_uid(&self, uid: u32) {
         if let Some(pool) = &self.uids {
-            pool.lock().expect("never poisoned").used.remove(&uid);
+            pool.lock().expect("never poisoned").held.remove(&uid);
         }
     }
+
     /// The trusted keys as last read.
     pub(crate) fn trust(&self) -> TrustedKeys {
         self.trust.lock().expect("never poisoned").clone()
@@ -297,6 +310,7 @@ pub async fn run_host(
         started_at: OffsetDateTime::now_utc(),
     };
     directory.claim(&record, options.host_timeout).await?;
+    prepare_state_dir(&options.state_dir.join(&options.name))?;
     let leftovers = confinement.remove_leftovers().await;
     if !leftovers.is_empty() {
         tracing::warn!(host = %options.name, ?leftovers, "killed and removed the instances an earlier run of this host left running");
@@ -328,7 +342,7 @@ pub async fn run_host(
         uids: options.worker_uids.clone().map(|range| {
             Mutex::new(UidPool {
                 range,
-                used: std::collections::BTreeSet::new(),
+                held: std::collections::BTreeMap::new(),
             })
         }),
         secrets: tokio::sync::Mutex::default(),
@@ -608,6 +622,67 @@ async fn report_usage(shared: &Shared, instances: &mut Instances) {
             report.reported_at = OffsetDateTime::now_utc();
         }
         shared.put_report(&instance.report).await;
+    }
+}
+
+/// Makes `<dir>` and `<dir>/instances` traversable but not listable by others (workers reach
+/// their own directory and secret file, never the list of the others'), and removes what an
+/// earlier run of this host left in `instances` (this host holds its name's lock).
+fn prepare_state_dir(dir: &std::path::Path) -> Result<(), HostError> {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let failed = |action: &'static str, e: std::io::Error| HostError::Open {
+        what: action,
+        reason: format!("{}: {e}", dir.display()),
+    };
+    let instances = dir.join("instances");
+    if instances.exists() {
+        std::fs::remove_dir_all(&instances).map_err(|e| {
+            failed(
+                "the state directory (removing an earlier run's instances)",
+                e,
+            )
+        })?;
+    }
+    std::fs::create_dir_all(&instances).map_err(|e| failed("the state directory", e))?;
+    for path in [dir, &instances] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| failed("the state directory (setting its mode)", e))?;
+    }
+    Ok(())
+}
+
+/// Kills every process running as `uid` (found in `/proc`).
+fn kill_processes_of(uid: u32) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        // `Uid:	real	effective	saved	filesystem`
+        let runs_as = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .is_some_and(|ids| ids.split_whitespace().any(|id| id == uid.to_string()));
+        if runs_as {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                tracing::warn!(
+                    uid,
+                    pid = pid.as_raw_nonzero().get(),
+                    "killing a leftover process of a worker user id"
+                );
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
     }
 }
 

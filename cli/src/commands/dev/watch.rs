@@ -49,9 +49,11 @@ pub(crate) async fn run(
         return println!("watch: cannot open the registry");
     };
     let board = InstanceBoard::open(&js, &namespace).await.ok();
-    let mut seen = snapshot(&watch.dir);
     loop {
-        match build_and_install(&watch).await {
+        let built = build_and_install(&watch).await;
+        // What the build itself wrote is not an edit: only changes after it start another.
+        let seen = snapshot(&watch.dir);
+        match built {
             Ok(installed) => report_outcome(&registry, board.as_ref(), &installed, &stop).await,
             Err(why) => println!("watch: {why}; the last good build keeps running"),
         }
@@ -65,7 +67,6 @@ pub(crate) async fn run(
             if now != seen {
                 // Let an editor finish writing (several files, a rename) before building.
                 tokio::time::sleep(POLL).await;
-                seen = snapshot(&watch.dir);
                 break;
             }
         }
