@@ -496,25 +496,31 @@ async fn upgrade(server: &TestServer, file: &Path) {
     );
 }
 
+/// Installs `id` 1.0.0 (a [`steady`] worker, `run` as its `[run]`), starts host `h1` and
+/// waits until `instances` instances of it run.
+async fn steady_on_a_host(
+    server: &TestServer,
+    root: &Path,
+    id: &str,
+    run: &str,
+    instances: usize,
+) -> RunningDispatcher {
+    install_worker(server, root, id, ("sh", "worker.sh", &steady("1.0.0")), run).await;
+    let h1 = host(server, root, "h1");
+    wait_until(SETTLE, || async {
+        placed(server, id, "running").await.len() == instances
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", h1.output()));
+    h1
+}
+
 #[tokio::test]
 async fn a_new_version_that_fails_its_health_check_is_rolled_back_by_the_host() {
     let server = TestServer::start().await;
     let root = tempfile::tempdir().unwrap();
     let run = "health_grace = \"3s\"";
-    install_worker(
-        &server,
-        root.path(),
-        "upgraded",
-        ("sh", "worker.sh", &steady("1.0.0")),
-        run,
-    )
-    .await;
-    let h1 = host(&server, root.path(), "h1");
-    wait_until(SETTLE, || async {
-        placed(&server, "upgraded", "running").await.len() == 1
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{}", h1.output()));
+    let h1 = steady_on_a_host(&server, root.path(), "upgraded", run, 1).await;
     let pid = instances(&server, "upgraded").await[0]["pid"].clone();
 
     // 2.0.0 starts, then exits at once.
@@ -560,20 +566,7 @@ async fn a_healthy_new_version_replaces_the_instances_one_by_one() {
     let server = TestServer::start().await;
     let root = tempfile::tempdir().unwrap();
     let run = "min_instances = 2\nhealth_grace = \"1s\"";
-    install_worker(
-        &server,
-        root.path(),
-        "rolled",
-        ("sh", "worker.sh", &steady("1.0.0")),
-        run,
-    )
-    .await;
-    let h1 = host(&server, root.path(), "h1");
-    wait_until(SETTLE, || async {
-        placed(&server, "rolled", "running").await.len() == 2
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{}", h1.output()));
+    let h1 = steady_on_a_host(&server, root.path(), "rolled", run, 2).await;
 
     let v2 = build(
         root.path(),
