@@ -152,6 +152,14 @@ fn host_with(server: &TestServer, root: &Path, name: &str, more: &[&str]) -> Run
     )
 }
 
+/// Stops a host as an operator would (SIGTERM): its workers, cgroups and record go with it,
+/// and nothing of the test stays on the machine.
+async fn stop(mut host: RunningDispatcher) {
+    host.terminate().await;
+    let status = host.wait(Duration::from_secs(60)).await;
+    assert!(status.success(), "{}", host.output());
+}
+
 /// `plugins status <id> --json`'s instances.
 async fn instances(server: &TestServer, id: &str) -> Vec<Value> {
     let output = switchyard(server, &["plugins", "status", id, "--json"]).await;
@@ -334,6 +342,7 @@ async fn a_crash_looping_worker_marks_its_plugin_failed_and_says_why() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let later = succeeded(&switchyard(&server, &["logs", "crasher"]).await);
     assert_eq!(later.matches("about to fail").count(), ends, "{later}");
+    stop(h1).await;
 }
 
 #[tokio::test]
@@ -368,6 +377,7 @@ async fn a_worker_over_its_memory_limit_is_killed_and_recorded_as_such() {
     })
     .await
     .unwrap_or_else(|_| panic!("{}", h1.output()));
+    stop(h1).await;
 }
 
 #[tokio::test]
@@ -411,6 +421,7 @@ async fn a_second_host_of_the_same_name_on_one_machine_is_refused_and_leaves_the
         "the first host's worker was killed"
     );
     assert_eq!(placed(&server, "steady", "running").await.len(), 1);
+    stop(first).await;
 }
 
 /// A worker that sends a few heartbeats as the SDK does (raw, with the stock Python client),
@@ -467,6 +478,7 @@ async fn a_worker_that_stops_sending_heartbeats_is_killed_and_started_again() {
     })
     .await
     .unwrap_or_else(|_| panic!("{}", h1.output()));
+    stop(h1).await;
 }
 
 /// A worker that runs until stopped, printing its version.
@@ -559,6 +571,7 @@ async fn a_new_version_that_fails_its_health_check_is_rolled_back_by_the_host() 
         1,
         "{logs}"
     );
+    stop(h1).await;
 }
 
 #[tokio::test]
@@ -607,6 +620,7 @@ async fn a_healthy_new_version_replaces_the_instances_one_by_one() {
         ["upgrading", "upgraded", "upgrading", "upgraded"],
         "{log}"
     );
+    stop(h1).await;
 }
 
 /// A worker that logs in as its plugin with the secret its host wrote for it, says so, and
@@ -838,4 +852,5 @@ async fn a_worker_runs_as_a_user_of_its_own_and_cannot_leave_its_confinement() {
         // A user of the default range, not root.
         assert!(logs.contains("stdout: uid 19000"), "{logs}");
     }
+    stop(h1).await;
 }
