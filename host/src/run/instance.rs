@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::desired::Wanted;
 use super::prepare::{prepare, WORKER_PATH};
-use super::Shared;
+use super::shared::Shared;
 use crate::confine::{Launch, Limits, Meter};
 use crate::logs;
 use crate::place::Slot;

@@ -3,37 +3,41 @@
 //!
 //! Every [`HostOptions::heartbeat`] (and at once on any registry change) it writes its record
 //! ([`HostDirectory`]), reads the live hosts and the registry, works out the instances it
-//! should run ([`desired`]), stops those it should no longer run (or that run another
-//! version), starts the missing ones ([`instance`]), and reports each one's state and usage
-//! ([`InstanceBoard`]).
+//! should run ([`desired`]), stops those it should no longer run, starts the missing ones
+//! ([`instance`]), moves upgrades on ([`upgrade`]) — all in [`reconcile`] —, kills the workers
+//! that stopped answering ([`health`]), and reports each one's state and usage
+//! ([`InstanceBoard`]). What the instances share is in [`shared`].
 
 mod desired;
+mod health;
 mod instance;
 mod lock;
 mod prepare;
+mod reconcile;
+mod shared;
 mod upgrade;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt as _;
-use switchyard_control::auth::{CredentialStore, PluginSecret};
+use switchyard_control::auth::CredentialStore;
 use switchyard_control::lifecycle::failure::FailureReporter;
 use switchyard_control::package::{PackageStore, TrustStore, TrustedKeys};
 use switchyard_control::registry::Registry;
-use switchyard_schemas::{Namespace, PluginId};
+use switchyard_schemas::Namespace;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use self::instance::{Role, Running};
-use self::upgrade::Verdict;
+use self::health::{kill_the_unresponsive, listen};
+use self::reconcile::{reconcile, report_usage, Instances};
+use self::shared::{Shared, UidPool};
 use crate::confine::Confinement;
 use crate::logs;
-use crate::place::{HostDirectory, HostRecord, PlaceError, Slot};
-use crate::report::{InstanceBoard, InstanceReport};
+use crate::place::{HostDirectory, HostRecord, PlaceError};
+use crate::report::InstanceBoard;
 use crate::supervise::RestartPolicy;
 
 /// How a host runs.
@@ -118,147 +122,6 @@ pub enum HostError {
         /// Why.
         reason: String,
     },
-}
-
-/// What every instance task of a host shares.
-pub(crate) struct Shared {
-    pub(crate) name: String,
-    pub(crate) namespace: Namespace,
-    pub(crate) client: async_nats::Client,
-    pub(crate) state_dir: PathBuf,
-    pub(crate) enter: PathBuf,
-    pub(crate) worker_url: String,
-    pub(crate) worker_env: Vec<(String, String)>,
-    pub(crate) output_bytes: usize,
-    pub(crate) restarts: RestartPolicy,
-    pub(crate) confinement: Confinement,
-    pub(crate) store: PackageStore,
-    /// The trusted keys as last read.
-    pub(crate) trust: Mutex<TrustedKeys>,
-    pub(crate) board: InstanceBoard,
-    pub(crate) failures: FailureReporter,
-    /// Where the broker enforces plugin rights: the credentials, from which this host issues
-    /// itself a secret per plugin it runs.
-    pub(crate) credentials: Option<CredentialStore>,
-    /// The user ids in use by instances, and the range they come from.
-    pub(crate) uids: Option<Mutex<UidPool>>,
-    /// The secrets issued so far, per plugin (one per plugin for the host's life).
-    pub(crate) secrets: tokio::sync::Mutex<std::collections::HashMap<PluginId, PluginSecret>>,
-    /// When each instance (`{plugin}.{slot}@{version}`) was last heard from: its hellos and
-    /// heartbeats.
-    pub(crate) heard: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
-}
-
-/// The user ids of a host's workers: one of its own per instance, machine-wide (each id is
-/// held with a lock every host of the machine respects).
-pub(crate) struct UidPool {
-    range: std::ops::RangeInclusive<u32>,
-    held: std::collections::BTreeMap<u32, lock::MachineLock>,
-}
-
-impl Shared {
-    /// A user id no other instance on this machine has, when workers change users; `Err`
-    /// when the range is used up. Whatever still runs as that id (children of a worker whose
-    /// host was killed) is killed first: they must not share the new instance's files.
-    pub(crate) fn take_uid(&self) -> Result<Option<u32>, String> {
-        let Some(pool) = &self.uids else {
-            return Ok(None);
-        };
-        let mut pool = pool.lock().expect("never poisoned");
-        let range = pool.range.clone();
-        for uid in range.clone() {
-            if pool.held.contains_key(&uid) {
-                continue;
-            }
-            match lock::MachineLock::take_uid(uid) {
-                Ok(Some(lock)) => {
-                    kill_processes_of(uid);
-                    pool.held.insert(uid, lock);
-                    return Ok(Some(uid));
-                }
-                Ok(None) => continue,
-                Err(error) => return Err(format!("cannot take a worker user id: {error}")),
-            }
-        }
-        Err(format!(
-            "every worker user id of {}-{} is in use on this machine",
-            range.start(),
-            range.end()
-        ))
-    }
-
-    /// Gives back a user id from [`Shared::take_uid`].
-    pub(crate) fn give_back_uid(&self, uid: u32) {
-        if let Some(pool) = &self.uids {
-            pool.lock().expect("never poisoned").held.remove(&uid);
-        }
-    }
-
-    /// The trusted keys as last read.
-    pub(crate) fn trust(&self) -> TrustedKeys {
-        self.trust.lock().expect("never poisoned").clone()
-    }
-
-    /// Writes the instance's report; a failure is logged (the next heartbeat writes again).
-    pub(crate) async fn put_report(&self, report: &Mutex<InstanceReport>) {
-        let report = report.lock().expect("never poisoned").clone();
-        if let Err(error) = self.board.put(&report).await {
-            tracing::warn!(%error, "cannot report an instance");
-        }
-    }
-
-    /// The secret `plugin`'s workers log in with, issued by this host the first time; `None`
-    /// where the broker does not enforce plugin rights.
-    ///
-    /// # Errors
-    /// Why none could be issued.
-    pub(crate) async fn secret_of(
-        &self,
-        plugin: &PluginId,
-    ) -> Result<Option<PluginSecret>, String> {
-        let Some(credentials) = &self.credentials else {
-            return Ok(None);
-        };
-        let mut secrets = self.secrets.lock().await;
-        if let Some(secret) = secrets.get(plugin) {
-            return Ok(Some(secret.clone()));
-        }
-        let auditor = self.failures.auditor().await.map_err(|e| e.to_string())?;
-        let secret = credentials
-            .issue_for_host(plugin, &self.name, &auditor)
-            .await
-            .map_err(|e| format!("cannot issue the plugin's secret: {e}"))?;
-        secrets.insert(plugin.clone(), secret.clone());
-        Ok(Some(secret))
-    }
-
-    /// Takes back the secrets this host issued itself (it stops).
-    async fn forget_secrets(&self) {
-        let Some(credentials) = &self.credentials else {
-            return;
-        };
-        for plugin in self.secrets.lock().await.keys() {
-            if let Err(error) = credentials.forget_host(plugin, &self.name).await {
-                tracing::warn!(%plugin, %error, "cannot take back the host's secret");
-            }
-        }
-    }
-
-    /// Whether the instance named `name` was heard from since `since`.
-    pub(crate) fn heard_since(&self, name: &str, since: tokio::time::Instant) -> bool {
-        self.heard
-            .lock()
-            .expect("never poisoned")
-            .get(name)
-            .is_some_and(|last| *last >= since)
-    }
-
-    /// Removes the instance's report, if this host wrote it last.
-    pub(crate) async fn forget(&self, plugin: &PluginId, slot: Slot) {
-        if let Err(error) = self.board.remove(plugin.as_str(), slot, &self.name).await {
-            tracing::warn!(%error, "cannot remove an instance's report");
-        }
-    }
 }
 
 /// Runs the host until `stop`: then stops every instance (each within its grace period),
@@ -384,7 +247,7 @@ pub async fn run_host(
         report_usage(&shared, &mut instances).await;
     }
     listening.abort();
-    tracing::info!(host = %options.name, instances = instances.serving.len(), "host stopping");
+    tracing::info!(host = %options.name, instances = instances.serving_count(), "host stopping");
     instances.stop_all().await;
     shared.forget_secrets().await;
     if let Err(error) = directory.leave(&options.name).await {
@@ -392,237 +255,6 @@ pub async fn run_host(
     }
     confinement.remove_host_cgroups();
     Ok(())
-}
-
-/// The instances of this host, by plugin and slot.
-type Key = (PluginId, Slot);
-
-/// What this host runs: the serving instances, the candidates of an upgrade under way, and
-/// the versions whose upgrade failed here (not tried again while they are wanted).
-#[derive(Default)]
-struct Instances {
-    serving: BTreeMap<Key, Running>,
-    candidates: BTreeMap<Key, Running>,
-    refused: std::collections::BTreeSet<(PluginId, String)>,
-}
-
-impl Instances {
-    fn all(&self) -> impl Iterator<Item = (&Key, &Running)> {
-        self.serving.iter().chain(self.candidates.iter())
-    }
-
-    /// Stops every instance, candidates first.
-    async fn stop_all(&mut self) {
-        let stopping: Vec<Running> = std::mem::take(&mut self.candidates)
-            .into_values()
-            .chain(std::mem::take(&mut self.serving).into_values())
-            .collect();
-        stop_together(stopping).await;
-    }
-}
-
-/// Stops `instances`, all at once (each within its own grace period).
-async fn stop_together(instances: Vec<Running>) {
-    for instance in &instances {
-        instance.cancel();
-    }
-    futures::future::join_all(instances.into_iter().map(Running::stop)).await;
-}
-
-/// One round: stop what this host should no longer run, start what it should, and move
-/// upgrades on ([`upgrade`]).
-async fn reconcile(
-    shared: &Arc<Shared>,
-    directory: &HostDirectory,
-    registry: &Registry,
-    options: &HostOptions,
-    instances: &mut Instances,
-) {
-    let live = match directory.live(options.host_timeout).await {
-        Ok(live) => live,
-        Err(error) => return tracing::warn!(%error, "cannot read the live hosts"),
-    };
-    let mut names: Vec<&str> = live.iter().map(|h| h.record.name.as_str()).collect();
-    // This host runs whatever its own record says, even if it read the directory a moment
-    // before its first heartbeat landed.
-    if !names.contains(&options.name.as_str()) {
-        names.push(&options.name);
-    }
-    let registrations = match registry.list().await {
-        Ok(registrations) => registrations,
-        Err(error) => return tracing::warn!(%error, "cannot read the registry"),
-    };
-    let (wanted, unrunnable) = desired::desired(&registrations, &names, &options.name);
-    for plugin in unrunnable {
-        tracing::debug!(%plugin, "enabled, but installed from a manifest: no package to run");
-    }
-    // A refused version no longer wanted may be tried again later.
-    instances.refused.retain(|(plugin, version)| {
-        wanted
-            .iter()
-            .any(|((p, _), w)| p == plugin && &w.version == version)
-    });
-
-    // Not wanted here any more (or a candidate of a version no longer wanted): stopped.
-    let gone: Vec<Key> = instances
-        .serving
-        .keys()
-        .filter(|key| !wanted.contains_key(*key))
-        .cloned()
-        .collect();
-    let mut stopping: Vec<Running> = gone
-        .iter()
-        .filter_map(|key| instances.serving.remove(key))
-        .collect();
-    let stale: Vec<Key> = instances
-        .candidates
-        .iter()
-        .filter(|(key, c)| wanted.get(*key).is_none_or(|w| w.version != c.version))
-        .map(|(key, _)| key.clone())
-        .collect();
-    stopping.extend(
-        stale
-            .iter()
-            .filter_map(|key| instances.candidates.remove(key)),
-    );
-    stop_together(stopping).await;
-
-    for ((plugin, slot), wanted) in wanted {
-        let key = (plugin.clone(), slot);
-        let Some(serving) = instances.serving.get(&key) else {
-            let started = Running::start(shared, plugin, slot, wanted, Role::Serving);
-            instances.serving.insert(key, started);
-            continue;
-        };
-        if serving.version == wanted.version
-            || instances
-                .refused
-                .contains(&(plugin.clone(), wanted.version.clone()))
-        {
-            continue;
-        }
-        match instances.candidates.get(&key) {
-            Some(candidate) => {
-                let heard = shared.heard_since(&candidate.name, candidate.since);
-                let old_beats = shared.heard_since(&serving.name, serving.since);
-                match upgrade::judge(candidate, wanted.run.health_grace, old_beats, heard) {
-                    Verdict::Pending => {}
-                    Verdict::Healthy => {
-                        let candidate = instances.candidates.remove(&key).expect("judged");
-                        let old = instances.serving.remove(&key).expect("judged");
-                        tracing::info!(%plugin, slot, from = %old.version, to = %candidate.version, "upgraded an instance");
-                        old.stop().await;
-                        candidate.promote();
-                        instances.serving.insert(key, candidate);
-                    }
-                    Verdict::Failed(why) => {
-                        let candidate = instances.candidates.remove(&key).expect("judged");
-                        tracing::warn!(%plugin, slot, version = %wanted.version, %why, "an upgrade failed its health check");
-                        candidate.stop().await;
-                        serving.report.lock().expect("never poisoned").upgrading_to = None;
-                        instances
-                            .refused
-                            .insert((plugin.clone(), wanted.version.clone()));
-                        upgrade::roll_back(shared, &plugin, &wanted.version, &why).await;
-                    }
-                }
-            }
-            // Instance by instance: one candidate of a plugin at a time on this host.
-            None if !instances.candidates.keys().any(|(p, _)| *p == plugin) => {
-                tracing::info!(%plugin, slot, from = %serving.version, to = %wanted.version, "upgrading an instance");
-                serving.report.lock().expect("never poisoned").upgrading_to =
-                    Some(wanted.version.clone());
-                let candidate = Running::start(shared, plugin, slot, wanted, Role::Candidate);
-                instances.candidates.insert(key, candidate);
-            }
-            None => {}
-        }
-    }
-}
-
-/// Notes when each instance of this host is heard from. A hello counts for the instance it
-/// names only when it came on that plugin's own subject, which only the plugin may publish on.
-async fn listen(mut hellos: async_nats::Subscriber, shared: Arc<Shared>) {
-    while let Some(message) = hellos.next().await {
-        let Some(plugin) = message.subject.rsplit('.').next() else {
-            continue;
-        };
-        let hello = switchyard_schemas::delivery::Hello::read(&message.payload);
-        let Some(instance) = hello.instance.as_deref().and_then(|i| i.split(' ').next()) else {
-            continue;
-        };
-        // `{plugin}.{slot}@{version}`
-        let named_plugin = instance
-            .split_once('@')
-            .and_then(|(slot, _)| slot.rsplit_once('.'))
-            .map(|(p, _)| p);
-        if named_plugin == Some(plugin) {
-            let mut heard = shared.heard.lock().expect("never poisoned");
-            if heard.len() < 100_000 || heard.contains_key(instance) {
-                heard.insert(instance.to_owned(), tokio::time::Instant::now());
-            }
-        }
-    }
-}
-
-/// Kills each worker that was heard from since it started and then not for its
-/// `heartbeat_timeout`: it is hung (or its connection is), and its supervisor starts it again.
-fn kill_the_unresponsive(shared: &Shared, instances: &Instances) {
-    let now = tokio::time::Instant::now();
-    let mut heard = shared.heard.lock().expect("never poisoned");
-    // Forget what no instance here is.
-    heard.retain(|name, _| instances.all().any(|(_, i)| i.name == *name));
-    for ((plugin, slot), instance) in instances.all() {
-        let Some((started, _)) = *instance.started.lock().expect("never poisoned") else {
-            continue;
-        };
-        let Some(last) = heard.get(&instance.name).copied() else {
-            continue;
-        };
-        if last < started {
-            continue;
-        }
-        let silent = now.duration_since(last);
-        if silent > instance.heartbeat_timeout {
-            tracing::warn!(%plugin, slot, ?silent, "a worker stopped sending heartbeats; killing it");
-            instance.kill(format!(
-                "stopped answering (no heartbeat for {} s, heartbeat_timeout = {} s)",
-                silent.as_secs(),
-                instance.heartbeat_timeout.as_secs()
-            ));
-            heard.remove(&instance.name);
-        }
-    }
-}
-
-/// Writes each running instance's report with its usage now.
-async fn report_usage(shared: &Shared, instances: &mut Instances) {
-    for instance in instances.serving.values_mut() {
-        if instance.is_finished() || !instance.is_reporting() {
-            continue;
-        }
-        let meter = instance.meter.lock().expect("never poisoned").clone();
-        let usage = meter.map(|m| m.usage()).unwrap_or_default();
-        let now = tokio::time::Instant::now();
-        let cpu_millicores = match (usage.cpu_micros, instance.last_cpu) {
-            (Some(cpu), Some((before, at))) if now > at => {
-                let elapsed = now.duration_since(at).as_micros().max(1) as u64;
-                Some(cpu.saturating_sub(before).saturating_mul(1000) / elapsed)
-            }
-            _ => None,
-        };
-        instance.last_cpu = usage.cpu_micros.map(|cpu| (cpu, now));
-        {
-            let mut report = instance.report.lock().expect("never poisoned");
-            report.memory_bytes = usage.memory_bytes;
-            report.cpu_millicores = cpu_millicores;
-            report.lines_lost = instance
-                .lines_lost
-                .load(std::sync::atomic::Ordering::Relaxed);
-            report.reported_at = OffsetDateTime::now_utc();
-        }
-        shared.put_report(&instance.report).await;
-    }
 }
 
 /// Makes `<dir>` and `<dir>/instances` traversable but not listable by others (workers reach
@@ -650,40 +282,6 @@ fn prepare_state_dir(dir: &std::path::Path) -> Result<(), HostError> {
             .map_err(|e| failed("the state directory (setting its mode)", e))?;
     }
     Ok(())
-}
-
-/// Kills every process running as `uid` (found in `/proc`).
-fn kill_processes_of(uid: u32) {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        // `Uid:	real	effective	saved	filesystem`
-        let runs_as = status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .is_some_and(|ids| ids.split_whitespace().any(|id| id == uid.to_string()));
-        if runs_as {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                tracing::warn!(
-                    uid,
-                    pid = pid.as_raw_nonzero().get(),
-                    "killing a leftover process of a worker user id"
-                );
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
-    }
 }
 
 /// This machine's name, for the host's record.

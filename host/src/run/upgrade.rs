@@ -15,7 +15,7 @@ use switchyard_control::settings::SettingsStore;
 use switchyard_schemas::PluginId;
 
 use super::instance::Running;
-use super::Shared;
+use super::shared::Shared;
 use crate::report::InstanceState;
 
 /// What a candidate's trial shows so far.
