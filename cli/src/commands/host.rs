@@ -192,9 +192,7 @@ pub(crate) fn link_trampoline(state_dir: &Path) -> Result<PathBuf, CliError> {
 
 /// This machine's name, made fit for a host name.
 fn machine_name() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let name: String = raw
-        .trim()
+    let name: String = switchyard_host::run::machine_name()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {

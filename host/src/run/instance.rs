@@ -165,12 +165,7 @@ impl Running {
             return;
         };
         *self.killed_because.lock().expect("never poisoned") = Some(why);
-        let group = i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw);
-        if let Some(group) = group {
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-        }
+        crate::supervise::signal_group(pid, rustix::process::Signal::KILL);
     }
 }
 

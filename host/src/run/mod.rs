@@ -284,8 +284,8 @@ fn prepare_state_dir(dir: &std::path::Path) -> Result<(), HostError> {
     Ok(())
 }
 
-/// This machine's name, for the host's record.
-fn machine_name() -> String {
+/// This machine's name, for the host's record (`unknown` when it cannot be read).
+pub fn machine_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned())

@@ -151,11 +151,17 @@ pub async fn supervise(
 
 /// SIGKILL to what is left of the process group `pid` led.
 fn kill_group(pid: u32) {
+    signal_group(pid, rustix::process::Signal::KILL);
+}
+
+/// Sends `signal` to the process group `pid` leads (a worker started by [`supervise`] leads
+/// its own); a pid that cannot be one is ignored.
+pub(crate) fn signal_group(pid: u32, signal: rustix::process::Signal) {
     let group = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw);
     if let Some(group) = group {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        let _ = rustix::process::kill_process_group(group, signal);
     }
 }
 
@@ -165,18 +171,11 @@ async fn terminate(
     pid: u32,
     grace: Duration,
 ) -> Option<std::process::ExitStatus> {
-    let group = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw);
-    if let Some(group) = group {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
-    }
+    signal_group(pid, rustix::process::Signal::TERM);
     if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
         return status.ok();
     }
-    if let Some(group) = group {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-    }
+    kill_group(pid);
     let _ = child.start_kill();
     child.wait().await.ok()
 }

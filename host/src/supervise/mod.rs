@@ -6,6 +6,7 @@ mod instance;
 mod output;
 mod restarts;
 
+pub(crate) use instance::signal_group;
 pub use instance::{supervise, InstanceEvent, Supervision};
 pub use output::{Line, OutputLog, Stream, MAX_LINE_BYTES};
 pub use restarts::{Decision, RestartPolicy, Restarts};
