@@ -54,13 +54,14 @@ pub use content_type::{ContentType, JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE};
 pub use envelope::{Attributes, Event, EventBuilder, EventId, TypedEvent, MAX_ID_LEN};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use manifest::{
-    Backoff, DeliveryPolicy, EventPattern, Limits, Manifest, ManifestErrors, ManifestProblem,
-    ProblemKind, Rate, RatePeriod, Subscription, SubscriptionName, MAX_MANIFEST_BYTES,
-    MAX_PATTERNS_PER_SUBSCRIPTION, MAX_SUBSCRIPTIONS, MAX_TAGS, MAX_TEXT_BYTES, MAX_URL_BYTES,
+    Backoff, Callers, DeliveryPolicy, EventPattern, Limits, Manifest, ManifestErrors,
+    ManifestProblem, MessageType, Operation, ProblemKind, Rate, RatePeriod, Subscription,
+    SubscriptionName, MAX_MANIFEST_BYTES, MAX_PATTERNS_PER_SUBSCRIPTION, MAX_SUBSCRIPTIONS,
+    MAX_TAGS, MAX_TEXT_BYTES, MAX_URL_BYTES,
 };
 pub use name::{
-    ChannelName, EventType, NameError, PluginId, Tag, Tenant, MAX_TOKEN_LEN, MAX_TYPE_TOKENS,
-    RESERVED_PLUGIN_IDS,
+    ChannelName, EventType, NameError, OperationName, PluginId, ServiceName, Tag, Tenant,
+    MAX_TOKEN_LEN, MAX_TYPE_TOKENS, RESERVED_PLUGIN_IDS,
 };
 pub use subject::{ChannelSubject, Namespace, SubjectError, DEFAULT_PREFIX};
 pub use wellformed::{check_body, BodyError, BodyErrorKind, MAX_BODY_DEPTH};

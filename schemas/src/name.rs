@@ -298,6 +298,18 @@ impl<'de> Deserialize<'de> for EventType {
 }
 
 token_name!(
+    /// The name of one of a plugin's operations (`[[operations]]`), unique within its manifest.
+    /// It is one token of the operation's call subject.
+    OperationName,
+    "operation name"
+);
+token_name!(
+    /// The name of a service login: a client of a secured deployment that is neither a plugin
+    /// nor a trusted login, and may call the operations that allow services.
+    ServiceName,
+    "service name"
+);
+token_name!(
     /// The name of one of a plugin's subscriptions, unique within its manifest. It names the
     /// subscription's JetStream durable consumer, so it is a single token.
     SubscriptionName,

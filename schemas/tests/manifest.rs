@@ -334,6 +334,88 @@ fn run_keys_are_optional_and_max_instances_follows_min() {
     );
 }
 
+/// The operations of the minimal manifest with `[[operations]]` tables of `tables`.
+fn operations(tables: &str) -> Vec<switchyard_schemas::Operation> {
+    parse(&minimal_with(tables)).operations
+}
+
+const QUOTE: &str = "[[operations]]\nname = \"quote\"\n\
+    request = { type = \"quote.request\", version = \"1.0.0\" }\n\
+    response = { type = \"quote.response\", version = \"1.0.0\" }\n";
+
+#[test]
+fn operations_have_documented_defaults_and_round_trip() {
+    let quote = &operations(QUOTE)[0];
+    assert_eq!(quote.name.as_str(), "quote");
+    assert_eq!(quote.timeout, Duration::from_secs(10));
+    assert_eq!(quote.rate, None);
+    assert_eq!(quote.burst, nz(1));
+    assert_eq!(quote.max_in_flight, nz(16));
+    assert!(!quote.idempotent);
+    assert!(quote.callers.operators);
+    assert!(!quote.callers.services);
+    assert!(quote.callers.plugins.is_empty());
+    assert_eq!(quote.callers.tenants, None);
+    assert_eq!(quote.request.name.as_str(), "quote.request");
+    let rated = &operations(&format!("{QUOTE}rate = \"30/s\"\n"))[0];
+    assert_eq!(
+        rated.burst,
+        nz(30),
+        "burst follows the rate as for deliveries"
+    );
+
+    let manifest = Manifest::from_path(fixture("full.toml")).unwrap();
+    let lookup = manifest.operation("lookup").expect("declared");
+    assert_eq!(lookup.timeout, Duration::from_secs(2));
+    assert_eq!(lookup.burst, nz(10));
+    assert_eq!(lookup.max_in_flight, nz(8));
+    assert!(lookup.idempotent && lookup.callers.services && lookup.callers.operators);
+    assert_eq!(lookup.callers.plugins, [PluginId::new("billing").unwrap()]);
+    assert_eq!(lookup.request.version, Version::new(1, 1, 0));
+    assert_eq!(parse(&manifest.to_toml_string()), manifest);
+    let json = serde_json::to_string(&manifest).unwrap();
+    assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), manifest);
+}
+
+#[test]
+fn operation_problems_name_their_key() {
+    assert_problems(
+        &minimal_with(&format!("{QUOTE}{QUOTE}")),
+        &[("operations[1].name", ProblemKind::Duplicate)],
+    );
+    assert_problems(
+        &minimal_with("[[operations]]\nname = \"a b\"\nrequest = { type = \"x\" }\ntimeout = \"16m\"\nwhat = 1"),
+        &[
+            ("operations[0].what", ProblemKind::UnknownKey),
+            ("operations[0].name", ProblemKind::BadName),
+            ("operations[0].request.version", ProblemKind::Missing),
+            ("operations[0].response", ProblemKind::Missing),
+            ("operations[0].timeout", ProblemKind::OutOfRange),
+        ],
+    );
+    assert_problems(
+        &minimal_with(&format!(
+            "{QUOTE}idempotent = \"yes\"\nmax_in_flight = 0\n\
+             callers = {{ services = 1, plugins = [\"admin\", \"b\", \"b\"], tenants = [] }}"
+        )),
+        &[
+            ("operations[0].max_in_flight", ProblemKind::OutOfRange),
+            ("operations[0].idempotent", ProblemKind::WrongType),
+            ("operations[0].callers.services", ProblemKind::WrongType),
+            ("operations[0].callers.plugins[0]", ProblemKind::Reserved),
+            ("operations[0].callers.plugins[2]", ProblemKind::Duplicate),
+            ("operations[0].callers.tenants", ProblemKind::Missing),
+        ],
+    );
+    let too_many: String = (0..=64)
+        .map(|n| QUOTE.replace("\"quote\"", &format!("\"q{n}\"")))
+        .collect();
+    assert_problems(
+        &minimal_with(&too_many),
+        &[("operations", ProblemKind::TooLarge)],
+    );
+}
+
 #[test]
 fn run_values_out_of_their_ranges_are_refused_by_key() {
     for (keys, key, kind) in [

@@ -44,6 +44,7 @@
 mod error;
 mod limits;
 mod lines;
+mod operations;
 mod overlap;
 mod overrides;
 mod pattern;
@@ -69,6 +70,10 @@ pub use self::limits::{
     MAX_PAYLOAD_RANGE, MAX_SUBSCRIPTIONS_RANGE,
 };
 pub use self::lines::key_line;
+pub use self::operations::{
+    Callers, MessageType, Operation, DEFAULT_OPERATION_IN_FLIGHT, DEFAULT_OPERATION_TIMEOUT,
+    MAX_CALLER_PLUGINS, MAX_OPERATIONS, MAX_OPERATION_DESCRIPTION_BYTES,
+};
 pub use self::pattern::{EventPattern, PatternError};
 pub use self::policy::{Backoff, DeliveryPolicy, ParseRateError, Rate, RatePeriod};
 pub use self::run::{
@@ -114,6 +119,8 @@ pub struct Manifest {
     pub subscriptions: Vec<Subscription>,
     /// The channels it may use (`[channels]`).
     pub channels: ChannelGrants,
+    /// The request/reply operations it answers (`[[operations]]`).
+    pub operations: Vec<Operation>,
     /// Its quotas (`[limits]`); the defaults when the manifest has none.
     pub limits: Limits,
     /// How a host runs its workers (`[run]`); the defaults when the manifest has none.
@@ -196,6 +203,13 @@ impl ChannelGrants {
     /// Whether the plugin may receive from `channel`.
     pub fn can_receive(&self, channel: &ChannelName) -> bool {
         self.receive.contains(channel)
+    }
+}
+
+impl Manifest {
+    /// The operation named `name`, if the plugin declares one.
+    pub fn operation(&self, name: &str) -> Option<&Operation> {
+        self.operations.iter().find(|op| op.name.as_str() == name)
     }
 }
 

@@ -101,7 +101,7 @@ impl PolicyOverrides {
     }
 }
 
-fn read_rate(field: &Field<'_>, problems: &mut Problems) -> Result<Rate, Reported> {
+pub(super) fn read_rate(field: &Field<'_>, problems: &mut Problems) -> Result<Rate, Reported> {
     let text = field.string(problems)?;
     text.parse().map_err(|err: ParseRateError| {
         let kind = match err {

@@ -156,6 +156,13 @@ impl<'a> Field<'a> {
             .ok_or_else(|| self.wrong_type(problems, "a string"))
     }
 
+    /// The value as a boolean.
+    pub(super) fn boolean(&self, problems: &mut Problems) -> Result<bool, Reported> {
+        self.value
+            .as_bool()
+            .ok_or_else(|| self.wrong_type(problems, "a boolean"))
+    }
+
     /// The value as a table.
     pub(super) fn table(&self, problems: &mut Problems) -> Result<&'a Table, Reported> {
         self.value

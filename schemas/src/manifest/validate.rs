@@ -26,6 +26,7 @@ const TOP_KEYS: &[&str] = &[
     "defaults",
     "subscriptions",
     "channels",
+    "operations",
     "limits",
     "run",
     "dependencies",
@@ -75,6 +76,9 @@ pub(super) fn read_manifest(root: &Table, problems: &mut Problems) -> Result<Man
         .map_or(Ok(ChannelGrants::default()), |f| {
             read_channels(&f, problems)
         });
+    let operations = document.optional("operations").map_or(Ok(Vec::new()), |f| {
+        super::operations::read_operations(&f, problems)
+    });
     let limits = document
         .optional("limits")
         .map_or(Ok(Limits::default()), |f| read_limits(&f, problems));
@@ -94,6 +98,7 @@ pub(super) fn read_manifest(root: &Table, problems: &mut Problems) -> Result<Man
         plugin,
         subscriptions: subscriptions?,
         channels: channels?,
+        operations: operations?,
         limits: limits?,
         run: run?,
         dependencies,

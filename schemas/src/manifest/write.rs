@@ -25,6 +25,13 @@ pub(super) fn write_manifest(manifest: &Manifest) -> Table {
         );
     }
     insert_unless_empty(&mut root, "channels", write_channels(&manifest.channels));
+    if !manifest.operations.is_empty() {
+        let operations = manifest
+            .operations
+            .iter()
+            .map(super::operations::write_operation);
+        root.insert("operations".into(), Value::Array(operations.collect()));
+    }
     root.insert("limits".into(), write_limits(&manifest.limits).into());
     root.insert("run".into(), super::run::write_run(&manifest.run).into());
     insert_unless_empty(
