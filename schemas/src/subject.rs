@@ -15,14 +15,20 @@
 //! | `_SY_INBOX.{prefix}.{plugin}.settings` | the plugin's settings, sent by dispatchers when they change |
 //! | `_SY_REPLY.{prefix}.{plugin}.{dispatcher}.{n}` | a plugin's answers to the deliveries of one dispatcher instance |
 //! | `_SY_CHREPLY.{prefix}.{tenant}.{channel}.{sender}.{n}` | answers to `sender`'s requests on a channel |
+//! | `{prefix}.op.{tenant}.{plugin}.{operation}.{kind}.{caller}` | calls of a plugin's operation, answered by a dispatcher |
+//! | `{prefix}.call.{plugin}` | calls forwarded by a dispatcher to a plugin's workers |
+//! | `_SY_SERVICE.{prefix}.{service}.…` | a service login's own inbox: answers to its calls |
 //!
 //! The prefix defaults to [`DEFAULT_PREFIX`]; two deployments can share one NATS account by
 //! using different prefixes.
 
 use std::fmt;
 
+use crate::call::{CallSubject, Caller};
 use crate::manifest::EventPattern;
-use crate::name::{ChannelName, EventType, NameError, PluginId, Tenant};
+use crate::name::{
+    ChannelName, EventType, NameError, OperationName, PluginId, ServiceName, Tenant,
+};
 
 /// The prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "switchyard";
@@ -82,6 +88,20 @@ fn is_plain_token(token: &str) -> bool {
         && !token
             .bytes()
             .any(|b| matches!(b, b'.' | b'*' | b'>') || b.is_ascii_whitespace())
+}
+
+/// Whether `subject` is `prefix` followed by one or more concrete tokens (no wildcard, none
+/// empty).
+fn is_concrete_below(prefix: &str, subject: &str) -> bool {
+    subject
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .split('.')
+                    .all(|token| !token.is_empty() && token != "*" && token != ">")
+        })
 }
 
 /// The subject token of an audit entry's target: the target itself when it is a valid token,
@@ -292,16 +312,80 @@ impl Namespace {
     /// empty token): the only reply subjects a trusted component answers a plugin on, since
     /// only that plugin can listen there.
     pub fn is_plugin_inbox(&self, plugin: &PluginId, subject: &str) -> bool {
-        let prefix = self.plugin_inbox_prefix(plugin);
-        subject
-            .strip_prefix(prefix.as_str())
-            .and_then(|rest| rest.strip_prefix('.'))
-            .is_some_and(|rest| {
-                !rest.is_empty()
-                    && rest
-                        .split('.')
-                        .all(|token| !token.is_empty() && token != "*" && token != ">")
-            })
+        is_concrete_below(&self.plugin_inbox_prefix(plugin), subject)
+    }
+
+    /// The subject `caller` calls `plugin`'s `operation` on, for `tenant`. Where rights are
+    /// enforced, a plugin and a service may publish only with their own id in the last token.
+    pub fn operation_call(
+        &self,
+        tenant: &Tenant,
+        plugin: &PluginId,
+        operation: &OperationName,
+        caller: &Caller,
+    ) -> String {
+        format!(
+            "{}.op.{tenant}.{plugin}.{operation}.{}.{}",
+            self.prefix,
+            caller.kind().as_str(),
+            caller.id()
+        )
+    }
+
+    /// The filter a dispatcher serves `plugin`'s `operation` on: every tenant and caller.
+    pub fn operation_endpoint(&self, plugin: &PluginId, operation: &OperationName) -> String {
+        format!("{}.op.*.{plugin}.{operation}.*.*", self.prefix)
+    }
+
+    /// Reads a call subject back; `None` when `subject` is not one of this namespace or holds
+    /// invalid names.
+    pub fn parse_operation_call(&self, subject: &str) -> Option<CallSubject> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".op.")?;
+        let mut tokens = rest.split('.');
+        let (tenant, plugin, operation, kind, id) = (
+            tokens.next()?,
+            tokens.next()?,
+            tokens.next()?,
+            tokens.next()?,
+            tokens.next()?,
+        );
+        if tokens.next().is_some() {
+            return None;
+        }
+        Some(CallSubject {
+            tenant: Tenant::new(tenant).ok()?,
+            plugin: PluginId::new(plugin).ok()?,
+            operation: OperationName::new(operation).ok()?,
+            caller: Caller::from_tokens(kind, id)?,
+        })
+    }
+
+    /// The subject a plugin's workers receive calls of its operations on (one queue group),
+    /// from dispatchers only.
+    pub fn call_delivery(&self, plugin: &PluginId) -> String {
+        format!("{}.call.{plugin}", self.prefix)
+    }
+
+    /// The inbox prefix of a service login's connections: answers to its calls arrive under
+    /// `{inbox prefix}.…`, where only that service may subscribe.
+    pub fn service_inbox_prefix(&self, service: &ServiceName) -> String {
+        format!("_SY_SERVICE.{}.{service}", self.prefix)
+    }
+
+    /// Whether a dispatcher may answer `caller`'s call on `reply`: a concrete subject in the
+    /// caller's own inbox for a plugin or a service (where no one else can listen), any
+    /// concrete subject for an operator (only trusted logins can call as one where rights are
+    /// enforced).
+    pub fn is_caller_reply(&self, caller: &Caller, reply: &str) -> bool {
+        match caller {
+            Caller::Plugin(plugin) => self.is_plugin_inbox(plugin, reply),
+            Caller::Service(service) => {
+                is_concrete_below(&self.service_inbox_prefix(service), reply)
+            }
+            Caller::Operator(_) => {
+                !reply.is_empty() && reply.split('.').all(|token| is_plain_token(token))
+            }
+        }
     }
 
     /// The subject a dead letter of `plugin` for an event of `tenant` and `event_type` is
@@ -621,6 +705,40 @@ mod tests {
                 .unwrap(),
             (tenant, ty)
         );
+    }
+
+    #[test]
+    fn call_subjects_read_back_and_replies_stay_in_the_callers_inbox() {
+        let ns = Namespace::default();
+        let (tenant, _, plugin) = names();
+        let operation = OperationName::new("quote").unwrap();
+        let billing = Caller::Plugin(PluginId::new("billing").unwrap());
+        let subject = ns.operation_call(&tenant, &plugin, &operation, &billing);
+        assert_eq!(subject, "switchyard.op.acme.audit.quote.plugin.billing");
+        let parsed = ns.parse_operation_call(&subject).unwrap();
+        assert_eq!(
+            (parsed.plugin, parsed.caller),
+            (plugin.clone(), billing.clone())
+        );
+        for bad in [
+            "switchyard.op.acme.audit.quote.plugin",
+            "switchyard.op.acme.audit.quote.plugin.billing.x",
+            "switchyard.op.acme.audit.quote.robot.billing",
+            "other.op.acme.audit.quote.plugin.billing",
+        ] {
+            assert_eq!(ns.parse_operation_call(bad), None, "{bad}");
+        }
+        assert!(ns.is_caller_reply(&billing, "_SY_INBOX.switchyard.billing.x.1"));
+        assert!(!ns.is_caller_reply(&billing, "_SY_INBOX.switchyard.billingx.1"));
+        assert!(!ns.is_caller_reply(&billing, "_INBOX.x"));
+        let shop = Caller::Service(ServiceName::new("shop").unwrap());
+        assert!(ns.is_caller_reply(&shop, "_SY_SERVICE.switchyard.shop.abc"));
+        assert!(!ns.is_caller_reply(&shop, "_SY_SERVICE.switchyard.shop.*"));
+        assert!(!ns.is_caller_reply(&shop, "_SY_INBOX.switchyard.shop.abc"));
+        let operator = Caller::Operator("cli".into());
+        assert!(ns.is_caller_reply(&operator, "_INBOX.abc.def"));
+        assert!(!ns.is_caller_reply(&operator, "_INBOX.>"));
+        assert!(!ns.is_caller_reply(&operator, "a..b"));
     }
 
     #[test]
