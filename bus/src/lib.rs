@@ -30,12 +30,14 @@
 //! # }
 //! ```
 
+mod call;
 mod connect;
 pub mod kv;
 mod publish;
 mod streams;
 mod wire;
 
+pub use call::{CallReply, CallTarget, Calls, DEFAULT_CALL_TIMEOUT};
 pub use connect::{
     redact_password, server_addrs, server_attributes, without_userinfo, ConnectError,
     ConnectOptions,

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::consumer::{consumer_config, consumer_name, pull_loop};
 use crate::dead_letter::DeadLetterWriter;
 use crate::failing::fail_after_opens;
+use crate::operations::Operations;
 use crate::pipeline::breaker::{BreakerConfig, CircuitBreaker, CircuitState};
 use crate::pipeline::metrics::PathMetrics;
 use crate::pipeline::presence::Presence;
@@ -205,8 +206,14 @@ impl Dispatcher {
         let reports = TaskTracker::new();
         let paths: Paths = Arc::default();
         let settings_sent = SettingsSent::default();
+        let replies = Arc::new(replies);
         let supervisor = Supervisor {
-            replies: Arc::new(replies),
+            operations: Operations::new(
+                Arc::clone(&replies),
+                config.namespace.clone(),
+                stop.clone(),
+            ),
+            replies,
             jetstream: bus.jetstream().clone(),
             events,
             dead_letters: DeadLetterWriter::new(
@@ -525,6 +532,8 @@ struct RunningPlugin {
 
 /// Follows the registry and keeps the pull loops in line with it.
 struct Supervisor {
+    /// The running plugins' operations, served as NATS micro services.
+    operations: Operations,
     /// Requests to workers and their answers, on the dispatcher's connection.
     replies: Arc<Replies>,
     /// The bus's JetStream context on the same connection, shared by the pull loops.
@@ -575,6 +584,7 @@ impl Supervisor {
                 running.stop.cancel();
             }
         }
+        self.operations.stop_all().await;
     }
 
     /// A worker says it is there: its plugin's held events flow at once. A hello that names
@@ -632,6 +642,7 @@ impl Supervisor {
     async fn apply(&mut self, change: RegistryChange) {
         match change {
             RegistryChange::Put { registration, .. } if !registration.is_active() => {
+                self.operations.stop(registration.plugin_id()).await;
                 self.pause(registration.plugin_id());
             }
             RegistryChange::Put { registration, .. } => self.reconcile(registration).await,
@@ -644,6 +655,7 @@ impl Supervisor {
 
     /// Starts what is new or changed, stops what is gone.
     async fn reconcile(&mut self, registration: Registration) {
+        self.operations.reconcile(&registration).await;
         let plugin = registration.manifest.plugin.id.clone();
         let running = self.plugins.entry(plugin.clone()).or_insert_with(|| {
             let presence = Presence::new();
@@ -798,6 +810,7 @@ impl Supervisor {
 
     /// Stops a removed plugin's loops and deletes its consumers.
     async fn remove(&mut self, plugin: &PluginId) {
+        self.operations.stop(plugin).await;
         let Some(running) = self.plugins.remove(plugin) else {
             return;
         };

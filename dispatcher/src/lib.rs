@@ -23,6 +23,7 @@ mod dispatcher;
 pub mod explain;
 mod failing;
 pub mod local_nats;
+pub mod operations;
 pub mod pipeline;
 pub mod pull;
 pub mod raw;

@@ -343,6 +343,11 @@ impl Channels {
         &self.tenant
     }
 
+    /// The worker's connection, when there is one.
+    pub(crate) fn link_handle(&self) -> Option<&Arc<Link>> {
+        self.link.as_ref()
+    }
+
     /// The same channels for another tenant. The broker decides whether the plugin may:
     /// only tenants it is registered for are granted.
     #[must_use]
@@ -582,6 +587,28 @@ impl ChannelContext {
         self.inner
             .channels
             .with_parent(opentelemetry::Context::current())
+    }
+
+    /// Calls a plugin's operation in the message's tenant, continuing its trace (see
+    /// [`crate::operations`]).
+    ///
+    /// # Errors
+    /// As [`CallContext::call`](crate::CallContext::call).
+    pub async fn call<Req: TypedEvent, Res: TypedEvent>(
+        &self,
+        plugin: &str,
+        operation: &str,
+        request: &Req,
+    ) -> Result<Res, switchyard_schemas::call::CallError> {
+        crate::operations::call(
+            self.inner.channels.link_handle(),
+            self.tenant(),
+            plugin,
+            operation,
+            request,
+            Default::default(),
+        )
+        .await
     }
 
     /// Answers the request with `response`. One answer per request.

@@ -34,6 +34,12 @@ struct Inner {
 #[error("the plugin's [settings] do not fit the type asked for: {0}")]
 pub struct SettingsError(String);
 
+impl SettingsError {
+    pub(crate) fn new(reason: String) -> Self {
+        Self(reason)
+    }
+}
+
 impl Context {
     pub(crate) fn new(
         delivery: DeliveryInfo,
@@ -189,6 +195,28 @@ impl Context {
                 opentelemetry::Context::current(),
             ),
         }
+    }
+
+    /// Calls another plugin's operation in the event's tenant, continuing the handler's trace
+    /// (see [`crate::operations`]). In a unit-test context it fails with `call.unavailable`.
+    ///
+    /// # Errors
+    /// As [`CallContext::call`](crate::CallContext::call).
+    pub async fn call<Req: switchyard_schemas::TypedEvent, Res: switchyard_schemas::TypedEvent>(
+        &self,
+        plugin: &str,
+        operation: &str,
+        request: &Req,
+    ) -> Result<Res, switchyard_schemas::call::CallError> {
+        crate::operations::call(
+            self.inner.channels.as_ref().and_then(Channels::link_handle),
+            self.tenant(),
+            plugin,
+            operation,
+            request,
+            Default::default(),
+        )
+        .await
     }
 
     /// The tracing span of this delivery (plugin, subscription, event id and type, tenant,

@@ -146,20 +146,30 @@ where
 /// Runs a handler's future, turning a panic into a retryable failure that carries the panic
 /// message: one bad event never takes the worker down.
 pub(crate) async fn run_caught(future: impl Future<Output = HandlerResult>) -> Outcome {
+    match catch_panic(future).await {
+        Ok(()) => Outcome::Done,
+        Err(error) => error.into_outcome(),
+    }
+}
+
+/// Runs a handler's future, turning a panic into a retryable failure (`plugin.panicked`) that
+/// carries the panic message.
+pub(crate) async fn catch_panic<T>(
+    future: impl Future<Output = Result<T, HandlerError>>,
+) -> Result<T, HandlerError> {
     match AssertUnwindSafe(future).catch_unwind().await {
-        Ok(Ok(())) => Outcome::Done,
-        Ok(Err(error)) => error.into_outcome(),
+        Ok(result) => result,
         Err(panic) => {
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a non-string panic payload".to_owned());
-            Outcome::Retry {
+            Err(HandlerError::Retry {
                 after: None,
                 code: Some(ErrorCode::internal(PANICKED)),
                 reason: format!("handler panicked: {message}"),
-            }
+            })
         }
     }
 }

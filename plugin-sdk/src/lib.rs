@@ -56,6 +56,7 @@ mod connect;
 mod context;
 mod handler;
 mod headers;
+pub mod operations;
 mod plugin;
 mod settings;
 #[cfg(feature = "otlp")]
@@ -68,7 +69,9 @@ pub use channels::{ChannelContext, ChannelError, Channels};
 pub use connect::WorkerSettings;
 pub use context::{Context, ContextBuilder, SettingsError};
 pub use handler::{HandlerError, HandlerResult};
+pub use operations::{CallContext, CallContextBuilder};
 pub use plugin::{Plugin, PluginError, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENCY};
+pub use switchyard_schemas::call::{CallError, CallErrorKind, CallOptions, Caller};
 pub use worker::{env, stop_signal, Handled};
 
 pub use switchyard_schemas::delivery::{ErrorCode, Outcome};

@@ -88,6 +88,8 @@ pub struct Plugin {
     pub(crate) metric_labels: BTreeMap<String, [opentelemetry::KeyValue; 2]>,
     /// Channel handlers, by channel.
     pub(crate) channel_handlers: BTreeMap<ChannelName, ErasedChannelHandler>,
+    /// Operation handlers, by operation.
+    pub(crate) operation_handlers: BTreeMap<String, crate::operations::ErasedOperation>,
     /// The connection channels use, once serving.
     pub(crate) link: Option<Arc<Link>>,
     /// The refusals the server reported on the connection `run_with` made.
@@ -103,6 +105,10 @@ impl std::fmt::Debug for Plugin {
             .field(
                 "channels",
                 &self.channel_handlers.keys().collect::<Vec<_>>(),
+            )
+            .field(
+                "operations",
+                &self.operation_handlers.keys().collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -141,6 +147,7 @@ impl Plugin {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             handle_duration: handle_duration(),
             channel_handlers: BTreeMap::new(),
+            operation_handlers: BTreeMap::new(),
             link: None,
             violations: None,
         }
@@ -246,6 +253,57 @@ impl Plugin {
         self
     }
 
+    /// Answers calls of `operation`, one of the manifest's `[[operations]]`: the request
+    /// decoded into `Req`, the handler's `Res` encoded as the request was. A
+    /// [`HandlerError`](crate::HandlerError) reaches the caller with its code (a permanent one
+    /// as the handler's failure; a retry as a failure the dispatcher may try again when the
+    /// operation is idempotent and the caller asked). `Req` and `Res` must be the types and
+    /// schema versions the manifest declares; a mismatch is reported when the plugin starts.
+    ///
+    /// ```no_run
+    /// # use switchyard_plugin_sdk::{HandlerError, Plugin, TypedEvent, Version};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct QuoteRequest { sku: String }
+    /// impl TypedEvent for QuoteRequest {
+    ///     const TYPE: &'static str = "quote.request";
+    ///     const SCHEMA_VERSION: Version = Version::new(1, 0, 0);
+    /// }
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Quote { cents: u64 }
+    /// impl TypedEvent for Quote {
+    ///     const TYPE: &'static str = "quote.response";
+    ///     const SCHEMA_VERSION: Version = Version::new(1, 0, 0);
+    /// }
+    /// # fn f(plugin: Plugin) -> Plugin {
+    /// plugin.operation("quote", |request: QuoteRequest, ctx| async move {
+    ///     if request.sku.is_empty() {
+    ///         return Err(HandlerError::permanent("quote.no-sku", "an empty sku"));
+    ///     }
+    ///     Ok(Quote { cents: 990 })
+    /// })
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn operation<Req, Res, F, Fut>(mut self, operation: &str, handler: F) -> Self
+    where
+        Req: TypedEvent + Send + 'static,
+        Res: TypedEvent + Send + 'static,
+        F: Fn(Req, crate::CallContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Res, crate::HandlerError>> + Send + 'static,
+    {
+        let problems = crate::operations::check_types::<Req, Res>(&self, operation);
+        self.problems.extend(problems);
+        if self
+            .operation_handlers
+            .insert(operation.to_owned(), crate::operations::erase(handler))
+            .is_some()
+        {
+            self.problems
+                .push(format!("two handlers for operation `{operation}`"));
+        }
+        self
+    }
+
     /// The channels of `tenant` on the worker's connection, once serving.
     pub(crate) fn channels_for(&self, tenant: &Tenant) -> Option<Channels> {
         self.link.as_ref().map(|link| {
@@ -303,9 +361,14 @@ impl Plugin {
     /// [`PluginError::Setup`] listing every problem.
     pub fn check(&self) -> Result<(), PluginError> {
         let mut problems = self.problems.clone();
-        if self.handlers.is_empty() && self.fallback.is_none() && self.channel_handlers.is_empty() {
+        if self.handlers.is_empty()
+            && self.fallback.is_none()
+            && self.channel_handlers.is_empty()
+            && self.operation_handlers.is_empty()
+        {
             problems.push(
-                "no handler: add one with `.on(...)`, `.on_any(...)` or `.on_channel(...)`"
+                "no handler: add one with `.on(...)`, `.on_any(...)`, `.on_channel(...)` or \
+                 `.operation(...)`"
                     .to_owned(),
             );
         }

@@ -150,10 +150,21 @@ impl Plugin {
         let handlers = TaskTracker::new();
         let receivers = crate::channels::Receivers::start(
             plugin.channel_handlers.clone(),
-            link,
+            Arc::clone(&link),
             Arc::clone(&slots),
             handlers.clone(),
         );
+        let calls = crate::operations::CallServer::start(
+            Arc::clone(&plugin),
+            link,
+            Arc::clone(&slots),
+            handlers.clone(),
+        )
+        .await
+        .map_err(|e| PluginError::Nats {
+            action: "subscribe to the calls of its operations",
+            reason: e.to_string(),
+        })?;
         let observer = observer.as_ref();
         // The deliveries under way run on this task, not one task each: the ones that finish
         // together send their replies together, and the replies leave in one write instead
@@ -189,6 +200,9 @@ impl Plugin {
         tracing::info!(plugin = %id, "draining");
         if let Some(receivers) = receivers {
             receivers.stop().await;
+        }
+        if let Some(calls) = calls {
+            calls.stop().await;
         }
         let _ = deliveries.drain().await;
         while let Ok(Some(message)) = serving(

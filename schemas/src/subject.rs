@@ -382,9 +382,7 @@ impl Namespace {
             Caller::Service(service) => {
                 is_concrete_below(&self.service_inbox_prefix(service), reply)
             }
-            Caller::Operator(_) => {
-                !reply.is_empty() && reply.split('.').all(|token| is_plain_token(token))
-            }
+            Caller::Operator(_) => !reply.is_empty() && reply.split('.').all(is_plain_token),
         }
     }
 
@@ -478,7 +476,7 @@ impl Namespace {
         let mut tokens: Vec<&str> = rest.split('.').collect();
         // The tenant's position after the prefix, by kind of subject.
         let position = match tokens.first().copied()? {
-            "events" | "channel" => 1,
+            "events" | "channel" | "op" => 1,
             "dlq" => 2,
             "redrive" => 3,
             _ => return None,

@@ -33,6 +33,12 @@ pub mod span {
     pub const CHANNEL_SEND: &str = "send";
     /// A plugin handles a channel message. Kind: consumer.
     pub const CHANNEL_RECEIVE: &str = "process";
+    /// A caller calls an operation (bus, SDK). Kind: client.
+    pub const CALL: &str = "send";
+    /// The dispatcher serves one call, all its attempts. Kind: server.
+    pub const SERVE_CALL: &str = "process";
+    /// A worker handles one attempt of a call. Kind: server.
+    pub const HANDLE_CALL: &str = "process";
 }
 
 /// `{operation} {destination}`, the span name the messaging conventions ask for; the
@@ -84,6 +90,10 @@ pub mod attr {
     pub const EVENT_TYPE: &str = "switchyard.event.type";
     /// The circuit state (`closed`, `open`, `half-open`).
     pub const CIRCUIT_STATE: &str = "switchyard.circuit.state";
+    /// The operation called.
+    pub const OPERATION: &str = "switchyard.operation";
+    /// Who called an operation: `plugin:{id}`, `service:{name}` or `operator:{name}`.
+    pub const CALLER: &str = "switchyard.caller";
 }
 
 /// Values of [`attr::MESSAGING_SYSTEM`] and [`attr::OPERATION_TYPE`].
@@ -122,6 +132,12 @@ pub mod metric {
     pub const CIRCUIT_STATE: &str = "switchyard.circuit.state";
     /// Histogram (seconds), worker side: how long handlers ran, by outcome.
     pub const HANDLE_DURATION: &str = "switchyard.worker.handle.duration";
+    /// Calls a dispatcher answered, by plugin, operation and outcome (`ok` or the error code).
+    pub const CALLS: &str = "switchyard.calls";
+    /// From a call's arrival at a dispatcher to its answer, by plugin, operation and outcome.
+    pub const CALL_DURATION: &str = "switchyard.call.duration";
+    /// Calls under way in a dispatcher, by plugin and operation.
+    pub const CALLS_IN_FLIGHT: &str = "switchyard.calls.in_flight";
 }
 
 /// Every span operation, attribute and metric name, for checking `docs/telemetry.md`.
@@ -155,6 +171,11 @@ pub const ALL_NAMES: &[&str] = &[
     metric::WORKERS_PRESENT,
     metric::CIRCUIT_STATE,
     metric::HANDLE_DURATION,
+    attr::OPERATION,
+    attr::CALLER,
+    metric::CALLS,
+    metric::CALL_DURATION,
+    metric::CALLS_IN_FLIGHT,
 ];
 
 /// Where a span's message goes (or came from): the subject, and the namespace that gives its

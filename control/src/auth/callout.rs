@@ -249,8 +249,14 @@ impl Callout {
             .await
             .map_err(|e| unavailable(e.to_string()))?
             .ok_or_else(|| Refusal::NoCredential(plugin.clone()))?;
+        // The operations it may call are granted by the other plugins' registrations.
+        let registrations = self
+            .registry
+            .list()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         Ok(Current {
-            rights: PluginRights::of(&registration),
+            rights: PluginRights::of(&registration).with_calls(&registrations),
             credential,
         })
     }

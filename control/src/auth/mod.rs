@@ -68,7 +68,7 @@ pub use self::credentials::{CredentialStore, HostSecret, PluginSecret, StoredCre
 pub use self::quota::{
     QuotaExceeded, DEFAULT_QUOTA_COOLDOWN, DEFAULT_QUOTA_INTERVAL, MIN_QUOTA_INTERVAL,
 };
-pub use self::rights::{Permissions, PluginRights};
+pub use self::rights::{CallGrant, Permissions, PluginRights};
 pub use self::sealed::{SealError, SERVER_XKEY_HEADER};
 pub use self::setup::{
     AuthSetup, Listen, ListenError, Login, TlsFiles, DEFAULT_ACCOUNT, SYSTEM_ACCOUNT,

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use switchyard_schemas::{ChannelName, Limits, Namespace, PluginId, Tenant};
+use switchyard_schemas::{ChannelName, Limits, Namespace, OperationName, PluginId, Tenant};
 
 use super::jwt::Permission;
 use crate::registry::{Registration, TenantScope};
@@ -40,6 +40,43 @@ pub struct PluginRights {
     /// without them is read).
     #[serde(default)]
     pub limits: Limits,
+    /// The operations of other plugins it may call: those whose approved `callers` name it,
+    /// for the tenants it, the other plugin and the operation share.
+    #[serde(default)]
+    pub calls: Vec<CallGrant>,
+}
+
+/// One operation a plugin may call, for one tenant or every tenant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CallGrant {
+    /// The plugin that answers it.
+    pub plugin: PluginId,
+    /// The operation.
+    pub operation: OperationName,
+    /// The tenant it may be called for; `None`: every tenant.
+    pub tenant: Option<Tenant>,
+}
+
+/// The tenants all of `scopes` share (`None` in a list: every tenant): `[None]` when none of
+/// them is restricted, else each tenant every restricted one lists.
+fn shared_tenants(scopes: &[Option<Vec<&Tenant>>]) -> Vec<Option<Tenant>> {
+    let mut restricted = scopes.iter().flatten();
+    let Some(first) = restricted.next() else {
+        return vec![None];
+    };
+    let rest: Vec<&Vec<&Tenant>> = restricted.collect();
+    first
+        .iter()
+        .filter(|tenant| rest.iter().all(|other| other.contains(tenant)))
+        .map(|tenant| Some((*tenant).clone()))
+        .collect()
+}
+
+fn scope_tenants(scope: &TenantScope) -> Option<Vec<&Tenant>> {
+    match scope {
+        TenantScope::All => None,
+        TenantScope::Only(tenants) => Some(tenants.iter().collect()),
+    }
 }
 
 impl PluginRights {
@@ -52,7 +89,44 @@ impl PluginRights {
             send: manifest.channels.send.clone(),
             receive: manifest.channels.receive.clone(),
             limits: manifest.limits,
+            calls: Vec::new(),
         }
+    }
+
+    /// The same rights with the operations `registrations` (every registered plugin) let it
+    /// call. A registration waiting for its first approval grants nothing; an approved one
+    /// grants what its approved manifest says, whatever its state (a disabled plugin's calls
+    /// find no dispatcher).
+    #[must_use]
+    pub fn with_calls(mut self, registrations: &[Registration]) -> Self {
+        let mut calls = Vec::new();
+        for target in registrations {
+            if target.awaiting_approval || *target.plugin_id() == self.plugin {
+                continue;
+            }
+            for operation in &target.manifest.operations {
+                if !operation.callers.plugins.contains(&self.plugin) {
+                    continue;
+                }
+                let tenants = shared_tenants(&[
+                    scope_tenants(&self.tenants),
+                    scope_tenants(&target.tenants),
+                    operation
+                        .callers
+                        .tenants
+                        .as_ref()
+                        .map(|t| t.iter().collect()),
+                ]);
+                calls.extend(tenants.into_iter().map(|tenant| CallGrant {
+                    plugin: target.plugin_id().clone(),
+                    operation: operation.name.clone(),
+                    tenant,
+                }));
+            }
+        }
+        calls.sort();
+        self.calls = calls;
+        self
     }
 
     /// The tenants as subject tokens: each one, or `None` (the `*` wildcard) for all.
@@ -91,7 +165,11 @@ impl PluginRights {
         let denied: Vec<String> = ALWAYS_DENIED.iter().map(|s| (*s).to_owned()).collect();
         let me = &self.plugin;
         let inbox = format!("{}.>", namespace.plugin_inbox_prefix(me));
-        let mut subscribe = vec![namespace.delivery(me), inbox.clone()];
+        let mut subscribe = vec![
+            namespace.delivery(me),
+            namespace.call_delivery(me),
+            inbox.clone(),
+        ];
         subscribe.extend(
             self.per_channel_and_tenant(&self.receive, |tenant, channel| {
                 namespace.channel_filter(tenant, channel, None)
@@ -117,6 +195,16 @@ impl PluginRights {
                 namespace.channel_reply_filter(tenant, channel, None)
             }),
         );
+        // Calls under its own id only: the dispatcher reads the caller from the subject.
+        publish.extend(self.calls.iter().map(|grant| {
+            format!(
+                "{}.op.{}.{}.{}.plugin.{me}",
+                namespace.prefix(),
+                grant.tenant.as_ref().map_or("*", Tenant::as_str),
+                grant.plugin,
+                grant.operation
+            )
+        }));
         Permissions {
             publish: Permission {
                 allow: publish,
@@ -242,6 +330,7 @@ mod tests {
             permissions.subscribe_allowed(),
             [
                 "switchyard.deliver.audit",
+                "switchyard.call.audit",
                 "_SY_INBOX.switchyard.audit.>",
                 "switchyard.channel.acme.alerts.*",
                 "switchyard.channel.globex.alerts.*",
@@ -269,6 +358,85 @@ mod tests {
         for denied in ["$JS.>", "$KV.>", "$SYS.>", "_INBOX.>"] {
             assert!(permissions.denied().contains(&denied.to_owned()));
         }
+    }
+
+    /// A plugin `pricing` offering `quote` to `audit`, for `tenants` of the operation.
+    fn pricing(plugin_tenants: TenantScope, operation_tenants: &str) -> Registration {
+        let manifest = Manifest::from_toml_str(&format!(
+            r#"
+            [plugin]
+            id = "pricing"
+            version = "1.0.0"
+            core = "*"
+            [[operations]]
+            name = "quote"
+            request = {{ type = "quote.request", version = "1.0.0" }}
+            response = {{ type = "quote.response", version = "1.0.0" }}
+            callers = {{ plugins = ["audit", "shop"] {operation_tenants} }}
+            [[operations]]
+            name = "internal"
+            request = {{ type = "quote.request", version = "1.0.0" }}
+            response = {{ type = "quote.response", version = "1.0.0" }}
+            "#,
+        ))
+        .unwrap();
+        Registration::new(manifest, plugin_tenants)
+    }
+
+    #[test]
+    fn a_plugin_may_call_only_what_others_grant_it_in_shared_tenants_under_its_own_id() {
+        let only = |names: &[&str]| {
+            TenantScope::only(names.iter().map(|n| Tenant::new(*n).unwrap())).unwrap()
+        };
+        let ns = Namespace::default();
+        let calls = |caller: TenantScope, target: Registration| {
+            let rights = PluginRights::of(&registration(caller)).with_calls(&[target]);
+            let permissions = rights.permissions(&ns);
+            permissions
+                .publish_allowed()
+                .iter()
+                .filter(|s| s.starts_with("switchyard.op."))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            calls(TenantScope::All, pricing(TenantScope::All, "")),
+            ["switchyard.op.*.pricing.quote.plugin.audit"]
+        );
+        assert_eq!(
+            calls(
+                only(&["acme", "globex"]),
+                pricing(only(&["globex", "initech"]), "")
+            ),
+            ["switchyard.op.globex.pricing.quote.plugin.audit"]
+        );
+        assert_eq!(
+            calls(
+                TenantScope::All,
+                pricing(TenantScope::All, r#", tenants = ["acme"]"#)
+            ),
+            ["switchyard.op.acme.pricing.quote.plugin.audit"]
+        );
+        assert!(calls(
+            only(&["globex"]),
+            pricing(TenantScope::All, r#", tenants = ["acme"]"#)
+        )
+        .is_empty());
+        let mut waiting = pricing(TenantScope::All, "");
+        waiting.awaiting_approval = true;
+        assert!(
+            calls(TenantScope::All, waiting).is_empty(),
+            "an unapproved manifest grants nothing"
+        );
+        let before = PluginRights::of(&registration(TenantScope::All)).permissions(&ns);
+        let after = PluginRights::of(&registration(TenantScope::All))
+            .with_calls(&[pricing(TenantScope::All, "")])
+            .permissions(&ns);
+        assert_ne!(
+            before.fingerprint("c"),
+            after.fingerprint("c"),
+            "a grant replaces connections"
+        );
     }
 
     #[test]
@@ -340,7 +508,8 @@ mod tests {
                 "plugin": "audit", "tenants": "all", "send": ["alerts"],
                 "receive": ["alerts", "audit"],
                 "limits": {"max_subscriptions": 5, "max_payload": 2048,
-                    "max_connections": 8, "max_bytes_per_second": 8_388_608}
+                    "max_connections": 8, "max_bytes_per_second": 8_388_608},
+                "calls": []
             })
         );
         assert_eq!(

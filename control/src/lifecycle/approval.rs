@@ -31,6 +31,11 @@ pub struct Requested {
     /// The names of its declared settings, each marked when secret or required (their values
     /// are the operator's, not rights).
     pub settings: BTreeSet<String>,
+    /// Who may call its operations, one entry per operation and kind of caller, and per
+    /// tenant it is offered to (`` `quote` by plugin `billing` ``, `` `quote` for every tenant ``).
+    /// Approvals stored before operations existed read as none.
+    #[serde(default)]
+    pub operations: BTreeSet<String>,
 }
 
 impl Requested {
@@ -72,6 +77,7 @@ impl Requested {
                     (false, false) => name.to_owned(),
                 })
                 .collect(),
+            operations: operation_exposure(manifest),
         }
     }
 
@@ -96,6 +102,9 @@ impl Requested {
                     more.push(format!("serve tenant `{tenant}`"));
                 }
             }
+        }
+        for exposure in self.operations.difference(&approved.operations) {
+            more.push(format!("offer operation {exposure}"));
         }
         const NAMES: [&str; 4] = [
             "max_subscriptions",
@@ -130,8 +139,38 @@ impl Requested {
                 self.limits[0], self.limits[1], self.limits[2], self.limits[3]
             ),
             format!("settings: {}", list(&self.settings)),
+            format!("operations: {}", list(&self.operations)),
         ]
     }
+}
+
+/// Who may call each operation of `manifest`, as [`Requested::operations`] lists it.
+fn operation_exposure(manifest: &Manifest) -> BTreeSet<String> {
+    let mut exposure = BTreeSet::new();
+    for operation in &manifest.operations {
+        let name = &operation.name;
+        let callers = &operation.callers;
+        if callers.operators {
+            exposure.insert(format!("`{name}` by operators"));
+        }
+        if callers.services {
+            exposure.insert(format!("`{name}` by services"));
+        }
+        for plugin in &callers.plugins {
+            exposure.insert(format!("`{name}` by plugin `{plugin}`"));
+        }
+        match &callers.tenants {
+            None => {
+                exposure.insert(format!("`{name}` for every tenant"));
+            }
+            Some(tenants) => {
+                for tenant in tenants {
+                    exposure.insert(format!("`{name}` for tenant `{tenant}`"));
+                }
+            }
+        }
+    }
+    exposure
 }
 
 /// An operator's approval of what a plugin asks for.

@@ -50,6 +50,16 @@ impl RateLimit {
         }
     }
 
+    /// Takes a turn if one is free now; otherwise says how long until the next one is.
+    ///
+    /// # Errors
+    /// The wait until the next turn, when none is free now.
+    pub fn try_acquire(&self) -> Result<(), Duration> {
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+
     /// Waits until a delivery is allowed, and takes it. Returns how long it waited.
     ///
     /// # Cancel safety
@@ -96,6 +106,15 @@ mod tests {
             elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_millis(1010),
             "{elapsed:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_try_says_how_long_until_the_next_turn() {
+        let limit = per_second(4, 1);
+        assert_eq!(limit.try_acquire(), Ok(()));
+        assert_eq!(limit.try_acquire(), Err(Duration::from_millis(250)));
+        tokio::time::advance(Duration::from_millis(250)).await;
+        assert_eq!(limit.try_acquire(), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
