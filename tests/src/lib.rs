@@ -44,6 +44,7 @@
 
 use std::time::Duration;
 
+mod calls;
 mod cli;
 mod cluster;
 mod dispatch;
@@ -56,6 +57,7 @@ mod server;
 mod wait;
 mod worker;
 
+pub use calls::{operations_manifest, wait_for_operation, Quote, QuoteRequest};
 pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
 pub use cluster::{ReplicaState, TestCluster};
 pub use dispatch::{

@@ -1,0 +1,514 @@
+//! Plugin operations end to end, against a real nats-server, a dispatcher and SDK workers:
+//! answers, every typed error, limits, retries, discovery, and calls between plugins.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use switchyard_bus::{CallTarget, Calls};
+use switchyard_control::registry::TenantScope;
+use switchyard_plugin_sdk::{
+    CallContext, CallError, CallErrorKind, CallOptions, Caller, HandlerError, Plugin,
+    WorkerSettings,
+};
+use switchyard_schemas::semver::Version;
+use switchyard_schemas::{ContentType, OperationName, PluginId, Tenant};
+use switchyard_tests::{
+    operations_manifest, round_trip, wait_for_operation, Quote, QuoteRequest, Switchyard,
+};
+use tokio_util::sync::CancellationToken;
+
+fn tenant(name: &str) -> Tenant {
+    Tenant::new(name).unwrap()
+}
+
+fn plugin_id(name: &str) -> PluginId {
+    PluginId::new(name).unwrap()
+}
+
+fn request(sku: &str) -> QuoteRequest {
+    QuoteRequest {
+        sku: sku.to_owned(),
+        quantity: 3,
+    }
+}
+
+/// The pricing plugin's handlers: `quote` prices (refusing an empty sku), `slow` takes 3 s,
+/// `flaky` and `flaky-unsafe` fail their first attempt.
+fn pricing(manifest: switchyard_schemas::Manifest) -> Plugin {
+    let quote = |request: QuoteRequest, ctx: CallContext| async move {
+        if request.sku.is_empty() {
+            return Err(HandlerError::permanent("quote.no-sku", "an empty sku"));
+        }
+        Ok(Quote {
+            cents: 100 * u64::from(request.quantity),
+            note: format!("{} attempt {}", ctx.caller(), ctx.attempt()),
+        })
+    };
+    let flaky = |_: QuoteRequest, ctx: CallContext| async move {
+        if ctx.attempt() == 1 {
+            return Err(HandlerError::retry("not yet"));
+        }
+        Ok(Quote {
+            cents: 1,
+            note: format!("attempt {}", ctx.attempt()),
+        })
+    };
+    let mut plugin = Plugin::new(manifest.clone());
+    for operation in &manifest.operations {
+        plugin = match operation.name.as_str() {
+            "quote" => plugin.operation("quote", quote),
+            "slow" => plugin.operation("slow", |_: QuoteRequest, _ctx| async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok(Quote {
+                    cents: 0,
+                    note: "late".into(),
+                })
+            }),
+            name => plugin.operation(name, flaky),
+        };
+    }
+    plugin
+}
+
+/// Runs `plugin` against the deployment until the returned token is cancelled.
+fn run(sy: &Switchyard, plugin: Plugin) -> CancellationToken {
+    let stop = CancellationToken::new();
+    tokio::spawn(plugin.run_with(
+        WorkerSettings::new(sy.url()),
+        stop.clone().cancelled_owned(),
+    ));
+    stop
+}
+
+async fn operator(sy: &Switchyard) -> Calls {
+    Calls::new(
+        sy.server.client().await,
+        sy.namespace().clone(),
+        Caller::Operator("test".into()),
+    )
+}
+
+/// Calls as an operator until the worker answers (it may still be connecting).
+async fn first_answer(calls: &Calls, plugin: &str, operation: &str) -> Quote {
+    let mut last = None;
+    for _ in 0..100 {
+        match calls
+            .call::<_, Quote>(
+                &tenant("acme"),
+                &plugin_id(plugin),
+                operation,
+                &request("a-1"),
+            )
+            .await
+        {
+            Ok(quote) => return quote,
+            Err(error) if error.kind == CallErrorKind::NoWorker => last = Some(error),
+            Err(error) => panic!("{error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no worker answered: {last:?}");
+}
+
+fn expect_error<T: std::fmt::Debug>(
+    result: Result<T, CallError>,
+    kind: CallErrorKind,
+) -> CallError {
+    let error = result.expect_err("the call fails");
+    assert_eq!(error.kind, kind, "{error}");
+    error
+}
+
+#[tokio::test]
+async fn an_operation_answers_and_every_error_is_typed() {
+    let sy = Switchyard::start().await;
+    let manifest =
+        operations_manifest("pricing", &[("quote", ""), ("slow", "timeout = \"300ms\"")]);
+    sy.register_for(
+        manifest.clone(),
+        TenantScope::only([tenant("acme")]).unwrap(),
+    )
+    .await;
+    let calls = operator(&sy).await;
+    wait_for_operation(&sy.server.client().await, "pricing", "quote").await;
+    // Served by the dispatcher, but no worker yet.
+    let no_worker = calls
+        .call::<_, Quote>(
+            &tenant("acme"),
+            &plugin_id("pricing"),
+            "quote",
+            &request("a"),
+        )
+        .await;
+    expect_error(no_worker, CallErrorKind::NoWorker);
+    let _worker = run(&sy, pricing(manifest));
+
+    let quote = first_answer(&calls, "pricing", "quote").await;
+    assert_eq!(quote.cents, 300);
+    assert_eq!(quote.note, "operator:test attempt 1");
+
+    // The handler's own code.
+    let refused = calls
+        .call::<_, Quote>(
+            &tenant("acme"),
+            &plugin_id("pricing"),
+            "quote",
+            &request(""),
+        )
+        .await;
+    let error = expect_error(refused, CallErrorKind::Handler);
+    assert_eq!(error.code.as_str(), "quote.no-sku");
+    assert_eq!(error.reason, "an empty sku");
+
+    // Past the operation's timeout: answered by the dispatcher, long before the handler ends.
+    let started = std::time::Instant::now();
+    let late = calls
+        .call::<_, Quote>(
+            &tenant("acme"),
+            &plugin_id("pricing"),
+            "slow",
+            &request("a"),
+        )
+        .await;
+    let error = expect_error(late, CallErrorKind::TimedOut);
+    assert_eq!(error.code.as_str(), "call.timed-out");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A tenant the plugin is not registered for.
+    let other = calls
+        .call::<_, Quote>(
+            &tenant("globex"),
+            &plugin_id("pricing"),
+            "quote",
+            &request("a"),
+        )
+        .await;
+    assert!(expect_error(other, CallErrorKind::Refused)
+        .reason
+        .contains("globex"));
+
+    // An operation nobody serves.
+    let unknown = calls
+        .call::<_, Quote>(
+            &tenant("acme"),
+            &plugin_id("pricing"),
+            "nope",
+            &request("a"),
+        )
+        .await;
+    expect_error(unknown, CallErrorKind::Unavailable);
+
+    // JSON in, JSON out; a body that is not JSON, and a request version the operation cannot
+    // read, are bad requests.
+    let target = CallTarget {
+        tenant: tenant("acme"),
+        plugin: plugin_id("pricing"),
+        operation: OperationName::new("quote").unwrap(),
+    };
+    let reply = calls
+        .call_raw(
+            &target,
+            ContentType::Json,
+            br#"{"sku":"b","quantity":2}"#.as_slice().into(),
+            &CallOptions::default(),
+            HeaderMap::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.content_type, ContentType::Json);
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(json["cents"], 200);
+    assert_eq!(reply.attempts, 1);
+    assert!(reply.handled_in > Duration::ZERO && reply.handled_in <= reply.elapsed);
+    let broken = calls
+        .call_raw(
+            &target,
+            ContentType::Json,
+            b"{\"sku\":".as_slice().into(),
+            &CallOptions::default(),
+            HeaderMap::new(),
+        )
+        .await;
+    assert!(expect_error(broken, CallErrorKind::BadRequest)
+        .reason
+        .contains("not well-formed"));
+    let newer = CallOptions {
+        version: Some(Version::new(1, 1, 0)),
+        ..CallOptions::default()
+    };
+    let body = ContentType::MessagePack.encode(&request("a")).unwrap();
+    let newer = calls
+        .call_raw(
+            &target,
+            ContentType::MessagePack,
+            body.into(),
+            &newer,
+            HeaderMap::new(),
+        )
+        .await;
+    expect_error(newer, CallErrorKind::BadRequest);
+
+    // A plugin that is not among the callers (here unsecured, so the dispatcher refuses it).
+    let intruder_client = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(sy.namespace().plugin_inbox_prefix(&plugin_id("intruder")))
+        .connect(sy.url())
+        .await
+        .unwrap();
+    let intruder = Calls::new(
+        intruder_client,
+        sy.namespace().clone(),
+        Caller::Plugin(plugin_id("intruder")),
+    );
+    let refused = intruder
+        .call::<_, Quote>(
+            &tenant("acme"),
+            &plugin_id("pricing"),
+            "quote",
+            &request("a"),
+        )
+        .await;
+    assert!(expect_error(refused, CallErrorKind::Refused)
+        .reason
+        .contains("plugin:intruder"));
+}
+
+#[tokio::test]
+async fn rates_and_calls_in_flight_refuse_at_once() {
+    let sy = Switchyard::start().await;
+    let manifest = operations_manifest(
+        "pricing",
+        &[
+            ("quote", "rate = \"1/m\""),
+            ("slow", "max_in_flight = 1\ntimeout = \"10s\""),
+        ],
+    );
+    sy.register(manifest.clone()).await;
+    let _worker = run(&sy, pricing(manifest));
+    let calls = operator(&sy).await;
+    wait_for_operation(&sy.server.client().await, "pricing", "slow").await;
+    first_answer(&calls, "pricing", "quote").await;
+    let over = calls
+        .call::<_, Quote>(
+            &tenant("acme"),
+            &plugin_id("pricing"),
+            "quote",
+            &request("a"),
+        )
+        .await;
+    let error = expect_error(over, CallErrorKind::RateLimited);
+    let after = error.retry_after.expect("says when to call again");
+    assert!(
+        after > Duration::from_secs(50) && after <= Duration::from_secs(60),
+        "{after:?}"
+    );
+
+    // Two calls at once, at most one under way: one is answered, the other refused at once.
+    let slow = |calls: Calls| async move {
+        calls
+            .call::<_, Quote>(
+                &tenant("acme"),
+                &plugin_id("pricing"),
+                "slow",
+                &request("a"),
+            )
+            .await
+    };
+    let (first, second) = tokio::join!(slow(calls.clone()), slow(calls.clone()));
+    let (answered, refused) = if first.is_ok() {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(answered.unwrap().note, "late");
+    expect_error(refused, CallErrorKind::Busy);
+}
+
+#[tokio::test]
+async fn only_idempotent_operations_are_retried_and_only_when_asked() {
+    let sy = Switchyard::start().await;
+    let manifest = operations_manifest(
+        "pricing",
+        &[("flaky", "idempotent = true"), ("flaky-unsafe", "")],
+    );
+    sy.register(manifest.clone()).await;
+    let _worker = run(&sy, pricing(manifest));
+    let calls = operator(&sy).await;
+    wait_for_operation(&sy.server.client().await, "pricing", "flaky-unsafe").await;
+    let three = CallOptions {
+        attempts: Some(3),
+        ..CallOptions::default()
+    };
+    let call = |operation: &'static str, options: CallOptions| {
+        let calls = calls.clone();
+        async move {
+            calls
+                .call_with::<_, Quote>(
+                    &tenant("acme"),
+                    &plugin_id("pricing"),
+                    operation,
+                    &request("a"),
+                    options,
+                    HeaderMap::new(),
+                )
+                .await
+        }
+    };
+    // Wait for the worker: a missing worker is not retried.
+    switchyard_tests::wait_until(Duration::from_secs(10), || async {
+        !call("flaky", CallOptions::default())
+            .await
+            .is_err_and(|e| e.kind == CallErrorKind::NoWorker)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        call("flaky", three.clone()).await.unwrap().note,
+        "attempt 2"
+    );
+    let once = call("flaky", CallOptions::default()).await;
+    assert_eq!(
+        expect_error(once, CallErrorKind::Handler).code.as_str(),
+        "handler.retry"
+    );
+    let unsafe_retry = call("flaky-unsafe", three).await;
+    assert_eq!(
+        expect_error(unsafe_retry, CallErrorKind::Handler).reason,
+        "not yet",
+        "an operation not declared idempotent is attempted once"
+    );
+}
+
+#[tokio::test]
+async fn a_call_is_answered_only_in_its_callers_own_inbox() {
+    let sy = Switchyard::start().await;
+    let manifest = operations_manifest(
+        "pricing",
+        &[("quote", "callers = { plugins = [\"shop\"] }")],
+    );
+    sy.register(manifest.clone()).await;
+    let _worker = run(&sy, pricing(manifest));
+    let observer = sy.server.client().await;
+    let mut stolen = observer.subscribe("_INBOX.stolen.>").await.unwrap();
+    let mut elsewhere = observer
+        .subscribe("_SY_INBOX.switchyard.other.>")
+        .await
+        .unwrap();
+    round_trip(&observer).await;
+    let shop = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(sy.namespace().plugin_inbox_prefix(&plugin_id("shop")))
+        .connect(sy.url())
+        .await
+        .unwrap();
+    wait_for_operation(&observer, "pricing", "quote").await;
+    let subject = "switchyard.op.acme.pricing.quote.plugin.shop";
+    let body = bytes::Bytes::from(ContentType::Json.encode(&request("a")).unwrap());
+    for reply in ["_INBOX.stolen.1", "_SY_INBOX.switchyard.other.1"] {
+        shop.publish_with_reply(subject, reply, body.clone())
+            .await
+            .unwrap();
+    }
+    // The positive control, after them on the same connection: a call answered in the shop's
+    // own inbox (retried until the worker is there).
+    let calls = Calls::new(
+        shop.clone(),
+        sy.namespace().clone(),
+        Caller::Plugin(plugin_id("shop")),
+    );
+    let quote = first_answer(&calls, "pricing", "quote").await;
+    assert_eq!(quote.note, "plugin:shop attempt 1");
+    round_trip(&observer).await;
+    for subscriber in [&mut stolen, &mut elsewhere] {
+        let got = tokio::time::timeout(Duration::from_millis(200), subscriber.next()).await;
+        assert!(
+            got.is_err(),
+            "the dispatcher answered where the caller chose: {got:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn operations_are_nats_micro_services() {
+    let sy = Switchyard::start().await;
+    let manifest = operations_manifest(
+        "pricing",
+        &[(
+            "quote",
+            "description = \"Prices an order\"\nidempotent = true",
+        )],
+    );
+    sy.register(manifest.clone()).await;
+    let _worker = run(&sy, pricing(manifest));
+    let client = sy.server.client().await;
+    wait_for_operation(&client, "pricing", "quote").await;
+    let calls = operator(&sy).await;
+    for _ in 0..3 {
+        first_answer(&calls, "pricing", "quote").await;
+    }
+    let info = client
+        .request("$SRV.INFO.pricing", bytes::Bytes::new())
+        .await
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap();
+    assert_eq!(info["name"], "pricing");
+    assert_eq!(info["version"], "1.0.0");
+    assert_eq!(info["metadata"]["switchyard.prefix"], "switchyard");
+    let endpoint = &info["endpoints"][0];
+    assert_eq!(endpoint["subject"], "switchyard.op.*.pricing.quote.*.*");
+    assert_eq!(endpoint["metadata"]["request.type"], "quote.request");
+    assert_eq!(endpoint["metadata"]["description"], "Prices an order");
+    assert_eq!(endpoint["metadata"]["idempotent"], "true");
+    let stats = client
+        .request("$SRV.STATS.pricing", bytes::Bytes::new())
+        .await
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.payload).unwrap();
+    assert!(
+        stats["endpoints"][0]["num_requests"].as_u64().unwrap() >= 3,
+        "{stats}"
+    );
+    let ping = client
+        .request("$SRV.PING", bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ping.payload).contains("pricing"));
+}
+
+#[tokio::test]
+async fn a_plugin_calls_another_plugins_operation_through_its_context() {
+    let sy = Switchyard::start().await;
+    let pricing_manifest = operations_manifest(
+        "pricing",
+        &[("quote", "callers = { plugins = [\"shop\"] }")],
+    );
+    let shop_manifest = operations_manifest("shop", &[("checkout", "")]);
+    sy.register(pricing_manifest.clone()).await;
+    sy.register(shop_manifest.clone()).await;
+    let _pricing = run(&sy, pricing(pricing_manifest));
+    let shop = Plugin::new(shop_manifest).operation(
+        "checkout",
+        |request: QuoteRequest, ctx: CallContext| async move {
+            let quote: Quote = ctx
+                .call("pricing", "quote", &request)
+                .await
+                .map_err(|e| HandlerError::permanent("checkout.no-price", e.to_string()))?;
+            Ok(Quote {
+                cents: quote.cents + 50,
+                note: quote.note,
+            })
+        },
+    );
+    let _shop = run(&sy, shop);
+    wait_for_operation(&sy.server.client().await, "pricing", "quote").await;
+    let calls = operator(&sy).await;
+    let total = first_answer(&calls, "shop", "checkout").await;
+    assert_eq!(total.cents, 350);
+    assert_eq!(
+        total.note, "plugin:shop attempt 1",
+        "the broker-visible caller is the shop"
+    );
+}
