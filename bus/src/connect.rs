@@ -22,6 +22,10 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// The connection name the server shows in its monitoring.
     pub name: Option<String>,
+    /// The prefix of the connection's inboxes (its requests' reply subjects), when it must be
+    /// other than `_INBOX`: a service calling operations uses its own
+    /// ([`Namespace::service_inbox_prefix`](switchyard_schemas::Namespace::service_inbox_prefix)).
+    pub inbox_prefix: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -34,6 +38,7 @@ impl Default for ConnectOptions {
             require_tls: false,
             connect_timeout: Duration::from_secs(5),
             name: None,
+            inbox_prefix: None,
         }
     }
 }
@@ -124,6 +129,9 @@ impl ConnectOptions {
         }
         if let Some(name) = &self.name {
             options = options.name(name);
+        }
+        if let Some(prefix) = &self.inbox_prefix {
+            options = options.custom_inbox_prefix(prefix);
         }
         // `nats://user:password@host:4222`: async-nats parses but does not send URL
         // credentials, so they are passed explicitly (as the Go client and `nats` CLI do).

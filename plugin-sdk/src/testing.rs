@@ -80,6 +80,8 @@ pub enum Settlement {
 /// three and removes the server's data.
 pub struct TestBed {
     bus: Bus,
+    /// The plugin under test.
+    registered_plugin: switchyard_schemas::PluginId,
     dispatcher: Option<Dispatcher>,
     outcomes: mpsc::UnboundedReceiver<Handled>,
     seen: Vec<Handled>,
@@ -153,7 +155,13 @@ impl TestBed {
 
         let (observer, outcomes) = mpsc::unbounded_channel();
         let stop_worker = CancellationToken::new();
-        let worker_client = connect().await?;
+        // The plugin's own inbox, as `Plugin::run` connects: the answers to its calls of other
+        // plugins' operations come back there only.
+        let worker_client = async_nats::ConnectOptions::new()
+            .custom_inbox_prefix(bus.namespace().plugin_inbox_prefix(&manifest.plugin.id))
+            .connect(server.url())
+            .await
+            .map_err(|e| setup("connect the worker")(e.to_string()))?;
         let namespace = bus.namespace().clone();
         let stop = stop_worker.clone();
         let worker = tokio::spawn(async move {
@@ -168,6 +176,7 @@ impl TestBed {
         });
         Ok(Self {
             bus,
+            registered_plugin: manifest.plugin.id.clone(),
             dispatcher: Some(dispatcher),
             outcomes,
             seen: Vec::new(),
@@ -243,6 +252,37 @@ impl TestBed {
             .expect("the event encodes");
         self.publish_event(&event).await;
         event.attributes.id
+    }
+
+    /// Calls the plugin's `operation` for `tenant` as an operator, through the dispatcher, as a
+    /// service would; waits (up to 10 s) for the dispatcher and the worker to serve it first.
+    ///
+    /// # Errors
+    /// The call's [`CallError`](switchyard_schemas::call::CallError), with its code.
+    pub async fn call<Req: TypedEvent, Res: TypedEvent>(
+        &self,
+        tenant: &str,
+        operation: &str,
+        request: &Req,
+    ) -> Result<Res, switchyard_schemas::call::CallError> {
+        use switchyard_schemas::call::{CallErrorKind, Caller};
+        let tenant = Tenant::new(tenant).expect("a valid tenant name");
+        let plugin = self.registered_plugin.clone();
+        let calls = switchyard_bus::Calls::new(
+            self.bus.client().clone(),
+            self.bus.namespace().clone(),
+            Caller::Operator("test".to_owned()),
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let result = calls.call(&tenant, &plugin, operation, request).await;
+            let starting = matches!(&result, Err(e)
+                if matches!(e.kind, CallErrorKind::Unavailable | CallErrorKind::NoWorker));
+            if !starting || tokio::time::Instant::now() >= deadline {
+                return result;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Publishes a ready event.

@@ -14,6 +14,9 @@ mod hello;
 #[path = "../examples/order-validator/main.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod order_validator;
+#[path = "../examples/tax-rates/main.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod tax_rates;
 
 use serde::{Deserialize, Serialize};
 use switchyard_plugin_sdk::{Context, Event, Outcome, Plugin, Tenant, TypedEvent, Version};
@@ -70,11 +73,53 @@ fn every_example_builds_and_fits_its_manifest() {
         ("order-validator", order_validator::plugin()),
         ("flaky-notifier", flaky_notifier::plugin()),
         ("audit-logger", audit_logger::plugin()),
+        ("tax-rates", tax_rates::plugin()),
     ] {
         let plugin = plugin.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(plugin.manifest().plugin.id.as_str(), name);
         plugin.check().unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+}
+
+#[tokio::test]
+async fn tax_rates_answers_known_regions_and_refuses_others_for_good() {
+    use switchyard_plugin_sdk::{CallContext, HandlerError};
+    let plugin = tax_rates::plugin().unwrap();
+    let query = |region: &str| tax_rates::TaxQuery {
+        region: region.to_owned(),
+        total_cents: 1000,
+    };
+    let rate: tax_rates::TaxRate = plugin
+        .handle_call("rate", &query("eu"), CallContext::for_test("rate").build())
+        .await
+        .unwrap();
+    assert_eq!((rate.rate_percent, rate.tax_cents), (20, 200));
+    let unknown = plugin
+        .handle_call::<_, tax_rates::TaxRate>(
+            "rate",
+            &query("mars"),
+            CallContext::for_test("rate").build(),
+        )
+        .await;
+    assert!(
+        matches!(&unknown, Err(HandlerError::Permanent { code, reason })
+            if code.as_str() == "tax.unknown-region" && reason.contains("mars")),
+        "{unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn tax_rates_is_called_through_a_dispatcher_in_a_test_bed() {
+    let bed = switchyard_plugin_sdk::testing::TestBed::start(tax_rates::plugin().unwrap())
+        .await
+        .unwrap();
+    let query = tax_rates::TaxQuery {
+        region: "us".to_owned(),
+        total_cents: 1000,
+    };
+    let rate: tax_rates::TaxRate = bed.call("acme", "rate", &query).await.unwrap();
+    assert_eq!(rate.tax_cents, 70);
+    bed.shutdown().await;
 }
 
 #[tokio::test]

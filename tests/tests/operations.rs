@@ -512,3 +512,79 @@ async fn a_plugin_calls_another_plugins_operation_through_its_context() {
         "the broker-visible caller is the shop"
     );
 }
+
+#[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../../plugin-sdk/examples/order-validator/main.rs"]
+mod order_validator;
+#[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../../plugin-sdk/examples/tax-rates/main.rs"]
+mod tax_rates;
+
+#[tokio::test]
+async fn the_example_validator_checks_an_order_on_a_channel_through_the_tax_operation() {
+    let sy = Switchyard::start().await;
+    let validator = order_validator::plugin().unwrap();
+    let taxes = tax_rates::plugin().unwrap();
+    sy.register(validator.manifest().clone()).await;
+    sy.register(taxes.manifest().clone()).await;
+    let _validator = run(&sy, validator);
+    let _taxes = run(&sy, taxes);
+    let client = sy.server.client().await;
+    wait_for_operation(&client, "tax-rates", "rate").await;
+    // A shop asks on the channel, as any plugin granted to send on it would.
+    let check = order_validator::OrderCheck {
+        order_id: "o-7".into(),
+        total_cents: 1000,
+        region: "eu".into(),
+    };
+    let event = switchyard_schemas::Event::builder(tenant("acme"), "urn:test:shop")
+        .build(&check)
+        .unwrap();
+    let subject = "switchyard.channel.acme.order-checks.shop";
+    let reply_subject = "_SY_CHREPLY.switchyard.acme.order-checks.shop.1";
+    let mut replies = client.subscribe(reply_subject).await.unwrap();
+    let headers = switchyard_bus::event_headers(&event);
+    // Asked again until both workers are there (a request nobody receives is lost).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let checked: order_validator::OrderChecked = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the validator answers within 15 s"
+        );
+        client
+            .publish_with_reply_and_headers(
+                subject,
+                reply_subject,
+                headers.clone(),
+                event.data.clone(),
+            )
+            .await
+            .unwrap();
+        let Ok(Some(reply)) =
+            tokio::time::timeout(Duration::from_millis(500), replies.next()).await
+        else {
+            continue;
+        };
+        if reply.status.is_some() {
+            // "No responders": the validator is not subscribed yet.
+            continue;
+        }
+        let failed = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("switchyard-channel-error"))
+            .map(|v| v.to_string());
+        if let Some(reason) = failed {
+            // The tax plugin's worker may not be connected yet.
+            assert!(
+                reason.contains("call.no-worker") || reason.contains("call.unavailable"),
+                "{reason}"
+            );
+            continue;
+        }
+        let answer =
+            switchyard_bus::decode_event(reply.headers.as_ref(), reply.payload.clone()).unwrap();
+        break answer.data_as().unwrap();
+    };
+    assert_eq!((checked.order_id.as_str(), checked.tax_cents), ("o-7", 200));
+}

@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod call;
 mod catalog;
 mod dev;
 mod dlq;
@@ -57,6 +58,8 @@ enum Command {
     Dlq(dlq::DlqCommand),
     /// Publish events: one, or a paced load.
     Publish(publish::PublishArgs),
+    /// Call a plugin's operation and print its answer and the time it took.
+    Call(call::CallArgs),
     /// Watch events as they are stored.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -148,6 +151,7 @@ impl NatsArgs {
             require_tls: self.tls_ca.is_some() || self.tls_cert.is_some(),
             connect_timeout: self.connect_timeout,
             name: Some("switchyard-cli".to_owned()),
+            inbox_prefix: None,
         })
     }
 }
@@ -239,6 +243,13 @@ pub(crate) enum CliError {
     Audit(#[from] switchyard_control::audit::AuditError),
     #[error(transparent)]
     Settings(#[from] switchyard_control::settings::SettingsError),
+    /// An operation's call that did not return its answer: the typed error, with its code.
+    #[error("calling operation `{operation}` of plugin `{plugin}` failed: {error}")]
+    CallFailed {
+        plugin: PluginId,
+        operation: switchyard_schemas::OperationName,
+        error: switchyard_schemas::call::CallError,
+    },
     #[error("no plugin `{plugin}` is registered (in `{bucket}`)")]
     NotRegistered { plugin: PluginId, bucket: String },
     #[error("the probe found {failed} of {total} cells failing: a plugin can get past its rights")]
@@ -378,6 +389,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Plugins(command) => Box::pin(plugins::run(command)).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Publish(args) => publish::run(args).await,
+        Command::Call(args) => call::run(args).await,
         Command::Events(command) => events::run(command).await,
         Command::Explain(args) => explain::run(args).await,
         // Boxed: the auth service's future is large, and only this command needs it.

@@ -14,6 +14,9 @@ mod flaky_notifier;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../../../plugin-sdk/examples/order-validator/main.rs"]
 mod order_validator;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../../../plugin-sdk/examples/tax-rates/main.rs"]
+mod tax_rates;
 
 /// The example plugins; the audit logger writes to `<data_dir>/audit.jsonl` instead of the
 /// terminal, which the live view occupies.
@@ -23,5 +26,6 @@ pub(crate) fn example_plugins(data_dir: &Path) -> Result<Vec<Plugin>, PluginErro
         audit_logger::plugin()?.with_setting("path", audit_log),
         flaky_notifier::plugin()?,
         order_validator::plugin()?,
+        tax_rates::plugin()?,
     ])
 }
