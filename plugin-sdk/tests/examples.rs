@@ -110,9 +110,11 @@ async fn tax_rates_answers_known_regions_and_refuses_others_for_good() {
 
 #[tokio::test]
 async fn tax_rates_is_called_through_a_dispatcher_in_a_test_bed() {
-    let bed = switchyard_plugin_sdk::testing::TestBed::start(tax_rates::plugin().unwrap())
-        .await
-        .unwrap();
+    let bed = Box::pin(switchyard_plugin_sdk::testing::TestBed::start(
+        tax_rates::plugin().unwrap(),
+    ))
+    .await
+    .unwrap();
     let query = tax_rates::TaxQuery {
         region: "us".to_owned(),
         total_cents: 1000,
