@@ -198,3 +198,92 @@ async fn dev_watch_rebuilds_a_plugin_and_keeps_the_last_good_build_on_failure() 
         "nats-server still listens on {port}"
     );
 }
+
+/// `switchyard call` against `switchyard dev`: the example tax-rates plugin answers, and its
+/// refusal comes back with its code.
+#[tokio::test]
+async fn call_answers_an_operation_of_the_dev_examples() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["dev", "--events", "1", "--keep-running", "--port"])
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("nats://127.0.0.1:{port}");
+    let call = |region: &'static str, json: bool| {
+        let url = url.clone();
+        async move {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+            command
+                .args([
+                    "call",
+                    "tax-rates",
+                    "rate",
+                    "--tenant",
+                    "acme",
+                    "--url",
+                    &url,
+                ])
+                .arg("--data")
+                .arg(format!("{{\"region\":\"{region}\",\"total_cents\":1000}}"));
+            if json {
+                command.arg("--json");
+            }
+            command.output().await.unwrap()
+        }
+    };
+    // Until dev's server, dispatcher and workers are up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let output = loop {
+        let output = call("eu", false).await;
+        if output.status.success() {
+            break output;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never answered: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let response: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(response["tax_cents"], 200);
+    assert_eq!(response["rate_percent"], 20);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("answered in") && stderr.contains("1 attempt"),
+        "{stderr}"
+    );
+
+    let json = call("us", true).await;
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["response"]["tax_cents"], 70);
+    assert!(report["took_ms"].as_f64().unwrap() > 0.0);
+
+    let refused = call("mars", false).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("tax.unknown-region") && stderr.contains("mars"),
+        "{stderr}"
+    );
+
+    let pid = dev.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), dev.wait())
+        .await
+        .expect("dev stops on Ctrl-C")
+        .unwrap();
+    assert!(status.success());
+}
