@@ -588,3 +588,60 @@ async fn the_example_validator_checks_an_order_on_a_channel_through_the_tax_oper
     };
     assert_eq!((checked.order_id.as_str(), checked.tax_cents), ("o-7", 200));
 }
+
+#[tokio::test]
+async fn a_python_service_calls_operations_from_the_wire_format_alone() {
+    let sy = Switchyard::start().await;
+    let taxes = tax_rates::plugin().unwrap();
+    let slow = operations_manifest("pricing", &[("slow", "callers = { services = true }")]);
+    sy.register(taxes.manifest().clone()).await;
+    sy.register(slow.clone()).await;
+    let _taxes = run(&sy, taxes);
+    let _pricing = run(&sy, pricing(slow));
+    let client = sy.server.client().await;
+    wait_for_operation(&client, "tax-rates", "rate").await;
+    wait_for_operation(&client, "pricing", "slow").await;
+    // Both workers answer before the script runs (its first call must not find none).
+    let calls = operator(&sy).await;
+    switchyard_tests::wait_until(Duration::from_secs(15), || async {
+        let query = tax_rates::TaxQuery {
+            region: "eu".into(),
+            total_cents: 1,
+        };
+        calls
+            .call::<_, tax_rates::TaxRate>(&tenant("acme"), &plugin_id("tax-rates"), "rate", &query)
+            .await
+            .is_ok()
+    })
+    .await
+    .unwrap();
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/call_operation.py");
+    let output = switchyard_tests::python_command(&script, &[&sy.url(), "shop"])
+        .await
+        .output()
+        .await
+        .expect("run the Python caller");
+    assert!(
+        output.status.success(),
+        "call_operation.py failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0]["response"]["tax_cents"], 200, "{lines:?}");
+    assert_eq!(lines[0]["attempts"], 1);
+    assert_eq!(lines[1]["error_code"], "tax.unknown-region");
+    assert_eq!(lines[1]["status"], "500");
+    assert_eq!(lines[2]["error_code"], "call.timed-out");
+    assert_eq!(lines[2]["status"], "504");
+    assert!(lines[2]["took_ms"].as_f64().unwrap() < 2000.0, "{lines:?}");
+    assert_eq!(
+        lines[3]["unanswered"], true,
+        "an answer outside the service's inbox: {lines:?}"
+    );
+}
