@@ -1018,3 +1018,139 @@ async fn a_plugin_waiting_for_approval_is_refused_at_connect_until_approved() {
         .await
         .expect("approved, its secret is accepted");
 }
+
+/// A raw worker of `pricing` answering every call it receives with a fixed JSON response.
+async fn answer_calls(worker: &RawPlugin) {
+    let mut calls = worker
+        .client
+        .queue_subscribe("switchyard.call.pricing", "pricing".to_owned())
+        .await
+        .unwrap();
+    let client = worker.client.clone();
+    tokio::spawn(async move {
+        while let Some(call) = calls.next().await {
+            let Some(reply) = call.reply else { continue };
+            let mut headers = HeaderMap::new();
+            headers.insert("switchyard-outcome", "done");
+            headers.insert("content-type", "application/json");
+            let _ = client
+                .publish_with_headers(reply, headers, r#"{"cents":42,"note":"raw"}"#.into())
+                .await;
+        }
+    });
+    round_trip(&worker.client).await;
+}
+
+#[tokio::test]
+async fn only_the_plugins_an_operation_names_may_call_it_and_only_as_themselves() {
+    let mut sy = SecuredSwitchyard::start().await;
+    sy.start_dispatcher().await;
+    let pricing = switchyard_tests::operations_manifest(
+        "pricing",
+        &[(
+            "quote",
+            "callers = { plugins = [\"shop\"], tenants = [\"acme\"] }",
+        )],
+    );
+    let pricing_secret = sy.register(pricing, TenantScope::All).await;
+    let shop_secret = sy
+        .register(
+            switchyard_tests::operations_manifest("shop", &[]),
+            TenantScope::All,
+        )
+        .await;
+    let intruder_secret = sy
+        .register(
+            switchyard_tests::operations_manifest("intruder", &[]),
+            only("acme"),
+        )
+        .await;
+    let worker = sy
+        .connect_plugin("pricing", pricing_secret.expose())
+        .await
+        .unwrap();
+    answer_calls(&worker).await;
+    let shop = sy
+        .connect_plugin("shop", shop_secret.expose())
+        .await
+        .unwrap();
+    let intruder = sy
+        .connect_plugin("intruder", intruder_secret.expose())
+        .await
+        .unwrap();
+    let mut observer = observer(&sy).await;
+    let allowed = "switchyard.op.acme.pricing.quote.plugin.shop";
+
+    // The granted call reaches the dispatchers, and is answered in the shop's own inbox.
+    wait_for_probe(&shop, "shop", &mut observer, allowed, true).await;
+    switchyard_tests::wait_for_operation(&sy.admin, "pricing", "quote").await;
+    let answer = timeout(
+        WAIT,
+        shop.client
+            .request(allowed, r#"{"sku":"a","quantity":1}"#.into()),
+    )
+    .await
+    .expect("answered in time")
+    .expect("answered");
+    assert_eq!(answer.payload.as_ref(), br#"{"cents":42,"note":"raw"}"#);
+
+    // Refused by the broker: a plugin not named, one posing as the shop, the shop for a tenant
+    // the operation is not offered to or for another operation, and calls straight to the
+    // workers, bypassing the dispatcher's checks (a plugin's own workers included).
+    for (plugin, name, subject) in [
+        (
+            &intruder,
+            "intruder",
+            "switchyard.op.acme.pricing.quote.plugin.intruder",
+        ),
+        (&intruder, "intruder", allowed),
+        (
+            &intruder,
+            "intruder",
+            "switchyard.op.acme.pricing.quote.service.shop",
+        ),
+        (
+            &intruder,
+            "intruder",
+            "switchyard.op.acme.pricing.quote.operator.admin",
+        ),
+        (
+            &shop,
+            "shop",
+            "switchyard.op.globex.pricing.quote.plugin.shop",
+        ),
+        (
+            &shop,
+            "shop",
+            "switchyard.op.acme.pricing.other.plugin.shop",
+        ),
+        (&shop, "shop", "switchyard.call.pricing"),
+        (&worker, "pricing", "switchyard.call.pricing"),
+    ] {
+        assert_eq!(
+            probe(plugin, name, &mut observer, subject, 1).await,
+            Some(false),
+            "{name} published to {subject}"
+        );
+        plugin
+            .events
+            .wait_for_violation(subject, WAIT)
+            .await
+            .unwrap_or_else(|_| panic!("{name} is told that {subject} is refused"));
+    }
+    // Nor may another plugin take the calls.
+    let _ = intruder.client.subscribe("switchyard.call.pricing").await;
+    round_trip(&intruder.client).await;
+    intruder
+        .events
+        .wait_for_violation("switchyard.call.pricing", WAIT)
+        .await
+        .expect("subscribing to another plugin's calls is refused");
+
+    // Revoked: the pricing plugin's approved manifest no longer names the shop. Its live
+    // connection is replaced and may call no more.
+    let mut registration = sy.registration("pricing").await;
+    registration.manifest = switchyard_tests::operations_manifest("pricing", &[("quote", "")]);
+    sy.update(&registration).await;
+    wait_for_probe(&shop, "shop", &mut observer, allowed, false).await;
+}
