@@ -181,3 +181,26 @@ async fn help_describes_each_verb() {
     let top = succeeded(&switchyard(None, &["--help"]).await);
     assert!(top.contains("Register, remove and list plugins"), "{top}");
 }
+
+#[tokio::test]
+async fn operations_are_shown_and_their_callers_are_part_of_the_approval() {
+    let server = TestServer::start().await;
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk/examples/tax-rates/plugin.toml");
+    let path = path.to_str().unwrap();
+    let added = switchyard(Some(&server), &["plugins", "add", path, "--tenant", "acme"]).await;
+    let said = format!("{}{}", stdout(&added), switchyard_tests::stderr(&added));
+    assert!(
+        said.contains("`rate` by plugin `order-validator`") && said.contains("`rate` by services"),
+        "what it asks for names who may call: {said}"
+    );
+    let shown = succeeded(&switchyard(Some(&server), &["plugins", "show", "tax-rates"]).await);
+    assert!(
+        shown.contains(
+            "rate (tax.query 1.0.0 -> tax.rate 1.0.0): timeout 2s, rate 200/s (burst 200), \
+             16 in flight, idempotent; callers: operators, services, plugin order-validator; \
+             tenants: every tenant of the plugin"
+        ),
+        "{shown}"
+    );
+}

@@ -1138,9 +1138,63 @@ async fn show(args: StatusArgs) -> Result<(), CliError> {
             .format(&Rfc3339)
             .unwrap_or_else(|_| registration.registered_at.to_string())
     );
+    if !registration.manifest.operations.is_empty() {
+        println!("operations:");
+        for operation in &registration.manifest.operations {
+            println!("  {}", operation_line(operation));
+        }
+    }
     println!("manifest (canonical form):");
     print!("{}", registration.manifest.to_toml_string());
     Ok(())
+}
+
+/// One operation in `plugins show`: its types, limits and callers on one line.
+fn operation_line(operation: &switchyard_schemas::Operation) -> String {
+    let mut limits = vec![format!(
+        "timeout {}",
+        humantime::format_duration(operation.timeout)
+    )];
+    if let Some(rate) = operation.rate {
+        limits.push(format!("rate {rate} (burst {})", operation.burst));
+    }
+    limits.push(format!("{} in flight", operation.max_in_flight));
+    if operation.idempotent {
+        limits.push("idempotent".to_owned());
+    }
+    let callers = &operation.callers;
+    let mut who = Vec::new();
+    if callers.operators {
+        who.push("operators".to_owned());
+    }
+    if callers.services {
+        who.push("services".to_owned());
+    }
+    who.extend(callers.plugins.iter().map(|p| format!("plugin {p}")));
+    if who.is_empty() {
+        who.push("nobody".to_owned());
+    }
+    let tenants = callers.tenants.as_ref().map_or_else(
+        || "every tenant of the plugin".to_owned(),
+        |tenants| {
+            tenants
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    );
+    format!(
+        "{} ({} {} -> {} {}): {}; callers: {}; tenants: {}",
+        operation.name,
+        operation.request.name,
+        operation.request.version,
+        operation.response.name,
+        operation.response.version,
+        limits.join(", "),
+        who.join(", "),
+        tenants
+    )
 }
 
 /// `plugins show --json`.

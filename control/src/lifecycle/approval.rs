@@ -225,6 +225,51 @@ mod tests {
     }
 
     #[test]
+    fn offering_an_operation_to_more_callers_or_tenants_is_beyond_an_approval() {
+        let with = |callers: &str| {
+            Requested::of(
+                &manifest(&format!(
+                    "[[operations]]\nname = \"q\"\n\
+                     request = {{ type = \"a\", version = \"1.0.0\" }}\n\
+                     response = {{ type = \"b\", version = \"1.0.0\" }}\n\
+                     callers = {{ {callers} }}\n"
+                )),
+                &TenantScope::All,
+            )
+        };
+        let approved = with(r#"plugins = ["shop"], tenants = ["acme"]"#);
+        assert!(with(r#"plugins = ["shop"], tenants = ["acme"]"#)
+            .beyond(&approved)
+            .is_empty());
+        assert!(
+            with(r#"plugins = [], tenants = ["acme"], operators = false"#)
+                .beyond(&approved)
+                .is_empty(),
+            "fewer callers ask for nothing more"
+        );
+        assert_eq!(
+            with(r#"plugins = ["shop", "crm"], tenants = ["acme"]"#).beyond(&approved),
+            ["offer operation `q` by plugin `crm`"]
+        );
+        assert_eq!(
+            with(r#"plugins = ["shop"]"#).beyond(&approved),
+            ["offer operation `q` for every tenant"]
+        );
+        assert_eq!(
+            with(r#"plugins = ["shop"], tenants = ["acme"], services = true"#).beyond(&approved),
+            ["offer operation `q` by services"]
+        );
+        let old = Requested {
+            operations: Default::default(),
+            ..approved.clone()
+        };
+        assert!(
+            !approved.beyond(&old).is_empty(),
+            "an approval from before operations covers none"
+        );
+    }
+
+    #[test]
     fn more_events_channels_tenants_or_quota_are_beyond_an_approval() {
         let acme = TenantScope::only([Tenant::new("acme").unwrap()]).unwrap();
         let approved = Requested::of(&manifest(""), &acme);
