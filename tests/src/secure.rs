@@ -306,7 +306,39 @@ impl SecuredSwitchyard {
     }
 }
 
-/// A raw plugin connection and what the server told it.
+impl SecuredSwitchyard {
+    /// Connects a *raw* async-nats client as the service login `service` with `secret`: user
+    /// `service:{service}`, the service's own inbox prefix, every server error recorded.
+    ///
+    /// # Errors
+    /// The connect error when the server refuses it.
+    pub async fn connect_service(
+        &self,
+        service: &str,
+        secret: &str,
+    ) -> Result<RawPlugin, ConnectError> {
+        let events = ServerErrors::default();
+        let recorder = events.clone();
+        let inbox = self
+            .namespace()
+            .service_inbox_prefix(&switchyard_schemas::ServiceName::new(service).expect("name"));
+        let client = async_nats::ConnectOptions::with_user_and_password(
+            format!("service:{service}"),
+            secret.to_owned(),
+        )
+        .name(format!("raw-service-{service}"))
+        .custom_inbox_prefix(inbox)
+        .event_callback(move |event| {
+            recorder.record(&event);
+            async {}
+        })
+        .connect(self.url())
+        .await?;
+        Ok(RawPlugin { client, events })
+    }
+}
+
+/// A raw plugin (or service) connection and what the server told it.
 pub struct RawPlugin {
     /// The connection.
     pub client: async_nats::Client,

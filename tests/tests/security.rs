@@ -57,6 +57,17 @@ async fn probe(
     n: u32,
 ) -> Option<bool> {
     let hello = format!("switchyard.control.hello.{name}");
+    probe_with_marker(plugin, &hello, observer, subject, n).await
+}
+
+/// [`probe`] with the marker on `hello`, any subject the client may publish to.
+async fn probe_with_marker(
+    plugin: &RawPlugin,
+    hello: &str,
+    observer: &mut Subscriber,
+    subject: &str,
+    n: u32,
+) -> Option<bool> {
     let (message, marker) = (format!("message-{n}"), format!("marker-{n}"));
     let _ = plugin
         .client
@@ -64,7 +75,7 @@ async fn probe(
         .await;
     let _ = plugin
         .client
-        .publish(hello.clone(), marker.clone().into())
+        .publish(hello.to_owned(), marker.clone().into())
         .await;
     let _ = plugin.client.flush().await;
     let mut arrived = false;
@@ -1153,4 +1164,105 @@ async fn only_the_plugins_an_operation_names_may_call_it_and_only_as_themselves(
     registration.manifest = switchyard_tests::operations_manifest("pricing", &[("quote", "")]);
     sy.update(&registration).await;
     wait_for_probe(&shop, "shop", &mut observer, allowed, false).await;
+}
+
+#[tokio::test]
+async fn a_service_login_publishes_its_tenants_events_and_calls_what_allows_services() {
+    let mut sy = SecuredSwitchyard::start().await;
+    sy.start_dispatcher().await;
+    let pricing = switchyard_tests::operations_manifest(
+        "pricing",
+        &[("quote", "callers = { services = true }"), ("internal", "")],
+    );
+    let pricing_secret = sy.register(pricing, TenantScope::All).await;
+    let worker = sy
+        .connect_plugin("pricing", pricing_secret.expose())
+        .await
+        .unwrap();
+    answer_calls(&worker).await;
+    let services = switchyard_control::auth::ServiceStore::open(
+        &async_nats::jetstream::new(sy.admin.clone()),
+        sy.namespace(),
+    )
+    .await
+    .unwrap();
+    let log = AuditLog::open(
+        &async_nats::jetstream::new(sy.admin.clone()),
+        sy.namespace(),
+    )
+    .await
+    .unwrap();
+    let auditor = Auditor::new(log.clone(), Actor::declared("test"));
+    let shop = switchyard_schemas::ServiceName::new("shop").unwrap();
+    let secret = services.add(&shop, only("acme"), &auditor).await.unwrap();
+
+    assert!(
+        sy.connect_service("shop", "wrong").await.is_err(),
+        "a wrong secret is refused"
+    );
+    assert!(
+        sy.connect_service("nobody", secret.expose()).await.is_err(),
+        "an unknown service is refused"
+    );
+    let service = sy.connect_service("shop", secret.expose()).await.unwrap();
+    let mut observer = observer(&sy).await;
+    // Its own tenant's events: the marker every probe below is checked against.
+    let marker = "switchyard.events.acme.probe.marker";
+    let allowed = "switchyard.op.acme.pricing.quote.service.shop";
+    assert_eq!(
+        probe_with_marker(&service, marker, &mut observer, allowed, 0).await,
+        Some(true)
+    );
+    switchyard_tests::wait_for_operation(&sy.admin, "pricing", "quote").await;
+    let answer = timeout(
+        WAIT,
+        service
+            .client
+            .request(allowed, r#"{"sku":"a","quantity":1}"#.into()),
+    )
+    .await
+    .expect("answered in time")
+    .expect("answered");
+    assert_eq!(answer.payload.as_ref(), br#"{"cents":42,"note":"raw"}"#);
+
+    for subject in [
+        "switchyard.op.acme.pricing.internal.service.shop",
+        "switchyard.op.globex.pricing.quote.service.shop",
+        "switchyard.op.acme.pricing.quote.service.other",
+        "switchyard.op.acme.pricing.quote.plugin.shop",
+        "switchyard.op.acme.pricing.quote.operator.shop",
+        "switchyard.call.pricing",
+        "switchyard.events.globex.order.created",
+        "switchyard.deliver.pricing",
+        "switchyard.control.hello.pricing",
+        "$JS.API.STREAM.LIST",
+    ] {
+        assert_eq!(
+            probe_with_marker(&service, marker, &mut observer, subject, 1).await,
+            Some(false),
+            "the service published to {subject}"
+        );
+        service
+            .events
+            .wait_for_violation(subject, WAIT)
+            .await
+            .unwrap_or_else(|_| panic!("the service is told that {subject} is refused"));
+    }
+    let _ = service.client.subscribe("switchyard.events.>").await;
+    round_trip(&service.client).await;
+    service
+        .events
+        .wait_for_violation("switchyard.events.>", WAIT)
+        .await
+        .expect("a service reads no events");
+
+    // Removed: recorded, and no new connection.
+    assert!(services.remove(&shop, &auditor).await.unwrap());
+    assert!(sy.connect_service("shop", secret.expose()).await.is_err());
+    let entries = log.list(&AuditFilter::default()).await.unwrap();
+    let actions: Vec<_> = entries.iter().map(|e| e.entry.action).collect();
+    assert!(
+        actions.contains(&Action::ServiceAdded) && actions.contains(&Action::ServiceRemoved),
+        "{actions:?}"
+    );
 }

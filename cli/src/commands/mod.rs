@@ -18,7 +18,8 @@ mod probe;
 mod publish;
 mod run;
 mod secrets;
-pub(crate) mod settings;
+pub(crate) mod services;
+mod settings;
 mod streams;
 mod trust;
 
@@ -60,6 +61,10 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Call a plugin's operation and print its answer and the time it took.
     Call(call::CallArgs),
+    /// Service logins of a secured deployment: clients that publish events for their tenants
+    /// and call the operations that allow services.
+    #[command(subcommand)]
+    Services(services::ServicesCommand),
     /// Watch events as they are stored.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -390,6 +395,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dlq(command) => dlq::run(command).await,
         Command::Publish(args) => publish::run(args).await,
         Command::Call(args) => call::run(args).await,
+        Command::Services(command) => services::run(command).await,
         Command::Events(command) => events::run(command).await,
         Command::Explain(args) => explain::run(args).await,
         // Boxed: the auth service's future is large, and only this command needs it.

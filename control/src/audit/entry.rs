@@ -53,11 +53,16 @@ pub enum Action {
     TrustRemoved,
     /// A plugin was marked failed (by a dispatcher whose circuit kept opening, or a host).
     PluginFailed,
+    /// A service login was added, or given new tenants and a new secret
+    /// (`switchyard services add`).
+    ServiceAdded,
+    /// A service login was removed.
+    ServiceRemoved,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 22] = [
         Action::PluginRegistered,
         Action::PluginReplaced,
         Action::PluginRemoved,
@@ -78,6 +83,8 @@ impl Action {
         Action::TrustAdded,
         Action::TrustRemoved,
         Action::PluginFailed,
+        Action::ServiceAdded,
+        Action::ServiceRemoved,
     ];
 
     /// The action's name, e.g. `plugin_registered`.
@@ -103,6 +110,8 @@ impl Action {
             Action::TrustAdded => "trust_added",
             Action::TrustRemoved => "trust_removed",
             Action::PluginFailed => "plugin_failed",
+            Action::ServiceAdded => "service_added",
+            Action::ServiceRemoved => "service_removed",
         }
     }
 }

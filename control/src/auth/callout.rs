@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nkeys::{KeyPair, KeyPairType};
-use switchyard_schemas::{Namespace, PluginId};
+use switchyard_schemas::{Namespace, PluginId, ServiceName};
 
 use super::credentials::{CredentialStore, StoredCredential};
 use super::jwt::{self, AuthorizationRequest, AuthorizationResponse, Claims, User};
 use super::quota::{QuotaBook, QuotaExceeded};
-use super::rights::{connection_name, PluginRights};
+use super::rights::{connection_name, service_connection_name, PluginRights, ServiceRights};
+use super::services::{ServiceStore, SERVICE_USER_PREFIX};
 use crate::registry::{LifecycleState, Registry};
 
 /// Why a connection is refused. The server logs the reason; the client is told only
@@ -66,6 +67,20 @@ pub enum Refusal {
         /// The quota, and what the connection would make of it.
         exceeded: QuotaExceeded,
     },
+    /// No service login of this name exists (never, or removed since).
+    #[error("service `{0}` has no login")]
+    UnknownService(String),
+    /// The secret does not match the service's.
+    #[error("wrong secret for service `{0}`")]
+    WrongServiceSecret(String),
+    /// The service logins or the registry could not be read.
+    #[error("cannot check service `{service}`: {reason}")]
+    ServiceUnavailable {
+        /// The service.
+        service: String,
+        /// What failed.
+        reason: String,
+    },
     /// The registry or the credentials could not be read; the connection is refused rather
     /// than let in unchecked.
     #[error("cannot check plugin `{plugin}`: {reason}")]
@@ -90,6 +105,8 @@ pub(crate) struct Callout {
     pub(crate) ttl: Duration,
     /// Cool-downs and connection counts, kept by the quota checks.
     pub(crate) quotas: Arc<QuotaBook>,
+    /// The service logins.
+    pub(crate) services: ServiceStore,
 }
 
 /// What is in force for one plugin right now.
@@ -138,8 +155,8 @@ impl Callout {
             return None;
         }
         let response = match self.authorize(&request, now).await {
-            Ok((plugin, user_jwt)) => {
-                tracing::debug!(%plugin, host = %request.client_info.host, "plugin connection authorized");
+            Ok((who, user_jwt)) => {
+                tracing::debug!(%who, host = %request.client_info.host, "connection authorized");
                 AuthorizationResponse::granted(user_jwt)
             }
             Err(refusal) => {
@@ -169,24 +186,28 @@ impl Callout {
         }
     }
 
-    /// Checks the plugin's identity and secret, and issues its user JWT.
+    /// Checks the identity and secret (a plugin's, or a service's for `service:{name}`), and
+    /// issues its user JWT; returns who it is and the JWT.
     async fn authorize(
         &self,
         request: &AuthorizationRequest,
         now: i64,
-    ) -> Result<(PluginId, String), Refusal> {
+    ) -> Result<(String, String), Refusal> {
         let user = request
             .connect_opts
             .user
             .as_deref()
             .filter(|user| !user.is_empty())
             .ok_or(Refusal::NoIdentity)?;
+        let secret = request.connect_opts.pass.as_deref().unwrap_or("");
+        if let Some(service) = user.strip_prefix(SERVICE_USER_PREFIX) {
+            return self.authorize_service(service, secret, request, now).await;
+        }
         let plugin = PluginId::new(user).map_err(|_| Refusal::BadIdentity(user.to_owned()))?;
         if plugin.is_reserved() {
             return Err(Refusal::Reserved(plugin));
         }
         let current = self.current(&plugin).await?;
-        let secret = request.connect_opts.pass.as_deref().unwrap_or("");
         if !current.credential.accepts(secret) {
             return Err(Refusal::WrongSecret(plugin));
         }
@@ -194,6 +215,62 @@ impl Callout {
         self.quotas.admit(&plugin, &current.rights.limits)?;
         let permissions = current.rights.permissions(&self.namespace);
         let name = connection_name(&plugin, &permissions.fingerprint(&current.credential.id));
+        let token = self
+            .user_jwt(request, now, name, permissions)
+            .map_err(|reason| Refusal::Unavailable {
+                plugin: plugin.clone(),
+                reason,
+            })?;
+        Ok((plugin.to_string(), token))
+    }
+
+    /// A service login: its name, its secret, and the rights of its tenants and of every
+    /// registration (the operations that allow services), read fresh.
+    async fn authorize_service(
+        &self,
+        name: &str,
+        secret: &str,
+        request: &AuthorizationRequest,
+        now: i64,
+    ) -> Result<(String, String), Refusal> {
+        let who = format!("{SERVICE_USER_PREFIX}{name}");
+        let service = ServiceName::new(name).map_err(|_| Refusal::BadIdentity(who.clone()))?;
+        let unavailable = |reason: String| Refusal::ServiceUnavailable {
+            service: name.to_owned(),
+            reason,
+        };
+        let login = self
+            .services
+            .get(&service)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .ok_or_else(|| Refusal::UnknownService(name.to_owned()))?;
+        if !login.credential.accepts(secret) {
+            return Err(Refusal::WrongServiceSecret(name.to_owned()));
+        }
+        let registrations = self
+            .registry
+            .list()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let rights = ServiceRights::of(service.clone(), login.tenants, &registrations);
+        let permissions = rights.permissions(&self.namespace);
+        let connection =
+            service_connection_name(&service, &permissions.fingerprint(&login.credential.id));
+        let token = self
+            .user_jwt(request, now, connection, permissions)
+            .map_err(unavailable)?;
+        Ok((who, token))
+    }
+
+    /// A user JWT named `name` with `permissions`, for the requesting connection.
+    fn user_jwt(
+        &self,
+        request: &AuthorizationRequest,
+        now: i64,
+        name: String,
+        permissions: super::rights::Permissions,
+    ) -> Result<String, String> {
         let ttl = i64::try_from(jittered(self.ttl).as_secs()).unwrap_or(i64::MAX);
         let claims = Claims {
             jti: String::new(),
@@ -214,11 +291,7 @@ impl Callout {
                 version: 2,
             },
         };
-        let token = jwt::encode(claims, &self.issuer).map_err(|e| Refusal::Unavailable {
-            plugin: plugin.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok((plugin, token))
+        jwt::encode(claims, &self.issuer).map_err(|e| e.to_string())
     }
 
     /// The rights and credential in force for `plugin`, read fresh from the buckets (not from a

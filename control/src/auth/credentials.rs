@@ -40,7 +40,7 @@ impl PluginSecret {
         &self.0
     }
 
-    fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         Self(data_encoding::BASE64URL_NOPAD.encode(&rand::random::<[u8; 32]>()))
     }
 }
@@ -104,11 +104,11 @@ fn same(digest: &str, stored: &str) -> bool {
 const CHANGE_ATTEMPTS: usize = 5;
 
 /// A fresh credential id.
-fn new_credential_id() -> String {
+pub(crate) fn new_credential_id() -> String {
     data_encoding::HEXLOWER.encode(&rand::random::<[u8; 8]>())
 }
 
-fn digest(secret: &str) -> String {
+pub(crate) fn digest(secret: &str) -> String {
     data_encoding::HEXLOWER.encode(&Sha256::digest(secret.as_bytes()))
 }
 
@@ -438,7 +438,7 @@ impl CredentialStore {
 
 /// What an audit entry may say of a credential: its id and when it was issued, never the
 /// secret nor its digest.
-fn public_part(credential: &StoredCredential) -> serde_json::Value {
+pub(crate) fn public_part(credential: &StoredCredential) -> serde_json::Value {
     serde_json::json!({
         "credential_id": credential.id,
         "issued_at": credential
@@ -448,7 +448,7 @@ fn public_part(credential: &StoredCredential) -> serde_json::Value {
     })
 }
 
-fn store_error(bucket: &str, action: &str, error: impl std::fmt::Display) -> AuthError {
+pub(crate) fn store_error(bucket: &str, action: &str, error: impl std::fmt::Display) -> AuthError {
     AuthError::Store {
         bucket: bucket.to_owned(),
         action: action.to_owned(),

@@ -48,6 +48,7 @@ pub mod probe;
 mod quota;
 mod rights;
 mod sealed;
+pub mod services;
 mod setup;
 mod sweep;
 
@@ -68,8 +69,9 @@ pub use self::credentials::{CredentialStore, HostSecret, PluginSecret, StoredCre
 pub use self::quota::{
     QuotaExceeded, DEFAULT_QUOTA_COOLDOWN, DEFAULT_QUOTA_INTERVAL, MIN_QUOTA_INTERVAL,
 };
-pub use self::rights::{CallGrant, Permissions, PluginRights};
+pub use self::rights::{CallGrant, Permissions, PluginRights, ServiceRights};
 pub use self::sealed::{SealError, SERVER_XKEY_HEADER};
+pub use self::services::{ServiceLogin, ServiceStore};
 pub use self::setup::{
     AuthSetup, Listen, ListenError, Login, TlsFiles, DEFAULT_ACCOUNT, SYSTEM_ACCOUNT,
 };
@@ -255,7 +257,9 @@ impl AuthService {
         let js = async_nats::jetstream::new(client.clone());
         let registry = Registry::open(&js, &config.namespace).await?;
         let credentials = CredentialStore::open(&js, &config.namespace).await?;
+        let services = ServiceStore::open(&js, &config.namespace).await?;
         let callout = Callout {
+            services,
             registry: registry.clone(),
             credentials: credentials.clone(),
             issuer: Arc::clone(&config.issuer),

@@ -12,7 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use switchyard_schemas::{ChannelName, Limits, Namespace, OperationName, PluginId, Tenant};
+use switchyard_schemas::{
+    ChannelName, Limits, Namespace, OperationName, PluginId, ServiceName, Tenant,
+};
 
 use super::jwt::Permission;
 use crate::registry::{Registration, TenantScope};
@@ -72,6 +74,113 @@ fn shared_tenants(scopes: &[Option<Vec<&Tenant>>]) -> Vec<Option<Tenant>> {
         .collect()
 }
 
+/// The operations of `registrations` whose callers `allows` (given the plugin that answers
+/// them), for the tenants `tenants`, the answering plugin and the operation share. A
+/// registration waiting for its first approval grants nothing.
+fn granted_calls(
+    tenants: &TenantScope,
+    registrations: &[Registration],
+    allows: impl Fn(&PluginId, &switchyard_schemas::Callers) -> bool,
+) -> Vec<CallGrant> {
+    let mut calls = Vec::new();
+    for target in registrations {
+        if target.awaiting_approval {
+            continue;
+        }
+        for operation in &target.manifest.operations {
+            if !allows(target.plugin_id(), &operation.callers) {
+                continue;
+            }
+            let shared = shared_tenants(&[
+                scope_tenants(tenants),
+                scope_tenants(&target.tenants),
+                operation
+                    .callers
+                    .tenants
+                    .as_ref()
+                    .map(|t| t.iter().collect()),
+            ]);
+            calls.extend(shared.into_iter().map(|tenant| CallGrant {
+                plugin: target.plugin_id().clone(),
+                operation: operation.name.clone(),
+                tenant,
+            }));
+        }
+    }
+    calls.sort();
+    calls
+}
+
+/// The subject a caller of `kind` and `id` may publish a granted call on.
+fn call_grant_subject(namespace: &Namespace, grant: &CallGrant, kind: &str, id: &str) -> String {
+    format!(
+        "{}.op.{}.{}.{}.{kind}.{id}",
+        namespace.prefix(),
+        grant.tenant.as_ref().map_or("*", Tenant::as_str),
+        grant.plugin,
+        grant.operation
+    )
+}
+
+/// A service login's rights: the events it may publish (its tenants') and the operations it
+/// may call. Derived from its login and every registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRights {
+    /// The service.
+    pub service: ServiceName,
+    /// Its tenants.
+    pub tenants: TenantScope,
+    /// The operations it may call: those allowing services, in the tenants it shares with
+    /// them.
+    pub calls: Vec<CallGrant>,
+}
+
+impl ServiceRights {
+    /// The rights of `service` serving `tenants`, with every registration.
+    pub fn of(service: ServiceName, tenants: TenantScope, registrations: &[Registration]) -> Self {
+        let calls = granted_calls(&tenants, registrations, |_, callers| callers.services);
+        Self {
+            service,
+            tenants,
+            calls,
+        }
+    }
+
+    /// The NATS permissions of its connections: publish its tenants' events and its granted
+    /// calls (under its own name); its own inbox, `_SY_SERVICE.{prefix}.{name}.>`, to
+    /// subscribe and publish; nothing else, and never the always-denied subjects. The limits
+    /// in its JWT are the defaults of a plugin's.
+    pub fn permissions(&self, namespace: &Namespace) -> Permissions {
+        let denied: Vec<String> = ALWAYS_DENIED.iter().map(|s| (*s).to_owned()).collect();
+        let inbox = format!("{}.>", namespace.service_inbox_prefix(&self.service));
+        let mut publish = vec![inbox.clone()];
+        match &self.tenants {
+            TenantScope::All => publish.push(format!("{}.events.*.>", namespace.prefix())),
+            TenantScope::Only(tenants) => publish.extend(
+                tenants
+                    .iter()
+                    .map(|tenant| format!("{}.events.{tenant}.>", namespace.prefix())),
+            ),
+        }
+        publish.extend(
+            self.calls.iter().map(|grant| {
+                call_grant_subject(namespace, grant, "service", self.service.as_str())
+            }),
+        );
+        Permissions {
+            publish: Permission {
+                allow: publish,
+                deny: denied.clone(),
+            },
+            subscribe: Permission {
+                allow: vec![inbox],
+                deny: denied,
+            },
+            limits: Limits::default(),
+        }
+    }
+}
+
 fn scope_tenants(scope: &TenantScope) -> Option<Vec<&Tenant>> {
     match scope {
         TenantScope::All => None,
@@ -99,33 +208,10 @@ impl PluginRights {
     /// find no dispatcher).
     #[must_use]
     pub fn with_calls(mut self, registrations: &[Registration]) -> Self {
-        let mut calls = Vec::new();
-        for target in registrations {
-            if target.awaiting_approval || *target.plugin_id() == self.plugin {
-                continue;
-            }
-            for operation in &target.manifest.operations {
-                if !operation.callers.plugins.contains(&self.plugin) {
-                    continue;
-                }
-                let tenants = shared_tenants(&[
-                    scope_tenants(&self.tenants),
-                    scope_tenants(&target.tenants),
-                    operation
-                        .callers
-                        .tenants
-                        .as_ref()
-                        .map(|t| t.iter().collect()),
-                ]);
-                calls.extend(tenants.into_iter().map(|tenant| CallGrant {
-                    plugin: target.plugin_id().clone(),
-                    operation: operation.name.clone(),
-                    tenant,
-                }));
-            }
-        }
-        calls.sort();
-        self.calls = calls;
+        let me = self.plugin.clone();
+        self.calls = granted_calls(&self.tenants, registrations, |target, callers| {
+            *target != me && callers.plugins.contains(&me)
+        });
         self
     }
 
@@ -196,15 +282,11 @@ impl PluginRights {
             }),
         );
         // Calls under its own id only: the dispatcher reads the caller from the subject.
-        publish.extend(self.calls.iter().map(|grant| {
-            format!(
-                "{}.op.{}.{}.{}.plugin.{me}",
-                namespace.prefix(),
-                grant.tenant.as_ref().map_or("*", Tenant::as_str),
-                grant.plugin,
-                grant.operation
-            )
-        }));
+        publish.extend(
+            self.calls
+                .iter()
+                .map(|grant| call_grant_subject(namespace, grant, "plugin", me.as_str())),
+        );
         Permissions {
             publish: Permission {
                 allow: publish,
@@ -273,6 +355,11 @@ impl Permissions {
         hash.update(credential_id.as_bytes());
         data_encoding::HEXLOWER.encode(&hash.finalize()[..6])
     }
+}
+
+/// The name a service's connection gets: `service:{name}:{fingerprint}`.
+pub(crate) fn service_connection_name(service: &ServiceName, fingerprint: &str) -> String {
+    format!("service:{service}:{fingerprint}")
 }
 
 /// The name a plugin's connection gets: `plugin:{id}:{fingerprint}`. nats-server shows it as
