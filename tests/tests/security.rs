@@ -98,6 +98,18 @@ async fn wait_for_probe(
     subject: &str,
     arrives: bool,
 ) {
+    let hello = format!("switchyard.control.hello.{name}");
+    wait_for_marked_probe(plugin, &hello, observer, subject, arrives).await;
+}
+
+/// [`wait_for_probe`] with the marker on `marker`.
+async fn wait_for_marked_probe(
+    plugin: &RawPlugin,
+    marker: &str,
+    observer: &mut Subscriber,
+    subject: &str,
+    arrives: bool,
+) {
     let mut n = 0;
     let observer = tokio::sync::Mutex::new(observer);
     wait_until(Duration::from_secs(20), || {
@@ -105,7 +117,7 @@ async fn wait_for_probe(
         let observer = &observer;
         async move {
             let mut observer = observer.lock().await;
-            probe(plugin, name, &mut observer, subject, n).await == Some(arrives)
+            probe_with_marker(plugin, marker, &mut observer, subject, n).await == Some(arrives)
         }
     })
     .await
@@ -1256,9 +1268,25 @@ async fn a_service_login_publishes_its_tenants_events_and_calls_what_allows_serv
         .await
         .expect("a service reads no events");
 
-    // Removed: recorded, and no new connection.
+    // The pricing plugin no longer offers `quote` to services: the live connection is
+    // replaced, and its calls stop reaching anyone.
+    let mut registration = sy.registration("pricing").await;
+    registration.manifest = switchyard_tests::operations_manifest("pricing", &[("quote", "")]);
+    sy.update(&registration).await;
+    wait_for_marked_probe(&service, marker, &mut observer, allowed, false).await;
+
+    // Removed: recorded, its live connection closed, and no new one.
+    let connected = service.events.count("connected");
     assert!(services.remove(&shop, &auditor).await.unwrap());
+    wait_until(WAIT, || async { service.events.count("disconnected") > 0 })
+        .await
+        .expect("the removed service's connection is closed");
     assert!(sy.connect_service("shop", secret.expose()).await.is_err());
+    assert_eq!(
+        service.events.count("connected"),
+        connected,
+        "and it cannot come back"
+    );
     let entries = log.list(&AuditFilter::default()).await.unwrap();
     let actions: Vec<_> = entries.iter().map(|e| e.entry.action).collect();
     assert!(

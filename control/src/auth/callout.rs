@@ -10,7 +10,7 @@ use super::credentials::{CredentialStore, StoredCredential};
 use super::jwt::{self, AuthorizationRequest, AuthorizationResponse, Claims, User};
 use super::quota::{QuotaBook, QuotaExceeded};
 use super::rights::{connection_name, service_connection_name, PluginRights, ServiceRights};
-use super::services::{ServiceStore, SERVICE_USER_PREFIX};
+use super::services::{ServiceLogin, ServiceStore, SERVICE_USER_PREFIX};
 use crate::registry::{LifecycleState, Registry};
 
 /// Why a connection is refused. The server logs the reason; the client is told only
@@ -235,32 +235,48 @@ impl Callout {
     ) -> Result<(String, String), Refusal> {
         let who = format!("{SERVICE_USER_PREFIX}{name}");
         let service = ServiceName::new(name).map_err(|_| Refusal::BadIdentity(who.clone()))?;
+        let (login, permissions) = self.service_current(&service).await?;
+        if !login.credential.accepts(secret) {
+            return Err(Refusal::WrongServiceSecret(name.to_owned()));
+        }
+        let connection =
+            service_connection_name(&service, &permissions.fingerprint(&login.credential.id));
         let unavailable = |reason: String| Refusal::ServiceUnavailable {
             service: name.to_owned(),
             reason,
         };
+        let token = self
+            .user_jwt(request, now, connection, permissions)
+            .map_err(unavailable)?;
+        Ok((who, token))
+    }
+
+    /// The login of `service` and the permissions in force for it, read fresh.
+    ///
+    /// # Errors
+    /// The [`Refusal`] a connection of this service would get now.
+    pub(crate) async fn service_current(
+        &self,
+        service: &ServiceName,
+    ) -> Result<(ServiceLogin, super::rights::Permissions), Refusal> {
+        let unavailable = |reason: String| Refusal::ServiceUnavailable {
+            service: service.to_string(),
+            reason,
+        };
         let login = self
             .services
-            .get(&service)
+            .get(service)
             .await
             .map_err(|e| unavailable(e.to_string()))?
-            .ok_or_else(|| Refusal::UnknownService(name.to_owned()))?;
-        if !login.credential.accepts(secret) {
-            return Err(Refusal::WrongServiceSecret(name.to_owned()));
-        }
+            .ok_or_else(|| Refusal::UnknownService(service.to_string()))?;
         let registrations = self
             .registry
             .list()
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let rights = ServiceRights::of(service.clone(), login.tenants, &registrations);
+        let rights = ServiceRights::of(service.clone(), login.tenants.clone(), &registrations);
         let permissions = rights.permissions(&self.namespace);
-        let connection =
-            service_connection_name(&service, &permissions.fingerprint(&login.credential.id));
-        let token = self
-            .user_jwt(request, now, connection, permissions)
-            .map_err(unavailable)?;
-        Ok((who, token))
+        Ok((login, permissions))
     }
 
     /// A user JWT named `name` with `permissions`, for the requesting connection.

@@ -303,7 +303,11 @@ impl AuthService {
         match system {
             Some(system) => {
                 let changes = registry.watch().await?;
-                let credential_changes = credentials.changes().await?;
+                // A service's login changes its connections' rights as a credential does.
+                let credential_changes = futures::stream::select(
+                    credentials.changes().await?,
+                    callout.services.changes().await?,
+                );
                 let quotas = Arc::clone(&callout.quotas);
                 let quota_interval = config.quota_interval.max(MIN_QUOTA_INTERVAL);
                 let enforcer = Enforcer::new(Sweeper { system, callout }, quotas, quota_interval);

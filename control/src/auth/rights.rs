@@ -368,6 +368,12 @@ pub(crate) fn connection_name(plugin: &PluginId, fingerprint: &str) -> String {
     format!("plugin:{plugin}:{fingerprint}")
 }
 
+/// Reads a [`service_connection_name`] back; `None` for any other user name.
+pub(crate) fn parse_service_connection_name(name: &str) -> Option<(ServiceName, &str)> {
+    let (service, fingerprint) = name.strip_prefix("service:")?.rsplit_once(':')?;
+    Some((ServiceName::new(service).ok()?, fingerprint))
+}
+
 /// Reads a [`connection_name`] back; `None` for any other user name.
 pub(crate) fn parse_connection_name(name: &str) -> Option<(PluginId, &str)> {
     let (plugin, fingerprint) = name.strip_prefix("plugin:")?.rsplit_once(':')?;

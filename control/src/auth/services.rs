@@ -167,6 +167,23 @@ impl ServiceStore {
         Ok(logins)
     }
 
+    /// A notification (the service's name) for every change: added, new secret, removed.
+    ///
+    /// # Errors
+    /// [`AuthError::Store`] when the watch cannot be started.
+    pub async fn changes(
+        &self,
+    ) -> Result<impl futures::Stream<Item = String> + Send + Unpin + 'static, AuthError> {
+        let watch = self
+            .store
+            .watch(">")
+            .await
+            .map_err(|e| store_error(&self.bucket, "watch the bucket", e))?;
+        Ok(watch
+            .filter_map(|entry| async move { entry.ok().map(|entry| entry.key) })
+            .boxed())
+    }
+
     /// Removes the service `name` (its secret stops working) and records `service_removed`;
     /// returns whether it existed (nothing is recorded when it did not).
     ///

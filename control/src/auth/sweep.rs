@@ -22,13 +22,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Deserialize;
-use switchyard_schemas::PluginId;
+use switchyard_schemas::{PluginId, ServiceName};
 use time::OffsetDateTime;
 use tokio::time::{timeout, Instant};
 
 use super::callout::{Callout, Refusal};
 use super::quota::{self, Listing, Meter, PluginConnection, QuotaBook, Standing, Verdict};
-use super::rights::parse_connection_name;
+use super::rights::{parse_connection_name, parse_service_connection_name};
 use super::AuthError;
 
 /// How long to wait for the first server's answer to a PING.
@@ -119,7 +119,19 @@ pub(crate) struct Enforcer {
     ///
     /// [`forget_rights`]: Enforcer::forget_rights
     standing: HashMap<PluginId, Standing>,
+    /// The fingerprint each service seen is held to (`None`: refused now), read once per
+    /// service until [`forget_rights`](Enforcer::forget_rights).
+    service_standing: HashMap<ServiceName, Option<String>>,
     meter: Meter,
+}
+
+/// A service login's connection, as listed.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceConnection {
+    server: String,
+    cid: u64,
+    service: ServiceName,
+    fingerprint: String,
 }
 
 impl Enforcer {
@@ -130,6 +142,7 @@ impl Enforcer {
             quotas,
             interval,
             standing: HashMap::new(),
+            service_standing: HashMap::new(),
             meter: Meter::default(),
         }
     }
@@ -138,6 +151,7 @@ impl Enforcer {
     /// registry or the credentials (and now and then, in case a change was missed).
     pub(crate) fn forget_rights(&mut self) {
         self.standing.clear();
+        self.service_standing.clear();
     }
 
     /// Lists every plugin connection, and disconnects those whose rights are not the ones in
@@ -148,7 +162,9 @@ impl Enforcer {
     /// # Errors
     /// [`AuthError::System`] when the connections cannot be listed.
     pub(crate) async fn check(&mut self) -> Result<Checked, AuthError> {
-        let listing = self.sweeper.listing().await?;
+        let (listing, services) = self.sweeper.listing().await?;
+        let mut checked = Checked::default();
+        checked.stale += self.check_services(&services).await;
         for connection in &listing.connections {
             if !self.standing.contains_key(&connection.plugin) {
                 if let Some(standing) = self.sweeper.standing(&connection.plugin).await {
@@ -158,7 +174,6 @@ impl Enforcer {
         }
         let rates = self.meter.rates(&listing, self.interval);
         let mut judgement = quota::judge(&listing, &self.standing, &rates);
-        let mut checked = Checked::default();
         for (index, verdict) in judgement.kicks {
             let connection = &listing.connections[index];
             let (plugin, cid) = (&connection.plugin, connection.cid);
@@ -190,6 +205,55 @@ impl Enforcer {
     }
 }
 
+impl Enforcer {
+    /// Disconnects the service connections whose rights or secret are not the ones in force
+    /// (or whose service is gone); returns how many. Services have no quotas.
+    async fn check_services(&mut self, connections: &[ServiceConnection]) -> usize {
+        let mut stale = 0;
+        for connection in connections {
+            if !self.service_standing.contains_key(&connection.service) {
+                match self
+                    .sweeper
+                    .callout
+                    .service_current(&connection.service)
+                    .await
+                {
+                    Ok((login, permissions)) => {
+                        let fingerprint = permissions.fingerprint(&login.credential.id);
+                        self.service_standing
+                            .insert(connection.service.clone(), Some(fingerprint));
+                    }
+                    Err(Refusal::ServiceUnavailable { reason, .. }) => {
+                        tracing::warn!(service = %connection.service, %reason,
+                            "cannot check a service's connections now");
+                        continue;
+                    }
+                    Err(_) => {
+                        self.service_standing
+                            .insert(connection.service.clone(), None);
+                    }
+                }
+            }
+            let current = self.service_standing.get(&connection.service);
+            if current.is_some_and(|fp| fp.as_deref() == Some(connection.fingerprint.as_str())) {
+                continue;
+            }
+            let (service, cid) = (&connection.service, connection.cid);
+            match self.sweeper.kick(&connection.server, cid).await {
+                Ok(()) => {
+                    stale += 1;
+                    tracing::info!(%service, cid,
+                        "disconnected a service connection whose rights changed");
+                }
+                Err(error) => {
+                    tracing::warn!(%service, cid, %error, "cannot disconnect a service connection");
+                }
+            }
+        }
+        stale
+    }
+}
+
 impl Sweeper {
     /// What `plugin`'s connections are held to now, or `None` when its rights cannot be read.
     async fn standing(&self, plugin: &PluginId) -> Option<Standing> {
@@ -206,15 +270,26 @@ impl Sweeper {
         }
     }
 
-    /// Every plugin connection in the plugins' account, on every server that answers.
-    async fn listing(&self) -> Result<Listing, AuthError> {
+    /// Every plugin connection in the plugins' account, on every server that answers, and
+    /// every service connection.
+    async fn listing(&self) -> Result<(Listing, Vec<ServiceConnection>), AuthError> {
         let asked = Instant::now();
         let mut connections = Vec::new();
+        let mut services = Vec::new();
         let mut servers = HashMap::new();
         for (server, mut connz) in self.ping_connz().await? {
             servers.insert(server.clone(), connz.now);
             loop {
                 let page = connz.connections.len();
+                services.extend(connz.connections.iter().filter_map(|c| {
+                    let (service, fingerprint) = parse_service_connection_name(&c.authorized_user)?;
+                    Some(ServiceConnection {
+                        server: server.clone(),
+                        cid: c.cid,
+                        service,
+                        fingerprint: fingerprint.to_owned(),
+                    })
+                }));
                 connections.extend(connz.connections.iter().filter_map(|c| {
                     let (plugin, fingerprint) = parse_connection_name(&c.authorized_user)?;
                     Some(PluginConnection {
@@ -234,12 +309,15 @@ impl Sweeper {
                 connz = self.server_connz(&server, next).await?;
             }
         }
-        Ok(Listing {
-            asked,
-            at: Instant::now(),
-            servers,
-            connections,
-        })
+        Ok((
+            Listing {
+                asked,
+                at: Instant::now(),
+                servers,
+                connections,
+            },
+            services,
+        ))
     }
 
     fn connz_options(&self, offset: usize) -> bytes::Bytes {
