@@ -114,6 +114,9 @@ async fn the_auth_service_answers_only_into_the_askers_inbox() {
     let sy = SecuredSwitchyard::start().await;
     let secret = sy.register(manifest("mallory", &[], &[]), acme()).await;
     let _victim = sy.register(manifest("victim", &[], &[]), acme()).await;
+    let victim = switchyard_schemas::PluginId::new("victim").unwrap();
+    let registered = sy.registration("victim").await;
+    let credential = sy.credentials.get(&victim).await.unwrap();
     let mallory = sy.connect_plugin("mallory", secret.expose()).await.unwrap();
     let targets = [
         "switchyard.deliver.victim",
@@ -147,8 +150,16 @@ async fn the_auth_service_answers_only_into_the_askers_inbox() {
             .await
             .expect("the rights are answered into the plugin's own inbox")
             .unwrap();
+        // The auth service reads the registry (every plugin's, for the operations they let
+        // this one call): JetStream delivers the stored entries to its inbox under their own
+        // subjects, acknowledgeable. Those are reads, not publishes onto the subject; a write
+        // would change the entry, checked below.
+        let delivered = seen
+            .reply
+            .as_ref()
+            .is_some_and(|reply| reply.starts_with("$JS.ACK."));
         assert!(
-            !targets.contains(&seen.subject.as_str()),
+            delivered || !targets.contains(&seen.subject.as_str()),
             "the auth service published onto {}",
             seen.subject
         );
@@ -158,8 +169,9 @@ async fn the_auth_service_answers_only_into_the_askers_inbox() {
             break;
         }
     }
-    // The victim is untouched: it still logs in.
-    assert!(sy.registration("victim").await.enabled);
+    // The victim is untouched: its registration and its credential are as they were.
+    assert_eq!(sy.registration("victim").await, registered);
+    assert_eq!(sy.credentials.get(&victim).await.unwrap(), credential);
 }
 
 /// A receiver knows who sent a channel message from its subject, which the broker checked.
