@@ -86,7 +86,10 @@ impl Plugin {
     /// every outcome (for tests). Channel handlers ([`Plugin::on_channel`]) are served too. A
     /// client connected elsewhere than in [`Plugin::run_with`] does not report what the server
     /// refuses, so channel sends on it cannot return
-    /// [`ChannelError::PermissionDenied`](crate::ChannelError::PermissionDenied).
+    /// [`ChannelError::PermissionDenied`](crate::ChannelError::PermissionDenied). Operations
+    /// its handlers call (`ctx.call`) are answered only in the plugin's own inbox: connect the
+    /// client with `custom_inbox_prefix(namespace.plugin_inbox_prefix(&id))`, as
+    /// [`Plugin::run_with`] does.
     ///
     /// [`run`]: Plugin::run
     ///

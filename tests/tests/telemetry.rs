@@ -10,10 +10,11 @@ use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry::{global, Value};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use switchyard_plugin_sdk::{HandlerError, Plugin};
+use switchyard_bus::Calls;
+use switchyard_plugin_sdk::{CallContext, Caller, HandlerError, Plugin};
 use switchyard_schemas::telemetry::{attr, metric, ALL_NAMES};
 use switchyard_schemas::{Event, EventId, Tenant};
-use switchyard_tests::{manifest, wait_until, OrderCreated, Switchyard};
+use switchyard_tests::{manifest, wait_until, OrderCreated, Quote, QuoteRequest, Switchyard};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -80,7 +81,12 @@ fn start_worker(sy: &Switchyard, plugin: Plugin) {
     let namespace = sy.namespace().clone();
     let url = sy.url();
     tokio::spawn(async move {
-        let client = async_nats::connect(url).await.unwrap();
+        // The plugin's own inbox, as `Plugin::run` connects: its calls are answered there.
+        let client = async_nats::ConnectOptions::new()
+            .custom_inbox_prefix(namespace.plugin_inbox_prefix(&plugin.manifest().plugin.id))
+            .connect(url)
+            .await
+            .unwrap();
         plugin
             .serve(client, namespace, std::future::pending(), None, None)
             .await
@@ -254,7 +260,133 @@ async fn one_trace_per_event_across_processes_and_documented_metrics() {
         assert_eq!(text(send, attr::ERROR_TYPE), "handler.retry");
     }
 
-    // 3. What is emitted is what docs/telemetry.md lists.
+    // 3. An operator calls epsilon's `checkout`, which calls delta's `quote` from its handler:
+    //    one trace from the caller's span through both dispatchers' and both workers' spans.
+    let delta = switchyard_tests::operations_manifest(
+        "delta",
+        &[("quote", "callers = { plugins = [\"epsilon\"] }")],
+    );
+    let epsilon = switchyard_tests::operations_manifest("epsilon", &[("checkout", "")]);
+    sy.register(delta.clone()).await;
+    sy.register(epsilon.clone()).await;
+    start_worker(
+        &sy,
+        Plugin::new(delta).operation("quote", |q: QuoteRequest, _ctx| async move {
+            Ok(Quote {
+                cents: u64::from(q.quantity),
+                note: String::new(),
+            })
+        }),
+    );
+    start_worker(
+        &sy,
+        Plugin::new(epsilon).operation(
+            "checkout",
+            |q: QuoteRequest, ctx: CallContext| async move {
+                ctx.call::<_, Quote>("delta", "quote", &q)
+                    .await
+                    .map_err(|e| HandlerError::permanent("checkout.failed", e.to_string()))
+            },
+        ),
+    );
+    switchyard_tests::wait_for_operation(&watcher, "delta", "quote").await;
+    switchyard_tests::wait_for_operation(&watcher, "epsilon", "checkout").await;
+    let calls = Calls::new(
+        watcher.clone(),
+        sy.namespace().clone(),
+        Caller::Operator("test".into()),
+    );
+    let root = {
+        use opentelemetry::trace::{TraceContextExt, Tracer};
+        let span = global::tracer("test").start("caller");
+        opentelemetry::Context::new().with_span(span)
+    };
+    let request = QuoteRequest {
+        sku: "a".into(),
+        quantity: 7,
+    };
+    let quote = loop {
+        let mut headers = async_nats::HeaderMap::new();
+        switchyard_schemas::telemetry::inject(&root, |name, value| headers.insert(name, value));
+        match calls
+            .call_with::<_, Quote>(
+                &Tenant::new("acme").unwrap(),
+                &switchyard_schemas::PluginId::new("epsilon").unwrap(),
+                "checkout",
+                &request,
+                Default::default(),
+                headers,
+            )
+            .await
+        {
+            Ok(quote) => break quote,
+            // The workers may still be connecting.
+            Err(error) => {
+                assert!(
+                    error.to_string().contains("no-worker")
+                        || error.to_string().contains("no worker"),
+                    "{error}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(quote.cents, 7);
+    {
+        use opentelemetry::trace::TraceContextExt;
+        root.span().end();
+    }
+    let trace_id = {
+        use opentelemetry::trace::TraceContextExt;
+        root.span().span_context().trace_id()
+    };
+    let call_spans = || {
+        spans
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace_id)
+            .collect::<Vec<_>>()
+    };
+    wait_until(DEADLINE, || async {
+        call_spans()
+            .iter()
+            .any(|s| s.name == "process switchyard.call.delta" && text(s, attr::OUTCOME) == "done")
+    })
+    .await
+    .expect("the call's spans are exported");
+    let t = Trace {
+        spans: call_spans(),
+    };
+    let caller = t.one("caller", None);
+    let served = t.one(
+        "process switchyard.op.{tenant}.epsilon.checkout.operator.test",
+        None,
+    );
+    assert_eq!(served.span_kind, SpanKind::Server);
+    assert_eq!(served.parent_span_id, span_id(caller));
+    assert_eq!(text(served, attr::OPERATION), "checkout");
+    assert_eq!(text(served, attr::CALLER), "operator:test");
+    assert_eq!(text(served, attr::OUTCOME), "ok");
+    let checkout = t.one("process switchyard.call.epsilon", None);
+    assert_eq!(checkout.parent_span_id, span_id(served));
+    assert_eq!(text(checkout, attr::OUTCOME), "done");
+    let inner = t.one(
+        "send switchyard.op.{tenant}.delta.quote.plugin.epsilon",
+        None,
+    );
+    assert_eq!(inner.span_kind, SpanKind::Client);
+    assert_eq!(inner.parent_span_id, span_id(checkout));
+    let served_quote = t.one(
+        "process switchyard.op.{tenant}.delta.quote.plugin.epsilon",
+        None,
+    );
+    assert_eq!(served_quote.parent_span_id, span_id(inner));
+    assert_eq!(text(served_quote, attr::CALLER), "plugin:epsilon");
+    let quoted = t.one("process switchyard.call.delta", None);
+    assert_eq!(quoted.parent_span_id, span_id(served_quote));
+
+    // 4. What is emitted is what docs/telemetry.md lists.
     meters.force_flush().unwrap();
     let emitted: BTreeSet<String> = metrics
         .get_finished_metrics()
@@ -280,6 +412,9 @@ async fn one_trace_per_event_across_processes_and_documented_metrics() {
         metric::WORKERS_PRESENT,
         metric::CIRCUIT_STATE,
         metric::HANDLE_DURATION,
+        metric::CALLS,
+        metric::CALL_DURATION,
+        metric::CALLS_IN_FLIGHT,
     ] {
         assert!(
             emitted.contains(expected),
