@@ -114,10 +114,7 @@ impl ServiceStore {
             None => format!("added service {name} for {}", login.tenants),
         };
         let entry = auditor
-            .entry(
-                Action::ServiceAdded,
-                &format!("{SERVICE_USER_PREFIX}{name}"),
-            )
+            .entry(Action::ServiceAdded, format!("{SERVICE_USER_PREFIX}{name}"))
             .before(previous.as_ref().map(public_login))
             .after(Some(public_login(&login)))
             .detail(done.clone());
@@ -202,7 +199,7 @@ impl ServiceStore {
         let entry = auditor
             .entry(
                 Action::ServiceRemoved,
-                &format!("{SERVICE_USER_PREFIX}{name}"),
+                format!("{SERVICE_USER_PREFIX}{name}"),
             )
             .before(Some(public_login(&existing)))
             .detail(done.clone());
