@@ -202,7 +202,8 @@ impl SecuredSwitchyard {
         config.sweep_interval = Duration::from_secs(1);
         config.xkey = xkey.map(Arc::new);
         configure(&mut config);
-        let auth = AuthService::start(dispatcher_client, system, config)
+        // Boxed: starting the auth service is a large future.
+        let auth = Box::pin(AuthService::start(dispatcher_client, system, config))
             .await
             .expect("auth service starts");
         self.auth = Some(auth);

@@ -255,9 +255,10 @@ impl AuthService {
         config: AuthConfig,
     ) -> Result<Self, AuthError> {
         let js = async_nats::jetstream::new(client.clone());
-        let registry = Registry::open(&js, &config.namespace).await?;
-        let credentials = CredentialStore::open(&js, &config.namespace).await?;
-        let services = ServiceStore::open(&js, &config.namespace).await?;
+        let registry = Box::pin(Registry::open(&js, &config.namespace)).await?;
+        let credentials = Box::pin(CredentialStore::open(&js, &config.namespace)).await?;
+        // Boxed: opening a bucket is a large future, and every caller's future holds this one.
+        let services = Box::pin(ServiceStore::open(&js, &config.namespace)).await?;
         let callout = Callout {
             services,
             registry: registry.clone(),
@@ -302,11 +303,11 @@ impl AuthService {
         ));
         match system {
             Some(system) => {
-                let changes = registry.watch().await?;
+                let changes = Box::pin(registry.watch()).await?;
                 // A service's login changes its connections' rights as a credential does.
                 let credential_changes = futures::stream::select(
-                    credentials.changes().await?,
-                    callout.services.changes().await?,
+                    Box::pin(credentials.changes()).await?,
+                    Box::pin(callout.services.changes()).await?,
                 );
                 let quotas = Arc::clone(&callout.quotas);
                 let quota_interval = config.quota_interval.max(MIN_QUOTA_INTERVAL);
