@@ -160,6 +160,65 @@ pub(super) fn matrix(cast: &Cast) -> Vec<Cell> {
             &rights,
         ));
         cells.extend(reply_cells(cast, me, other, tenant, other_tenant, &rights));
+        cells.extend(operation_cells(cast, me, other, tenant, other_tenant));
+    }
+    cells
+}
+
+/// Calls of `a`'s operation, which `b` alone may call, in their tenant; the calls forwarded
+/// to a plugin's workers; NATS micro's `$SRV` subjects; services' inboxes.
+fn operation_cells(
+    cast: &Cast,
+    me: &PluginId,
+    other: &PluginId,
+    tenant: &Tenant,
+    other_tenant: &Tenant,
+) -> Vec<Cell> {
+    use switchyard_schemas::call::Caller;
+    use Expect::{Allowed, Refused};
+    let ns = &cast.ns;
+    let p = ns.prefix();
+    let call =
+        |tenant: &Tenant, caller: Caller| ns.operation_call(tenant, &cast.a, &cast.op, &caller);
+    let as_me = Caller::Plugin(me.clone());
+    let mut cells = vec![
+        publish(
+            me,
+            "operations",
+            call(&cast.t1, as_me.clone()),
+            if *me == cast.b { Allowed } else { Refused },
+        ),
+        publish(
+            me,
+            "operations",
+            call(tenant, Caller::Plugin(other.clone())),
+            Refused,
+        ),
+        publish(me, "operations", call(other_tenant, as_me), Refused),
+        publish(
+            me,
+            "operations",
+            call(tenant, Caller::Operator("admin".to_owned())),
+            Refused,
+        ),
+        publish(me, "operations", ns.call_delivery(&cast.a), Refused),
+        publish(me, "operations", ns.call_delivery(me), Refused),
+        publish(me, "$SRV", "$SRV.PING".to_owned(), Refused),
+        publish(me, "$SRV", format!("$SRV.INFO.{}", cast.a), Refused),
+        subscribe(me, "operations", ns.call_delivery(me), Allowed),
+        subscribe(me, "operations", ns.call_delivery(other), Refused),
+        subscribe(me, "operations", format!("{p}.call.*"), Refused),
+        subscribe(me, "operations", format!("{p}.op.>"), Refused),
+        subscribe(me, "$SRV", "$SRV.>".to_owned(), Refused),
+        subscribe(me, "services", "_SY_SERVICE.>".to_owned(), Refused),
+    ];
+    if *me != cast.a {
+        cells.push(subscribe(
+            me,
+            "operations",
+            ns.call_delivery(&cast.a),
+            Refused,
+        ));
     }
     cells
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_nats::{HeaderMap, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use switchyard_schemas::{ChannelName, Manifest, Namespace, PluginId, Tenant};
+use switchyard_schemas::{ChannelName, Manifest, Namespace, OperationName, PluginId, Tenant};
 
 use super::credentials::CredentialStore;
 use crate::registry::{Registration, Registry, TenantScope};
@@ -125,6 +125,8 @@ pub struct Cast {
     pub c1: ChannelName,
     /// Sent by `b`, received by `c`.
     pub c2: ChannelName,
+    /// An operation of `a` that only `b` may call.
+    pub op: OperationName,
     /// Sends and receives `c1`, for `t1`.
     pub a: PluginId,
     /// Receives `c1` and sends `c2`, for `t1`: `a`'s would-be accomplice.
@@ -145,6 +147,7 @@ impl Cast {
             t2: Tenant::new(name("t2")).expect("a valid token"),
             c1: ChannelName::new(name("c1")).expect("a valid token"),
             c2: ChannelName::new(name("c2")).expect("a valid token"),
+            op: OperationName::new(name("op")).expect("a valid token"),
             a: PluginId::new(name("a")).expect("a valid token"),
             b: PluginId::new(name("b")).expect("a valid token"),
             c: PluginId::new(name("c")).expect("a valid token"),
@@ -172,10 +175,22 @@ impl Cast {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // `a` offers an operation to `b` alone.
+        let operations = if *plugin == self.a {
+            format!(
+                "[[operations]]\nname = \"{}\"\n\
+                 request = {{ type = \"probe.request\", version = \"1.0.0\" }}\n\
+                 response = {{ type = \"probe.response\", version = \"1.0.0\" }}\n\
+                 callers = {{ operators = false, plugins = [\"{}\"] }}\n",
+                self.op, self.b
+            )
+        } else {
+            String::new()
+        };
         let manifest = Manifest::from_toml_str(&format!(
             "[plugin]\nid = \"{plugin}\"\nversion = \"0.0.1\"\ncore = \"*\"\n\
              [[subscriptions]]\nname = \"probe\"\nevents = [\"probe.never\"]\n\
-             [channels]\nsend = [{}]\nreceive = [{}]\n",
+             [channels]\nsend = [{}]\nreceive = [{}]\n{operations}",
             list(send),
             list(receive)
         ))
