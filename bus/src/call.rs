@@ -159,12 +159,19 @@ impl Calls {
                 headers,
             )
             .await?;
-        reply.content_type.decode(&reply.body).map_err(|error| {
-            CallError::new(
-                CallErrorKind::BadReply,
-                format!("the answer is not a {}: {error}", Res::TYPE),
-            )
-        })
+        // Checked before decoding (well-formed, at most 100 levels deep), so that a hostile
+        // plugin's answer cannot overflow the caller's stack.
+        reply
+            .content_type
+            .check(&reply.body)
+            .map_err(|error| error.to_string())
+            .and_then(|()| reply.content_type.decode(&reply.body))
+            .map_err(|error| {
+                CallError::new(
+                    CallErrorKind::BadReply,
+                    format!("the answer is not a {}: {error}", Res::TYPE),
+                )
+            })
     }
 
     /// Calls with a request already encoded, and returns the answer as it came.

@@ -645,3 +645,123 @@ async fn a_python_service_calls_operations_from_the_wire_format_alone() {
         "an answer outside the service's inbox: {lines:?}"
     );
 }
+
+/// A raw worker of `plugin` that answers every call as `answer` says (headers, body).
+async fn raw_worker(
+    sy: &Switchyard,
+    plugin: &str,
+    answer: impl Fn() -> (HeaderMap, bytes::Bytes) + Send + 'static,
+) {
+    let client = sy.server.client().await;
+    let mut calls = client
+        .queue_subscribe(format!("switchyard.call.{plugin}"), plugin.to_owned())
+        .await
+        .unwrap();
+    round_trip(&client).await;
+    tokio::spawn(async move {
+        while let Some(call) = calls.next().await {
+            let Some(reply) = call.reply else { continue };
+            let (headers, body) = answer();
+            let _ = client.publish_with_headers(reply, headers, body).await;
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_hostile_workers_answers_are_typed_errors_for_the_caller() {
+    let sy = Switchyard::start().await;
+    sy.register(operations_manifest("nester", &[("quote", "")]))
+        .await;
+    sy.register(operations_manifest("garbled", &[("quote", "")]))
+        .await;
+    // 100 000 nested MessagePack arrays: a decoder that recursed would overflow its stack.
+    raw_worker(&sy, "nester", || {
+        let mut headers = HeaderMap::new();
+        headers.insert("switchyard-outcome", "done");
+        headers.insert("content-type", "application/msgpack");
+        let mut body = vec![0x91_u8; 100_000];
+        body.push(0xc0);
+        (headers, body.into())
+    })
+    .await;
+    raw_worker(&sy, "garbled", || {
+        let mut headers = HeaderMap::new();
+        headers.insert("switchyard-outcome", "maybe");
+        (headers, "?".into())
+    })
+    .await;
+    let client = sy.server.client().await;
+    wait_for_operation(&client, "nester", "quote").await;
+    wait_for_operation(&client, "garbled", "quote").await;
+    let calls = operator(&sy).await;
+    let deep = calls
+        .call::<_, Quote>(
+            &tenant("acme"),
+            &plugin_id("nester"),
+            "quote",
+            &request("a"),
+        )
+        .await;
+    assert!(
+        expect_error(deep, CallErrorKind::BadReply)
+            .reason
+            .contains("nested deeper than 100 levels"),
+        "the depth is named"
+    );
+    let garbled = calls
+        .call::<_, Quote>(
+            &tenant("acme"),
+            &plugin_id("garbled"),
+            "quote",
+            &request("a"),
+        )
+        .await;
+    let error = expect_error(garbled, CallErrorKind::BadReply);
+    assert_eq!(error.code.as_str(), "protocol.bad-reply");
+    assert!(error.reason.contains("maybe"), "{error}");
+}
+
+#[tokio::test]
+async fn the_instances_of_a_plugin_share_its_calls() {
+    let sy = Switchyard::start().await;
+    let manifest = operations_manifest("pricing", &[("quote", "")]);
+    sy.register(manifest.clone()).await;
+    let mut workers = Vec::new();
+    for instance in 0..2_u64 {
+        let plugin = Plugin::new(manifest.clone()).operation(
+            "quote",
+            move |_: QuoteRequest, _ctx: CallContext| async move {
+                Ok(Quote {
+                    cents: instance,
+                    note: String::new(),
+                })
+            },
+        );
+        workers.push(run(&sy, plugin));
+    }
+    let client = sy.server.client().await;
+    wait_for_operation(&client, "pricing", "quote").await;
+    let calls = operator(&sy).await;
+    let mut answered_by = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while answered_by.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both instances answer: {answered_by:?}"
+        );
+        match calls
+            .call::<_, Quote>(
+                &tenant("acme"),
+                &plugin_id("pricing"),
+                "quote",
+                &request("a"),
+            )
+            .await
+        {
+            Ok(quote) => {
+                answered_by.insert(quote.cents);
+            }
+            Err(error) => assert_eq!(error.kind, CallErrorKind::NoWorker, "{error}"),
+        }
+    }
+}

@@ -186,19 +186,36 @@ impl Operations {
     }
 }
 
-/// Serves each call of one endpoint on a task of its own, until stopped.
+/// Calls of one operation being served at once beyond its `max_in_flight`: those being
+/// refused (busy, rate-limited, not allowed), which take a moment each.
+const REFUSALS_AT_ONCE: usize = 256;
+
+/// Serves each call of one endpoint on a task of its own, until stopped. At most
+/// `max_in_flight` + [`REFUSALS_AT_ONCE`] tasks at once: beyond that the endpoint waits, and
+/// calls queue in its subscription (where nats-server drops what a slow consumer cannot take,
+/// and their callers time out), so that a flood cannot grow the dispatcher without bound.
 async fn serve_endpoint(
     mut endpoint: async_nats::service::endpoint::Endpoint,
     path: Arc<OperationPath>,
     stop: CancellationToken,
 ) {
+    let tasks = Arc::new(Semaphore::new(
+        path.operation.max_in_flight.get() as usize + REFUSALS_AT_ONCE,
+    ));
     loop {
+        let task = tokio::select! {
+            () = stop.cancelled() => break,
+            task = Arc::clone(&tasks).acquire_owned() => task.expect("never closed"),
+        };
         tokio::select! {
             () = stop.cancelled() => break,
             request = endpoint.next() => match request {
                 Some(request) => {
                     let path = Arc::clone(&path);
-                    tokio::spawn(async move { call::serve(&path, request).await });
+                    tokio::spawn(async move {
+                        call::serve(&path, request).await;
+                        drop(task);
+                    });
                 }
                 None => break,
             },
