@@ -268,6 +268,12 @@ async fn call_answers_an_operation_of_the_dev_examples() {
     assert_eq!(report["response"]["tax_cents"], 70);
     assert!(report["took_ms"].as_f64().unwrap() > 0.0);
 
+    let refused_json = call("mars", true).await;
+    assert!(!refused_json.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&refused_json.stdout).unwrap();
+    assert_eq!(report["error"]["code"], "tax.unknown-region");
+    assert_eq!(report["error"]["status"], 500);
+
     let refused = call("mars", false).await;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);

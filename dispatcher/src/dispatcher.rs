@@ -640,6 +640,13 @@ impl Supervisor {
     }
 
     async fn apply(&mut self, change: RegistryChange) {
+        match &change {
+            RegistryChange::Put { registration, .. } => self
+                .operations
+                .set_active(registration.plugin_id(), registration.is_active()),
+            RegistryChange::Removed { plugin, .. } => self.operations.set_active(plugin, false),
+            RegistryChange::Invalid { .. } => {}
+        }
         match change {
             RegistryChange::Put { registration, .. } if !registration.is_active() => {
                 self.operations.stop(registration.plugin_id()).await;

@@ -303,9 +303,10 @@ impl CallInfo {
             *slot = Some(value);
         }
         let get = |value: Option<&str>, name: &'static str| {
-            value
-                .map(str::to_owned)
-                .ok_or(ProtocolError::MissingField(name))
+            value.map(str::to_owned).ok_or(ProtocolError::MissingField {
+                header: header::CALL,
+                field: name,
+            })
         };
         let number = |value: Option<&str>, name: &'static str| -> Result<u64, ProtocolError> {
             let raw = get(value, name)?;
@@ -354,6 +355,7 @@ fn fields(raw: &str) -> Result<Vec<(&str, &str)>, ProtocolError> {
 
 fn bad(field: &'static str, value: &str, reason: &'static str) -> ProtocolError {
     ProtocolError::BadField {
+        header: header::CALL,
         field,
         value: value.to_owned(),
         reason,
@@ -545,7 +547,10 @@ mod tests {
         assert_eq!(CallInfo::decode(Some(&value)).unwrap(), info);
         assert!(matches!(
             CallInfo::decode(Some("operation=quote;tenant=acme")),
-            Err(ProtocolError::MissingField(_))
+            Err(ProtocolError::MissingField {
+                header: header::CALL,
+                ..
+            })
         ));
         assert!(CallInfo::decode(Some(&value.replace("plugin:billing", "robot:x"))).is_err());
     }

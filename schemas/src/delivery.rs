@@ -126,12 +126,19 @@ pub enum ProtocolError {
     /// A required header is absent.
     #[error("missing header `{0}`")]
     Missing(&'static str),
-    /// A field of the [`header::DELIVERY`] header is absent.
-    #[error("header `{header}` has no `{0}` field", header = header::DELIVERY)]
-    MissingField(&'static str),
-    /// A field of the [`header::DELIVERY`] header is not valid.
-    #[error("bad field `{field}` = `{value}` in header `{header}`: {reason}", header = header::DELIVERY)]
+    /// A field of a `name=value;…` header ([`header::DELIVERY`], `switchyard-call`) is absent.
+    #[error("header `{header}` has no `{field}` field")]
+    MissingField {
+        /// The header.
+        header: &'static str,
+        /// The field.
+        field: &'static str,
+    },
+    /// A field of a `name=value;…` header is not valid.
+    #[error("bad field `{field}` = `{value}` in header `{header}`: {reason}")]
     BadField {
+        /// The header.
+        header: &'static str,
         /// The field.
         field: &'static str,
         /// The value found.
@@ -218,11 +225,15 @@ impl DeliveryInfo {
             *slot = Some(value.trim());
         }
         let get = |value: Option<&'h str>, name: &'static str| {
-            value.ok_or(ProtocolError::MissingField(name))
+            value.ok_or(ProtocolError::MissingField {
+                header: header::DELIVERY,
+                field: name,
+            })
         };
         let number = |value: Option<&'h str>, name: &'static str| -> Result<u64, ProtocolError> {
             let raw = get(value, name)?;
             raw.parse().map_err(|_| ProtocolError::BadField {
+                header: header::DELIVERY,
                 field: name,
                 value: raw.to_owned(),
                 reason: "not a whole number",
@@ -231,6 +242,7 @@ impl DeliveryInfo {
         let small = |value: Option<&'h str>, name: &'static str| -> Result<u32, ProtocolError> {
             let value = number(value, name)?;
             u32::try_from(value).map_err(|_| ProtocolError::BadField {
+                header: header::DELIVERY,
                 field: name,
                 value: value.to_string(),
                 reason: "too large",
@@ -243,6 +255,7 @@ impl DeliveryInfo {
             deadline: UNIX_EPOCH + Duration::from_millis(number(deadline_ms, field::DEADLINE_MS)?),
             timeout: Duration::from_millis(number(timeout_ms, field::TIMEOUT_MS)?),
             plugin: PluginId::new(raw_plugin).map_err(|_| ProtocolError::BadField {
+                header: header::DELIVERY,
                 field: field::PLUGIN,
                 value: raw_plugin.to_owned(),
                 reason: "not a valid plugin id",
@@ -558,6 +571,7 @@ mod tests {
         assert_eq!(
             bad("attempt=x;plugin=audit"),
             ProtocolError::BadField {
+                header: header::DELIVERY,
                 field: field::ATTEMPT,
                 value: "x".into(),
                 reason: "not a whole number"
@@ -565,7 +579,10 @@ mod tests {
         );
         assert_eq!(
             bad("plugin=audit"),
-            ProtocolError::MissingField(field::ATTEMPT)
+            ProtocolError::MissingField {
+                header: header::DELIVERY,
+                field: field::ATTEMPT
+            }
         );
         let err = bad("attempt");
         assert!(

@@ -391,6 +391,7 @@ async fn a_call_is_answered_only_in_its_callers_own_inbox() {
         &[("quote", "callers = { plugins = [\"shop\"] }")],
     );
     sy.register(manifest.clone()).await;
+    sy.register(operations_manifest("shop", &[])).await;
     let _worker = run(&sy, pricing(manifest));
     let observer = sy.server.client().await;
     let mut stolen = observer.subscribe("_INBOX.stolen.>").await.unwrap();
@@ -719,6 +720,216 @@ async fn a_hostile_workers_answers_are_typed_errors_for_the_caller() {
     let error = expect_error(garbled, CallErrorKind::BadReply);
     assert_eq!(error.code.as_str(), "protocol.bad-reply");
     assert!(error.reason.contains("maybe"), "{error}");
+}
+
+/// How a raw worker answers each call.
+type Answerer = dyn Fn() -> (HeaderMap, bytes::Bytes) + Send;
+
+/// A worker answering `outcome` with `code`, `content-type` and `body`, and a delay wish.
+fn answer_with(
+    outcome: &'static str,
+    code: Option<&'static str>,
+    content_type: Option<&'static str>,
+    retry_after_ms: Option<&'static str>,
+    body: bytes::Bytes,
+) -> impl Fn() -> (HeaderMap, bytes::Bytes) + Send + 'static {
+    move || {
+        let mut headers = HeaderMap::new();
+        headers.insert("switchyard-outcome", outcome);
+        if let Some(code) = code {
+            headers.insert("switchyard-error-code", code);
+        }
+        if let Some(content_type) = content_type {
+            headers.insert("content-type", content_type);
+        }
+        if let Some(after) = retry_after_ms {
+            headers.insert("switchyard-retry-after-ms", after);
+        }
+        (headers, body.clone())
+    }
+}
+
+#[tokio::test]
+async fn the_dispatcher_checks_what_a_plugin_answers_before_its_caller_sees_it() {
+    let sy = Switchyard::start().await;
+    let json_body = bytes::Bytes::from_static(br#"{"cents":1,"note":""}"#);
+    let cases: Vec<(&str, Box<Answerer>)> = vec![
+        (
+            "mislabel",
+            Box::new(answer_with(
+                "done",
+                None,
+                Some("application/msgpack"),
+                None,
+                json_body.clone(),
+            )),
+        ),
+        (
+            "broken",
+            Box::new(answer_with(
+                "done",
+                None,
+                Some("application/json"),
+                None,
+                bytes::Bytes::from_static(b"\xff\xfe not json"),
+            )),
+        ),
+        (
+            "liar",
+            Box::new(answer_with(
+                "failed",
+                Some("call.refused"),
+                None,
+                None,
+                "no".into(),
+            )),
+        ),
+        (
+            "patient",
+            Box::new(answer_with(
+                "retry",
+                Some("upstream.busy"),
+                None,
+                Some("99999999999"),
+                "later".into(),
+            )),
+        ),
+    ];
+    let client = sy.server.client().await;
+    for (plugin, answer) in cases {
+        sy.register(operations_manifest(plugin, &[("quote", "")]))
+            .await;
+        raw_worker(&sy, plugin, answer).await;
+        wait_for_operation(&client, plugin, "quote").await;
+    }
+    let calls = operator(&sy).await;
+    let json_call = |plugin: &'static str| {
+        let calls = calls.clone();
+        async move {
+            let target = CallTarget {
+                tenant: tenant("acme"),
+                plugin: plugin_id(plugin),
+                operation: OperationName::new("quote").unwrap(),
+            };
+            calls
+                .call_raw(
+                    &target,
+                    ContentType::Json,
+                    br#"{"sku":"a","quantity":1}"#.as_slice().into(),
+                    &CallOptions::default(),
+                    HeaderMap::new(),
+                )
+                .await
+        }
+    };
+    let mislabelled = expect_error(json_call("mislabel").await, CallErrorKind::BadReply);
+    assert!(
+        mislabelled.reason.contains("application/msgpack"),
+        "{mislabelled}"
+    );
+    let broken = expect_error(json_call("broken").await, CallErrorKind::BadReply);
+    assert!(broken.reason.contains("not well-formed"), "{broken}");
+    let lie = expect_error(json_call("liar").await, CallErrorKind::BadReply);
+    assert!(
+        lie.reason.contains("call.refused"),
+        "a handler cannot pass as the dispatcher: {lie}"
+    );
+    let later = expect_error(json_call("patient").await, CallErrorKind::Handler);
+    assert_eq!(later.code.as_str(), "upstream.busy");
+    assert_eq!(
+        later.retry_after,
+        Some(Duration::from_secs(3600)),
+        "capped at an hour"
+    );
+}
+
+#[tokio::test]
+async fn requests_and_answers_too_large_for_the_server_get_an_answer_that_says_so() {
+    let sy = Switchyard::start().await;
+    let client = sy.server.client().await;
+    let max = client.server_info().max_payload;
+    // A JSON string that fits one publish, but not with the headers of the next hop.
+    let near_max = |room: usize| {
+        let mut body = vec![b'a'; max - room];
+        body[0] = b'"';
+        *body.last_mut().unwrap() = b'"';
+        bytes::Bytes::from(body)
+    };
+    sy.register(operations_manifest("bulky", &[("quote", "")]))
+        .await;
+    raw_worker(
+        &sy,
+        "bulky",
+        answer_with("done", None, Some("application/json"), None, near_max(90)),
+    )
+    .await;
+    wait_for_operation(&client, "bulky", "quote").await;
+    let calls = operator(&sy).await;
+    let target = CallTarget {
+        tenant: tenant("acme"),
+        plugin: plugin_id("bulky"),
+        operation: OperationName::new("quote").unwrap(),
+    };
+    let call = |body: bytes::Bytes| {
+        let (calls, target) = (calls.clone(), target.clone());
+        async move {
+            calls
+                .call_raw(
+                    &target,
+                    ContentType::Json,
+                    body,
+                    &CallOptions::default(),
+                    HeaderMap::new(),
+                )
+                .await
+        }
+    };
+    let answer = expect_error(call(r#"{"sku":"a"}"#.into()).await, CallErrorKind::BadReply);
+    assert!(answer.reason.contains("max_payload"), "{answer}");
+    let request = expect_error(call(near_max(120)).await, CallErrorKind::BadRequest);
+    assert!(request.reason.contains("max_payload"), "{request}");
+}
+
+#[tokio::test]
+async fn a_plugin_that_may_not_run_may_not_call() {
+    let sy = Switchyard::start().await;
+    let manifest = operations_manifest(
+        "pricing",
+        &[("quote", "callers = { plugins = [\"shop\"] }")],
+    );
+    sy.register(manifest.clone()).await;
+    sy.register(operations_manifest("shop", &[])).await;
+    let _worker = run(&sy, pricing(manifest));
+    let shop_client = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(sy.namespace().plugin_inbox_prefix(&plugin_id("shop")))
+        .connect(sy.url())
+        .await
+        .unwrap();
+    let shop = Calls::new(
+        shop_client,
+        sy.namespace().clone(),
+        Caller::Plugin(plugin_id("shop")),
+    );
+    wait_for_operation(&sy.server.client().await, "pricing", "quote").await;
+    assert_eq!(
+        first_answer(&shop, "pricing", "quote").await.note,
+        "plugin:shop attempt 1"
+    );
+    let mut registration = sy.registry.get(&plugin_id("shop")).await.unwrap().unwrap();
+    registration.enabled = false;
+    sy.registry.put(&registration).await.unwrap();
+    let refused = switchyard_tests::wait_until(Duration::from_secs(10), || async {
+        shop.call::<_, Quote>(
+            &tenant("acme"),
+            &plugin_id("pricing"),
+            "quote",
+            &request("a"),
+        )
+        .await
+        .is_err_and(|e| e.kind == CallErrorKind::Refused && e.reason.contains("enabled"))
+    })
+    .await;
+    assert!(refused.is_ok(), "a disabled plugin's calls are refused");
 }
 
 #[tokio::test]

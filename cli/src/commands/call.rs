@@ -68,6 +68,21 @@ struct Answered {
     handled_ms: f64,
 }
 
+/// A failed call, as `--json` prints it (the command then exits non-zero).
+#[derive(Debug, Serialize)]
+struct Failed {
+    error: FailedCall,
+}
+
+#[derive(Debug, Serialize)]
+struct FailedCall {
+    code: String,
+    /// NATS micro's number for it.
+    status: u16,
+    reason: String,
+    retry_after_ms: Option<u128>,
+}
+
 pub(crate) async fn run(args: CallArgs) -> Result<(), CliError> {
     let data = args.data.as_deref().unwrap_or("{}");
     // Checked here, so that a typo is named before anything is sent.
@@ -99,7 +114,7 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), CliError> {
         version: None,
     };
     let body = serde_json::to_vec(&request).expect("a JSON value serializes");
-    let reply = calls
+    let reply = match calls
         .call_raw(
             &target,
             ContentType::Json,
@@ -108,11 +123,26 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), CliError> {
             HeaderMap::new(),
         )
         .await
-        .map_err(|error| CliError::CallFailed {
-            plugin: target.plugin.clone(),
-            operation: target.operation.clone(),
-            error,
-        })?;
+    {
+        Ok(reply) => reply,
+        Err(error) => {
+            if args.output.json {
+                print_json(&Failed {
+                    error: FailedCall {
+                        code: error.code.to_string(),
+                        status: error.kind.status(),
+                        reason: error.reason.clone(),
+                        retry_after_ms: error.retry_after.map(|after| after.as_millis()),
+                    },
+                })?;
+            }
+            return Err(CliError::CallFailed {
+                plugin: target.plugin.clone(),
+                operation: target.operation.clone(),
+                error,
+            });
+        }
+    };
     let response: serde_json::Value = match reply.content_type {
         ContentType::Json => serde_json::from_slice(&reply.body),
         ContentType::MessagePack => {

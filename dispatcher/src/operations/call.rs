@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use async_nats::client::PublishErrorKind;
 use async_nats::service::Request;
 use async_nats::{HeaderMap, Message, RequestErrorKind, Subject};
 use bytes::Bytes;
@@ -28,6 +29,7 @@ use switchyard_schemas::{ContentType, Namespace, PluginId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::metrics::CallMetrics;
+use crate::pipeline::decision::MAX_REQUESTED_DELAY;
 use crate::pipeline::rate::RateLimit;
 use crate::pipeline::replies::Replies;
 
@@ -59,6 +61,37 @@ pub struct OperationPath {
     pub namespace: Namespace,
     /// Its OpenTelemetry instruments.
     pub metrics: CallMetrics,
+    /// The plugins that may run now (registered, approved, enabled, not failed): a plugin
+    /// calls only while it may.
+    pub active: Arc<dashmap::DashSet<PluginId>>,
+    /// Holds back the warnings about calls whose reply subject is not their caller's: any
+    /// caller may send many, and the log must not be theirs to fill.
+    pub refused_replies: Throttle,
+}
+
+/// How often a warning about unanswered calls is logged at most, per operation.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Lets a warning through at most once per interval, counting the ones it held back.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    last: std::sync::Mutex<Option<Instant>>,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    /// `Some(held back since the last one)` when a warning may be logged now.
+    fn allow(&self, every: Duration) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let mut last = self.last.lock().expect("not poisoned");
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < every) {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(now);
+        Some(self.held.swap(0, Ordering::Relaxed))
+    }
 }
 
 /// An answer on its way to the caller.
@@ -82,10 +115,14 @@ pub async fn serve(path: &OperationPath, request: Request) {
         return;
     };
     if !path.namespace.is_caller_reply(&call.caller, reply) {
-        tracing::warn!(
-            caller = %call.caller, %reply, plugin = %path.plugin, operation = %path.operation.name,
-            "a call's reply subject is not in its caller's own inbox; not answered"
-        );
+        if let Some(held_back) = path.refused_replies.allow(WARN_EVERY) {
+            tracing::warn!(
+                caller = %call.caller, %reply, plugin = %path.plugin,
+                operation = %path.operation.name, held_back,
+                "a call's reply subject is not in its caller's own inbox; not answered \
+                 (at most one such line per operation every 10 s; held_back counts the others)"
+            );
+        }
         path.metrics
             .answered(arrived.elapsed(), "call.bad-reply-subject");
         return;
@@ -119,7 +156,8 @@ pub async fn serve(path: &OperationPath, request: Request) {
     if let Err(error) = &answer.result {
         telemetry::fail(&cx, error.code.as_str(), || error.reason.clone());
     }
-    respond(&request, answer).await;
+    let max_payload = path.replies.client().server_info().max_payload;
+    respond(&request, answer, max_payload).await;
     telemetry::end(&cx);
     path.metrics.answered(arrived.elapsed(), &outcome);
 }
@@ -174,6 +212,19 @@ fn admit(
                 call.caller, path.operation.name, path.plugin
             ),
         ));
+    }
+    // The broker holds a removed or disabled plugin's live connection to its rights until the
+    // auth service replaces it (or its JWT expires); the dispatcher refuses it meanwhile.
+    if let Caller::Plugin(caller) = &call.caller {
+        if !path.active.contains(caller) {
+            return Err(CallError::new(
+                CallErrorKind::Refused,
+                format!(
+                    "plugin `{caller}` may not call now: it is not registered, approved and \
+                     enabled"
+                ),
+            ));
+        }
     }
     if !path.tenants.includes(&call.tenant) || !callers.allows_tenant(&call.tenant) {
         return Err(CallError::new(
@@ -366,6 +417,15 @@ async fn forward(
                     format!("no worker of plugin `{plugin}` is connected"),
                     false,
                 ),
+                RequestErrorKind::MaxPayloadExceeded => (
+                    CallErrorKind::BadRequest,
+                    format!(
+                        "the request, with the headers that forward it, exceeds the server's \
+                         max_payload of {} bytes",
+                        path.replies.client().server_info().max_payload
+                    ),
+                    false,
+                ),
                 RequestErrorKind::TimedOut => (
                     CallErrorKind::TimedOut,
                     format!(
@@ -391,14 +451,45 @@ async fn forward(
         // The reason of a failure is its body; the response of a success is not read here.
         &reply.payload,
     );
+    let bad_reply = |reason: String| Attempted::Failed {
+        error: CallError::new(
+            CallErrorKind::BadReply,
+            format!("plugin `{plugin}` answered against the protocol: {reason}"),
+        ),
+        retry: true,
+    };
     match outcome {
         Ok(Outcome::Done) => {
-            let mut headers = HeaderMap::new();
-            if let Some(content_type) = reply_headers.and_then(|h| header(h, "content-type")) {
-                headers.insert("content-type", content_type);
+            // The caller is never handed an answer its decoder cannot read: in the request's
+            // content type, well-formed, at most 100 levels deep.
+            let expected = admitted.content_type;
+            let answered = reply_headers.and_then(|h| header(h, "content-type"));
+            if let Some(raw) = answered {
+                if ContentType::parse(raw) != Some(expected) {
+                    return bad_reply(format!(
+                        "its answer is `{raw}`, the call was {}",
+                        expected.media_type()
+                    ));
+                }
             }
+            if let Err(error) = expected.check(&reply.payload) {
+                return bad_reply(format!(
+                    "its answer is not well-formed {}: {error}",
+                    expected.media_type()
+                ));
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", expected.media_type());
             Attempted::Answered(reply.payload, headers)
         }
+        Ok(
+            Outcome::Failed { code, .. }
+            | Outcome::Retry {
+                code: Some(code), ..
+            },
+        ) if is_reserved(&code) => bad_reply(format!(
+            "it answered with `{code}`, a code only dispatchers give"
+        )),
         Ok(Outcome::Failed { code, reason }) => Attempted::Failed {
             error: CallError::handler(code, reason),
             retry: false,
@@ -410,7 +501,7 @@ async fn forward(
         }) => {
             let code = code.unwrap_or_else(|| ErrorCode::internal("handler.retry"));
             let mut error = CallError::handler(code, reason);
-            error.retry_after = after;
+            error.retry_after = after.map(|after| after.min(MAX_REQUESTED_DELAY));
             Attempted::Failed { error, retry: true }
         }
         Err(error) => Attempted::Failed {
@@ -423,18 +514,63 @@ async fn forward(
     }
 }
 
-/// Sends the answer to the caller.
-async fn respond(request: &Request, answer: Answer) {
-    let mut headers = match &answer.result {
+/// Whether `code` is one only dispatchers give (`call.…`, `protocol.…`): a handler answering
+/// with one could pass its failure off as the dispatcher's refusal.
+fn is_reserved(code: &ErrorCode) -> bool {
+    ["call.", "protocol."]
+        .iter()
+        .any(|prefix| code.as_str().starts_with(prefix))
+}
+
+/// Sends the answer to the caller. An answer that, with its headers, exceeds the server's
+/// `max_payload` is replaced by `protocol.bad-reply` saying so: the caller gets an answer
+/// either way.
+async fn respond(request: &Request, answer: Answer, max_payload: usize) {
+    let (attempts, waited) = (answer.attempts, answer.waited);
+    let sent = match answer.result {
+        Ok((body, headers)) => {
+            let size = body.len();
+            match send(request, Ok((body, headers)), attempts, waited).await {
+                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    let max = max_payload;
+                    tracing::warn!(
+                        size,
+                        max,
+                        "an answer too large for the server was replaced by an error"
+                    );
+                    let error = CallError::new(
+                        CallErrorKind::BadReply,
+                        format!(
+                            "the plugin's answer of {size} bytes, with its headers, exceeds the \
+                             server's max_payload of {max} bytes"
+                        ),
+                    );
+                    send(request, Err(error), attempts, waited).await
+                }
+                other => other,
+            }
+        }
+        Err(error) => send(request, Err(error), attempts, waited).await,
+    };
+    if let Err(error) = sent {
+        tracing::debug!(%error, "a call's answer was not sent");
+    }
+}
+
+/// Publishes one answer: the response with its headers, or an error.
+async fn send(
+    request: &Request,
+    result: Result<(Bytes, HeaderMap), CallError>,
+    attempts: u32,
+    waited: Duration,
+) -> Result<(), async_nats::PublishError> {
+    let mut headers = match &result {
         Ok((_, headers)) => headers.clone(),
         Err(_) => HeaderMap::new(),
     };
-    headers.insert(call_header::ATTEMPTS, answer.attempts.to_string());
-    headers.insert(
-        call_header::DURATION_US,
-        answer.waited.as_micros().to_string(),
-    );
-    let sent = match answer.result {
+    headers.insert(call_header::ATTEMPTS, attempts.to_string());
+    headers.insert(call_header::DURATION_US, waited.as_micros().to_string());
+    match result {
         Ok((body, _)) => request.respond_with_headers(Ok(body), headers).await,
         Err(error) => {
             for (name, value) in error.headers() {
@@ -446,8 +582,5 @@ async fn respond(request: &Request, answer: Answer) {
             };
             request.respond_with_headers(Err(micro), headers).await
         }
-    };
-    if let Err(error) = sent {
-        tracing::debug!(%error, "a call's answer was not sent");
     }
 }

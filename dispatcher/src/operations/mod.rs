@@ -37,6 +37,9 @@ struct Served {
 
 /// The micro services of the running plugins that declare operations.
 pub struct Operations {
+    /// The plugins that may run now, as the registry says: the only ones whose calls are
+    /// served.
+    active: Arc<dashmap::DashSet<PluginId>>,
     replies: Arc<Replies>,
     namespace: Namespace,
     served: HashMap<PluginId, Served>,
@@ -55,10 +58,20 @@ impl Operations {
     /// Serves nothing yet; calls go out and come back through `replies`.
     pub fn new(replies: Arc<Replies>, namespace: Namespace, stop: CancellationToken) -> Self {
         Self {
+            active: Arc::default(),
             replies,
             namespace,
             served: HashMap::new(),
             stop,
+        }
+    }
+
+    /// Records whether `plugin` may run now (and so call operations).
+    pub fn set_active(&self, plugin: &PluginId, active: bool) {
+        if active {
+            self.active.insert(plugin.clone());
+        } else {
+            self.active.remove(plugin);
         }
     }
 
@@ -130,6 +143,29 @@ impl Operations {
             .start(plugin.as_str(), manifest.plugin.version.to_string())
             .await?;
         let stop = self.stop.child_token();
+        if let Err(error) = self.serve_endpoints(&service, registration, &stop).await {
+            // Nothing half-served stays: the endpoints added end with the token, the
+            // service's own subscriptions with its stop.
+            stop.cancel();
+            let _ = service.stop().await;
+            return Err(error);
+        }
+        Ok(Served {
+            registration: registration.clone(),
+            service,
+            stop,
+        })
+    }
+
+    /// Adds one endpoint per operation to `service`, each served until `stop`.
+    async fn serve_endpoints(
+        &self,
+        service: &Service,
+        registration: &Registration,
+        stop: &CancellationToken,
+    ) -> Result<(), async_nats::Error> {
+        let manifest = &registration.manifest;
+        let plugin = &manifest.plugin.id;
         for operation in &manifest.operations {
             let mut metadata = HashMap::from([
                 (
@@ -175,14 +211,12 @@ impl Operations {
                 in_flight: Arc::new(Semaphore::new(operation.max_in_flight.get() as usize)),
                 namespace: self.namespace.clone(),
                 metrics: CallMetrics::new(plugin.as_str(), operation.name.as_str()),
+                refused_replies: Default::default(),
+                active: Arc::clone(&self.active),
             });
             tokio::spawn(serve_endpoint(endpoint, path, stop.clone()));
         }
-        Ok(Served {
-            registration: registration.clone(),
-            service,
-            stop,
-        })
+        Ok(())
     }
 }
 
