@@ -121,6 +121,29 @@ const METRICS: &[Metric] = &[
         extra_labels: &[attr::OUTCOME],
         outcomes: REPLIED,
     },
+    // Operations' metrics: labelled with the operation instead of the subscription (no
+    // dashboard panel or alert reads them yet).
+    Metric {
+        name: metric::CALLS,
+        instrument: Instrument::Counter,
+        unit: "",
+        extra_labels: &[attr::OUTCOME],
+        outcomes: &[],
+    },
+    Metric {
+        name: metric::CALL_DURATION,
+        instrument: Instrument::Histogram,
+        unit: "s",
+        extra_labels: &[attr::OUTCOME],
+        outcomes: &[],
+    },
+    Metric {
+        name: metric::CALLS_IN_FLIGHT,
+        instrument: Instrument::UpDownCounter,
+        unit: "",
+        extra_labels: &[],
+        outcomes: &[],
+    },
     Metric {
         name: WORKERS_PRESENT,
         instrument: Instrument::Gauge,
