@@ -15,8 +15,10 @@
 //! [`drive::Load`] and a message count; [`scenario::run`] starts a fresh [`server`], drives
 //! the load through the target ([`drive`]), and returns a [`scenario::Measurement`].
 //! [`idle`] measures the cost of registered plugins that receive nothing; [`durability`] the
-//! publish latency of a server that syncs every write; [`report`] prints.
+//! publish latency of a server that syncs every write; [`calls`] plugin operations against raw
+//! request/reply; [`report`] prints.
 
+pub mod calls;
 pub mod clock;
 pub mod drive;
 pub mod durability;

@@ -44,6 +44,9 @@ pub enum Group {
     /// Acknowledged publishes to a server with the default sync against one with
     /// `sync_interval: always`, in the same run: what durable writes cost.
     Durability,
+    /// Calls of a plugin's operation through a dispatcher against raw request/reply to a raw
+    /// responder, one call at a time and 32 at once.
+    Operations,
     /// Switchyard alone, flat out at window 32, long enough for a profiler to watch (not
     /// part of the default suite).
     Profile,
@@ -51,7 +54,7 @@ pub enum Group {
 
 impl Group {
     /// Every group, in the order the suite runs them.
-    pub const ALL: [Group; 9] = [
+    pub const ALL: [Group; 10] = [
         Group::Throughput,
         Group::Latency,
         Group::FanOut,
@@ -61,6 +64,7 @@ impl Group {
         Group::Attribution,
         Group::Telemetry,
         Group::Durability,
+        Group::Operations,
     ];
 }
 
@@ -129,6 +133,7 @@ pub async fn run(options: &SuiteOptions) -> BenchResult<Vec<Table>> {
             Group::Attribution => suite.attribution().await?,
             Group::Telemetry => suite.telemetry().await?,
             Group::Durability => suite.durability().await?,
+            Group::Operations => suite.operations().await?,
             Group::Profile => suite.profile().await?,
         };
         println!("{}", table.render());
@@ -179,6 +184,55 @@ impl Suite<'_> {
                 runs[runs.len() / 2]
             })
             .collect())
+    }
+
+    async fn operations(&self) -> BenchResult<Table> {
+        let mut table = Table::new(
+            "Operations: calls through a dispatcher to an SDK worker (sy) against raw async-nats \
+             request/reply to a raw responder (raw), same payload, same calls in flight",
+            &[
+                "in flight",
+                "raw",
+                "sy",
+                "sy/raw",
+                "raw p50",
+                "raw p99",
+                "sy p50",
+                "sy p99",
+            ],
+        );
+        for in_flight in [1_usize, 32] {
+            let calls = self.events(if in_flight == 1 { 2_000 } else { 20_000 });
+            let repeat = self.options.repeat.max(1);
+            let (mut raws, mut sys) = (Vec::new(), Vec::new());
+            for _ in 0..repeat {
+                raws.push(Box::pin(crate::calls::raw(calls, in_flight, SHAPE_PAYLOAD)).await?);
+                sys.push(
+                    Box::pin(crate::calls::switchyard(calls, in_flight, SHAPE_PAYLOAD)).await?,
+                );
+            }
+            let median = |mut runs: Vec<crate::calls::CallMeasurement>| {
+                runs.sort_by(|a, b| a.calls_per_sec.total_cmp(&b.calls_per_sec));
+                runs[runs.len() / 2]
+            };
+            let (raw, sy) = (median(raws), median(sys));
+            table.row(vec![
+                in_flight.to_string(),
+                report::rate(raw.calls_per_sec),
+                report::rate(sy.calls_per_sec),
+                report::ratio(sy.calls_per_sec / raw.calls_per_sec),
+                report::duration(raw.latencies.p50),
+                report::duration(raw.latencies.p99),
+                report::duration(sy.latencies.p50),
+                report::duration(sy.latencies.p99),
+            ]);
+        }
+        table.note(format!(
+            "{SHAPE_PAYLOAD}-byte payloads; a call is a request from the caller to a dispatcher, \
+             which checks it and forwards it to the worker, and the worker's answer back the \
+             same way: two request/reply hops against raw's one"
+        ));
+        Ok(table)
     }
 
     async fn throughput(&self) -> BenchResult<Table> {

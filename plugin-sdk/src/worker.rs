@@ -173,14 +173,11 @@ impl Plugin {
         // together send their replies together, and the replies leave in one write instead
         // of one each (docs/performance.md).
         let mut under_way = FuturesUnordered::new();
+        // A delivery received when the shutdown came, before a slot was free: served first
+        // while draining.
+        let mut in_hand = None;
         tokio::pin!(shutdown);
         loop {
-            let slot = tokio::select! {
-                () = &mut shutdown => break,
-                slot = serving(&mut under_way, Arc::clone(&slots).acquire_owned()) => {
-                    slot.expect("never closed")
-                }
-            };
             let message = tokio::select! {
                 () = &mut shutdown => break,
                 Some(()) = recv(&mut reconnects) => {
@@ -195,6 +192,19 @@ impl Plugin {
                     None => break,
                 },
             };
+            // Taken once a delivery is in hand, not while waiting for one: a slot held by an
+            // idle delivery subscription would be one fewer for calls and channel messages
+            // (with `max_concurrency(1)`, none). Meanwhile further deliveries wait in the
+            // subscription.
+            let slot = tokio::select! {
+                () = &mut shutdown => {
+                    in_hand = Some(message);
+                    break;
+                }
+                slot = serving(&mut under_way, Arc::clone(&slots).acquire_owned()) => {
+                    slot.expect("never closed")
+                }
+            };
             under_way.push(serve_in_slot(&plugin, &client, message, observer, slot));
         }
 
@@ -208,6 +218,12 @@ impl Plugin {
             calls.stop().await;
         }
         let _ = deliveries.drain().await;
+        if let Some(message) = in_hand.take() {
+            let slot = serving(&mut under_way, Arc::clone(&slots).acquire_owned())
+                .await
+                .expect("never closed");
+            under_way.push(serve_in_slot(&plugin, &client, message, observer, slot));
+        }
         while let Ok(Some(message)) = serving(
             &mut under_way,
             tokio::time::timeout(Duration::from_secs(1), deliveries.next()),

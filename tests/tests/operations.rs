@@ -976,3 +976,25 @@ async fn the_instances_of_a_plugin_share_its_calls() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_worker_with_one_slot_answers_calls_while_it_waits_for_deliveries() {
+    let sy = Switchyard::start().await;
+    let manifest = switchyard_schemas::Manifest::from_toml_str(
+        "[plugin]\nid = \"single\"\nversion = \"1.0.0\"\ncore = \"*\"\n\
+         [[subscriptions]]\nname = \"orders\"\nevents = [\"order.created\"]\n\
+         [[operations]]\nname = \"quote\"\n\
+         request = { type = \"quote.request\", version = \"1.0.0\" }\n\
+         response = { type = \"quote.response\", version = \"1.0.0\" }\n",
+    )
+    .unwrap();
+    sy.register(manifest.clone()).await;
+    let plugin = pricing(manifest)
+        .on_any(|_, _| async { Ok(()) })
+        .max_concurrency(1);
+    let _worker = run(&sy, plugin);
+    wait_for_operation(&sy.server.client().await, "single", "quote").await;
+    let calls = operator(&sy).await;
+    // The delivery subscription waits for an event that never comes; the call is answered.
+    assert_eq!(first_answer(&calls, "single", "quote").await.cents, 300);
+}
