@@ -22,8 +22,7 @@ struct Inner {
     delivery: DeliveryInfo,
     attributes: Attributes,
     settings: Arc<toml::Table>,
-    /// The deadline on tokio's clock, so that it can be awaited (and paused in tests).
-    deadline: Instant,
+    deadline: Deadline,
     span: tracing::Span,
     /// The worker's channels, in the event's tenant; `None` in a unit-test context.
     channels: Option<Channels>,
@@ -34,10 +33,38 @@ struct Inner {
 #[error("the plugin's [settings] do not fit the type asked for: {0}")]
 pub struct SettingsError(String);
 
-impl SettingsError {
-    pub(crate) fn new(reason: String) -> Self {
-        Self(reason)
+/// A handler's deadline on tokio's clock, so that it can be awaited (and paused in tests).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(Instant);
+
+impl Deadline {
+    /// The deadline `at` (wall clock), as far from now on tokio's clock.
+    pub(crate) fn at(at: SystemTime) -> Self {
+        let left = at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Self(Instant::now() + left)
     }
+
+    /// How long until it (zero once it has passed).
+    pub(crate) fn time_left(self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+
+    /// Completes at it.
+    pub(crate) async fn reached(self) {
+        tokio::time::sleep_until(self.0).await;
+    }
+
+    /// Whether it has passed.
+    pub(crate) fn has_passed(self) -> bool {
+        Instant::now() >= self.0
+    }
+}
+
+/// The plugin's settings `table`, read into a type of the plugin's own.
+pub(crate) fn settings_as<T: DeserializeOwned>(table: &toml::Table) -> Result<T, SettingsError> {
+    T::deserialize(toml::Value::Table(table.clone())).map_err(|e| SettingsError(e.to_string()))
 }
 
 impl Context {
@@ -46,10 +73,6 @@ impl Context {
         attributes: Attributes,
         settings: Arc<toml::Table>,
     ) -> Self {
-        let left = delivery
-            .deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
         let span = tracing::info_span!(
             "handle",
             plugin = %delivery.plugin,
@@ -63,7 +86,7 @@ impl Context {
         );
         Self {
             inner: Arc::new(Inner {
-                deadline: Instant::now() + left,
+                deadline: Deadline::at(delivery.deadline),
                 delivery,
                 attributes,
                 settings,
@@ -117,9 +140,7 @@ impl Context {
 
     /// How long until the deadline (zero once it has passed).
     pub fn time_left(&self) -> Duration {
-        self.inner
-            .deadline
-            .saturating_duration_since(Instant::now())
+        self.inner.deadline.time_left()
     }
 
     /// Completes at the deadline: past it, the dispatcher counts the attempt as timed out, so
@@ -128,12 +149,12 @@ impl Context {
     /// # Cancel safety
     /// Cancel-safe.
     pub async fn cancelled(&self) {
-        tokio::time::sleep_until(self.inner.deadline).await;
+        self.inner.deadline.reached().await;
     }
 
     /// Whether the deadline has passed.
     pub fn is_cancelled(&self) -> bool {
-        Instant::now() >= self.inner.deadline
+        self.inner.deadline.has_passed()
     }
 
     /// The event's id: the same on every attempt and replay, so key side effects on it.
@@ -174,8 +195,7 @@ impl Context {
     /// # Errors
     /// A [`SettingsError`] naming what does not fit.
     pub fn settings<T: DeserializeOwned>(&self) -> Result<T, SettingsError> {
-        T::deserialize(toml::Value::Table((*self.inner.settings).clone()))
-            .map_err(|e| SettingsError(e.to_string()))
+        settings_as(&self.inner.settings)
     }
 
     /// The plugin's `[settings]` as they are.

@@ -27,12 +27,11 @@ use switchyard_schemas::manifest::toml;
 use switchyard_schemas::telemetry::{self, attr};
 use switchyard_schemas::{ContentType, OperationName, PluginId, Tenant, TypedEvent};
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::channels::{Channels, Link};
-use crate::context::SettingsError;
+use crate::context::{Deadline, SettingsError};
 use crate::handler::{catch_panic, HandlerError};
 use crate::headers::lookup;
 use crate::plugin::Plugin;
@@ -56,17 +55,13 @@ pub struct CallContext {
 struct CallInner {
     info: CallInfo,
     settings: Arc<toml::Table>,
-    deadline: Instant,
+    deadline: Deadline,
     span: tracing::Span,
     link: Option<Arc<Link>>,
 }
 
 impl CallContext {
     pub(crate) fn new(info: CallInfo, settings: Arc<toml::Table>, link: Option<Arc<Link>>) -> Self {
-        let left = info
-            .deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
         let span = tracing::info_span!(
             "call",
             operation = %info.operation,
@@ -77,7 +72,7 @@ impl CallContext {
         );
         Self {
             inner: Arc::new(CallInner {
-                deadline: Instant::now() + left,
+                deadline: Deadline::at(info.deadline),
                 info,
                 settings,
                 span,
@@ -130,9 +125,7 @@ impl CallContext {
 
     /// How long until the deadline (zero once it has passed).
     pub fn time_left(&self) -> Duration {
-        self.inner
-            .deadline
-            .saturating_duration_since(Instant::now())
+        self.inner.deadline.time_left()
     }
 
     /// Completes at the deadline: past it, the caller has its `call.timed-out`, so a handler
@@ -141,12 +134,12 @@ impl CallContext {
     /// # Cancel safety
     /// Cancel-safe.
     pub async fn cancelled(&self) {
-        tokio::time::sleep_until(self.inner.deadline).await;
+        self.inner.deadline.reached().await;
     }
 
     /// Whether the deadline has passed.
     pub fn is_cancelled(&self) -> bool {
-        Instant::now() >= self.inner.deadline
+        self.inner.deadline.has_passed()
     }
 
     /// The plugin's settings, read into a type of its own (as [`Context::settings`](crate::Context::settings)).
@@ -154,8 +147,7 @@ impl CallContext {
     /// # Errors
     /// A [`SettingsError`] naming what does not fit.
     pub fn settings<T: DeserializeOwned>(&self) -> Result<T, SettingsError> {
-        T::deserialize(toml::Value::Table((*self.inner.settings).clone()))
-            .map_err(|e| SettingsError::new(e.to_string()))
+        crate::context::settings_as(&self.inner.settings)
     }
 
     /// Channels in the call's tenant, continuing its trace.

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use semver::Version;
 
-use crate::delivery::{ErrorCode, ProtocolError};
+use crate::delivery::{fields, ErrorCode, ProtocolError};
 use crate::name::{OperationName, PluginId, ServiceName, Tenant};
 
 /// Header names of the call protocol, defined once.
@@ -207,7 +207,8 @@ impl CallOptions {
         let Some(raw) = raw else {
             return Ok(options);
         };
-        for (name, value) in fields(raw)? {
+        for pair in fields(header::CALL, raw) {
+            let (name, value) = pair?;
             match name {
                 field::TIMEOUT_MS => {
                     let ms: u64 = value
@@ -290,7 +291,8 @@ impl CallInfo {
         let raw = raw.ok_or(ProtocolError::Missing(header::CALL))?;
         let (mut operation, mut tenant, mut caller, mut attempt, mut deadline, mut timeout) =
             (None, None, None, None, None, None);
-        for (name, value) in fields(raw)? {
+        for pair in fields(header::CALL, raw) {
+            let (name, value) = pair?;
             let slot = match name {
                 field::OPERATION => &mut operation,
                 field::TENANT => &mut tenant,
@@ -335,22 +337,6 @@ impl CallInfo {
             timeout: Duration::from_millis(number(timeout, field::TIMEOUT_MS)?),
         })
     }
-}
-
-/// `name=value` pairs separated by `;`, names and values trimmed.
-fn fields(raw: &str) -> Result<Vec<(&str, &str)>, ProtocolError> {
-    raw.split(';')
-        .filter(|pair| !pair.trim().is_empty())
-        .map(|pair| {
-            pair.split_once('=')
-                .map(|(name, value)| (name.trim(), value.trim()))
-                .ok_or_else(|| ProtocolError::Bad {
-                    header: header::CALL,
-                    value: raw.to_owned(),
-                    reason: "not a list of `name=value` fields separated by `;`",
-                })
-        })
-        .collect()
 }
 
 fn bad(field: &'static str, value: &str, reason: &'static str) -> ProtocolError {

@@ -206,13 +206,9 @@ impl DeliveryInfo {
         let (mut attempt, mut max_attempts, mut deadline_ms, mut timeout_ms) =
             (None, None, None, None);
         let (mut plugin, mut subscription, mut stream_sequence) = (None, None, None);
-        for pair in raw.split(';').filter(|p| !p.trim().is_empty()) {
-            let (name, value) = pair.split_once('=').ok_or_else(|| ProtocolError::Bad {
-                header: header::DELIVERY,
-                value: raw.to_owned(),
-                reason: "not a list of `name=value` fields separated by `;`",
-            })?;
-            let slot = match name.trim() {
+        for pair in fields(header::DELIVERY, raw) {
+            let (name, value) = pair?;
+            let slot = match name {
                 field::ATTEMPT => &mut attempt,
                 field::MAX_ATTEMPTS => &mut max_attempts,
                 field::DEADLINE_MS => &mut deadline_ms,
@@ -222,7 +218,7 @@ impl DeliveryInfo {
                 field::STREAM_SEQUENCE => &mut stream_sequence,
                 _ => continue,
             };
-            *slot = Some(value.trim());
+            *slot = Some(value);
         }
         let get = |value: Option<&'h str>, name: &'static str| {
             value.ok_or(ProtocolError::MissingField {
@@ -264,6 +260,26 @@ impl DeliveryInfo {
             stream_sequence: number(stream_sequence, field::STREAM_SEQUENCE)?,
         })
     }
+}
+
+/// The `name=value` fields of a `;`-separated header (`header`'s value `raw`), names and
+/// values trimmed, empty fields skipped: the shape of [`header::DELIVERY`] and of the call
+/// header. Lazily, without allocating: a delivery header is read once per delivery.
+pub(crate) fn fields<'a>(
+    header: &'static str,
+    raw: &'a str,
+) -> impl Iterator<Item = Result<(&'a str, &'a str), ProtocolError>> + 'a {
+    raw.split(';')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(move |pair| {
+            pair.split_once('=')
+                .map(|(name, value)| (name.trim(), value.trim()))
+                .ok_or_else(|| ProtocolError::Bad {
+                    header,
+                    value: raw.to_owned(),
+                    reason: "not a list of `name=value` fields separated by `;`",
+                })
+        })
 }
 
 /// A worker's answer to one delivery.

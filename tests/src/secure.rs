@@ -286,23 +286,34 @@ impl SecuredSwitchyard {
         plugin: &str,
         secret: &str,
     ) -> Result<RawPlugin, ConnectError> {
-        let events = ServerErrors::default();
-        let recorder = events.clone();
         let inbox = self
             .namespace()
             .plugin_inbox_prefix(&PluginId::new(plugin).expect("plugin id"));
-        let client = async_nats::ConnectOptions::with_user_and_password(
-            plugin.to_owned(),
-            secret.to_owned(),
-        )
-        .name(format!("raw-{plugin}"))
-        .custom_inbox_prefix(inbox)
-        .event_callback(move |event| {
-            recorder.record(&event);
-            async {}
-        })
-        .connect(self.url())
-        .await?;
+        self.connect_raw(plugin, secret, inbox, format!("raw-{plugin}"))
+            .await
+    }
+
+    /// A raw client logged in as `user` with `secret`, inboxes under `inbox`, recording every
+    /// error and connection event the server sends it.
+    async fn connect_raw(
+        &self,
+        user: &str,
+        secret: &str,
+        inbox: String,
+        name: String,
+    ) -> Result<RawPlugin, ConnectError> {
+        let events = ServerErrors::default();
+        let recorder = events.clone();
+        let client =
+            async_nats::ConnectOptions::with_user_and_password(user.to_owned(), secret.to_owned())
+                .name(name)
+                .custom_inbox_prefix(inbox)
+                .event_callback(move |event| {
+                    recorder.record(&event);
+                    async {}
+                })
+                .connect(self.url())
+                .await?;
         Ok(RawPlugin { client, events })
     }
 }
@@ -318,24 +329,16 @@ impl SecuredSwitchyard {
         service: &str,
         secret: &str,
     ) -> Result<RawPlugin, ConnectError> {
-        let events = ServerErrors::default();
-        let recorder = events.clone();
         let inbox = self
             .namespace()
             .service_inbox_prefix(&switchyard_schemas::ServiceName::new(service).expect("name"));
-        let client = async_nats::ConnectOptions::with_user_and_password(
-            format!("service:{service}"),
-            secret.to_owned(),
+        self.connect_raw(
+            &format!("service:{service}"),
+            secret,
+            inbox,
+            format!("raw-service-{service}"),
         )
-        .name(format!("raw-service-{service}"))
-        .custom_inbox_prefix(inbox)
-        .event_callback(move |event| {
-            recorder.record(&event);
-            async {}
-        })
-        .connect(self.url())
-        .await?;
-        Ok(RawPlugin { client, events })
+        .await
     }
 }
 

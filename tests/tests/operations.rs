@@ -81,6 +81,33 @@ fn run(sy: &Switchyard, plugin: Plugin) -> CancellationToken {
     stop
 }
 
+/// Calls as plugin `id`, on a connection with its own inbox (unsecured here: any client may
+/// call as any plugin, and only the dispatcher's checks apply).
+async fn plugin_caller(sy: &Switchyard, id: &str) -> Calls {
+    let client = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(sy.namespace().plugin_inbox_prefix(&plugin_id(id)))
+        .connect(sy.url())
+        .await
+        .unwrap();
+    Calls::new(
+        client,
+        sy.namespace().clone(),
+        Caller::Plugin(plugin_id(id)),
+    )
+}
+
+/// `pricing` offering `quote` to `shop`, both registered, and pricing's worker running until
+/// the returned token is cancelled.
+async fn pricing_for_the_shop(sy: &Switchyard) -> CancellationToken {
+    let manifest = operations_manifest(
+        "pricing",
+        &[("quote", "callers = { plugins = [\"shop\"] }")],
+    );
+    sy.register(manifest.clone()).await;
+    sy.register(operations_manifest("shop", &[])).await;
+    run(sy, pricing(manifest))
+}
+
 async fn operator(sy: &Switchyard) -> Calls {
     Calls::new(
         sy.server.client().await,
@@ -254,16 +281,7 @@ async fn an_operation_answers_and_every_error_is_typed() {
     expect_error(newer, CallErrorKind::BadRequest);
 
     // A plugin that is not among the callers (here unsecured, so the dispatcher refuses it).
-    let intruder_client = async_nats::ConnectOptions::new()
-        .custom_inbox_prefix(sy.namespace().plugin_inbox_prefix(&plugin_id("intruder")))
-        .connect(sy.url())
-        .await
-        .unwrap();
-    let intruder = Calls::new(
-        intruder_client,
-        sy.namespace().clone(),
-        Caller::Plugin(plugin_id("intruder")),
-    );
+    let intruder = plugin_caller(&sy, "intruder").await;
     let refused = intruder
         .call::<_, Quote>(
             &tenant("acme"),
@@ -386,13 +404,7 @@ async fn only_idempotent_operations_are_retried_and_only_when_asked() {
 #[tokio::test]
 async fn a_call_is_answered_only_in_its_callers_own_inbox() {
     let sy = Switchyard::start().await;
-    let manifest = operations_manifest(
-        "pricing",
-        &[("quote", "callers = { plugins = [\"shop\"] }")],
-    );
-    sy.register(manifest.clone()).await;
-    sy.register(operations_manifest("shop", &[])).await;
-    let _worker = run(&sy, pricing(manifest));
+    let _worker = pricing_for_the_shop(&sy).await;
     let observer = sy.server.client().await;
     let mut stolen = observer.subscribe("_INBOX.stolen.>").await.unwrap();
     let mut elsewhere = observer
@@ -893,23 +905,8 @@ async fn requests_and_answers_too_large_for_the_server_get_an_answer_that_says_s
 #[tokio::test]
 async fn a_plugin_that_may_not_run_may_not_call() {
     let sy = Switchyard::start().await;
-    let manifest = operations_manifest(
-        "pricing",
-        &[("quote", "callers = { plugins = [\"shop\"] }")],
-    );
-    sy.register(manifest.clone()).await;
-    sy.register(operations_manifest("shop", &[])).await;
-    let _worker = run(&sy, pricing(manifest));
-    let shop_client = async_nats::ConnectOptions::new()
-        .custom_inbox_prefix(sy.namespace().plugin_inbox_prefix(&plugin_id("shop")))
-        .connect(sy.url())
-        .await
-        .unwrap();
-    let shop = Calls::new(
-        shop_client,
-        sy.namespace().clone(),
-        Caller::Plugin(plugin_id("shop")),
-    );
+    let _worker = pricing_for_the_shop(&sy).await;
+    let shop = plugin_caller(&sy, "shop").await;
     wait_for_operation(&sy.server.client().await, "pricing", "quote").await;
     assert_eq!(
         first_answer(&shop, "pricing", "quote").await.note,

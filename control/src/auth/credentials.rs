@@ -126,19 +126,12 @@ impl CredentialStore {
     /// [`AuthError::Store`] when the bucket can be neither opened nor created.
     pub async fn open(js: &jetstream::Context, namespace: &Namespace) -> Result<Self, AuthError> {
         let bucket = bucket_name(namespace);
-        let store = open_or_create(
+        let store = open_secret_bucket(
             js,
-            kv::Config {
-                bucket: bucket.clone(),
-                description: "Switchyard plugin credentials: a SHA-256 digest per plugin"
-                    .to_owned(),
-                history: 1,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            },
+            &bucket,
+            "Switchyard plugin credentials: a SHA-256 digest per plugin",
         )
-        .await
-        .map_err(|e| store_error(&bucket, e.action, e.reason))?;
+        .await?;
         Ok(Self { store, bucket })
     }
 
@@ -425,14 +418,7 @@ impl CredentialStore {
     pub async fn changes(
         &self,
     ) -> Result<impl Stream<Item = String> + Send + Unpin + 'static, AuthError> {
-        let watch = self
-            .store
-            .watch(">")
-            .await
-            .map_err(|e| store_error(&self.bucket, "watch the bucket", e))?;
-        Ok(watch
-            .filter_map(|entry| async move { entry.ok().map(|entry| entry.key) })
-            .boxed())
+        watch_keys(&self.store, &self.bucket).await
     }
 }
 
@@ -446,6 +432,41 @@ pub(crate) fn public_part(credential: &StoredCredential) -> serde_json::Value {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
     })
+}
+
+/// The key of every change to `store` (a put, a delete, a purge), as it happens.
+pub(crate) async fn watch_keys(
+    store: &kv::Store,
+    bucket: &str,
+) -> Result<impl Stream<Item = String> + Send + Unpin + 'static, AuthError> {
+    let watch = store
+        .watch(">")
+        .await
+        .map_err(|e| store_error(bucket, "watch the bucket", e))?;
+    Ok(watch
+        .filter_map(|entry| async move { entry.ok().map(|entry| entry.key) })
+        .boxed())
+}
+
+/// Opens (or creates) a bucket of secrets' digests: one revision per key, on file. Only
+/// trusted logins can read any bucket.
+pub(crate) async fn open_secret_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+) -> Result<kv::Store, AuthError> {
+    open_or_create(
+        js,
+        kv::Config {
+            bucket: bucket.to_owned(),
+            description: description.to_owned(),
+            history: 1,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| store_error(bucket, e.action, e.reason))
 }
 
 pub(crate) fn store_error(bucket: &str, action: &str, error: impl std::fmt::Display) -> AuthError {

@@ -10,13 +10,13 @@
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use switchyard_bus::kv::open_or_create;
 use switchyard_bus::stream_name;
 use switchyard_schemas::{Namespace, ServiceName};
 use time::OffsetDateTime;
 
 use super::credentials::{
-    digest, new_credential_id, public_part, store_error, PluginSecret, StoredCredential,
+    digest, new_credential_id, open_secret_bucket, public_part, store_error, PluginSecret,
+    StoredCredential,
 };
 use super::AuthError;
 use crate::audit::{Action, Auditor};
@@ -55,19 +55,12 @@ impl ServiceStore {
     /// [`AuthError::Store`] when the bucket can be neither opened nor created.
     pub async fn open(js: &jetstream::Context, namespace: &Namespace) -> Result<Self, AuthError> {
         let bucket = bucket_name(namespace);
-        let store = open_or_create(
+        let store = open_secret_bucket(
             js,
-            kv::Config {
-                bucket: bucket.clone(),
-                description: "Switchyard service logins: tenants and a secret's SHA-256 digest"
-                    .to_owned(),
-                history: 1,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            },
+            &bucket,
+            "Switchyard service logins: tenants and a secret's SHA-256 digest",
         )
-        .await
-        .map_err(|e| store_error(&bucket, e.action, e.reason))?;
+        .await?;
         Ok(Self { store, bucket })
     }
 
@@ -171,14 +164,7 @@ impl ServiceStore {
     pub async fn changes(
         &self,
     ) -> Result<impl futures::Stream<Item = String> + Send + Unpin + 'static, AuthError> {
-        let watch = self
-            .store
-            .watch(">")
-            .await
-            .map_err(|e| store_error(&self.bucket, "watch the bucket", e))?;
-        Ok(watch
-            .filter_map(|entry| async move { entry.ok().map(|entry| entry.key) })
-            .boxed())
+        super::credentials::watch_keys(&self.store, &self.bucket).await
     }
 
     /// Removes the service `name` (its secret stops working) and records `service_removed`;
