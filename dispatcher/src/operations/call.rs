@@ -156,8 +156,7 @@ pub async fn serve(path: &OperationPath, request: Request) {
     if let Err(error) = &answer.result {
         telemetry::fail(&cx, error.code.as_str(), || error.reason.clone());
     }
-    let max_payload = path.replies.client().server_info().max_payload;
-    respond(&request, answer, max_payload).await;
+    respond(&request, answer, path.replies.client()).await;
     telemetry::end(&cx);
     path.metrics.answered(arrived.elapsed(), &outcome);
 }
@@ -525,14 +524,15 @@ fn is_reserved(code: &ErrorCode) -> bool {
 /// Sends the answer to the caller. An answer that, with its headers, exceeds the server's
 /// `max_payload` is replaced by `protocol.bad-reply` saying so: the caller gets an answer
 /// either way.
-async fn respond(request: &Request, answer: Answer, max_payload: usize) {
+async fn respond(request: &Request, answer: Answer, client: &async_nats::Client) {
     let (attempts, waited) = (answer.attempts, answer.waited);
     let sent = match answer.result {
         Ok((body, headers)) => {
             let size = body.len();
             match send(request, Ok((body, headers)), attempts, waited).await {
                 Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    let max = max_payload;
+                    // Read only here: the server's information is copied on every read.
+                    let max = client.server_info().max_payload;
                     tracing::warn!(
                         size,
                         max,

@@ -10,7 +10,7 @@ use toml::{Table, Value};
 use super::error::{ProblemKind, Problems, Reported};
 use super::overrides::read_rate;
 use super::policy::{Rate, MAX_IN_FLIGHT_LIMIT, TIMEOUT_RANGE};
-use super::read::{report_duplicates, Field, KeyPath, ReadList};
+use super::read::{names_of, report_duplicates, Field, ReadList};
 use crate::name::{EventType, OperationName, PluginId, Tenant};
 
 /// The most operations a manifest may declare. Each is a subscription of every dispatcher and
@@ -137,14 +137,7 @@ pub(super) fn read_operations(
             ),
         ));
     }
-    let names: Vec<(KeyPath, &str)> = items
-        .iter()
-        .filter_map(|item| {
-            let name = item.value.get("name")?.as_str()?;
-            Some((item.key.child("name"), name))
-        })
-        .collect();
-    report_duplicates(&names, "operation name", problems);
+    report_duplicates(&names_of(&items), "operation name", problems);
     ReadList::new(&items, problems, read_operation).into_values()
 }
 

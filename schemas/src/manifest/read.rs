@@ -407,6 +407,19 @@ pub(super) fn report_duplicates<T: Eq + Hash + fmt::Display>(
     }
 }
 
+/// The `name` of each table in `items` that has a string one, with its key: compared as
+/// written, so that a name is checked for duplicates even when the rest of its table is
+/// invalid (a malformed name is reported by the table itself).
+pub(super) fn names_of<'a>(items: &[Field<'a>]) -> Vec<(KeyPath, &'a str)> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let name = item.value.get("name")?.as_str()?;
+            Some((item.key.child("name"), name))
+        })
+        .collect()
+}
+
 /// The elements of a list that could be read, each with its key, and whether any could not.
 #[derive(Debug)]
 pub(super) struct ReadList<T> {

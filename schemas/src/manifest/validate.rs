@@ -13,7 +13,7 @@ use super::limits::{
 use super::overlap;
 use super::overrides::PolicyOverrides;
 use super::pattern::{EventPattern, PatternError};
-use super::read::{report_duplicates, Field, KeyPath, ReadList, Section};
+use super::read::{names_of, report_duplicates, Field, KeyPath, ReadList, Section};
 use super::run::{read_run, RunPolicy};
 use super::{
     ChannelGrants, Dependencies, Manifest, PluginInfo, Subscription, MAX_PATTERNS_PER_SUBSCRIPTION,
@@ -256,16 +256,7 @@ fn read_subscriptions(
             ),
         ));
     }
-    // Compared as written, so that a name is checked for duplicates even when the rest of its
-    // subscription is invalid; a malformed name is reported by the subscription itself.
-    let names: Vec<(KeyPath, &str)> = items
-        .iter()
-        .filter_map(|item| {
-            let name = item.value.get("name")?.as_str()?;
-            Some((item.key.child("name"), name))
-        })
-        .collect();
-    report_duplicates(&names, "subscription name", problems);
+    report_duplicates(&names_of(&items), "subscription name", problems);
     ReadList::new(&items, problems, |item, problems| {
         read_subscription(item, defaults, problems)
     })
