@@ -5,14 +5,10 @@ use std::future::Future;
 
 use clap::Args;
 use serde::Serialize;
-use switchyard_control::audit::{Action, Auditor};
-use switchyard_control::lifecycle::approval::{Approval, Requested};
-use switchyard_control::lifecycle::compat;
+use switchyard_control::audit::Auditor;
 use switchyard_control::lifecycle::events::{self, LifecycleEvent, LifecycleKind};
-use switchyard_control::lifecycle::rollback::{self, RollbackError, RollbackTarget};
-use switchyard_control::registry::{
-    Provenance, Registration, Registry, RegistryError, Revision, Snapshot, CONFLICT_ATTEMPTS,
-};
+use switchyard_control::lifecycle::operate::{self, OperateError, Operator, Outcome};
+use switchyard_control::registry::{Provenance, Registration, Registry, Revision, Snapshot};
 use switchyard_schemas::PluginId;
 use time::OffsetDateTime;
 
@@ -57,8 +53,8 @@ pub(crate) struct RollbackArgs {
 }
 
 /// Ends a lifecycle change that wrote `registration`: holds the plugin back when settings
-/// changed meanwhile no longer fit it ([`hold_back_if_unfit`](super::settings::hold_back_if_unfit)),
-/// then announces the change.
+/// changed meanwhile no longer fit it ([`operate::hold_back_if_unfit`]), then announces the
+/// change.
 pub(crate) async fn conclude(
     nats: &NatsArgs,
     namespace: &NamespaceArgs,
@@ -67,8 +63,9 @@ pub(crate) async fn conclude(
     what: LifecycleKind,
     registration: &Registration,
 ) -> Result<(), CliError> {
-    Box::pin(super::settings::hold_back_if_unfit(
-        nats,
+    let client = nats.connect_options()?.connect().await?;
+    Box::pin(operate::hold_back_if_unfit(
+        &async_nats::jetstream::new(client),
         &namespace.prefix,
         registry,
         registration,
@@ -105,10 +102,7 @@ pub(crate) async fn announce(
         detail: None,
     };
     let announced = async {
-        let bus = switchyard_bus::Bus::connect(&nats.connect_options()?)
-            .await?
-            .with_namespace(namespace.prefix.clone());
-        let publisher = bus.publisher(events::SOURCE);
+        let publisher = announcer(nats, namespace).await?;
         events::announce(&publisher, what, &data).await?;
         Ok::<(), CliError>(())
     }
@@ -121,14 +115,19 @@ pub(crate) async fn announce(
     }
 }
 
+/// A publisher of lifecycle events.
+async fn announcer(
+    nats: &NatsArgs,
+    namespace: &NamespaceArgs,
+) -> Result<switchyard_bus::Publisher, CliError> {
+    let bus = switchyard_bus::Bus::connect(&nats.connect_options()?)
+        .await?
+        .with_namespace(namespace.prefix.clone());
+    Ok(bus.publisher(events::SOURCE))
+}
+
 /// Makes a lifecycle change against the registry as it is now, and makes it again when
-/// another change to the registry came first.
-///
-/// `change` gets the registry's [`Snapshot`] (what its checks read) and a registry whose
-/// writes are stored only while nothing has changed since that snapshot
-/// ([`Registry::expecting`]). When a write is refused for a concurrent change, the whole
-/// change (reading, checking, writing) is made again, at most [`CONFLICT_ATTEMPTS`] times; a
-/// change refused by its checks on a later try fails with that refusal.
+/// another change to the registry came first ([`operate::retrying`]).
 ///
 /// # Errors
 /// What `change` fails with; [`CliError::KeptChanging`] when every try met a concurrent
@@ -136,262 +135,57 @@ pub(crate) async fn announce(
 pub(crate) async fn retrying<T, F, Fut>(
     registry: &Registry,
     what: &str,
-    mut change: F,
+    change: F,
 ) -> Result<T, CliError>
 where
     F: FnMut(Registry, Snapshot) -> Fut,
     Fut: Future<Output = Result<T, CliError>>,
 {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let snapshot = registry.snapshot().await?;
-        let guarded = registry.expecting(snapshot.sequence);
-        match change(guarded, snapshot).await {
-            Err(CliError::Registry(RegistryError::Conflict { .. }))
-                if attempt < CONFLICT_ATTEMPTS => {}
-            Err(CliError::Registry(conflict @ RegistryError::Conflict { .. })) => {
-                return Err(CliError::KeptChanging {
-                    what: what.to_owned(),
-                    attempts: attempt,
-                    last: conflict.to_string(),
-                })
-            }
-            other => return other,
-        }
-    }
+    operate::retrying(registry, what, change).await
 }
 
-/// The registration of `plugin` in `snapshot`, and every registration.
-pub(crate) fn registered_in(
-    registry: &Registry,
-    snapshot: Snapshot,
-    plugin: &PluginId,
-) -> Result<(Registration, Vec<Registration>), CliError> {
-    let installed = snapshot.registrations;
-    let registration = installed
-        .iter()
-        .find(|r| r.plugin_id() == plugin)
-        .cloned()
-        .ok_or_else(|| CliError::NotRegistered {
-            plugin: plugin.clone(),
-            bucket: registry.bucket().to_owned(),
-        })?;
-    Ok((registration, installed))
-}
-
-/// The registry, and the audit log with who is acting: opened before anything changes, so
-/// that a log that cannot be used refuses the change.
-async fn open_audited(
+/// The lifecycle verbs, acting as who runs the command: the registry and the audit log are
+/// opened before anything changes, so that a log that cannot be used refuses the change.
+pub(crate) async fn operator(
     nats: &NatsArgs,
     namespace: &NamespaceArgs,
     actor: &ActorArgs,
-) -> Result<(Registry, Auditor), CliError> {
+) -> Result<Operator, CliError> {
     let client = nats.connect_options()?.connect().await?;
-    let registry = Registry::open(
-        &async_nats::jetstream::new(client.clone()),
-        &namespace.prefix,
-    )
-    .await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let registry = Registry::open(&js, &namespace.prefix).await?;
     let auditor = auditor(nats, &client, &namespace.prefix, actor).await?;
-    Ok((registry, auditor))
+    let announcer = announcer(nats, namespace).await?;
+    Ok(Operator::new(
+        js,
+        namespace.prefix.clone(),
+        registry,
+        auditor,
+        announcer,
+    ))
 }
 
-/// Prints what is approved, one line each.
-fn print_rights(rights: &Requested) {
-    for line in rights.describe() {
+/// Prints what a verb did: its line, what the plugin may do now, and any warning.
+pub(crate) fn print_outcome(outcome: &Outcome) {
+    println!("{}", printable(&outcome.message));
+    for line in &outcome.rights {
         println!("  {line}");
+    }
+    for warning in &outcome.warnings {
+        eprintln!("warning: {warning}");
     }
 }
 
 pub(crate) async fn approve(args: ApproveArgs) -> Result<(), CliError> {
-    let (registry, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
-    let what = format!("approving {}", args.plugin);
-    let approved = retrying(&registry, &what, |registry, snapshot| {
-        approve_once(&args, &auditor, registry, snapshot)
-    })
-    .await?;
-    if let Some((kind, registration)) = &approved {
-        conclude(
-            &args.nats,
-            &args.namespace,
-            &registry,
-            &auditor,
-            *kind,
-            registration,
-        )
-        .await?;
-    }
+    let operator = operator(&args.nats, &args.namespace, &args.actor).await?;
+    print_outcome(&operator.approve(&args.plugin, args.disabled).await?);
     Ok(())
-}
-
-/// One try of `plugins approve` against `snapshot`: what to announce, if anything changed.
-async fn approve_once(
-    args: &ApproveArgs,
-    auditor: &Auditor,
-    registry: Registry,
-    snapshot: Snapshot,
-) -> Result<Option<(LifecycleKind, Registration)>, CliError> {
-    let (mut registration, installed) = registered_in(&registry, snapshot, &args.plugin)?;
-    let before = registration.clone();
-    if let Some(upgrade) = registration.pending_upgrade.take() {
-        let manifest = upgrade.manifest;
-        // The others may have changed since it was proposed.
-        compat::check_install(&manifest, &installed, &compat::core_version(), true).map_err(
-            |refused| CliError::Incompatible {
-                what: format!("approving the upgrade of {}", args.plugin),
-                problems: refused.to_string(),
-            },
-        )?;
-        Box::pin(super::settings::check_settings_allow(
-            &args.nats,
-            &args.namespace.prefix,
-            &manifest,
-            registration.enabled,
-        ))
-        .await?;
-        let from = registration.manifest.plugin.version.clone();
-        registration.approval = Some(Approval::by_actor(
-            &manifest,
-            &registration.tenants,
-            auditor.actor(),
-        ));
-        registration.manifest = manifest;
-        registration.provenance = upgrade.provenance;
-        registration.registered_at = OffsetDateTime::now_utc();
-        let done = format!(
-            "approved the upgrade of {} from {from} to {}",
-            args.plugin, registration.manifest.plugin.version
-        );
-        let revision = registry
-            .put_recorded(
-                &registration,
-                Action::Approved,
-                Some(&before),
-                done,
-                auditor,
-            )
-            .await?
-            .revision;
-        println!(
-            "approved the upgrade of {} from {from} to {} (revision {revision}); it asks for:",
-            args.plugin, registration.manifest.plugin.version
-        );
-        print_rights(&registration.approved_rights());
-        return Ok(Some((LifecycleKind::Upgraded, registration)));
-    }
-    if !registration.awaiting_approval {
-        println!("{} has nothing waiting for approval", args.plugin);
-        return Ok(None);
-    }
-    registration.awaiting_approval = false;
-    registration.enabled = !args.disabled;
-    if registration.enabled {
-        compat::check_enable(&registration, &installed).map_err(|refused| {
-            CliError::Incompatible {
-                what: format!("enabling {} (approve it with --disabled)", args.plugin),
-                problems: refused.to_string(),
-            }
-        })?;
-        Box::pin(super::settings::check_settings_allow(
-            &args.nats,
-            &args.namespace.prefix,
-            &registration.manifest,
-            true,
-        ))
-        .await?;
-    }
-    registration.approval = Some(Approval::by_actor(
-        &registration.manifest,
-        &registration.tenants,
-        auditor.actor(),
-    ));
-    let done = format!(
-        "approved {} {} ({})",
-        args.plugin,
-        registration.manifest.plugin.version,
-        registration.state()
-    );
-    let revision = registry
-        .put_recorded(
-            &registration,
-            Action::Approved,
-            Some(&before),
-            done,
-            auditor,
-        )
-        .await?
-        .revision;
-    println!(
-        "approved {} {} ({}, revision {revision}); it may:",
-        args.plugin,
-        registration.manifest.plugin.version,
-        registration.state()
-    );
-    print_rights(&registration.approved_rights());
-    Ok(Some((LifecycleKind::Approved, registration)))
 }
 
 pub(crate) async fn reject(args: PluginArgs) -> Result<(), CliError> {
-    let (registry, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
-    let what = format!("rejecting {}", args.plugin);
-    let rejected = retrying(&registry, &what, |registry, snapshot| {
-        reject_once(&args, &auditor, registry, snapshot)
-    })
-    .await?;
-    if rejected {
-        announce(
-            &args.nats,
-            &args.namespace,
-            LifecycleKind::Rejected,
-            &args.plugin,
-            None,
-            &auditor,
-        )
-        .await;
-    }
+    let operator = operator(&args.nats, &args.namespace, &args.actor).await?;
+    print_outcome(&operator.reject(&args.plugin).await?);
     Ok(())
-}
-
-/// One try of `plugins reject` against `snapshot`: whether something was rejected.
-async fn reject_once(
-    args: &PluginArgs,
-    auditor: &Auditor,
-    registry: Registry,
-    snapshot: Snapshot,
-) -> Result<bool, CliError> {
-    let (mut registration, _) = registered_in(&registry, snapshot, &args.plugin)?;
-    let before = registration.clone();
-    if let Some(upgrade) = registration.pending_upgrade.take() {
-        let done = format!(
-            "rejected the upgrade of {} to {}; {} stays",
-            args.plugin, upgrade.manifest.plugin.version, registration.manifest.plugin.version
-        );
-        let revision = registry
-            .put_recorded(
-                &registration,
-                Action::Rejected,
-                Some(&before),
-                done,
-                auditor,
-            )
-            .await?
-            .revision;
-        println!(
-            "rejected the upgrade of {} to {}; {} stays (revision {revision})",
-            args.plugin, upgrade.manifest.plugin.version, registration.manifest.plugin.version
-        );
-    } else if registration.awaiting_approval {
-        let done = format!("rejected {}: its installation is removed", args.plugin);
-        registry
-            .remove_recorded(&args.plugin, Action::Rejected, done, auditor)
-            .await?;
-        println!("rejected {}: its installation is removed", args.plugin);
-    } else {
-        println!("{} has nothing waiting for approval", args.plugin);
-        return Ok(false);
-    }
-    Ok(true)
 }
 
 /// One revision in `plugins history --json`.
@@ -479,73 +273,17 @@ pub(crate) async fn history(args: StatusArgs) -> Result<(), CliError> {
 }
 
 pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), CliError> {
-    let (registry, auditor) = open_audited(&args.nats, &args.namespace, &args.actor).await?;
-    let what = format!("rolling {} back", args.plugin);
-    let restored = retrying(&registry, &what, |registry, snapshot| {
-        rollback_once(&args, &auditor, registry, snapshot)
-    })
-    .await?;
-    conclude(
-        &args.nats,
-        &args.namespace,
-        &registry,
-        &auditor,
-        LifecycleKind::RolledBack,
-        &restored,
-    )
-    .await
-}
-
-/// One try of `plugins rollback` against `snapshot`: the registration restored.
-async fn rollback_once(
-    args: &RollbackArgs,
-    auditor: &Auditor,
-    registry: Registry,
-    snapshot: Snapshot,
-) -> Result<Registration, CliError> {
-    let target = match args.to {
-        Some(revision) => RollbackTarget::Revision(revision),
-        None => RollbackTarget::PreviousVersion,
-    };
-    let plan = rollback::plan(&registry, snapshot, &args.plugin, target)
+    let operator = operator(&args.nats, &args.namespace, &args.actor).await?;
+    let outcome = operator
+        .rollback(&args.plugin, args.to)
         .await
         .map_err(|error| match error {
-            RollbackError::NotRegistered { plugin, bucket } => {
-                CliError::NotRegistered { plugin, bucket }
-            }
-            RollbackError::NoTarget(reason) => CliError::BadArgument {
+            OperateError::NoTarget(reason) => CliError::BadArgument {
                 argument: if args.to.is_some() { "--to" } else { "plugin" },
                 reason,
             },
-            RollbackError::Incompatible {
-                plugin,
-                revision,
-                problems,
-            } => CliError::Incompatible {
-                what: format!("rolling {plugin} back to revision {revision}"),
-                problems,
-            },
-            RollbackError::Registry(error) => error.into(),
-            other => CliError::BadArgument {
-                argument: "plugin",
-                reason: other.to_string(),
-            },
+            other => other.into(),
         })?;
-    Box::pin(super::settings::check_settings_allow(
-        &args.nats,
-        &args.namespace.prefix,
-        &plan.restored.manifest,
-        plan.current.enabled,
-    ))
-    .await?;
-    let revision = rollback::apply(&registry, &plan, None, auditor).await?;
-    println!(
-        "rolled {} back from {} to {} (revision {} restored as {revision}; {})",
-        args.plugin,
-        plan.current.manifest.plugin.version,
-        plan.restored.manifest.plugin.version,
-        plan.revision,
-        plan.restored.state()
-    );
-    Ok(plan.restored)
+    print_outcome(&outcome);
+    Ok(())
 }

@@ -297,6 +297,44 @@ pub(crate) enum CliError {
     },
 }
 
+impl From<switchyard_control::lifecycle::operate::OperateError> for CliError {
+    fn from(error: switchyard_control::lifecycle::operate::OperateError) -> Self {
+        use switchyard_control::lifecycle::operate::OperateError;
+        match error {
+            OperateError::NotRegistered { plugin, bucket } => {
+                CliError::NotRegistered { plugin, bucket }
+            }
+            OperateError::Incompatible { what, problems } => {
+                CliError::Incompatible { what, problems }
+            }
+            OperateError::KeptChanging {
+                what,
+                attempts,
+                last,
+            } => CliError::KeptChanging {
+                what,
+                attempts,
+                last,
+            },
+            OperateError::NoTarget(reason) => CliError::BadArgument {
+                argument: "plugin",
+                reason,
+            },
+            OperateError::Registry(error) => error.into(),
+            OperateError::Settings(error) => error.into(),
+        }
+    }
+}
+
+impl switchyard_control::lifecycle::operate::AsConflict for CliError {
+    fn as_conflict(&self) -> Option<&RegistryError> {
+        match self {
+            CliError::Registry(conflict @ RegistryError::Conflict { .. }) => Some(conflict),
+            _ => None,
+        }
+    }
+}
+
 impl From<switchyard_control::package::PackageError> for CliError {
     fn from(error: switchyard_control::package::PackageError) -> Self {
         Self::Package(Box::new(error))

@@ -780,93 +780,9 @@ fn incompatible(
 }
 
 async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {
-    let client = args.nats.connect_options()?.connect().await?;
-    let ns = &args.namespace.prefix;
-    let registry = Registry::open(&jetstream::new(client.clone()), ns).await?;
-    let auditor = auditor(&args.nats, &client, ns, &args.actor).await?;
-    let what = format!(
-        "{} {}",
-        if enabled { "enabling" } else { "disabling" },
-        args.plugin
-    );
-    let changed = lifecycle::retrying(&registry, &what, |registry, snapshot| {
-        set_enabled_once(&args, enabled, &auditor, registry, snapshot)
-    })
-    .await?;
-    if let Some(registration) = &changed {
-        let what = if enabled {
-            LifecycleKind::Enabled
-        } else {
-            LifecycleKind::Disabled
-        };
-        lifecycle::conclude(
-            &args.nats,
-            &args.namespace,
-            &registry,
-            &auditor,
-            what,
-            registration,
-        )
-        .await?;
-    }
+    let operator = lifecycle::operator(&args.nats, &args.namespace, &args.actor).await?;
+    lifecycle::print_outcome(&operator.set_enabled(&args.plugin, enabled).await?);
     Ok(())
-}
-
-/// One try of `plugins enable|disable` against `snapshot`: the registration stored, if it
-/// changed. Enabling a failed plugin recovers it: its failure is cleared.
-async fn set_enabled_once(
-    args: &PluginArgs,
-    enabled: bool,
-    auditor: &Auditor,
-    registry: Registry,
-    snapshot: Snapshot,
-) -> Result<Option<Registration>, CliError> {
-    let (mut registration, installed) =
-        lifecycle::registered_in(&registry, snapshot, &args.plugin)?;
-    let verb = if enabled { "enabled" } else { "disabled" };
-    let recovering = enabled && registration.failure.is_some();
-    if registration.enabled == enabled && !recovering {
-        println!("{} is {verb} already", args.plugin);
-        return Ok(None);
-    }
-    if enabled {
-        compat::check_enable(&registration, &installed).map_err(|refused| {
-            CliError::Incompatible {
-                what: format!("enabling {}", args.plugin),
-                problems: refused.to_string(),
-            }
-        })?;
-        Box::pin(super::settings::check_settings_allow(
-            &args.nats,
-            &args.namespace.prefix,
-            &registration.manifest,
-            true,
-        ))
-        .await?;
-    }
-    let before = registration.clone();
-    registration.enabled = enabled;
-    let mut done = format!("{verb} {}", args.plugin);
-    if enabled {
-        if let Some(failure) = registration.failure.take() {
-            done = format!(
-                "{done}, recovering it from failed (since {}: {})",
-                timestamp(failure.since),
-                failure.reason
-            );
-        }
-    }
-    let action = if enabled {
-        Action::PluginEnabled
-    } else {
-        Action::PluginDisabled
-    };
-    let revision = registry
-        .put_recorded(&registration, action, Some(&before), done.clone(), auditor)
-        .await?
-        .revision;
-    println!("{} (revision {revision})", printable(&done));
-    Ok(Some(registration))
 }
 
 async fn credentials(args: CredentialsArgs) -> Result<(), CliError> {

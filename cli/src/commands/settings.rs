@@ -8,6 +8,7 @@ use async_nats::jetstream;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use switchyard_control::audit::Action;
+use switchyard_control::lifecycle::operate;
 use switchyard_control::registry::{Registration, Registry};
 use switchyard_control::settings::{
     Changed, OperatorSettings, Secret, SettingChange, SettingsStore,
@@ -564,21 +565,10 @@ pub(crate) async fn check_settings_allow(
 ) -> Result<(), CliError> {
     let client = nats.connect_options()?.connect().await?;
     let js = jetstream::new(client);
-    let set = match SettingsStore::open_existing(&js, namespace).await? {
-        Some(store) => store.get(&manifest.plugin.id).await?,
-        None => OperatorSettings::default(),
-    };
-    let problems = set.unfit_for(manifest, enabled);
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(CliError::Incompatible {
-        what: format!(
-            "{} {}: its settings",
-            manifest.plugin.id, manifest.plugin.version
-        ),
-        problems: problems.join("\n"),
-    })
+    Ok(Box::pin(operate::check_settings_allow(
+        &js, namespace, manifest, enabled,
+    ))
+    .await?)
 }
 
 /// Forgets what was set for a removed plugin; says so when there was something.
@@ -594,48 +584,4 @@ pub(crate) async fn forget_settings(
         }
     }
     Ok(())
-}
-
-/// After a lifecycle change that leaves `written` enabled: its settings, read again, must
-/// still fit it (a settings change may have landed between the checks and the write). When
-/// they do not, the plugin is disabled at once (audited) and the change is refused: its events
-/// wait, none is lost, and the operator fixes the settings and enables it.
-pub(crate) async fn hold_back_if_unfit(
-    nats: &NatsArgs,
-    namespace: &switchyard_schemas::Namespace,
-    registry: &Registry,
-    written: &Registration,
-    auditor: &switchyard_control::audit::Auditor,
-) -> Result<(), CliError> {
-    if !written.is_active() {
-        return Ok(());
-    }
-    let Err(CliError::Incompatible { problems, .. }) = Box::pin(check_settings_allow(
-        nats,
-        namespace,
-        &written.manifest,
-        true,
-    ))
-    .await
-    else {
-        return Ok(());
-    };
-    let plugin = written.plugin_id();
-    let mut disabled = written.clone();
-    disabled.enabled = false;
-    let done = format!("disabled {plugin}: a settings change landed meanwhile and does not fit");
-    Box::pin(registry.put_recorded(
-        &disabled,
-        Action::PluginDisabled,
-        Some(written),
-        done,
-        auditor,
-    ))
-    .await?;
-    Err(CliError::Incompatible {
-        what: format!(
-            "{plugin}: a settings change landed at the same time, and the plugin is disabled again until its settings fit"
-        ),
-        problems,
-    })
 }

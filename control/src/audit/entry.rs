@@ -58,11 +58,21 @@ pub enum Action {
     ServiceAdded,
     /// A service login was removed.
     ServiceRemoved,
+    /// An operator of the management API was added, or given a new token or role.
+    OperatorAdded,
+    /// An operator of the management API was removed.
+    OperatorRemoved,
+    /// The management API answered a read (what was read is the target).
+    ApiViewed,
+    /// The management API refused a call: no operator, or a role that does not allow it.
+    ApiRefused,
+    /// A call of the management API failed (the error is the detail).
+    ApiFailed,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 27] = [
         Action::PluginRegistered,
         Action::PluginReplaced,
         Action::PluginRemoved,
@@ -85,6 +95,11 @@ impl Action {
         Action::PluginFailed,
         Action::ServiceAdded,
         Action::ServiceRemoved,
+        Action::OperatorAdded,
+        Action::OperatorRemoved,
+        Action::ApiViewed,
+        Action::ApiRefused,
+        Action::ApiFailed,
     ];
 
     /// The action's name, e.g. `plugin_registered`.
@@ -112,6 +127,11 @@ impl Action {
             Action::PluginFailed => "plugin_failed",
             Action::ServiceAdded => "service_added",
             Action::ServiceRemoved => "service_removed",
+            Action::OperatorAdded => "operator_added",
+            Action::OperatorRemoved => "operator_removed",
+            Action::ApiViewed => "api_viewed",
+            Action::ApiRefused => "api_refused",
+            Action::ApiFailed => "api_failed",
         }
     }
 }

@@ -44,6 +44,7 @@
 mod callout;
 pub mod credentials;
 mod jwt;
+pub mod operators;
 pub mod probe;
 mod quota;
 mod rights;

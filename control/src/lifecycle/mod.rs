@@ -6,4 +6,5 @@ pub mod approval;
 pub mod compat;
 pub mod events;
 pub mod failure;
+pub mod operate;
 pub mod rollback;
