@@ -88,6 +88,21 @@ impl ContentType {
             ContentType::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
         }
     }
+
+    /// The body as a JSON value, only when all of it is one value: MessagePack readers stop
+    /// after the first value, so a body of garbage could otherwise pass for a small number.
+    pub fn decode_whole(self, bytes: &[u8]) -> Option<serde_json::Value> {
+        let value: serde_json::Value = self.decode(bytes).ok()?;
+        if self == ContentType::MessagePack {
+            // Re-encoding gives the shortest form; a body that is longer held more than the
+            // value (or used a longer encoding), and is shown raw rather than misread.
+            let again = self.encode(&value).ok()?;
+            if again.len() != bytes.len() {
+                return None;
+            }
+        }
+        Some(value)
+    }
 }
 
 impl fmt::Display for ContentType {

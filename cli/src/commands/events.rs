@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::plugins::open_registry;
 use super::streams::NamespaceArgs;
 use super::{CliError, NatsArgs, OutputArgs};
-use crate::render::{decode_whole, parse_plugin_id, parse_tenant, parse_time, preview, timestamp};
+use crate::render::{parse_plugin_id, parse_tenant, parse_time, preview, timestamp};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EventsCommand {
@@ -223,7 +223,9 @@ fn read_line(namespace: &Namespace, message: &async_nats::jetstream::Message) ->
 impl EventLine {
     fn of(event: &switchyard_schemas::Event) -> Self {
         let a = &event.attributes;
-        let data = decode_whole(a.content_type, &event.data)
+        let data = a
+            .content_type
+            .decode_whole(&event.data)
             .unwrap_or_else(|| serde_json::Value::String(preview(&event.data)));
         Self {
             id: a.id.to_string(),

@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod call;
 mod catalog;
+mod console;
 mod dev;
 mod dlq;
 mod events;
@@ -12,6 +13,7 @@ pub(crate) mod host;
 mod instances;
 mod lifecycle;
 mod logs;
+mod operators;
 mod package;
 mod plugins;
 mod probe;
@@ -65,6 +67,11 @@ enum Command {
     /// and call the operations that allow services.
     #[command(subcommand)]
     Services(services::ServicesCommand),
+    /// Serve the management API (HTTP/JSON and a NATS micro service) and the web console.
+    Console(console::ConsoleArgs),
+    /// Operators of the management API and the console: their names, roles and tokens.
+    #[command(subcommand)]
+    Operators(operators::OperatorsCommand),
     /// Watch events as they are stored.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -220,6 +227,8 @@ pub(crate) enum CliError {
     TenantScope(#[from] EmptyTenantScope),
     #[error(transparent)]
     Auth(#[from] switchyard_control::auth::AuthError),
+    #[error(transparent)]
+    Console(#[from] switchyard_console::ConsoleError),
     /// A lifecycle change that met another change to the registry on every try.
     #[error(
         "gave up {what} after {attempts} tries: other changes to the registry kept coming \
@@ -434,6 +443,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Publish(args) => publish::run(args).await,
         Command::Call(args) => call::run(args).await,
         Command::Services(command) => services::run(command).await,
+        Command::Console(args) => Box::pin(console::run(args)).await,
+        Command::Operators(command) => operators::run(command).await,
         Command::Events(command) => events::run(command).await,
         Command::Explain(args) => explain::run(args).await,
         // Boxed: the auth service's future is large, and only this command needs it.

@@ -6,15 +6,16 @@ use std::path::PathBuf;
 
 use async_nats::jetstream;
 use clap::{Args, Subcommand};
-use serde::Serialize;
+
 use switchyard_control::audit::Action;
 use switchyard_control::lifecycle::operate;
 use switchyard_control::registry::{Registration, Registry};
+use switchyard_control::settings::SettingsReport;
 use switchyard_control::settings::{
     Changed, OperatorSettings, Secret, SettingChange, SettingsStore,
 };
 use switchyard_schemas::manifest::toml::{self, Table, Value};
-use switchyard_schemas::manifest::{SettingKind, SettingSpec, MAX_SETTING_VALUE_BYTES};
+use switchyard_schemas::manifest::{SettingKind, MAX_SETTING_VALUE_BYTES};
 use switchyard_schemas::{Manifest, PluginId};
 
 use super::audit::{auditor, ActorArgs};
@@ -441,56 +442,11 @@ fn audited(settings: &OperatorSettings) -> serde_json::Value {
     })
 }
 
-/// One setting in `settings show`.
-#[derive(Debug, Serialize)]
-struct SettingRow {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    secret: bool,
-    required: bool,
-    /// `default`, `set`, or `none`.
-    source: &'static str,
-    /// The value in force; absent for secrets and for settings with none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
-}
-
-/// `settings show --json`.
-#[derive(Debug, Serialize)]
-struct SettingsReport {
-    plugin: PluginId,
-    version: String,
-    /// Whether the manifest declares its settings (`[settings_schema]`) or they are
-    /// inferred from its defaults.
-    declared: bool,
-    values_revision: u64,
-    secrets_revision: u64,
-    settings: Vec<SettingRow>,
-    /// Required settings with no value: the plugin cannot be enabled.
-    missing_required: Vec<String>,
-}
-
 async fn show(args: ShowArgs) -> Result<(), CliError> {
     let opened = Box::pin(open(&args.target)).await?;
     let manifest = &opened.registration.manifest;
     let set = opened.store.get(&args.target.plugin).await?;
-    let rows: Vec<SettingRow> = manifest
-        .settings_schema
-        .specs()
-        .map(|(name, spec)| row(name, spec, manifest, &set))
-        .collect();
-    let report = SettingsReport {
-        plugin: args.target.plugin.clone(),
-        version: manifest.plugin.version.to_string(),
-        declared: manifest.settings_schema.is_declared(),
-        values_revision: set.values_revision,
-        secrets_revision: set.secrets_revision,
-        missing_required: set.missing_required(manifest),
-        settings: rows,
-    };
+    let report = SettingsReport::of(manifest, &set);
     if args.output.json {
         return print_json(&report);
     }
@@ -526,32 +482,6 @@ async fn show(args: ShowArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
-}
-
-fn row(name: &str, spec: &SettingSpec, manifest: &Manifest, set: &OperatorSettings) -> SettingRow {
-    let (source, value) = if spec.secret {
-        let source = if set.secrets.contains_key(name) {
-            "set"
-        } else {
-            "none"
-        };
-        (source, None)
-    } else if let Some(value) = set.values.get(name) {
-        ("set", Some(value.clone()))
-    } else if let Some(value) = manifest.settings.get(name) {
-        ("default", Some(value.clone()))
-    } else {
-        ("none", None)
-    };
-    SettingRow {
-        name: name.to_owned(),
-        kind: spec.kind.to_string(),
-        secret: spec.secret,
-        required: spec.required,
-        source,
-        value,
-        description: spec.description.clone(),
-    }
 }
 
 /// Refuses a change of `manifest`'s lifecycle that its settings do not allow: settings set

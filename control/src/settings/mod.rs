@@ -9,6 +9,9 @@
 //! one of them breaks. Dispatchers follow both buckets ([`SettingsStore::watch`]) and send
 //! each plugin's workers what is set for it ([`OperatorSettings::update`]).
 
+mod report;
+pub use report::{SettingRow, SettingsReport};
+
 use std::collections::BTreeMap;
 use std::fmt;
 

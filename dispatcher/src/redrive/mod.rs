@@ -44,6 +44,7 @@
 //! ```
 
 mod error;
+pub mod json;
 mod record;
 mod selection;
 

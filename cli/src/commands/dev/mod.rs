@@ -59,6 +59,13 @@ pub(crate) struct DevArgs {
     /// `cargo build --release`; when it fails, the last good build keeps running.
     #[arg(long, value_name = "COMMAND", requires = "watch")]
     build: Option<String>,
+    /// The address of the web console and the management API (docs/management-api.md). When
+    /// it is busy (another `dev` runs), any free port is used; the URL printed says which.
+    #[arg(long, default_value = switchyard_console::DEFAULT_LISTEN, conflicts_with = "no_console")]
+    console: std::net::SocketAddr,
+    /// Do not serve the web console.
+    #[arg(long)]
+    no_console: bool,
 }
 
 impl DevArgs {
@@ -167,6 +174,12 @@ async fn demo(args: &DevArgs, url: &str, stop: CancellationToken) -> Result<(), 
     )
     .await?;
 
+    let console = if args.no_console {
+        None
+    } else {
+        Some(Box::pin(open_console(&bus, args.console)).await?)
+    };
+
     let plugins = plugins::example_plugins(&args.data_dir)?;
     let registry = Registry::open(bus.jetstream(), bus.namespace()).await?;
     let manifests: Vec<Manifest> = plugins.iter().map(|p| p.manifest().clone()).collect();
@@ -222,7 +235,41 @@ async fn demo(args: &DevArgs, url: &str, stop: CancellationToken) -> Result<(), 
     if result.is_ok() {
         summarise(&bus).await?;
     }
+    drop(console);
     result
+}
+
+/// Serves the web console on `listen` (any free port when it is busy), with an admin operator
+/// `dev` whose new token is in the URL printed: the console signs in with it.
+async fn open_console(
+    bus: &Bus,
+    listen: std::net::SocketAddr,
+) -> Result<switchyard_console::Console, CliError> {
+    use switchyard_console::{Console, ConsoleError};
+    let console = match Console::start(bus, listen).await {
+        Err(ConsoleError::Listen { source, .. })
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            Console::start(bus, std::net::SocketAddr::new(listen.ip(), 0)).await?
+        }
+        other => other?,
+    };
+    let auditor = switchyard_control::audit::Auditor::new(
+        switchyard_control::audit::AuditLog::open(bus.jetstream(), bus.namespace()).await?,
+        switchyard_control::audit::Actor::declared("switchyard dev"),
+    );
+    let name: switchyard_console::OperatorName = "dev".parse().expect("a valid operator name");
+    let token = console
+        .management()
+        .operators()
+        .add(&name, switchyard_console::Role::Admin, &auditor)
+        .await?;
+    println!(
+        "console: {}#token={} (operator `dev`, admin; open while dev runs)",
+        console.url(),
+        token.expose()
+    );
+    Ok(console)
 }
 
 /// The host and the watcher of `dev --watch`.

@@ -1,0 +1,893 @@
+// Switchyard web console: a small client of the management API (docs/management-api.md).
+// No framework, no build step. The page runs under CSP `default-src 'self'`, so the DOM is
+// built with createElement/textContent only (server data is untrusted text) and every
+// handler is attached from here.
+'use strict';
+(() => {
+  const API = '/api/v1';
+  const RANK = { viewer: 0, operator: 1, admin: 2 };
+  const DASH = '–';
+  const S = {
+    me: null,          // {name, role} of the signed-in operator
+    overview: null,    // the latest overview (live stream or GET /overview)
+    source: null,      // the EventSource of /live
+    live: 'off',       // live | connecting | reconnecting | off
+    lastEvent: 0,      // when the stream last sent an overview
+    polling: false,
+    gen: 0,            // render generation: an answer for an older page must not paint
+    view: null,        // {update(overview), poll} of the page on screen, for live updates
+    keepNotice: false, // a navigation made by an action keeps the action's notice
+    newToken: null,    // an added operator's token, shown once
+  };
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const main = $('#main');
+  const enc = encodeURIComponent;
+
+  // ---- DOM helpers -------------------------------------------------------------------------
+
+  // h('a', {href, class, 'data-x', onclick}, ...children): strings become text nodes, never HTML.
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v == null || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    return add(el, kids);
+  }
+  function add(el, kids) {
+    for (const k of [kids].flat(Infinity)) {
+      if (k != null && k !== false) el.append(k instanceof Node ? k : String(k));
+    }
+    return el;
+  }
+  const list = (lines, cls) => (lines && lines.length ? h('ul', { class: cls }, lines.map((l) => h('li', null, l))) : null);
+  const empty = (...kids) => h('div', { class: 'empty' }, kids);
+  const section = (title, ...kids) => h('section', { class: 'card' }, h('h2', null, title), kids);
+  const link = (href, ...kids) => h('a', { href }, kids);
+  const btn = (label, attrs, onclick) => h('button', Object.assign({ type: 'button', onclick }, attrs), label);
+
+  // Replace a cell's content only when it changed, so live updates keep focus and selection.
+  function setCell(cell, kids) {
+    const tmp = add(document.createElement('div'), kids);
+    if (tmp.innerHTML === cell.innerHTML) return; // read-only comparison of our own nodes
+    const focused = cell.contains(document.activeElement);
+    cell.replaceChildren(...tmp.childNodes);
+    if (focused) { const f = cell.querySelector('a,button,input'); if (f) f.focus(); }
+  }
+
+  // cols: [field, label, render(row), numeric?]. Tables stack into cards on phones (CSS uses data-label).
+  function table(cols, rows, rowAttrs, cls = 'stack') {
+    return h('div', { class: 'table-wrap' }, h('table', { class: cls },
+      h('thead', null, h('tr', null, cols.map((c) => h('th', { scope: 'col', class: c[3] ? 'num' : null }, c[1])))),
+      h('tbody', null, rows.map((r) => h('tr', rowAttrs ? rowAttrs(r) : null,
+        cols.map((c) => h('td', { 'data-field': c[0], 'data-label': c[1], class: c[3] ? 'num' : null }, c[2](r))))))));
+  }
+  function dl(pairs) {
+    return h('dl', { class: 'fields' }, pairs.filter(Boolean).map(([field, label, value]) =>
+      h('div', { class: 'field' }, h('dt', null, label), h('dd', { 'data-field': field }, value))));
+  }
+
+  // ---- formatting --------------------------------------------------------------------------
+
+  const num = (v) => (v == null ? DASH : String(v));
+  const rate = (v, digits) => (v == null ? DASH : Number(v).toFixed(digits) + '/s');
+  const human = (s) => String(s).replace(/_/g, ' ');
+  function text(v) {
+    if (v == null) return DASH;
+    if (typeof v === 'boolean') return v ? 'yes' : 'no';
+    if (typeof v !== 'object') return String(v);
+    if (Array.isArray(v) && v.every((x) => x === null || typeof x !== 'object')) return v.join(', ');
+    return JSON.stringify(v);
+  }
+  function when(iso) {
+    if (!iso) return DASH;
+    const d = new Date(iso);
+    if (isNaN(d)) return String(iso);
+    const p = (n) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  }
+  const time = (iso) => (iso ? h('time', { datetime: iso, title: iso }, when(iso)) : DASH);
+  function dur(secs) {
+    if (secs == null) return DASH;
+    const s = Math.max(0, Math.round(secs)), d = Math.floor(s / 86400), hr = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+    return d ? `${d}d ${hr}h` : hr ? `${hr}h ${m}m` : m ? `${m}m ${s % 60}s` : `${s}s`;
+  }
+  const ago = (secs) => (secs == null ? DASH : dur(secs) + ' ago');
+
+  const STATE_COLOR = { enabled: 'green', disabled: 'grey', pending_approval: 'amber', failed: 'red' };
+  const CIRCUIT_COLOR = { closed: 'green', half_open: 'amber', open: 'red' };
+  const badge = (color, label, attrs) => h('span', Object.assign({ class: 'badge ' + color }, attrs), label);
+  const stateBadge = (state, title) => badge(STATE_COLOR[state] || 'grey', human(state || 'unknown'), { 'data-state': state, title });
+  const circuitBadge = (c) => (c == null ? DASH : badge(CIRCUIT_COLOR[c] || 'grey', human(c), { 'data-circuit': c }));
+  // pending_upgrade is the version waiting (or an object naming it): read both.
+  const upgradeTo = (pu) => (pu == null ? null : typeof pu === 'object' ? pu.version || pu.to || JSON.stringify(pu) : String(pu));
+  const tenants = (p) => (p.all_tenants || p.tenants == null ? 'all' : p.tenants.length ? p.tenants.join(', ') : 'none');
+  const can = (role) => !!S.me && (RANK[S.me.role] ?? -1) >= RANK[role];
+
+  // ---- API ---------------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+  }
+  async function api(method, path, body) {
+    const init = { method, credentials: 'same-origin', headers: { 'X-Switchyard-Console': '1', Accept: 'application/json' } };
+    if (body !== undefined) { init.headers['Content-Type'] = 'application/json'; init.body = JSON.stringify(body); }
+    let res;
+    try { res = await fetch(API + path, init); } catch { throw new ApiError(0, 'network', 'Cannot reach the console server'); }
+    const raw = await res.text().catch(() => '');
+    let data = null;
+    try { data = raw ? JSON.parse(raw) : null; } catch { /* not JSON: e.g. a proxy's error page */ }
+    if (!res.ok) {
+      const e = (data && data.error) || {};
+      throw new ApiError(res.status, e.code || 'http.' + res.status, e.message || `${res.status} ${res.statusText}`.trim());
+    }
+    return data;
+  }
+
+  // ---- errors and notices ------------------------------------------------------------------
+
+  function clearError() { const box = $('#error'); box.hidden = true; box.replaceChildren(); }
+  function showError(message, code, detail, retry) {
+    const box = $('#error');
+    box.replaceChildren(
+      h('div', { class: 'msg' }, h('strong', { class: 'error-message' }, message), ' ',
+        code ? h('code', { class: 'error-code' }, code) : null,
+        detail && detail !== message ? h('div', { class: 'detail' }, detail) : null),
+      h('div', { class: 'msg-buttons' },
+        retry ? btn('Retry', { 'data-action': 'retry' }, () => { clearError(); retry(); }) : null,
+        btn('×', { class: 'ghost', 'data-action': 'dismiss-error', 'aria-label': 'Dismiss error' }, clearError)));
+    box.hidden = false;
+  }
+  // what: the verb phrase for a refusal ("approve plugins"); retry: offered when the server is unreachable.
+  function fail(err, what, retry) {
+    if (!(err instanceof ApiError)) { console.error(err); return showError(String((err && err.message) || err), 'console.bug'); }
+    if (err.status === 401) return signedOut('Your session ended. Sign in again.', true);
+    if (err.status === 403) return showError(`Your role (${S.me ? S.me.role : 'unknown'}) may not ${what}.`, err.code, err.message);
+    if (err.status === 0) return showError('Cannot reach the console server.', null, 'Check that switchyard console is running, then retry.', retry || (() => route()));
+    return showError(err.message, err.code);
+  }
+  function notice(kids) {
+    const n = $('#notice');
+    n.replaceChildren(h('div', { class: 'notice-body' }, kids),
+      btn('×', { class: 'ghost', 'data-action': 'dismiss-notice', 'aria-label': 'Dismiss' }, () => n.replaceChildren()));
+  }
+  // An Outcome: message, then what the plugin may now do, then warnings. Other answers: their fields.
+  function outcome(o) {
+    if (!o || typeof o !== 'object') return [h('p', null, 'Done.')];
+    const msg = o.message || Object.entries(o).filter(([, v]) => v === null || typeof v !== 'object').map(([k, v]) => `${human(k)}: ${text(v)}`).join(', ') || 'Done.';
+    return [h('p', { class: o.changed === false ? 'unchanged' : null }, msg), list(o.rights, 'rights'), list(o.warnings, 'warnings')];
+  }
+
+  // ---- dialog ------------------------------------------------------------------------------
+
+  // An in-page confirmation. Resolves undefined on cancel, else read(form) (true without read);
+  // read may throw a message, shown in the dialog, to keep it open.
+  function ask({ title, body = [], confirm = 'Confirm', danger = false, read }) {
+    return new Promise((resolve) => {
+      const dlg = $('#dialog'), page = $('#page'), before = document.activeElement;
+      const err = h('p', { class: 'dialog-error', role: 'alert' });
+      const ok = h('button', { type: 'submit', class: danger ? 'danger' : 'primary', 'data-action': 'confirm' }, confirm);
+      const cancel = btn('Cancel', { 'data-action': 'cancel' }, () => close(undefined));
+      const form = h('form', { class: 'dialog-box', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'dialog-title', novalidate: true },
+        h('h2', { id: 'dialog-title' }, title), h('div', { class: 'dialog-body' }, body), err,
+        h('div', { class: 'dialog-buttons' }, cancel, ok));
+      const onKey = (e) => { if (e.key === 'Escape') { e.preventDefault(); close(undefined); } };
+      function close(value) {
+        document.removeEventListener('keydown', onKey, true);
+        dlg.hidden = true; dlg.replaceChildren(); dlg.onclick = null; page.inert = false;
+        if (before && before.isConnected && before.focus) before.focus();
+        resolve(value);
+      }
+      form.addEventListener('submit', (e) => {
+        e.preventDefault();
+        try { close(read ? read(form) : true); } catch (m) { err.textContent = String(m); }
+      });
+      dlg.onclick = (e) => { if (e.target === dlg) close(undefined); }; // a click on the backdrop cancels
+      document.addEventListener('keydown', onKey, true);
+      dlg.replaceChildren(form); dlg.hidden = false; page.inert = true; // inert: focus stays in the dialog
+      (form.querySelector('input') || ok).focus();
+    });
+  }
+
+  // Run calls one after another ([method, path, body]); show their outcomes; then after() on
+  // success or a refresh of the page's data on a refusal.
+  async function mutate(what, calls, after = () => route(true)) {
+    const done = [];
+    let error = null;
+    for (const [method, path, body] of calls) {
+      try { done.push(await api(method, path, body)); } catch (e) { error = e; break; }
+    }
+    if (done.length) notice(done.map(outcome));
+    if (!error) return after(done);
+    fail(error, what);
+    if (error.status && error.status !== 401) route(true);
+  }
+
+  // ---- session -----------------------------------------------------------------------------
+
+  function showSignIn(message, isError) {
+    S.gen++; S.view = null;
+    for (const id of ['#nav', '#who', '#live']) $(id).hidden = true;
+    const input = h('input', { id: 'token-input', name: 'token', type: 'password', autocomplete: 'current-password', spellcheck: 'false', required: true });
+    const submit = h('button', { id: 'sign-in', type: 'submit', class: 'primary' }, 'Sign in');
+    const form = h('form', { class: 'card signin', 'aria-labelledby': 'signin-title' },
+      h('h1', { id: 'signin-title' }, 'Sign in to Switchyard'),
+      message ? h('p', { class: isError ? 'signin-error' : 'signin-message', role: isError ? 'alert' : 'status' }, message) : null,
+      h('label', { for: 'token-input' }, 'Operator token'), input,
+      h('p', { class: 'hint' }, 'An admin gives you one with ', h('code', null, 'switchyard operators add <name>'), '.'),
+      submit);
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const token = input.value.trim();
+      if (!token) return input.focus();
+      submit.disabled = true;
+      signIn(token);
+    });
+    main.replaceChildren(form);
+    input.focus();
+  }
+  async function signIn(token) {
+    try { S.me = await api('POST', '/session', { token }); } catch (e) {
+      if (e.status === 0) return showSignIn('Cannot reach the console server. Try again in a moment.', true);
+      if (e.status === 401 || e.status === 400) return showSignIn(`That token was not accepted: ${e.message}`, true);
+      return showSignIn(`${e.message} (${e.code})`, true);
+    }
+    signedIn();
+  }
+  function signedIn() {
+    clearError();
+    $('#who-name').textContent = S.me.name;
+    $('#who-role').textContent = S.me.role;
+    $('#who').hidden = false; $('#nav').hidden = false;
+    $('#nav-operators').hidden = !can('admin');
+    startLive();
+    route();
+  }
+  function signedOut(message, isError) {
+    S.me = null; S.overview = null; S.newToken = null;
+    stopLive(); clearError(); $('#notice').replaceChildren();
+    showSignIn(message, isError);
+  }
+  async function signOut() {
+    try { await api('DELETE', '/session'); } catch (e) { if (e.status === 0) return fail(e, 'sign out', signOut); }
+    signedOut('You signed out.');
+  }
+  // The token of a link (`#/plugins?token=…` or `#token=…`) is taken out of the address at once.
+  function takeToken() {
+    const { parts, params } = parseHash();
+    const token = params.get('token');
+    if (token === null) return null;
+    params.delete('token');
+    const rest = params.toString();
+    const hash = '#/' + (parts.length ? parts.map(enc).join('/') : 'plugins') + (rest ? '?' + rest : '');
+    history.replaceState(null, '', location.pathname + location.search + hash);
+    return token;
+  }
+  async function boot() {
+    const token = takeToken();
+    if (token !== null) return signIn(token);
+    try { S.me = await api('GET', '/whoami'); } catch (e) {
+      if (e.status === 401) return showSignIn();
+      return fail(e, 'use the console', boot);
+    }
+    signedIn();
+  }
+
+  // ---- live view ---------------------------------------------------------------------------
+
+  function setLive(state) {
+    S.live = state;
+    const el = $('#live');
+    el.hidden = state === 'off';
+    el.dataset.state = state;
+    $('#live-text').textContent = state === 'live' ? 'live' : state === 'connecting' ? 'connecting…' : 'reconnecting…';
+  }
+  function stopLive() {
+    if (S.source) S.source.close();
+    S.source = null;
+    clearTimeout(S.liveRetry);
+    setLive('off');
+  }
+  // EventSource cannot send our header; it sends the same-origin session cookie.
+  function startLive() {
+    stopLive();
+    if (!window.EventSource) return;
+    const es = new EventSource(API + '/live');
+    S.source = es;
+    S.lastEvent = Date.now();
+    setLive('connecting');
+    es.addEventListener('overview', (e) => {
+      let o;
+      try { o = JSON.parse(e.data); } catch { return; }
+      S.lastEvent = Date.now();
+      setLive('live');
+      gotOverview(o);
+    });
+    es.addEventListener('error', () => {
+      if (S.source !== es) return;
+      setLive('reconnecting');
+      // A refusal (401, 5xx) closes the stream for good: check the session, then start again.
+      if (es.readyState === EventSource.CLOSED) { S.liveRetry = setTimeout(recheckLive, 5000); }
+    });
+  }
+  async function recheckLive() {
+    if (!S.me) return;
+    try { await api('GET', '/whoami'); } catch (e) { if (e.status === 401) return signedOut('Your session ended. Sign in again.', true); }
+    if (S.me) startLive();
+  }
+  function gotOverview(o) {
+    if (!o || typeof o !== 'object') return;
+    S.overview = o;
+    setBadge((o.approvals || []).length);
+    if (S.view && S.view.update) S.view.update(o);
+  }
+  function setBadge(n) {
+    const b = $('#approvals-badge');
+    b.textContent = String(n);
+    b.hidden = !n;
+    b.setAttribute('aria-label', `${n} waiting`);
+  }
+  // While the stream is down, a live page polls the overview; a stream silent for long
+  // (a proxy holding it open) is started again.
+  setInterval(async () => {
+    if (!S.me) return;
+    const quiet = Date.now() - S.lastEvent;
+    if (S.source && quiet > 15000) { S.lastEvent = Date.now(); startLive(); }
+    if (S.live !== 'live' && S.view && S.view.poll && !S.polling) {
+      S.polling = true;
+      try { gotOverview(await api('GET', '/overview')); } catch (e) { if (e.status === 401) signedOut('Your session ended. Sign in again.', true); }
+      S.polling = false;
+    }
+  }, 5000);
+
+  // ---- routing -----------------------------------------------------------------------------
+
+  function parseHash() {
+    let raw = location.hash.replace(/^#/, '');
+    const q = raw.indexOf('?');
+    let query = q >= 0 ? raw.slice(q + 1) : '';
+    if (q >= 0) raw = raw.slice(0, q);
+    if (raw.includes('=') && !raw.startsWith('/')) { query = raw + (query ? '&' + query : ''); raw = ''; } // `#token=…`
+    const parts = raw.split('/').filter(Boolean).map((p) => { try { return decodeURIComponent(p); } catch { return p; } });
+    return { parts, params: new URLSearchParams(query) };
+  }
+  // Go to a hash, or refresh when already there (no hashchange then).
+  function go(hash, keepNotice) {
+    if (location.hash === hash) return route(true);
+    S.keepNotice = !!keepNotice;
+    location.hash = hash;
+  }
+  const query = (obj) => { const q = new URLSearchParams(); for (const [k, v] of Object.entries(obj)) if (v) q.set(k, v); const s = q.toString(); return s ? '?' + s : ''; };
+  const current = (gen) => gen === S.gen && !!S.me;
+  // Paint a page; refuse when the user moved on meanwhile.
+  function paint(gen, ...kids) {
+    if (!current(gen)) return false;
+    main.replaceChildren(...kids.flat(Infinity).filter(Boolean));
+    main.dataset.gen = String(gen); // painted: no "Loading…" over it
+    return true;
+  }
+  function loadFailed(gen, err) {
+    if (!current(gen)) return;
+    fail(err, 'view this page', () => route(true));
+    paint(gen, empty(h('p', null, 'This page could not be loaded.'), btn('Try again', { 'data-action': 'reload' }, () => { clearError(); route(true); })));
+  }
+
+  const ROUTES = {
+    plugins: (g, arg) => (arg ? pluginPage(g, arg) : pluginsPage(g)),
+    approvals: (g) => approvalsPage(g),
+    'dead-letters': (g, arg, params) => (arg ? deadLetterPage(g, arg) : deadLettersPage(g, params)),
+    audit: (g, arg, params) => auditPage(g, params),
+    operators: (g) => operatorsPage(g),
+  };
+  // refresh: the same page's data again, keeping what is on screen until it arrives.
+  function route(refresh) {
+    if (!S.me) return;
+    const { parts, params } = parseHash();
+    const name = parts[0] || 'plugins';
+    const gen = ++S.gen;
+    S.view = null;
+    for (const a of document.querySelectorAll('#nav a')) {
+      if (a.dataset.nav === name) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    }
+    if (!refresh) {
+      if (name !== 'operators') S.newToken = null;
+      main.focus({ preventScroll: true });
+      setTimeout(() => { if (gen === S.gen && main.dataset.gen !== String(gen)) main.replaceChildren(h('p', { class: 'loading' }, 'Loading…')); }, 200);
+    }
+    const page = ROUTES[name];
+    if (!page) return paint(gen, empty(h('p', null, 'There is no such page.'), link('#/plugins', 'Go to the plugins')));
+    Promise.resolve(page(gen, parts[1], params)).catch((e) => { console.error(e); showError(String(e && e.message), 'console.bug'); });
+  }
+  window.addEventListener('hashchange', () => {
+    const token = takeToken();
+    if (token !== null) return signIn(token);
+    if (!S.me) return;
+    clearError();
+    if (!S.keepNotice) $('#notice').replaceChildren();
+    S.keepNotice = false;
+    route();
+  });
+
+  // ---- plugins -----------------------------------------------------------------------------
+
+  const PLUGIN_FIELDS = {
+    id: ['Plugin', (p) => h('a', { href: '#/plugins/' + enc(p.id), title: p.description || null }, p.id)],
+    version: ['Version', (p) => p.version || DASH],
+    state: ['State', (p) => [stateBadge(p.state, p.failure ? text(p.failure) : null),
+      upgradeTo(p.pending_upgrade) ? badge('amber', `upgrade to ${upgradeTo(p.pending_upgrade)} pending`, { class: 'badge amber upgrade' }) : null]],
+    tenants: ['Tenants', tenants],
+    instances: ['Instances', (p) => num(p.instances), true],
+    circuit: ['Circuit', (p) => circuitBadge(p.circuit)],
+    backlog: ['Backlog', (p) => num(p.backlog), true],
+    under_way: ['Under way', (p) => num(p.under_way), true],
+    throughput: ['Throughput', (p) => rate(p.throughput, 1), true],
+    failures: ['Failures', (p) => (p.failures > 0 ? h('span', { class: 'bad' }, rate(p.failures, 2)) : rate(p.failures, 2)), true],
+    dead_letters: ['Dead letters', (p) => h('a', { href: '#/dead-letters' + query({ plugin: p.id }), class: p.dead_letters > 0 ? 'bad' : null }, num(p.dead_letters)), true],
+  };
+
+  function pluginsView() {
+    const tile = (label, value, href) => h('div', { class: 'tile' }, h('div', { class: 'tile-label' }, label),
+      href ? h('a', { class: 'tile-value', href }, value) : h('div', { class: 'tile-value' }, value));
+    const v = { plugins: h('span', { id: 'tile-plugins' }), approvals: h('span', { id: 'tile-approvals' }), dead: h('span', { id: 'tile-dead-letters' }), disp: h('span', { id: 'tile-dispatchers' }) };
+    const tiles = h('div', { class: 'tiles' }, tile('Plugins', v.plugins), tile('Approvals waiting', v.approvals, '#/approvals'),
+      tile('Dead letters', v.dead, '#/dead-letters'), tile('Dispatchers', v.disp));
+    const cols = Object.entries(PLUGIN_FIELDS);
+    const tbody = h('tbody');
+    const wrap = h('div', { class: 'table-wrap' }, h('table', { class: 'stack plugins', id: 'plugins-table' },
+      h('thead', null, h('tr', null, cols.map(([, [label, , n]]) => h('th', { scope: 'col', class: n ? 'num' : null }, label)))), tbody));
+    const none = empty(h('p', null, 'No plugins are registered yet.'), h('p', { class: 'hint' }, 'Install one with ', h('code', null, 'switchyard plugins install'), '.'));
+    const root = [h('div', { class: 'page-head' }, h('h1', null, 'Plugins')), tiles, wrap, none];
+    function update(o) {
+      const plugins = (o.plugins || []).slice().sort((a, b) => String(a.id).localeCompare(String(b.id)));
+      v.plugins.textContent = String(plugins.length);
+      v.approvals.textContent = String((o.approvals || []).length);
+      v.dead.textContent = num(o.dead_letters);
+      v.disp.textContent = String((o.dispatchers || []).length);
+      v.disp.title = (o.dispatchers || []).join(', ');
+      wrap.hidden = !plugins.length; none.hidden = !!plugins.length;
+      // Keyed rows: existing rows are updated in place, so scroll position and focus survive.
+      const rows = new Map([...tbody.rows].map((r) => [r.dataset.plugin, r]));
+      let prev = null;
+      for (const p of plugins) {
+        let tr = rows.get(p.id);
+        if (tr) rows.delete(p.id);
+        else tr = h('tr', { 'data-plugin': p.id }, cols.map(([f, [label, , n]]) => h('td', { 'data-field': f, 'data-label': label, class: n ? 'num' : null })));
+        for (const td of tr.cells) setCell(td, PLUGIN_FIELDS[td.dataset.field][1](p));
+        const want = prev ? prev.nextSibling : tbody.firstChild;
+        if (want !== tr) tbody.insertBefore(tr, want);
+        prev = tr;
+      }
+      for (const tr of rows.values()) tr.remove();
+    }
+    return { root, update };
+  }
+
+  async function pluginsPage(gen) {
+    let o = S.overview;
+    if (!o || S.live !== 'live') {
+      try { o = await api('GET', '/overview'); } catch (e) { return loadFailed(gen, e); }
+      gotOverview(o);
+    }
+    const view = pluginsView();
+    if (!paint(gen, view.root)) return;
+    view.update(S.overview || o);
+    S.view = { update: view.update, poll: true };
+  }
+
+  const ACTIONS = {
+    approve: { label: 'Approve', verb: 'approve', what: 'approve plugins', q: (id) => `Approve ${id}?`, body: { disabled: false }, primary: true },
+    'approve-disabled': { label: 'Approve disabled', verb: 'approve', what: 'approve plugins', q: (id) => `Approve ${id} and leave it disabled?`, body: { disabled: true } },
+    reject: { label: 'Reject', verb: 'reject', what: 'reject plugins', q: (id) => `Reject what ${id} waits for approval with?`, danger: true },
+    enable: { label: 'Enable', verb: 'enable', what: 'enable plugins', q: (id) => `Enable ${id}?`, primary: true },
+    disable: { label: 'Disable', verb: 'disable', what: 'disable plugins', q: (id) => `Disable ${id}?`, danger: true },
+    rollback: { label: 'Roll back', verb: 'rollback', what: 'roll back plugins', q: (id) => `Roll back ${id}?` },
+  };
+  // lines: what an approval grants, shown in its dialog so the operator sees what they accept.
+  function actionButton(action, id, lines) {
+    const a = ACTIONS[action];
+    return btn(a.label, { 'data-action': action, 'data-plugin': id, class: a.danger ? 'danger-outline' : a.primary ? 'primary' : null },
+      () => pluginAction(action, id, lines));
+  }
+  async function pluginAction(action, id, lines) {
+    const a = ACTIONS[action];
+    const body = [];
+    let read;
+    if (action.startsWith('approve') && lines && lines.length) body.push(h('p', null, 'It asks to:'), list(lines, 'asks'));
+    if (action === 'rollback') {
+      body.push(h('label', { for: 'rollback-to' }, 'Revision (optional)'),
+        h('input', { id: 'rollback-to', type: 'text', inputmode: 'numeric', autocomplete: 'off', placeholder: 'the latest earlier version' }),
+        h('p', { class: 'hint' }, 'Leave it empty to roll back to the latest earlier version; the history lists the revisions.'));
+      read = (form) => {
+        const v = $('#rollback-to', form).value.trim();
+        if (!v) return {};
+        if (!/^[0-9]+$/.test(v) || Number(v) < 1) throw 'A revision is a whole number, 1 or more.';
+        return { to: Number(v) };
+      };
+    }
+    const answer = await ask({ title: a.q(id), body, confirm: a.label, danger: a.danger, read });
+    if (answer === undefined) return;
+    await mutate(a.what, [['POST', `/plugins/${enc(id)}/${a.verb}`, action === 'rollback' ? answer : a.body || {}]]);
+  }
+  function pluginActions(s, lines) {
+    if (!can('operator')) return [];
+    const pending = s.state === 'pending_approval', upgrade = s.pending_upgrade != null;
+    const acts = [];
+    if (pending || upgrade) acts.push('approve');
+    if (pending) acts.push('approve-disabled');
+    if (pending || upgrade) acts.push('reject');
+    if (s.state === 'disabled' || s.state === 'failed') acts.push('enable');
+    if (s.state === 'enabled' || s.state === 'failed') acts.push('disable');
+    if (!pending) acts.push('rollback');
+    return acts.map((a) => actionButton(a, s.id, lines));
+  }
+
+  const STAT_FIELDS = ['version', 'state', 'tenants', 'instances', 'circuit', 'backlog', 'under_way', 'throughput', 'failures', 'dead_letters'];
+  const pluginKey = (p) => JSON.stringify([p.state, p.version, p.pending_upgrade, p.enabled]);
+
+  async function pluginPage(gen, id) {
+    let d;
+    try { d = await api('GET', '/plugins/' + enc(id)); } catch (e) { return loadFailed(gen, e); }
+    const s = d.summary || {};
+    const stats = h('dl', { class: 'fields stats' }, STAT_FIELDS.map((f) => h('div', { class: 'field' },
+      h('dt', null, PLUGIN_FIELDS[f][0]), h('dd', { 'data-field': f }))));
+    const fillStats = (p) => { for (const dd of stats.querySelectorAll('dd')) setCell(dd, PLUGIN_FIELDS[dd.dataset.field][1](p)); };
+    fillStats(s);
+    const none = (what) => h('p', { class: 'none' }, what);
+    const subs = d.subscriptions || [], insts = d.instances || [], sets = d.settings || [];
+    const history = (d.history || []).slice().sort((a, b) => (b.revision || 0) - (a.revision || 0));
+    const ok = paint(gen,
+      h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('#/plugins', 'Plugins'), ' / ', s.id || id),
+      h('div', { class: 'page-head' }, h('h1', null, s.id || id), h('div', { class: 'actions', id: 'plugin-actions' }, pluginActions(s, d.asks))),
+      s.description ? h('p', { class: 'description' }, s.description) : null,
+      s.failure ? h('div', { class: 'failure', 'data-field': 'failure' }, h('strong', null, 'Failed: '), text(s.failure)) : null,
+      stats,
+      dl([['subscriptions', 'Subscriptions', text(s.subscriptions)], ['approved_by', 'Approved by', text(d.approved_by)]]),
+      h('div', { class: 'sections' },
+        section('Rights', list(d.rights, 'rights') || none('It may do nothing yet.')),
+        d.asks && d.asks.length ? section('Asks (waiting for approval)', list(d.asks, 'asks')) : null,
+        section('Subscriptions', subs.length ? table([
+          ['name', 'Name', (x) => x.name],
+          ['events', 'Events', (x) => text(x.events)],
+          ['backlog', 'Backlog', (x) => num(x.backlog), true],
+          ['under_way', 'Under way', (x) => num(x.under_way), true],
+          ['redelivered', 'Redelivered', (x) => num(x.redelivered), true],
+          ['circuit', 'Circuit', (x) => circuitBadge(x.circuit)],
+          ['dispatchers', 'Dispatchers', (x) => (x.dispatchers || []).length ? h('ul', { class: 'plain' }, x.dispatchers.map((g) =>
+            h('li', { class: g.presumed_gone ? 'gone' : null }, g.instance, ' ', circuitBadge(g.circuit), ` seen ${ago(g.last_seen_secs_ago)}`, g.presumed_gone ? ' (presumed gone)' : ''))) : DASH],
+        ], subs) : none('No subscriptions.')),
+        section('Operations', list(d.operations) || none('It serves no operations.')),
+        section('Instances', insts.length ? table([
+          ['host', 'Host', (x) => text(x.host)],
+          ['instance', 'Instance', (x) => text(x.instance)],
+          ['state', 'State', (x) => text(x.state)],
+          ['pid', 'PID', (x) => num(x.pid), true],
+          ['uptime', 'Uptime', (x) => dur(x.uptime_secs), true],
+          ['reported', 'Reported', (x) => [ago(x.reported_secs_ago), x.presumed_gone ? ' (presumed gone)' : '']],
+        ], insts, (x) => ({ class: x.presumed_gone ? 'gone' : null })) : none('No host reports an instance.')),
+        section('Settings', sets.length ? table([
+          ['name', 'Name', (x) => x.name],
+          ['kind', 'Kind', (x) => text(x.kind)],
+          ['value', 'Value', (x) => (x.secret ? '•••• (set)' : x.value == null ? h('span', { class: 'muted' }, 'not set') : h('code', null, text(x.value)))],
+          ['source', 'Source', (x) => text(x.source)],
+        ], sets) : none('No settings.')),
+        section('History', history.length ? table([
+          ['revision', 'Revision', (x) => num(x.revision), true],
+          ['at', 'At', (x) => time(x.at)],
+          ['state', 'State', (x) => stateBadge(x.state)],
+          ['version', 'Version', (x) => text(x.version)],
+          ['pending_upgrade', 'Pending upgrade', (x) => text(upgradeTo(x.pending_upgrade))],
+          ['approved_by', 'Approved by', (x) => text(x.approved_by)],
+        ], history) : none('No history.')),
+        h('section', { class: 'card wide' }, h('h2', null, 'Manifest'), h('pre', { class: 'manifest', id: 'manifest' }, d.manifest || '')),
+      ));
+    if (!ok) return;
+    // Live: the counters follow the overview; when the state changes between two overviews
+    // (another operator acted), the page reloads. Comparing overviews with each other, not
+    // with the detail, cannot loop if the two ever disagree.
+    let seen = null;
+    S.view = {
+      poll: true,
+      update(o) {
+        const p = (o.plugins || []).find((x) => x.id === s.id);
+        if (!p) return;
+        fillStats(p);
+        const k = pluginKey(p);
+        if (seen !== null && k !== seen) route(true);
+        seen = k;
+      },
+    };
+  }
+
+  // ---- approvals ---------------------------------------------------------------------------
+
+  function approvalCard(a) {
+    const kind = a.kind === 'upgrade' ? `Upgrade ${a.from || '?'} → ${a.version}` : `Install ${a.version}`;
+    return h('article', { class: 'card approval', 'data-plugin': a.plugin },
+      h('div', { class: 'approval-head' }, h('h2', null, link('#/plugins/' + enc(a.plugin), a.plugin)), badge('amber', kind, { 'data-field': 'kind' })),
+      h('p', { 'data-field': 'tenants' }, 'Tenants: ', tenants(a)),
+      a.asks && a.asks.length ? [h('h3', null, 'It asks to'), list(a.asks, 'asks')] : h('p', { class: 'none' }, 'It asks for nothing.'),
+      a.beyond && a.beyond.length ? [h('h3', null, 'Beyond what is approved now'), list(a.beyond, 'beyond')] : null,
+      can('operator') ? h('div', { class: 'actions' }, actionButton('approve', a.plugin, [...(a.asks || [])]), actionButton('reject', a.plugin)) : null);
+  }
+  async function approvalsPage(gen) {
+    let r;
+    try { r = await api('GET', '/approvals'); } catch (e) { return loadFailed(gen, e); }
+    const box = h('div', { class: 'approvals' });
+    let shown = null;
+    const fill = (list) => {
+      const key = JSON.stringify(list.map((a) => [a.plugin, a.kind, a.version]));
+      if (key === shown) return;
+      shown = key;
+      setBadge(list.length);
+      box.replaceChildren(...(list.length ? list.map(approvalCard) : [empty(h('p', null, 'Nothing waits for approval.'))]));
+    };
+    fill(r.approvals || []);
+    if (!paint(gen, h('div', { class: 'page-head' }, h('h1', null, 'Approvals')), box)) return;
+    S.view = { poll: false, update: (o) => { if (Array.isArray(o.approvals)) fill(o.approvals); } };
+  }
+
+  // ---- dead letters ------------------------------------------------------------------------
+
+  const byPlugin = (letters) => {
+    const m = new Map();
+    for (const l of letters) { if (!m.has(l.plugin)) m.set(l.plugin, []); m.get(l.plugin).push(l.sequence); }
+    return m;
+  };
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
+  function filterForm(fields, extra, onApply) {
+    const inputs = fields.map(([name, label, list]) => h('input', { id: 'filter-' + name, name, type: 'search', list, autocomplete: 'off' }));
+    const form = h('form', { class: 'filters', role: 'search' },
+      fields.map(([name, label], i) => h('div', { class: 'filter' }, h('label', { for: 'filter-' + name }, label), inputs[i])),
+      extra, h('div', { class: 'filter-buttons' }, h('button', { type: 'submit', id: 'apply-filters' }, 'Apply'),
+        btn('Clear', { id: 'clear-filters', class: 'ghost' }, () => { inputs.forEach((i) => { i.value = ''; }); form.requestSubmit(); })));
+    form.addEventListener('submit', (e) => { e.preventDefault(); onApply(Object.fromEntries(fields.map(([n], i) => [n, inputs[i].value.trim()]))); });
+    return { form, inputs };
+  }
+
+  async function deadLettersPage(gen, params) {
+    const f = { plugin: params.get('plugin') || '', code: params.get('code') || '', tenant: params.get('tenant') || '' };
+    let r;
+    try { r = await api('GET', '/dead-letters' + query(f)); } catch (e) { return loadFailed(gen, e); }
+    const letters = r.dead_letters || [];
+    const { form, inputs } = filterForm([['plugin', 'Plugin'], ['code', 'Code'], ['tenant', 'Tenant']], null, (v) => go('#/dead-letters' + query(v)));
+    inputs.forEach((i) => { i.value = f[i.name]; });
+
+    const selected = new Set();
+    const count = h('span', { id: 'selected-count', class: 'muted' });
+    const replaySel = can('operator') ? btn('Replay selected', { 'data-action': 'replay-selected', class: 'primary' }, () => run('replay')) : null;
+    const purgeSel = can('admin') ? btn('Purge selected', { 'data-action': 'purge-selected', class: 'danger-outline' }, () => run('purge')) : null;
+    const replayAll = f.plugin && can('operator') ? btn(`Replay all of ${f.plugin}`, { 'data-action': 'replay-all', 'data-plugin': f.plugin }, replayAllOf) : null;
+    const boxes = [];
+    const selectAll = h('input', { type: 'checkbox', id: 'select-all', 'aria-label': 'Select all' });
+    const sync = () => {
+      count.textContent = selected.size ? `${selected.size} selected` : '';
+      for (const b of [replaySel, purgeSel]) if (b) b.disabled = !selected.size;
+      selectAll.checked = !!letters.length && selected.size === letters.length;
+      selectAll.indeterminate = selected.size > 0 && selected.size < letters.length;
+    };
+    selectAll.addEventListener('change', () => {
+      for (const b of boxes) { b.checked = selectAll.checked; if (b.checked) selected.add(Number(b.value)); else selected.delete(Number(b.value)); }
+      sync();
+    });
+    async function run(kind) {
+      const chosen = letters.filter((l) => selected.has(l.sequence));
+      const groups = byPlugin(chosen);
+      const desc = [...groups].map(([p, s]) => `${s.length} of ${p}`).join(', ');
+      const purge = kind === 'purge';
+      const ok = await ask({
+        title: `${purge ? 'Purge' : 'Replay'} ${plural(chosen.length, 'dead letter', 'dead letters')}?`,
+        body: h('p', null, purge ? `They are deleted without replay (${desc}). This cannot be undone.` : `Each goes back to the plugin that failed it (${desc}).`),
+        confirm: purge ? 'Purge' : 'Replay', danger: purge,
+      });
+      if (ok === undefined) return;
+      // The API takes one plugin per call: one request per plugin.
+      await mutate(purge ? 'purge dead letters' : 'replay dead letters',
+        [...groups].map(([plugin, sequences]) => ['POST', `/dead-letters/${kind}`, { plugin, sequences }]));
+    }
+    async function replayAllOf() {
+      const ok = await ask({ title: `Replay all dead letters of ${f.plugin}?`, body: h('p', null, `Every dead letter ${f.plugin} failed goes back to it, not only those listed here.`), confirm: 'Replay all' });
+      if (ok !== undefined) await mutate('replay dead letters', [['POST', '/dead-letters/replay', { plugin: f.plugin }]]);
+    }
+
+    const check = (l) => {
+      const b = h('input', { type: 'checkbox', class: 'select', value: l.sequence, 'aria-label': `Select dead letter ${l.sequence}` });
+      b.addEventListener('change', () => { if (b.checked) selected.add(l.sequence); else selected.delete(l.sequence); sync(); });
+      boxes.push(b);
+      return b;
+    };
+    const tbl = table([
+      ['select', 'Select', check],
+      ['sequence', 'Seq', (l) => link('#/dead-letters/' + l.sequence, String(l.sequence)), true],
+      ['plugin', 'Plugin', (l) => link('#/plugins/' + enc(l.plugin), l.plugin)],
+      ['subscription', 'Subscription', (l) => text(l.subscription)],
+      ['code', 'Code', (l) => h('code', null, text(l.code))],
+      ['attempts', 'Attempts', (l) => num(l.attempts), true],
+      ['failed_at', 'Failed at', (l) => time(l.failed_at || l.last_failure)],
+      ['tenant', 'Tenant', (l) => text(l.tenant)],
+      ['event_type', 'Event type', (l) => text(l.event_type)],
+      ['event_id', 'Event id', (l) => text(l.event_id)],
+      ['reason', 'Reason', (l) => h('span', { class: 'reason', title: l.reason || null }, text(l.reason))],
+    ], letters, (l) => ({ 'data-sequence': l.sequence }), 'stack dead-letters');
+    $('thead th', tbl).replaceChildren(selectAll);
+    sync();
+    const filtered = f.plugin || f.code || f.tenant;
+    paint(gen, h('div', { class: 'page-head' }, h('h1', null, 'Dead letters')), form,
+      letters.length ? [
+        h('div', { class: 'toolbar' }, replaySel, replayAll, purgeSel, count),
+        r.truncated ? h('p', { class: 'hint', id: 'truncated' }, `Only the first ${letters.length} are listed: narrow the filters to see the others.`) : null,
+        tbl,
+      ] : [
+        f.plugin && can('operator') ? h('div', { class: 'toolbar' }, replayAll) : null,
+        empty(h('p', null, 'No dead letters. Every event was delivered or is still being retried.'),
+          filtered ? h('p', { class: 'hint' }, 'Only those matching the filters are listed.') : null),
+      ]);
+  }
+
+  // A value of a dead letter: scalars as text, flat maps (headers, attributes) as a table, the rest as JSON.
+  function valueView(v) {
+    if (v === null || typeof v !== 'object') return h('p', null, text(v));
+    const flat = (x) => x === null || typeof x !== 'object' || (Array.isArray(x) && x.every((y) => y === null || typeof y !== 'object'));
+    if (!Array.isArray(v) && Object.values(v).every(flat)) {
+      const rows = Object.entries(v);
+      return rows.length ? table([['name', 'Name', (e) => h('code', null, e[0])], ['value', 'Value', (e) => text(e[1])]], rows, null, 'kv') : h('p', { class: 'none' }, 'None.');
+    }
+    return h('pre', null, JSON.stringify(v, null, 2));
+  }
+  // Bytes of base64 as UTF-8 text, or null when they are not text.
+  function b64text(b64) {
+    try { return new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))); } catch { return null; }
+  }
+  function originalView(o) {
+    if (!o || typeof o !== 'object' || Array.isArray(o)) return valueView(o);
+    const scalars = Object.entries(o).filter(([k, v]) => (v === null || typeof v !== 'object') && !/base64$|^body$|^data$/.test(k));
+    const out = [dl(scalars.map(([k, v]) => [k, human(k), text(v)]))];
+    for (const k of ['body', 'data', 'attributes']) {
+      if (o[k] != null) out.push(h('h3', null, human(k)), typeof o[k] === 'string' ? h('pre', null, o[k]) : k === 'attributes' ? valueView(o[k]) : h('pre', null, JSON.stringify(o[k], null, 2)));
+    }
+    for (const [k, v] of Object.entries(o)) {
+      if (!/base64$/.test(k) || typeof v !== 'string' || (k === 'body_base64' && o.body != null)) continue;
+      const t = o.body == null ? b64text(v) : null;
+      out.push(h('h3', null, human(k.replace(/_?base64$/, '')) + (t != null ? ' (as text)' : ' (base64)')), h('pre', null, t != null ? t : v));
+    }
+    return out;
+  }
+
+  const LETTER_FIELDS = [
+    ['sequence', 'Sequence'], ['plugin', 'Plugin'], ['subscription', 'Subscription'], ['code', 'Code'], ['reason', 'Reason'],
+    ['attempts', 'Attempts'], ['tenant', 'Tenant'], ['event_type', 'Event type'], ['event_id', 'Event id'],
+    ['failed_at', 'Failed at'], ['first_failure', 'First failure'], ['last_failure', 'Last failure'], ['stored', 'Stored'],
+    ['original_subject', 'Original subject'], ['stream_sequence', 'Original sequence'], ['valid_event', 'Valid CloudEvents event'],
+  ];
+  const TIME_FIELDS = /(_at|failure|stored)$/;
+
+  async function deadLetterPage(gen, seqText) {
+    if (!/^[0-9]+$/.test(seqText)) return paint(gen, empty(h('p', null, `“${seqText}” is not a dead letter's sequence.`), link('#/dead-letters', 'All dead letters')));
+    let d;
+    try { d = await api('GET', '/dead-letters/' + seqText); } catch (e) { return loadFailed(gen, e); }
+    const seq = Number(d.sequence ?? seqText), plugin = d.plugin;
+    const known = new Set(LETTER_FIELDS.map((f) => f[0]));
+    const pairs = LETTER_FIELDS.filter(([k]) => k in d).map(([k, label]) => [k, label,
+      k === 'plugin' ? link('#/plugins/' + enc(plugin), plugin) : TIME_FIELDS.test(k) && typeof d[k] === 'string' ? time(d[k]) : text(d[k])]);
+    const rest = Object.entries(d).filter(([k]) => !known.has(k));
+    for (const [k, v] of rest) if (v === null || typeof v !== 'object') pairs.push([k, human(k), text(v)]);
+    const actions = [
+      can('operator') ? btn('Replay', { 'data-action': 'replay', 'data-sequence': seq, class: 'primary' }, async () => {
+        if (await ask({ title: `Replay dead letter ${seq}?`, body: h('p', null, `It goes back to ${plugin}.`), confirm: 'Replay' }) === undefined) return;
+        await mutate('replay dead letters', [['POST', '/dead-letters/replay', { plugin, sequences: [seq] }]]);
+      }) : null,
+      can('admin') ? btn('Purge', { 'data-action': 'purge', 'data-sequence': seq, class: 'danger-outline' }, async () => {
+        if (await ask({ title: `Purge dead letter ${seq}?`, body: h('p', null, 'It is deleted without replay. This cannot be undone.'), confirm: 'Purge', danger: true }) === undefined) return;
+        await mutate('purge dead letters', [['POST', '/dead-letters/purge', { plugin, sequences: [seq] }]], () => go('#/dead-letters' + query({ plugin }), true));
+      }) : null,
+    ];
+    const TITLES = { headers: 'Headers (the event’s attributes)', original: 'Original event', event: 'Original event' };
+    paint(gen,
+      h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('#/dead-letters', 'Dead letters'), ' / ', String(seq)),
+      h('div', { class: 'page-head' }, h('h1', null, `Dead letter ${seq}`), h('div', { class: 'actions' }, actions)),
+      h('section', { class: 'card' }, dl(pairs)),
+      rest.filter(([, v]) => v !== null && typeof v === 'object').map(([k, v]) =>
+        h('section', { class: 'card', 'data-field': k }, h('h2', null, TITLES[k] || human(k)), k === 'original' || k === 'event' ? originalView(v) : valueView(v))));
+  }
+
+  // ---- audit -------------------------------------------------------------------------------
+
+  const AUDIT_ACTIONS = ['approved', 'rejected', 'installed', 'upgraded', 'rolled_back', 'plugin_registered', 'plugin_replaced',
+    'plugin_removed', 'plugin_enabled', 'plugin_disabled', 'plugin_failed', 'settings_changed', 'grant_changed', 'credentials_issued',
+    'credentials_rotated', 'credentials_revoked', 'dlq_replayed', 'dlq_purged', 'trust_added', 'trust_removed', 'service_added',
+    'service_removed', 'operator_added', 'operator_removed', 'api_viewed', 'api_refused', 'api_failed'];
+  const actorName = (a) => (a && typeof a === 'object' ? a.name || a.declared || JSON.stringify(a) : text(a));
+
+  async function auditPage(gen, params) {
+    const f = { plugin: params.get('plugin') || '', action: params.get('action') || '', include_reads: params.get('include_reads') === 'true' ? 'true' : '' };
+    let r;
+    try { r = await api('GET', '/audit' + query(f)); } catch (e) { return loadFailed(gen, e); }
+    const entries = (r.entries || []).slice();
+    if (entries.every((e) => typeof e.sequence === 'number')) entries.sort((a, b) => b.sequence - a.sequence); // newest first
+    const reads = h('input', { type: 'checkbox', id: 'include-reads', checked: !!f.include_reads });
+    const { form, inputs } = filterForm([['plugin', 'Plugin'], ['action', 'Action', 'audit-actions']],
+      [h('datalist', { id: 'audit-actions' }, AUDIT_ACTIONS.map((a) => h('option', { value: a }))),
+        h('div', { class: 'filter check' }, reads, h('label', { for: 'include-reads' }, 'Include reads'))],
+      (v) => go('#/audit' + query(Object.assign(v, { include_reads: reads.checked ? 'true' : '' }))));
+    inputs[0].value = f.plugin; inputs[1].value = f.action;
+    reads.addEventListener('change', () => form.requestSubmit());
+    const change = (e) => (e.before != null || e.after != null ? h('details', null, h('summary', null, 'change'),
+      h('pre', null, 'before: ' + JSON.stringify(e.before ?? null, null, 2) + '\nafter: ' + JSON.stringify(e.after ?? null, null, 2))) : null);
+    paint(gen, h('div', { class: 'page-head' }, h('h1', null, 'Audit log')), form,
+      entries.length ? table([
+        ['at', 'At', (e) => time(e.at)],
+        ['actor', 'Actor', (e) => actorName(e.actor)],
+        ['action', 'Action', (e) => h('code', { class: 'action' }, text(e.action))],
+        ['target', 'Target', (e) => text(e.target)],
+        ['detail', 'Detail', (e) => [e.detail == null ? '' : String(e.detail), change(e)]],
+      ], entries, (e) => ({ 'data-sequence': e.sequence }), 'stack audit') : empty(h('p', null, 'No audit entries match.')));
+  }
+
+  // ---- operators ---------------------------------------------------------------------------
+
+  async function operatorsPage(gen) {
+    if (!can('admin')) return paint(gen, empty(h('p', null, `Your role (${S.me.role}) may not manage operators: ask an admin.`)));
+    let r;
+    try { r = await api('GET', '/operators'); } catch (e) { return loadFailed(gen, e); }
+    const ops = r.operators || [];
+    const name = h('input', { id: 'operator-name', name: 'name', autocomplete: 'off', spellcheck: 'false', required: true });
+    const role = h('select', { id: 'operator-role', name: 'role' }, ['viewer', 'operator', 'admin'].map((x) => h('option', { value: x }, x)));
+    const form = h('form', { class: 'card add-operator' }, h('h2', null, 'Add an operator'),
+      h('div', { class: 'filters' },
+        h('div', { class: 'filter' }, h('label', { for: 'operator-name' }, 'Name'), name),
+        h('div', { class: 'filter' }, h('label', { for: 'operator-role' }, 'Role'), role),
+        h('div', { class: 'filter-buttons' }, h('button', { type: 'submit', id: 'add-operator', class: 'primary' }, 'Add'))),
+      h('p', { class: 'hint' }, 'Adding an existing name gives a new token (the old one stops working at once) and sets the role.'));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const n = name.value.trim(), rl = role.value;
+      if (!n) return name.focus();
+      const exists = ops.some((o) => o.name === n);
+      const ok = await ask({ title: `${exists ? 'Re-key' : 'Add'} operator ${n} as ${rl}?`,
+        body: h('p', null, exists ? `${n}'s current token stops working at once.` : 'Their token is shown once, here.'), confirm: exists ? 'Re-key' : 'Add' });
+      if (ok === undefined) return;
+      await mutate('manage operators', [['POST', '/operators', { name: n, role: rl }]], ([added]) => {
+        S.newToken = added && added.token ? added : null;
+        notice(h('p', null, S.newToken ? `Added ${added.name} (${added.role}). Copy the token now: it is not shown again.` : `Added ${n}.`));
+        route(true);
+      });
+    });
+    const me = S.me.name;
+    const remove = (o) => btn('Remove', { 'data-action': 'remove-operator', 'data-operator': o.name, class: 'danger-outline' }, async () => {
+      const self = o.name === me;
+      const ok = await ask({ title: `Remove operator ${o.name}?`, danger: true, confirm: 'Remove',
+        body: h('p', null, self ? 'That is you: your session ends at once.' : `${o.name}'s token stops working at once.`) });
+      if (ok !== undefined) await mutate('manage operators', [['DELETE', '/operators/' + enc(o.name)]]);
+    });
+    let tokenBox = null;
+    if (S.newToken && S.newToken.token) {
+      const t = S.newToken;
+      const field = h('input', { id: 'operator-token', readonly: true, value: t.token, 'aria-label': `Token of ${t.name}`, spellcheck: 'false' });
+      const copy = btn('Copy', { 'data-action': 'copy-token', class: 'primary' }, async () => {
+        try { await navigator.clipboard.writeText(t.token); copy.textContent = 'Copied'; }
+        catch { field.select(); copy.textContent = 'Selected: press Ctrl+C'; } // no clipboard outside a secure context
+      });
+      tokenBox = h('section', { class: 'card token-box', id: 'token-box' },
+        h('h2', null, `Token of ${t.name} (${t.role})`),
+        h('p', null, 'Give it to them over a safe channel. It is shown only this once.'),
+        h('div', { class: 'token-row' }, field, copy,
+          btn('Done', { 'data-action': 'dismiss-token', class: 'ghost' }, () => { S.newToken = null; tokenBox.remove(); })));
+      field.addEventListener('focus', () => field.select());
+    }
+    paint(gen, h('div', { class: 'page-head' }, h('h1', null, 'Operators')), tokenBox,
+      ops.length ? table([
+        ['name', 'Name', (o) => h('span', null, o.name, o.name === me ? h('span', { class: 'muted' }, ' (you)') : null)],
+        ['role', 'Role', (o) => h('span', { class: 'role' }, text(o.role))],
+        ['added_at', 'Added', (o) => time(o.added_at)],
+        ['remove', '', remove],
+      ], ops, (o) => ({ 'data-operator': o.name }), 'stack operators') : empty(h('p', null, 'No operators yet.')),
+      form);
+  }
+
+  // ---- start -------------------------------------------------------------------------------
+
+  $('#sign-out').addEventListener('click', signOut);
+  boot();
+})();

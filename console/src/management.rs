@@ -1,0 +1,403 @@
+//! The one implementation of the management API: who is calling ([`Management::authenticate`]),
+//! whether their role allows the call, the call itself, and its audit record
+//! ([`Management::call`]). The HTTP routes and the NATS service only translate to and from it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchyard_bus::Bus;
+use switchyard_control::audit::{Action, Actor, AuditFilter, AuditLog, Auditor};
+use switchyard_control::auth::operators::{Identity, OperatorStore};
+use switchyard_control::lifecycle::events;
+use switchyard_control::lifecycle::operate::{Operator, Outcome};
+use switchyard_control::registry::Registry;
+use switchyard_dispatcher::redrive::json::{RecordJson, SummaryJson};
+use switchyard_dispatcher::redrive::{DeadLetterFilter, DeadLetters, Selection};
+
+use crate::error::{ApiError, ErrorKind};
+use crate::request::{limit, plugin_id, Request};
+use crate::views::{rfc3339, Views};
+
+/// How a call reached the API; part of the actor in its audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The HTTP API (and the web console).
+    Http,
+    /// The NATS micro service.
+    Nats,
+}
+
+impl Transport {
+    fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Nats => "nats",
+        }
+    }
+}
+
+/// At most one record of refused unauthenticated calls per transport in this time; the
+/// others are counted into the next one, so that anyone who can reach the port cannot flood
+/// the audit stream (and push older records out of it).
+const REFUSAL_RECORD_EVERY: Duration = Duration::from_secs(1);
+
+/// The management API of one deployment. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Management {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    audit: AuditLog,
+    operators: OperatorStore,
+    lifecycle: Operator,
+    dead_letters: DeadLetters,
+    views: Views,
+    refusals: Mutex<RefusalThrottle>,
+}
+
+#[derive(Debug, Default)]
+struct RefusalThrottle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Management {
+    /// The management API over `bus` (connected with a trusted login, in its namespace).
+    ///
+    /// # Errors
+    /// [`ApiError`] `unavailable` when the registry, the audit stream or the operators'
+    /// bucket cannot be opened.
+    pub async fn open(bus: &Bus) -> Result<Self, ApiError> {
+        let js = bus.jetstream().clone();
+        let namespace = bus.namespace().clone();
+        let registry = Registry::open(&js, &namespace).await?;
+        let audit = AuditLog::open(&js, &namespace).await?;
+        let operators = OperatorStore::open(&js, &namespace).await?;
+        let console = Auditor::new(audit.clone(), Actor::declared("switchyard console"));
+        let lifecycle = Operator::new(
+            js.clone(),
+            namespace.clone(),
+            registry.clone(),
+            console,
+            bus.publisher(events::SOURCE),
+        );
+        let dead_letters = DeadLetters::new(js.clone(), namespace.clone(), bus.streams());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                audit,
+                operators,
+                lifecycle,
+                dead_letters,
+                views: Views::new(js, namespace, registry),
+                refusals: Mutex::new(RefusalThrottle::default()),
+            }),
+        })
+    }
+
+    /// The operators' store.
+    pub fn operators(&self) -> &OperatorStore {
+        &self.inner.operators
+    }
+
+    /// Who `token` belongs to. A missing or unknown token is refused, and recorded as
+    /// `api_refused` (at most once a second per transport, with a count of the others).
+    ///
+    /// # Errors
+    /// `unauthenticated`; `unavailable` when the operators cannot be read.
+    pub async fn authenticate(
+        &self,
+        token: Option<&str>,
+        via: Transport,
+        what: &str,
+    ) -> Result<Identity, ApiError> {
+        let found = match token {
+            Some(token) => self.inner.operators.authenticate(token).await?,
+            None => None,
+        };
+        if let Some(identity) = found {
+            return Ok(identity);
+        }
+        let reason = if token.is_none() {
+            "no operator token (send `Authorization: Bearer <token>`)"
+        } else {
+            "the token is not an operator's (unknown, replaced or removed)"
+        };
+        let suppressed = {
+            let mut throttle = self
+                .inner
+                .refusals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let due = throttle
+                .last
+                .is_none_or(|last| last.elapsed() >= REFUSAL_RECORD_EVERY);
+            if due {
+                throttle.last = Some(Instant::now());
+                Some(std::mem::take(&mut throttle.suppressed))
+            } else {
+                throttle.suppressed += 1;
+                None
+            }
+        };
+        if let Some(suppressed) = suppressed {
+            let auditor = Auditor::new(
+                self.inner.audit.clone(),
+                Actor::declared(format!("anonymous via {}", via.as_str())),
+            );
+            let mut detail = format!("refused: {reason}");
+            if suppressed > 0 {
+                detail.push_str(&format!(
+                    " ({suppressed} more unauthenticated calls refused since the previous record)"
+                ));
+            }
+            let entry = auditor
+                .entry(Action::ApiRefused, truncated(what))
+                .detail(detail);
+            auditor.append(&entry).await?;
+        }
+        Err(ApiError::new(ErrorKind::Unauthenticated, reason))
+    }
+
+    /// Makes `request` as `identity`: refused (and recorded) when the role does not allow it;
+    /// else made, and recorded: a change by its own audit record, a read as `api_viewed`, a
+    /// failure as `api_failed`. A read whose record cannot be stored is not answered.
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn call(
+        &self,
+        identity: &Identity,
+        via: Transport,
+        request: Request,
+    ) -> Result<Value, ApiError> {
+        let auditor = Auditor::new(
+            self.inner.audit.clone(),
+            Actor::declared(format!(
+                "{} ({}) via {}",
+                identity.name,
+                identity.role,
+                via.as_str()
+            )),
+        );
+        let target = request.target();
+        let needed = request.role();
+        if identity.role < needed {
+            let error = ApiError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "role {} may not `{}` (it needs {needed})",
+                    identity.role,
+                    request.verb()
+                ),
+            );
+            let entry = auditor
+                .entry(Action::ApiRefused, &target)
+                .detail(format!("refused: {}", error.message));
+            auditor.append(&entry).await?;
+            return Err(error);
+        }
+        let read = request.is_read();
+        match Box::pin(self.run(identity, &auditor, request)).await {
+            Ok(answer) => {
+                if read {
+                    let entry = auditor.entry(Action::ApiViewed, &target);
+                    auditor.append(&entry).await?;
+                }
+                Ok(answer)
+            }
+            Err(error) => {
+                let entry = auditor.entry(Action::ApiFailed, &target).detail(format!(
+                    "{}: {}",
+                    error.kind.code(),
+                    error.message
+                ));
+                // The call failed already; a record that cannot be stored is logged, and the
+                // caller gets the call's own error.
+                if let Err(audit) = auditor.append(&entry).await {
+                    tracing::warn!(%audit, call = %target, "the record of a failed call was not stored");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The overview, for the live view (recorded once per viewer, when the stream opens).
+    ///
+    /// # Errors
+    /// As [`Views::overview`].
+    pub async fn overview(&self) -> Result<Value, ApiError> {
+        self.inner.views.overview().await
+    }
+
+    async fn run(
+        &self,
+        identity: &Identity,
+        auditor: &Auditor,
+        request: Request,
+    ) -> Result<Value, ApiError> {
+        let inner = &*self.inner;
+        let lifecycle = || inner.lifecycle.acting_as(auditor.clone());
+        match request {
+            Request::Whoami => Ok(json!({ "name": identity.name, "role": identity.role })),
+            Request::Overview | Request::Live => inner.views.overview().await,
+            Request::ListPlugins => inner.views.plugins().await,
+            Request::ShowPlugin(plugin) => inner.views.plugin(&plugin).await,
+            Request::Approve { plugin, disabled } => {
+                outcome(&lifecycle().approve(&plugin, disabled).await?)
+            }
+            Request::Reject(plugin) => outcome(&lifecycle().reject(&plugin).await?),
+            Request::Enable(plugin) => outcome(&lifecycle().set_enabled(&plugin, true).await?),
+            Request::Disable(plugin) => outcome(&lifecycle().set_enabled(&plugin, false).await?),
+            Request::Rollback { plugin, to } => outcome(&lifecycle().rollback(&plugin, to).await?),
+            Request::ListApprovals => inner.views.approvals().await,
+            Request::ListDeadLetters(query) => {
+                let limit = limit(query.limit);
+                let plugin = query
+                    .plugin
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .map(plugin_id)
+                    .transpose()?;
+                let tenant = query.tenant.filter(|t| !t.is_empty());
+                let filter = DeadLetterFilter {
+                    plugin,
+                    code: query.code.filter(|c| !c.is_empty()),
+                    since: None,
+                    until: None,
+                    // The tenant is matched here, so the stream is read to the end for it.
+                    limit: tenant.is_none().then_some(limit + 1),
+                };
+                let mut found = inner.dead_letters.list(&filter).await?;
+                if let Some(tenant) = &tenant {
+                    found.retain(|letter| letter.tenant.as_str() == tenant);
+                }
+                let truncated = found.len() > limit;
+                found.truncate(limit);
+                let letters: Vec<SummaryJson> = found.iter().map(SummaryJson::of).collect();
+                Ok(json!({ "dead_letters": letters, "truncated": truncated }))
+            }
+            Request::ShowDeadLetter(sequence) => {
+                let record = inner.dead_letters.show(sequence).await?;
+                Ok(serde_json::to_value(RecordJson::of(&record)).map_err(internal)?)
+            }
+            Request::Replay { plugin, sequences } => {
+                let selection = if sequences.is_empty() {
+                    Selection::all(plugin.clone())
+                } else {
+                    Selection::sequences(plugin.clone(), sequences)
+                };
+                let report = inner.dead_letters.replay(&selection, auditor).await?;
+                Ok(json!({
+                    "plugin": plugin,
+                    "replayed": report.count(),
+                    "event_sequences": report.event_sequences(),
+                    "gone": report.gone,
+                    "skipped": report.skipped,
+                    "message": format!("replayed {} dead letters of {plugin}", report.count()),
+                }))
+            }
+            Request::Purge {
+                plugin,
+                sequences,
+                all,
+            } => {
+                let selection = if all {
+                    Selection::all(plugin.clone())
+                } else {
+                    Selection::sequences(plugin.clone(), sequences)
+                };
+                let purged = inner.dead_letters.purge(&selection, auditor).await?;
+                Ok(json!({
+                    "plugin": plugin,
+                    "purged": purged,
+                    "message": format!("purged {purged} dead letters of {plugin}"),
+                }))
+            }
+            Request::ListAudit(query) => {
+                let action = query.action()?;
+                let filter = AuditFilter {
+                    action,
+                    target: query.plugin.clone().filter(|p| !p.is_empty()),
+                    ..AuditFilter::default()
+                };
+                let limit = limit(query.limit);
+                let mut entries = inner.audit.list(&filter).await?;
+                if action.is_none() && !query.include_reads {
+                    entries.retain(|stored| stored.entry.action != Action::ApiViewed);
+                }
+                let newest: Vec<Value> = entries
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .map(|stored| {
+                        json!({
+                            "sequence": stored.sequence,
+                            "at": rfc3339(stored.stored),
+                            "actor": stored.entry.actor.name,
+                            "action": stored.entry.action,
+                            "target": stored.entry.target,
+                            "detail": stored.entry.detail,
+                            "before": stored.entry.before,
+                            "after": stored.entry.after,
+                        })
+                    })
+                    .collect();
+                Ok(json!({ "entries": newest, "truncated": entries.len() > limit }))
+            }
+            Request::ListOperators => {
+                let operators: Vec<Value> = inner
+                    .operators
+                    .list()
+                    .await?
+                    .iter()
+                    .map(|login| {
+                        json!({
+                            "name": login.name,
+                            "role": login.role,
+                            "added_at": rfc3339(login.credential.issued_at),
+                        })
+                    })
+                    .collect();
+                Ok(json!({ "operators": operators }))
+            }
+            Request::AddOperator { name, role } => {
+                let token = inner.operators.add(&name, role, auditor).await?;
+                Ok(json!({ "name": name, "role": role, "token": token.expose() }))
+            }
+            Request::RemoveOperator(name) => {
+                if inner.operators.remove(&name, auditor).await? {
+                    Ok(json!({ "name": name, "removed": true }))
+                } else {
+                    Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!("no operator `{name}`"),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// A lifecycle verb's outcome as JSON.
+fn outcome(outcome: &Outcome) -> Result<Value, ApiError> {
+    Ok(json!({
+        "plugin": outcome.plugin,
+        "changed": outcome.changed,
+        "message": outcome.message,
+        "rights": outcome.rights,
+        "warnings": outcome.warnings,
+        "state": outcome.registration.as_ref().map(|r| r.state().to_string()),
+    }))
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorKind::Internal, error.to_string())
+}
+
+/// A target of at most 200 characters: what an anonymous caller sent is not stored whole.
+fn truncated(what: &str) -> String {
+    what.chars().take(200).collect()
+}

@@ -1,0 +1,558 @@
+//! The calls of the management API: what each one asks, the role it needs, and how a NATS
+//! request's verb and JSON body become one. HTTP routes build the same values.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use switchyard_control::audit::Action;
+use switchyard_control::auth::operators::{OperatorName, Role};
+use switchyard_schemas::PluginId;
+
+use crate::error::ApiError;
+
+/// The most items a list answers; `limit` asks for fewer.
+pub const MAX_LIMIT: usize = 1000;
+/// How many items a list answers when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// One call of the management API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Who is calling.
+    Whoami,
+    /// Every plugin's summary, approvals waiting, dead letters, dispatchers.
+    Overview,
+    /// The overview, as a stream (HTTP only).
+    Live,
+    /// Every plugin's summary.
+    ListPlugins,
+    /// One plugin in full.
+    ShowPlugin(PluginId),
+    /// Approve what waits for approval.
+    Approve {
+        /// The plugin.
+        plugin: PluginId,
+        /// Leave a new installation disabled.
+        disabled: bool,
+    },
+    /// Reject what waits for approval.
+    Reject(PluginId),
+    /// Enable the plugin.
+    Enable(PluginId),
+    /// Disable the plugin.
+    Disable(PluginId),
+    /// Roll the plugin back.
+    Rollback {
+        /// The plugin.
+        plugin: PluginId,
+        /// The revision; the latest earlier version when absent.
+        to: Option<u64>,
+    },
+    /// What waits for approval.
+    ListApprovals,
+    /// Dead letters.
+    ListDeadLetters(DeadLetterQuery),
+    /// One dead letter in full.
+    ShowDeadLetter(u64),
+    /// Replay dead letters to the plugin that failed them.
+    Replay {
+        /// The plugin.
+        plugin: PluginId,
+        /// Which (all of the plugin's when empty).
+        sequences: Vec<u64>,
+    },
+    /// Delete dead letters without replay.
+    Purge {
+        /// The plugin.
+        plugin: PluginId,
+        /// Which; empty only with `all`.
+        sequences: Vec<u64>,
+        /// All of the plugin's.
+        all: bool,
+    },
+    /// The audit log.
+    ListAudit(AuditQuery),
+    /// The operators.
+    ListOperators,
+    /// Add an operator, or give one a new token and role.
+    AddOperator {
+        /// Its name.
+        name: OperatorName,
+        /// Its role.
+        role: Role,
+    },
+    /// Remove an operator.
+    RemoveOperator(OperatorName),
+}
+
+/// Which dead letters `dlq.list` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    /// Only this plugin's.
+    pub plugin: Option<String>,
+    /// Only of this error code.
+    pub code: Option<String>,
+    /// Only of this tenant.
+    pub tenant: Option<String>,
+    /// At most this many (default 100, at most 1,000).
+    pub limit: Option<usize>,
+}
+
+/// Which audit entries `audit.list` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only about this target (a plugin id, `operator:NAME`, …).
+    pub plugin: Option<String>,
+    /// Only of this action.
+    pub action: Option<String>,
+    /// At most this many, newest first (default 100, at most 1,000).
+    pub limit: Option<usize>,
+    /// Include the records of reads (`api_viewed`), hidden by default.
+    #[serde(default)]
+    pub include_reads: bool,
+}
+
+impl AuditQuery {
+    /// The action asked for, checked.
+    ///
+    /// # Errors
+    /// [`ApiError::bad_request`] naming the unknown action.
+    pub fn action(&self) -> Result<Option<Action>, ApiError> {
+        self.action
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.parse::<Action>()
+                    .map_err(|e| ApiError::bad_request(e.to_string()))
+            })
+            .transpose()
+    }
+}
+
+/// The `limit` asked for, within bounds.
+pub fn limit(asked: Option<usize>) -> usize {
+    asked.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+}
+
+/// A plugin id from a request, checked.
+///
+/// # Errors
+/// [`ApiError::bad_request`] naming the bad id.
+pub fn plugin_id(raw: &str) -> Result<PluginId, ApiError> {
+    PluginId::new(raw).map_err(|e| ApiError::bad_request(format!("bad plugin id: {e}")))
+}
+
+/// An operator name from a request, checked.
+///
+/// # Errors
+/// [`ApiError::bad_request`].
+pub fn operator_name(raw: &str) -> Result<OperatorName, ApiError> {
+    raw.parse()
+        .map_err(|e: switchyard_control::auth::operators::BadOperatorName| {
+            ApiError::bad_request(e.to_string())
+        })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginArgs {
+    plugin: String,
+}
+
+/// The body of an approval.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveArgs {
+    #[serde(default)]
+    plugin: String,
+    /// Leave a new installation disabled.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// The body of a rollback.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackArgs {
+    #[serde(default)]
+    plugin: String,
+    /// The revision.
+    pub to: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SequenceArgs {
+    sequence: u64,
+}
+
+/// The body of a replay or a purge.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectionArgs {
+    /// The plugin.
+    pub plugin: String,
+    /// Which dead letters.
+    #[serde(default)]
+    pub sequences: Vec<u64>,
+    /// All of the plugin's (purge).
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// The body of `operators.add`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorArgs {
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameArgs {
+    name: String,
+}
+
+/// Reads a JSON body (empty means `{}`).
+///
+/// # Errors
+/// [`ApiError::bad_request`] naming what is wrong.
+pub fn body<T: DeserializeOwned>(verb: &str, bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("bad body for `{verb}`: {e}")))
+}
+
+impl Request {
+    /// Every NATS verb, as served.
+    pub const VERBS: [&'static str; 19] = [
+        "whoami",
+        "overview",
+        "plugins.list",
+        "plugins.show",
+        "plugins.approve",
+        "plugins.reject",
+        "plugins.enable",
+        "plugins.disable",
+        "plugins.rollback",
+        "approvals.list",
+        "dlq.list",
+        "dlq.show",
+        "dlq.replay",
+        "dlq.purge",
+        "audit.list",
+        "operators.list",
+        "operators.add",
+        "operators.remove",
+        "live",
+    ];
+
+    /// The request a NATS `verb` with this JSON body asks.
+    ///
+    /// # Errors
+    /// [`ApiError`] `not-found` for an unknown verb, `bad-request` for a body that does
+    /// not fit it.
+    pub fn parse(verb: &str, bytes: &[u8]) -> Result<Self, ApiError> {
+        let plugin = |bytes| -> Result<PluginId, ApiError> {
+            plugin_id(&body::<PluginArgs>(verb, bytes)?.plugin)
+        };
+        Ok(match verb {
+            "whoami" => Request::Whoami,
+            "overview" => Request::Overview,
+            "plugins.list" => Request::ListPlugins,
+            "plugins.show" => Request::ShowPlugin(plugin(bytes)?),
+            "plugins.approve" => {
+                let args: ApproveArgs = body(verb, bytes)?;
+                Request::Approve {
+                    plugin: plugin_id(&args.plugin)?,
+                    disabled: args.disabled,
+                }
+            }
+            "plugins.reject" => Request::Reject(plugin(bytes)?),
+            "plugins.enable" => Request::Enable(plugin(bytes)?),
+            "plugins.disable" => Request::Disable(plugin(bytes)?),
+            "plugins.rollback" => {
+                let args: RollbackArgs = body(verb, bytes)?;
+                Request::Rollback {
+                    plugin: plugin_id(&args.plugin)?,
+                    to: args.to,
+                }
+            }
+            "approvals.list" => Request::ListApprovals,
+            "dlq.list" => Request::ListDeadLetters(body(verb, bytes)?),
+            "dlq.show" => Request::ShowDeadLetter(body::<SequenceArgs>(verb, bytes)?.sequence),
+            "dlq.replay" => Request::replay(body(verb, bytes)?)?,
+            "dlq.purge" => Request::purge(body(verb, bytes)?)?,
+            "audit.list" => Request::ListAudit(body(verb, bytes)?),
+            "operators.list" => Request::ListOperators,
+            "operators.add" => Request::add_operator(body(verb, bytes)?)?,
+            "operators.remove" => {
+                Request::RemoveOperator(operator_name(&body::<NameArgs>(verb, bytes)?.name)?)
+            }
+            other => {
+                return Err(ApiError::new(
+                    crate::ErrorKind::NotFound,
+                    format!(
+                        "no verb `{}` (one of: {})",
+                        other.chars().take(64).collect::<String>(),
+                        Self::VERBS.join(", ")
+                    ),
+                ))
+            }
+        })
+    }
+
+    /// A replay of `args`.
+    ///
+    /// # Errors
+    /// [`ApiError::bad_request`].
+    pub fn replay(args: SelectionArgs) -> Result<Self, ApiError> {
+        if args.all {
+            return Err(ApiError::bad_request(
+                "a replay takes `sequences`, or none for all of the plugin's; `all` is for a purge",
+            ));
+        }
+        Ok(Request::Replay {
+            plugin: plugin_id(&args.plugin)?,
+            sequences: args.sequences,
+        })
+    }
+
+    /// A purge of `args`: sequences, or `all`, not both and not neither.
+    ///
+    /// # Errors
+    /// [`ApiError::bad_request`].
+    pub fn purge(args: SelectionArgs) -> Result<Self, ApiError> {
+        if args.all != args.sequences.is_empty() {
+            return Err(ApiError::bad_request(
+                "a purge takes either `sequences` or `all: true`",
+            ));
+        }
+        Ok(Request::Purge {
+            plugin: plugin_id(&args.plugin)?,
+            sequences: args.sequences,
+            all: args.all,
+        })
+    }
+
+    /// An operator to add, checked.
+    ///
+    /// # Errors
+    /// [`ApiError::bad_request`].
+    pub fn add_operator(args: OperatorArgs) -> Result<Self, ApiError> {
+        Ok(Request::AddOperator {
+            name: operator_name(&args.name)?,
+            role: args.role.parse().map_err(
+                |e: switchyard_control::auth::operators::UnknownRole| {
+                    ApiError::bad_request(e.to_string())
+                },
+            )?,
+        })
+    }
+
+    /// The NATS verb of this request.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Request::Whoami => "whoami",
+            Request::Overview => "overview",
+            Request::Live => "live",
+            Request::ListPlugins => "plugins.list",
+            Request::ShowPlugin(_) => "plugins.show",
+            Request::Approve { .. } => "plugins.approve",
+            Request::Reject(_) => "plugins.reject",
+            Request::Enable(_) => "plugins.enable",
+            Request::Disable(_) => "plugins.disable",
+            Request::Rollback { .. } => "plugins.rollback",
+            Request::ListApprovals => "approvals.list",
+            Request::ListDeadLetters(_) => "dlq.list",
+            Request::ShowDeadLetter(_) => "dlq.show",
+            Request::Replay { .. } => "dlq.replay",
+            Request::Purge { .. } => "dlq.purge",
+            Request::ListAudit(_) => "audit.list",
+            Request::ListOperators => "operators.list",
+            Request::AddOperator { .. } => "operators.add",
+            Request::RemoveOperator(_) => "operators.remove",
+        }
+    }
+
+    /// The least role that may make this call.
+    pub fn role(&self) -> Role {
+        match self {
+            Request::Approve { .. }
+            | Request::Reject(_)
+            | Request::Enable(_)
+            | Request::Disable(_)
+            | Request::Rollback { .. }
+            | Request::Replay { .. } => Role::Operator,
+            Request::Purge { .. }
+            | Request::ListOperators
+            | Request::AddOperator { .. }
+            | Request::RemoveOperator(_) => Role::Admin,
+            _ => Role::Viewer,
+        }
+    }
+
+    /// Whether the call only reads (its audit record is `api_viewed`).
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Request::Whoami
+                | Request::Overview
+                | Request::Live
+                | Request::ListPlugins
+                | Request::ShowPlugin(_)
+                | Request::ListApprovals
+                | Request::ListDeadLetters(_)
+                | Request::ShowDeadLetter(_)
+                | Request::ListAudit(_)
+                | Request::ListOperators
+        )
+    }
+
+    /// What the call is about, for its audit record: the verb and its main argument.
+    pub fn target(&self) -> String {
+        let about = match self {
+            Request::ShowPlugin(p)
+            | Request::Reject(p)
+            | Request::Enable(p)
+            | Request::Disable(p)
+            | Request::Approve { plugin: p, .. }
+            | Request::Rollback { plugin: p, .. }
+            | Request::Replay { plugin: p, .. }
+            | Request::Purge { plugin: p, .. } => Some(p.to_string()),
+            Request::ShowDeadLetter(sequence) => Some(sequence.to_string()),
+            Request::AddOperator { name, .. } | Request::RemoveOperator(name) => {
+                Some(format!("operator:{name}"))
+            }
+            _ => None,
+        };
+        match about {
+            Some(about) => format!("{} {about}", self.verb()),
+            None => self.verb().to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_verb_parses_with_its_arguments_and_names_itself() {
+        let bodies = [
+            ("plugins.show", r#"{"plugin":"audit-log"}"#),
+            (
+                "plugins.approve",
+                r#"{"plugin":"audit-log","disabled":true}"#,
+            ),
+            ("plugins.reject", r#"{"plugin":"audit-log"}"#),
+            ("plugins.enable", r#"{"plugin":"audit-log"}"#),
+            ("plugins.disable", r#"{"plugin":"audit-log"}"#),
+            ("plugins.rollback", r#"{"plugin":"audit-log","to":3}"#),
+            ("dlq.show", r#"{"sequence":7}"#),
+            ("dlq.replay", r#"{"plugin":"audit-log"}"#),
+            ("dlq.purge", r#"{"plugin":"audit-log","all":true}"#),
+            ("operators.add", r#"{"name":"bob","role":"viewer"}"#),
+            ("operators.remove", r#"{"name":"bob"}"#),
+        ];
+        for verb in Request::VERBS.iter().filter(|v| **v != "live") {
+            let body = bodies
+                .iter()
+                .find(|(v, _)| v == verb)
+                .map_or("", |(_, b)| *b);
+            let request =
+                Request::parse(verb, body.as_bytes()).unwrap_or_else(|e| panic!("{verb}: {e}"));
+            assert_eq!(request.verb(), *verb);
+        }
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_naming_the_problem() {
+        for (verb, body, says) in [
+            ("plugins.show", "{}", "missing field `plugin`"),
+            ("plugins.show", r#"{"plugin":"Bad Id"}"#, "bad plugin id"),
+            (
+                "plugins.show",
+                r#"{"plugin":"a","extra":1}"#,
+                "unknown field",
+            ),
+            (
+                "dlq.purge",
+                r#"{"plugin":"a"}"#,
+                "either `sequences` or `all",
+            ),
+            (
+                "dlq.purge",
+                r#"{"plugin":"a","all":true,"sequences":[1]}"#,
+                "either",
+            ),
+            (
+                "dlq.replay",
+                r#"{"plugin":"a","all":true}"#,
+                "`all` is for a purge",
+            ),
+            (
+                "operators.add",
+                r#"{"name":"bob","role":"root"}"#,
+                "unknown role",
+            ),
+            (
+                "operators.add",
+                r#"{"name":"Bob","role":"admin"}"#,
+                "bad operator name",
+            ),
+            ("dlq.show", "\"seven\"", "bad body"),
+            ("plugins.show", "\u{0}\u{ff}", "bad body"),
+        ] {
+            let error = Request::parse(verb, body.as_bytes()).unwrap_err();
+            assert_eq!(error.kind, crate::ErrorKind::BadRequest, "{verb} {body}");
+            assert!(
+                error.message.contains(says),
+                "{verb} {body}: {}",
+                error.message
+            );
+        }
+        let unknown = Request::parse("plugins.explode", b"{}").unwrap_err();
+        assert_eq!(unknown.kind, crate::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn roles_grow_with_what_a_call_changes() {
+        let plugin = plugin_id("p").unwrap();
+        assert_eq!(Request::ListPlugins.role(), Role::Viewer);
+        assert_eq!(Request::Enable(plugin.clone()).role(), Role::Operator);
+        assert_eq!(
+            Request::Replay {
+                plugin: plugin.clone(),
+                sequences: vec![]
+            }
+            .role(),
+            Role::Operator
+        );
+        assert_eq!(
+            Request::Purge {
+                plugin,
+                sequences: vec![1],
+                all: false
+            }
+            .role(),
+            Role::Admin
+        );
+        assert_eq!(Request::ListOperators.role(), Role::Admin);
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        assert_eq!(limit(None), DEFAULT_LIMIT);
+        assert_eq!(limit(Some(0)), 1);
+        assert_eq!(limit(Some(usize::MAX)), MAX_LIMIT);
+    }
+}
