@@ -1,0 +1,218 @@
+//! The management API under test: a [`Switchyard`] with a console serving it on a free port,
+//! one operator of each role, and a raw HTTP/1 client (hyper, no API client of ours).
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use switchyard_console::{Console, OperatorName, Role};
+use switchyard_control::audit::{AuditFilter, AuditLog, StoredEntry};
+
+use crate::{Switchyard, TestServer};
+
+/// A raw HTTP request to send.
+#[derive(Debug, Clone)]
+pub struct HttpCall {
+    /// `GET`, `POST`, `DELETE`, …
+    pub method: &'static str,
+    /// The path and query, e.g. `/api/v1/plugins`.
+    pub path: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl HttpCall {
+    /// A call without body or headers.
+    pub fn new(method: &'static str, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// With `Authorization: Bearer {token}`.
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    /// With a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// With a JSON body.
+    pub fn json(mut self, body: &Value) -> Self {
+        self.body = serde_json::to_vec(body).expect("JSON encodes");
+        self.header("content-type", "application/json")
+    }
+}
+
+/// A console over a fresh Switchyard, and a token per role.
+pub struct ConsoleFixture {
+    /// The deployment.
+    pub sy: Switchyard<TestServer>,
+    /// The console.
+    pub console: Console,
+    /// `viewer`'s token.
+    pub viewer: String,
+    /// `operator`'s token.
+    pub operator: String,
+    /// `admin`'s token.
+    pub admin: String,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl ConsoleFixture {
+    /// Starts a Switchyard with a dispatcher, a console on a free port, and the operators
+    /// `viewer`, `operator` and `admin` with those roles.
+    ///
+    /// # Panics
+    /// When anything fails to start.
+    pub async fn start() -> Self {
+        let sy = Box::pin(Switchyard::start()).await;
+        let console = Console::start(&sy.bus, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("the console starts");
+        let auditor = sy.auditor().await;
+        let mut tokens = Vec::new();
+        for role in Role::ALL {
+            let name: OperatorName = role.as_str().parse().expect("a valid name");
+            let token = console
+                .management()
+                .operators()
+                .add(&name, role, &auditor)
+                .await
+                .expect("the operator is added");
+            tokens.push(token.expose().to_owned());
+        }
+        let [viewer, operator, admin] = <[String; 3]>::try_from(tokens).expect("three roles");
+        Self {
+            sy,
+            console,
+            viewer,
+            operator,
+            admin,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// The console's base URL, `http://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        self.console.url()
+    }
+
+    /// The token of `role`.
+    pub fn token(&self, role: Role) -> &str {
+        match role {
+            Role::Viewer => &self.viewer,
+            Role::Operator => &self.operator,
+            Role::Admin => &self.admin,
+        }
+    }
+
+    /// Sends `call` and reads the whole answer.
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
+    pub async fn send(&self, call: HttpCall) -> (u16, Value) {
+        let (status, _, body) = self.send_for_headers(call).await;
+        (status, body)
+    }
+
+    /// Sends `call`: the status, the headers and the body.
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
+    pub async fn send_for_headers(&self, call: HttpCall) -> (u16, axum::http::HeaderMap, Value) {
+        let uri = format!("http://{}{}", self.console.address(), call.path);
+        let mut builder = axum::http::Request::builder().method(call.method).uri(&uri);
+        for (name, value) in &call.headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(call.body)))
+            .expect("a valid request");
+        let response = self
+            .client
+            .request(request)
+            .await
+            .expect("the console answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("the body is read")
+            .to_bytes();
+        let body = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+        (status, headers, body)
+    }
+
+    /// Opens `path` as `token` and reads until the first server-sent event ends: its text.
+    ///
+    /// # Panics
+    /// When no event arrives within 20 s.
+    pub async fn first_event(&self, token: &str, path: &str) -> (u16, String) {
+        let request = axum::http::Request::builder()
+            .uri(format!("http://{}{path}", self.console.address()))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request");
+        let response = self
+            .client
+            .request(request)
+            .await
+            .expect("the console answers");
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut text = String::new();
+        let read = async {
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.expect("a frame").into_data() {
+                    text.push_str(&String::from_utf8_lossy(&data));
+                    if text.contains("\n\n") {
+                        break;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), read)
+            .await
+            .expect("an event arrives");
+        (status, text)
+    }
+
+    /// `GET path` as `token`.
+    pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        self.send(HttpCall::new("GET", path).bearer(token)).await
+    }
+
+    /// `POST path` with a JSON body as `token`.
+    pub async fn post(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.send(HttpCall::new("POST", path).bearer(token).json(body))
+            .await
+    }
+
+    /// Every audit entry, oldest first.
+    ///
+    /// # Panics
+    /// When the audit log cannot be read.
+    pub async fn audit(&self) -> Vec<StoredEntry> {
+        AuditLog::open(self.sy.bus.jetstream(), self.sy.namespace())
+            .await
+            .expect("the audit log opens")
+            .list(&AuditFilter::default())
+            .await
+            .expect("the audit log is read")
+    }
+}
