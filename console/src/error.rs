@@ -108,7 +108,9 @@ impl From<switchyard_dispatcher::redrive::RedriveError> for ApiError {
         let kind = match &error {
             E::NotFound { .. } => ErrorKind::NotFound,
             E::WrongPlugin { .. } => ErrorKind::BadRequest,
-            E::NoConsumer { .. } => ErrorKind::Conflict,
+            E::NoConsumer { .. } | E::Malformed { .. } | E::NotReplayable { .. } => {
+                ErrorKind::Conflict
+            }
             _ => ErrorKind::Unavailable,
         };
         Self::new(kind, error.to_string())

@@ -389,7 +389,7 @@ fn outcome(outcome: &Outcome) -> Result<Value, ApiError> {
         "message": outcome.message,
         "rights": outcome.rights,
         "warnings": outcome.warnings,
-        "state": outcome.registration.as_ref().map(|r| r.state().to_string()),
+        "state": outcome.registration.as_ref().map(crate::views::state_name),
     }))
 }
 

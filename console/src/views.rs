@@ -246,7 +246,7 @@ impl Views {
                 json!({
                     "revision": revision.revision,
                     "at": rfc3339(revision.at),
-                    "state": stored.map_or_else(|| "removed".to_owned(), |r| r.state().to_string()),
+                    "state": stored.map_or_else(|| "removed".to_owned(), state_name),
                     "version": stored.map(|r| r.manifest.plugin.version.to_string()),
                     "pending_upgrade": stored
                         .and_then(|r| r.pending_upgrade.as_ref())
@@ -406,7 +406,7 @@ impl Views {
             id: info.id.to_string(),
             version: info.version.to_string(),
             description: info.description.clone(),
-            state: registration.state().to_string(),
+            state: state_name(registration),
             enabled: registration.enabled,
             pending_upgrade: registration
                 .pending_upgrade
@@ -469,9 +469,26 @@ impl Views {
     }
 }
 
+/// The lifecycle state as the API names it: `pending_approval`, `enabled`, `disabled`,
+/// `failed`.
+pub(crate) fn state_name(registration: &Registration) -> String {
+    match serde_json::to_value(registration.state()) {
+        Ok(Value::String(name)) => name,
+        _ => registration.state().to_string(),
+    }
+}
+
+/// The tenants of a scope: a list, or null for every tenant.
+fn tenant_list(scope: &TenantScope) -> Option<Vec<String>> {
+    match scope {
+        TenantScope::All => None,
+        TenantScope::Only(tenants) => Some(tenants.iter().map(ToString::to_string).collect()),
+    }
+}
+
 /// What waits for approval in `registration`, if anything.
 fn approval(registration: &Registration) -> Option<Value> {
-    let tenants = registration.tenants.to_string();
+    let tenants = tenant_list(&registration.tenants);
     if let Some(upgrade) = &registration.pending_upgrade {
         let asks = Requested::of(&upgrade.manifest, &registration.tenants);
         let beyond = match &registration.approval {

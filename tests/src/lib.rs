@@ -44,6 +44,7 @@
 
 use std::time::Duration;
 
+mod browser;
 mod calls;
 mod cli;
 mod cluster;
@@ -58,6 +59,7 @@ mod server;
 mod wait;
 mod worker;
 
+pub use browser::{Browser, BROWSER_DEADLINE};
 pub use calls::{operations_manifest, wait_for_operation, Quote, QuoteRequest};
 pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
 pub use cluster::{ReplicaState, TestCluster};

@@ -1,0 +1,212 @@
+//! The web console in a real headless Chromium, against a real nats-server, dispatcher and
+//! console: an operator signs in from the URL `switchyard dev` prints, approves a plugin,
+//! replays a dead letter and sees it delivered; a viewer gets no actions, on a phone's screen
+//! too; a bad token gets the sign-in page. What the browser shows is checked against the
+//! registry and the worker, not only against the page. Screenshots land in
+//! `target/test-artifacts/console/`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_control::registry::{Registration, TenantScope};
+use switchyard_schemas::delivery::{ErrorCode, Outcome};
+use switchyard_schemas::PluginId;
+use switchyard_tests::{manifest, wait_until, Behaviour, Browser, ConsoleFixture, TestWorker};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn install_pending(fx: &ConsoleFixture, id: &str) {
+    fx.sy
+        .registry
+        .put(&Registration::pending(
+            manifest(id, "max_attempts = 1"),
+            TenantScope::All,
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_operator_approves_a_plugin_and_replays_a_dead_letter_in_the_browser() {
+    let fx = Box::pin(ConsoleFixture::start()).await;
+    install_pending(&fx, "newcomer").await;
+    fx.sy.register(manifest("flaky", "max_attempts = 1")).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let worker = TestWorker::start(&fx.sy.url(), fx.sy.namespace(), "flaky", {
+        let failing = Arc::clone(&failing);
+        move |_| {
+            if failing.load(Ordering::SeqCst) {
+                Behaviour::Reply(Outcome::Failed {
+                    code: ErrorCode::new("order.invalid").unwrap(),
+                    reason: "the total is zero".into(),
+                })
+            } else {
+                Behaviour::Reply(Outcome::Done)
+            }
+        }
+    })
+    .await;
+    fx.sy.publish_orders("acme", 0..1).await;
+    fx.sy.wait_for_dead_letters(1, DEADLINE).await;
+
+    let browser = Browser::start("operator-day", 1280, 900).await;
+    // The URL `switchyard dev` prints: the token in the fragment signs in.
+    browser
+        .goto(&format!("{}#token={}", fx.url(), fx.operator))
+        .await;
+    browser.wait_for_text("#who-name", "operator").await;
+    browser
+        .wait_for_text(
+            "tr[data-plugin=\"flaky\"] [data-field=\"dead_letters\"]",
+            "1",
+        )
+        .await;
+    browser
+        .wait_for_text(
+            "tr[data-plugin=\"newcomer\"] [data-field=\"state\"]",
+            "pending",
+        )
+        .await;
+    browser.wait_for_text("#live", "live").await;
+    browser.screenshot("plugins").await;
+    assert!(
+        !browser
+            .client()
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("token="),
+        "the token stays out of the address bar"
+    );
+
+    // Approve the newcomer from the approvals page.
+    browser.goto(&format!("{}#/approvals", fx.url())).await;
+    browser
+        .click("article.approval[data-plugin=\"newcomer\"] button[data-action=\"approve\"]")
+        .await;
+    browser.screenshot("confirm-approval").await;
+    browser.click("#dialog [data-action=\"confirm\"]").await;
+    browser.wait_for_text("#notice", "approved newcomer").await;
+    browser.screenshot("approved").await;
+    let stored = fx
+        .sy
+        .registry
+        .get(&PluginId::new("newcomer").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.is_active(), "the approval reached the registry");
+    assert_eq!(stored.approval.unwrap().by, "operator (operator) via http");
+    // The live view follows: the plugins page shows it enabled without a reload.
+    browser.goto(&format!("{}#/plugins", fx.url())).await;
+    browser
+        .wait_for_text(
+            "tr[data-plugin=\"newcomer\"] [data-field=\"state\"]",
+            "enabled",
+        )
+        .await;
+
+    // Replay the dead letter once the plugin is fixed, and see it delivered.
+    failing.store(false, Ordering::SeqCst);
+    browser
+        .goto(&format!("{}#/dead-letters?plugin=flaky", fx.url()))
+        .await;
+    browser
+        .wait_for_text("tr[data-sequence] [data-field=\"code\"]", "order.invalid")
+        .await;
+    browser.screenshot("dead-letters").await;
+    browser.click("tr[data-sequence] input.select").await;
+    browser.click("[data-action=\"replay-selected\"]").await;
+    browser.click("#dialog [data-action=\"confirm\"]").await;
+    browser.wait_for_text("#notice", "replayed 1").await;
+    worker
+        .wait_for(2, DEADLINE)
+        .await
+        .expect("the replayed event is delivered");
+    wait_until(DEADLINE, || async {
+        !browser.exists("tr[data-sequence]").await
+    })
+    .await
+    .expect("the replayed dead letter leaves the list");
+    browser.screenshot("replayed").await;
+
+    // The audit page names who did it.
+    browser.goto(&format!("{}#/audit", fx.url())).await;
+    browser
+        .wait_for_text("#main", "operator (operator) via http")
+        .await;
+    browser.wait_for_text("#main", "dlq_replayed").await;
+    browser.screenshot("audit").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_viewer_on_a_phone_sees_everything_and_no_actions() {
+    let fx = Box::pin(ConsoleFixture::start()).await;
+    install_pending(&fx, "waiting").await;
+    let browser = Browser::start("viewer-phone", 375, 812).await;
+    browser
+        .goto(&format!("{}#token={}", fx.url(), fx.viewer))
+        .await;
+    browser.wait_for_text("#who-role", "viewer").await;
+    browser
+        .wait_for_text(
+            "tr[data-plugin=\"waiting\"] [data-field=\"state\"]",
+            "pending",
+        )
+        .await;
+    browser.screenshot("plugins").await;
+    browser
+        .goto(&format!("{}#/plugins/waiting", fx.url()))
+        .await;
+    browser.wait_for_text("#main", "waiting").await;
+    browser.find("pre#manifest").await;
+    assert!(
+        !browser.exists("#plugin-actions button").await,
+        "a viewer is offered actions"
+    );
+    browser.screenshot("plugin").await;
+    // The page fits the screen: nothing is wider than the window.
+    let overflow = browser
+        .client()
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap_or(0) <= 0,
+        "the page scrolls sideways on a phone by {overflow}px"
+    );
+    assert!(
+        !browser.exists("#nav-operators:not([hidden])").await,
+        "a viewer is offered the operators page"
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_bad_token_gets_the_sign_in_page_and_a_good_one_gets_in() {
+    let fx = Box::pin(ConsoleFixture::start()).await;
+    let browser = Browser::start("sign-in", 1280, 900).await;
+    browser
+        .goto(&format!("{}#token=admin.not-the-secret", fx.url()))
+        .await;
+    browser.find("#token-input").await;
+    browser.wait_for_text("#main", "not an operator").await;
+    browser.screenshot("refused").await;
+    browser
+        .find("#token-input")
+        .await
+        .send_keys(&fx.admin)
+        .await
+        .unwrap();
+    browser.click("#sign-in").await;
+    browser.wait_for_text("#who-name", "admin").await;
+    browser.find("#nav-operators").await;
+    browser.screenshot("signed-in").await;
+    browser.close().await;
+}
