@@ -293,3 +293,100 @@ async fn call_answers_an_operation_of_the_dev_examples() {
         .unwrap();
     assert!(status.success());
 }
+
+/// `switchyard dev` serves the web console and prints its URL with a token that signs in: a
+/// raw HTTP client (no API client of ours) reads the page and the plugins with it.
+#[tokio::test]
+async fn dev_serves_the_console_at_the_url_it_prints() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "dev",
+            "--events",
+            "1",
+            "--keep-running",
+            "--console",
+            "127.0.0.1:0",
+        ])
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("console: ") {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("dev ended without printing the console's URL");
+    })
+    .await
+    .expect("dev prints the console's URL");
+    // Keep reading, so that dev never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let (base, token) = url.split_once("#token=").expect("a token in the URL");
+    let address = base
+        .strip_prefix("http://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let get = |path: &str, token: Option<&str>| {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{}\r\n",
+            token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"))
+        );
+        let address = address.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        }
+    };
+    let page = get("/", None).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("/assets/app.js"), "{page}");
+    let refused = get("/api/v1/plugins", None).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let plugins = get("/api/v1/plugins", Some(token)).await;
+    assert!(plugins.starts_with("HTTP/1.1 200"), "{plugins}");
+    for example in [
+        "audit-logger",
+        "flaky-notifier",
+        "order-validator",
+        "tax-rates",
+    ] {
+        assert!(plugins.contains(example), "{example} missing: {plugins}");
+    }
+    let who = get("/api/v1/whoami", Some(token)).await;
+    assert!(who.contains(r#""role":"admin""#), "{who}");
+
+    let pid = dev.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), dev.wait())
+        .await
+        .expect("dev stops on Ctrl-C")
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        tokio::net::TcpStream::connect(&address).await.is_err(),
+        "the console still listens after dev stopped"
+    );
+}

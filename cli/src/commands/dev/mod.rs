@@ -174,12 +174,6 @@ async fn demo(args: &DevArgs, url: &str, stop: CancellationToken) -> Result<(), 
     )
     .await?;
 
-    let console = if args.no_console {
-        None
-    } else {
-        Some(Box::pin(open_console(&bus, args.console)).await?)
-    };
-
     let plugins = plugins::example_plugins(&args.data_dir)?;
     let registry = Registry::open(bus.jetstream(), bus.namespace()).await?;
     let manifests: Vec<Manifest> = plugins.iter().map(|p| p.manifest().clone()).collect();
@@ -188,6 +182,12 @@ async fn demo(args: &DevArgs, url: &str, stop: CancellationToken) -> Result<(), 
             .put(&Registration::new(manifest.clone(), TenantScope::All))
             .await?;
     }
+    let console = if args.no_console {
+        None
+    } else {
+        Some(Box::pin(open_console(&bus, args.console)).await?)
+    };
+
     let workers = CancellationToken::new();
     for plugin in plugins {
         let client = connect().await?;
