@@ -132,4 +132,6 @@ unavailable_from!(
     switchyard_control::audit::AuditError,
     switchyard_control::auth::AuthError,
     switchyard_control::settings::SettingsError,
+    switchyard_control::package::TrustError,
+    switchyard_control::package::StoreError,
 );

@@ -64,6 +64,21 @@ pub fn router(management: Management, live: Live) -> Router {
                 .post(add_operator),
         )
         .route("/operators/{name}", delete(remove_operator))
+        .route(
+            "/trust",
+            get(|s: State<Shared>, h: HeaderMap| read(s, h, Request::ListTrust)).post(add_trust),
+        )
+        .route("/trust/{key}", delete(remove_trust))
+        .route(
+            "/catalog",
+            get(|s: State<Shared>, h: HeaderMap| read(s, h, Request::Catalog)),
+        )
+        .route(
+            "/services",
+            get(|s: State<Shared>, h: HeaderMap| read(s, h, Request::ListServices))
+                .post(add_service),
+        )
+        .route("/services/{name}", delete(remove_service))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { failure(&ApiError::new(ErrorKind::NotFound, "no such API route")) });
     Router::new()
@@ -321,6 +336,34 @@ async fn remove_operator(
     Path(name): Path<String>,
 ) -> Response {
     let request = request::operator_name(&name).map(Request::RemoveOperator);
+    answer(&shared, &headers, Method::DELETE, request).await
+}
+
+async fn add_trust(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let request = request::body("trust.add", &body).and_then(Request::add_trust);
+    answer(&shared, &headers, Method::POST, request).await
+}
+
+async fn remove_trust(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    let request = request::publisher_key(&key).map(Request::RemoveTrust);
+    answer(&shared, &headers, Method::DELETE, request).await
+}
+
+async fn add_service(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let request = request::body("services.add", &body).and_then(Request::add_service);
+    answer(&shared, &headers, Method::POST, request).await
+}
+
+async fn remove_service(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let request = request::service_name(&name).map(Request::RemoveService);
     answer(&shared, &headers, Method::DELETE, request).await
 }
 

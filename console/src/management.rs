@@ -5,15 +5,20 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
 use serde_json::{json, Value};
 use switchyard_bus::Bus;
 use switchyard_control::audit::{Action, Actor, AuditFilter, AuditLog, Auditor};
 use switchyard_control::auth::operators::{Identity, OperatorStore};
+use switchyard_control::auth::{AuthError, ServiceStore};
 use switchyard_control::lifecycle::events;
 use switchyard_control::lifecycle::operate::{Operator, Outcome};
+use switchyard_control::package::{PackageStore, TrustStore, TrustedKeys};
 use switchyard_control::registry::Registry;
+use switchyard_control::registry::TenantScope;
 use switchyard_dispatcher::redrive::json::{RecordJson, SummaryJson};
 use switchyard_dispatcher::redrive::{DeadLetterFilter, DeadLetters, Selection};
+use switchyard_schemas::Namespace;
 
 use crate::error::{ApiError, ErrorKind};
 use crate::request::{limit, plugin_id, Request};
@@ -50,6 +55,8 @@ pub struct Management {
 
 #[derive(Debug)]
 struct Inner {
+    js: jetstream::Context,
+    namespace: Namespace,
     audit: AuditLog,
     operators: OperatorStore,
     lifecycle: Operator,
@@ -87,6 +94,8 @@ impl Management {
         let dead_letters = DeadLetters::new(js.clone(), namespace.clone(), bus.streams());
         Ok(Self {
             inner: Arc::new(Inner {
+                js: js.clone(),
+                namespace: namespace.clone(),
                 audit,
                 operators,
                 lifecycle,
@@ -366,6 +375,94 @@ impl Management {
             Request::AddOperator { name, role } => {
                 let token = inner.operators.add(&name, role, auditor).await?;
                 Ok(json!({ "name": name, "role": role, "token": token.expose() }))
+            }
+            Request::ListTrust => {
+                let keys = match TrustStore::open_existing(&inner.js, &inner.namespace).await? {
+                    Some(store) => store.list().await?,
+                    None => Vec::new(),
+                };
+                Ok(json!({ "keys": keys }))
+            }
+            Request::AddTrust { key, name } => {
+                let store = TrustStore::open(&inner.js, &inner.namespace).await?;
+                let new = store.add_audited(&key, &name, auditor).await?;
+                let verb = if new { "trusted" } else { "renamed" };
+                Ok(
+                    json!({ "key": key, "name": name, "added": new, "message": format!("{verb} {key} as {name:?}") }),
+                )
+            }
+            Request::RemoveTrust(key) => {
+                let store = TrustStore::open(&inner.js, &inner.namespace).await?;
+                if store.remove_audited(&key, auditor).await? {
+                    Ok(
+                        json!({ "key": key, "removed": true, "message": format!("no longer trusted: {key}") }),
+                    )
+                } else {
+                    Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!("{key} is not trusted"),
+                    ))
+                }
+            }
+            Request::Catalog => {
+                let trust = match TrustStore::open_existing(&inner.js, &inner.namespace).await? {
+                    Some(store) => store.trusted_keys().await?,
+                    None => TrustedKeys::none(),
+                };
+                let store = PackageStore::open(&inner.js, &inner.namespace).await?;
+                Ok(json!({ "packages": store.catalog(&trust).await? }))
+            }
+            Request::ListServices => {
+                let services = ServiceStore::open(&inner.js, &inner.namespace).await?;
+                let logins: Vec<Value> = services
+                    .list()
+                    .await?
+                    .iter()
+                    .map(|login| {
+                        json!({
+                            "name": login.name.as_str(),
+                            "tenants": match &login.tenants {
+                                TenantScope::All => None,
+                                TenantScope::Only(t) => Some(t.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                            },
+                            "issued_at": rfc3339(login.credential.issued_at),
+                        })
+                    })
+                    .collect();
+                Ok(json!({ "services": logins }))
+            }
+            Request::AddService { name, tenants } => {
+                let services = ServiceStore::open(&inner.js, &inner.namespace).await?;
+                let secret = match services.add(&name, tenants.clone(), auditor).await {
+                    Ok(secret) => secret,
+                    Err(AuthError::IssuedNotRecorded { audit, .. }) => {
+                        // Stored but not recorded: the secret is not handed out; adding the
+                        // service again issues a new one.
+                        return Err(ApiError::unavailable(audit));
+                    }
+                    Err(other) => return Err(other.into()),
+                };
+                Ok(json!({
+                    "name": name.as_str(),
+                    "tenants": tenants.to_string(),
+                    "user": format!("service:{name}"),
+                    "inbox_prefix": inner.namespace.service_inbox_prefix(&name),
+                    "secret": secret.expose(),
+                    "message": format!("service {name} may act for {tenants}"),
+                }))
+            }
+            Request::RemoveService(name) => {
+                let services = ServiceStore::open(&inner.js, &inner.namespace).await?;
+                if services.remove(&name, auditor).await? {
+                    Ok(
+                        json!({ "name": name.as_str(), "removed": true, "message": format!("removed service {name}: its secret no longer works") }),
+                    )
+                } else {
+                    Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!("there is no service {name}"),
+                    ))
+                }
             }
             Request::RemoveOperator(name) => {
                 if inner.operators.remove(&name, auditor).await? {

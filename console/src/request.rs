@@ -5,7 +5,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use switchyard_control::audit::Action;
 use switchyard_control::auth::operators::{OperatorName, Role};
-use switchyard_schemas::PluginId;
+use switchyard_control::package::PublisherKey;
+use switchyard_control::registry::TenantScope;
+use switchyard_schemas::{PluginId, ServiceName, Tenant};
 
 use crate::error::ApiError;
 
@@ -82,6 +84,30 @@ pub enum Request {
     },
     /// Remove an operator.
     RemoveOperator(OperatorName),
+    /// The trusted publisher keys.
+    ListTrust,
+    /// Trust a publisher key (or rename a trusted one).
+    AddTrust {
+        /// The key.
+        key: PublisherKey,
+        /// Who it is.
+        name: String,
+    },
+    /// Stop trusting a publisher key.
+    RemoveTrust(PublisherKey),
+    /// The published packages.
+    Catalog,
+    /// The service logins.
+    ListServices,
+    /// Add a service login (or give one new tenants and a new secret).
+    AddService {
+        /// Its name.
+        name: ServiceName,
+        /// The tenants it acts for.
+        tenants: TenantScope,
+    },
+    /// Remove a service login.
+    RemoveService(ServiceName),
 }
 
 /// Which dead letters `dlq.list` answers.
@@ -217,6 +243,52 @@ struct NameArgs {
     name: String,
 }
 
+/// The body of `trust.add`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustArgs {
+    /// The publisher's public key.
+    pub key: String,
+    /// Who it is.
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyArgs {
+    key: String,
+}
+
+/// The body of `services.add`: tenants, or every tenant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceArgs {
+    /// Its name.
+    pub name: String,
+    /// The tenants it acts for.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// Every tenant, including later ones.
+    #[serde(default)]
+    pub all_tenants: bool,
+}
+
+/// A publisher key from a request, checked.
+///
+/// # Errors
+/// [`ApiError::bad_request`].
+pub fn publisher_key(raw: &str) -> Result<PublisherKey, ApiError> {
+    PublisherKey::new(raw.trim()).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// A service name from a request, checked.
+///
+/// # Errors
+/// [`ApiError::bad_request`].
+pub fn service_name(raw: &str) -> Result<ServiceName, ApiError> {
+    ServiceName::new(raw).map_err(|e| ApiError::bad_request(format!("bad service name: {e}")))
+}
+
 /// Reads a JSON body (empty means `{}`).
 ///
 /// # Errors
@@ -233,7 +305,7 @@ pub fn body<T: DeserializeOwned>(verb: &str, bytes: &[u8]) -> Result<T, ApiError
 
 impl Request {
     /// Every NATS verb, as served.
-    pub const VERBS: [&'static str; 19] = [
+    pub const VERBS: [&'static str; 26] = [
         "whoami",
         "overview",
         "plugins.list",
@@ -252,6 +324,13 @@ impl Request {
         "operators.list",
         "operators.add",
         "operators.remove",
+        "trust.list",
+        "trust.add",
+        "trust.remove",
+        "catalog.list",
+        "services.list",
+        "services.add",
+        "services.remove",
         "live",
     ];
 
@@ -296,6 +375,17 @@ impl Request {
             "operators.add" => Request::add_operator(body(verb, bytes)?)?,
             "operators.remove" => {
                 Request::RemoveOperator(operator_name(&body::<NameArgs>(verb, bytes)?.name)?)
+            }
+            "trust.list" => Request::ListTrust,
+            "trust.add" => Request::add_trust(body(verb, bytes)?)?,
+            "trust.remove" => {
+                Request::RemoveTrust(publisher_key(&body::<KeyArgs>(verb, bytes)?.key)?)
+            }
+            "catalog.list" => Request::Catalog,
+            "services.list" => Request::ListServices,
+            "services.add" => Request::add_service(body(verb, bytes)?)?,
+            "services.remove" => {
+                Request::RemoveService(service_name(&body::<NameArgs>(verb, bytes)?.name)?)
             }
             other => {
                 return Err(ApiError::new(
@@ -358,6 +448,53 @@ impl Request {
         })
     }
 
+    /// A key to trust, checked.
+    ///
+    /// # Errors
+    /// [`ApiError::bad_request`].
+    pub fn add_trust(args: TrustArgs) -> Result<Self, ApiError> {
+        let name = args.name.trim();
+        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(
+                "a trusted key needs a `name`: 1 to 200 characters, no control characters",
+            ));
+        }
+        Ok(Request::AddTrust {
+            key: publisher_key(&args.key)?,
+            name: name.to_owned(),
+        })
+    }
+
+    /// A service login to add, checked: `tenants` or `all_tenants`, not both, not neither.
+    ///
+    /// # Errors
+    /// [`ApiError::bad_request`].
+    pub fn add_service(args: ServiceArgs) -> Result<Self, ApiError> {
+        let tenants = match (args.all_tenants, args.tenants.is_empty()) {
+            (true, true) => TenantScope::All,
+            (false, false) => {
+                let tenants = args
+                    .tenants
+                    .iter()
+                    .map(|t| {
+                        Tenant::new(t)
+                            .map_err(|e| ApiError::bad_request(format!("bad tenant: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                TenantScope::only(tenants).map_err(|e| ApiError::bad_request(e.to_string()))?
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "a service takes either `tenants` or `all_tenants: true`",
+                ))
+            }
+        };
+        Ok(Request::AddService {
+            name: service_name(&args.name)?,
+            tenants,
+        })
+    }
+
     /// The NATS verb of this request.
     pub fn verb(&self) -> &'static str {
         match self {
@@ -380,6 +517,13 @@ impl Request {
             Request::ListOperators => "operators.list",
             Request::AddOperator { .. } => "operators.add",
             Request::RemoveOperator(_) => "operators.remove",
+            Request::ListTrust => "trust.list",
+            Request::AddTrust { .. } => "trust.add",
+            Request::RemoveTrust(_) => "trust.remove",
+            Request::Catalog => "catalog.list",
+            Request::ListServices => "services.list",
+            Request::AddService { .. } => "services.add",
+            Request::RemoveService(_) => "services.remove",
         }
     }
 
@@ -395,7 +539,11 @@ impl Request {
             Request::Purge { .. }
             | Request::ListOperators
             | Request::AddOperator { .. }
-            | Request::RemoveOperator(_) => Role::Admin,
+            | Request::RemoveOperator(_)
+            | Request::AddTrust { .. }
+            | Request::RemoveTrust(_)
+            | Request::AddService { .. }
+            | Request::RemoveService(_) => Role::Admin,
             _ => Role::Viewer,
         }
     }
@@ -414,6 +562,9 @@ impl Request {
                 | Request::ShowDeadLetter(_)
                 | Request::ListAudit(_)
                 | Request::ListOperators
+                | Request::ListTrust
+                | Request::Catalog
+                | Request::ListServices
         )
     }
 
@@ -432,6 +583,10 @@ impl Request {
             Request::AddOperator { name, .. } | Request::RemoveOperator(name) => {
                 Some(format!("operator:{name}"))
             }
+            Request::AddTrust { key, .. } | Request::RemoveTrust(key) => Some(key.to_string()),
+            Request::AddService { name, .. } | Request::RemoveService(name) => {
+                Some(format!("service:{name}"))
+            }
             _ => None,
         };
         match about {
@@ -447,7 +602,11 @@ mod tests {
 
     #[test]
     fn every_verb_parses_with_its_arguments_and_names_itself() {
-        let bodies = [
+        let pair = switchyard_control::package::PublisherKeyPair::generate();
+        let key = pair.public_key();
+        let trust_add = format!(r#"{{"key":"{key}","name":"Acme"}}"#);
+        let trust_remove = format!(r#"{{"key":"{key}"}}"#);
+        let bodies: [(&str, &str); 15] = [
             ("plugins.show", r#"{"plugin":"audit-log"}"#),
             (
                 "plugins.approve",
@@ -462,6 +621,10 @@ mod tests {
             ("dlq.purge", r#"{"plugin":"audit-log","all":true}"#),
             ("operators.add", r#"{"name":"bob","role":"viewer"}"#),
             ("operators.remove", r#"{"name":"bob"}"#),
+            ("trust.add", &trust_add),
+            ("trust.remove", &trust_remove),
+            ("services.add", r#"{"name":"billing","tenants":["acme"]}"#),
+            ("services.remove", r#"{"name":"billing"}"#),
         ];
         for verb in Request::VERBS.iter().filter(|v| **v != "live") {
             let body = bodies

@@ -609,3 +609,89 @@ async fn the_nats_service_answers_the_same_calls_only_into_inboxes() {
         "400"
     );
 }
+
+#[tokio::test]
+async fn trust_services_and_the_catalog_are_managed_by_admins_only() {
+    let fx = Box::pin(ConsoleFixture::start()).await;
+    let pair = switchyard_control::package::PublisherKeyPair::generate();
+    let key = pair.public_key().to_string();
+    let trust = json!({"key": key, "name": "Acme builds"});
+    let service = json!({"name": "billing", "tenants": ["acme"]});
+    for token in [&fx.viewer, &fx.operator] {
+        let (status, _) = fx.post(token, "/api/v1/trust", &trust).await;
+        assert_eq!(status, 403);
+        let (status, _) = fx.post(token, "/api/v1/services", &service).await;
+        assert_eq!(status, 403);
+        let (status, _) = fx.get(token, "/api/v1/trust").await;
+        assert_eq!(status, 200, "a viewer reads what is trusted");
+    }
+    let (_, listed) = fx.get(&fx.viewer, "/api/v1/trust").await;
+    assert_eq!(
+        listed["keys"].as_array().unwrap().len(),
+        0,
+        "a refusal trusted the key"
+    );
+
+    let (status, added) = fx.post(&fx.admin, "/api/v1/trust", &trust).await;
+    assert_eq!(status, 200, "{added}");
+    let (_, listed) = fx.get(&fx.viewer, "/api/v1/trust").await;
+    assert_eq!(listed["keys"][0]["key"], key.as_str());
+    let (status, catalog) = fx.get(&fx.viewer, "/api/v1/catalog").await;
+    assert_eq!(
+        (status, catalog["packages"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (status, _) = fx
+        .send(HttpCall::new("DELETE", &format!("/api/v1/trust/{key}")).bearer(&fx.admin))
+        .await;
+    assert_eq!(status, 200);
+    let (status, answer) = fx
+        .post(
+            &fx.admin,
+            "/api/v1/trust",
+            &json!({"key": "SEED-NOT-A-KEY", "name": "x"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+
+    let (status, added) = fx.post(&fx.admin, "/api/v1/services", &service).await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["user"], "service:billing");
+    let secret = added["secret"].as_str().unwrap().to_owned();
+    let (_, services) = fx.get(&fx.viewer, "/api/v1/services").await;
+    assert_eq!(services["services"][0]["name"], "billing");
+    assert_eq!(services["services"][0]["tenants"][0], "acme");
+    assert!(
+        !services.to_string().contains(&secret),
+        "a listing shows the secret"
+    );
+    let (status, _) = fx
+        .send(HttpCall::new("DELETE", "/api/v1/services/billing").bearer(&fx.admin))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = fx
+        .post(&fx.admin, "/api/v1/services", &json!({"name": "billing"}))
+        .await;
+    assert_eq!(status, 400);
+
+    let audit = fx.audit().await;
+    for action in [
+        Action::TrustAdded,
+        Action::TrustRemoved,
+        Action::ServiceAdded,
+        Action::ServiceRemoved,
+    ] {
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.entry.action == action && e.entry.actor.name == "admin (admin) via http"),
+            "{action}"
+        );
+    }
+    let stored =
+        serde_json::to_string(&audit.iter().map(|e| &e.entry).collect::<Vec<_>>()).unwrap();
+    assert!(
+        !stored.contains(&secret),
+        "the audit log holds a service secret"
+    );
+}
