@@ -642,7 +642,7 @@ async fn trust_services_and_the_catalog_are_managed_by_admins_only() {
         (200, Some(0))
     );
     let (status, _) = fx
-        .send(HttpCall::new("DELETE", &format!("/api/v1/trust/{key}")).bearer(&fx.admin))
+        .send(HttpCall::new("DELETE", format!("/api/v1/trust/{key}")).bearer(&fx.admin))
         .await;
     assert_eq!(status, 200);
     let (status, answer) = fx
