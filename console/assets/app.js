@@ -18,6 +18,8 @@
     view: null,        // {update(overview), poll} of the page on screen, for live updates
     keepNotice: false, // a navigation made by an action keeps the action's notice
     newToken: null,    // an added operator's token, shown once
+    newSecret: null,   // an added service's secret, shown once
+    draft: null,       // what an add form held when its call was refused, to fill it again
   };
   const $ = (sel, root = document) => root.querySelector(sel);
   const main = $('#main');
@@ -97,7 +99,7 @@
   const ago = (secs) => (secs == null ? DASH : dur(secs) + ' ago');
 
   const STATE_COLOR = { enabled: 'green', disabled: 'grey', pending_approval: 'amber', failed: 'red' };
-  const CIRCUIT_COLOR = { closed: 'green', half_open: 'amber', open: 'red' };
+  const CIRCUIT_COLOR = { closed: 'green', 'half-open': 'amber', open: 'red' };
   const badge = (color, label, attrs) => h('span', Object.assign({ class: 'badge ' + color }, attrs), label);
   const stateBadge = (state, title) => badge(STATE_COLOR[state] || 'grey', human(state || 'unknown'), { 'data-state': state, title });
   const circuitBadge = (c) => (c == null ? DASH : badge(CIRCUIT_COLOR[c] || 'grey', human(c), { 'data-circuit': c }));
@@ -246,7 +248,7 @@
     route();
   }
   function signedOut(message, isError) {
-    S.me = null; S.overview = null; S.newToken = null;
+    S.me = null; S.overview = null; S.newToken = null; S.newSecret = null;
     stopLive(); clearError(); $('#notice').replaceChildren();
     showSignIn(message, isError);
   }
@@ -380,6 +382,9 @@
     'dead-letters': (g, arg, params) => (arg ? deadLetterPage(g, arg) : deadLettersPage(g, params)),
     audit: (g, arg, params) => auditPage(g, params),
     operators: (g) => operatorsPage(g),
+    catalog: (g) => catalogPage(g),
+    trust: (g, arg, params) => trustPage(g, params),
+    services: (g) => servicesPage(g),
   };
   // refresh: the same page's data again, keeping what is on screen until it arrives.
   function route(refresh) {
@@ -393,6 +398,8 @@
     }
     if (!refresh) {
       if (name !== 'operators') S.newToken = null;
+      if (name !== 'services') S.newSecret = null;
+      S.draft = null;
       main.focus({ preventScroll: true });
       setTimeout(() => { if (gen === S.gen && main.dataset.gen !== String(gen)) main.replaceChildren(h('p', { class: 'loading' }, 'Loading…')); }, 200);
     }
@@ -886,7 +893,197 @@
       form);
   }
 
+  // ---- catalog -----------------------------------------------------------------------------
+
+  // A publisher key, shortened as the CLI does; the whole key in its title.
+  const shortKey = (k) => h('code', { class: 'key', title: k }, k.slice(0, 12) + '…');
+  // A whole publisher key (56 characters), free to wrap every 8 on a narrow screen.
+  const fullKey = (k) => h('code', { class: 'key' }, (String(k).match(/.{1,8}/g) || []).flatMap((part, i) => (i ? [h('wbr'), part] : [part])));
+  // Who signed a package, and whether that is trusted (as `switchyard catalog` says it).
+  function publisher(p) {
+    const sig = { 'data-signature': p.signature };
+    switch (p.signature) {
+      case 'trusted':
+        return h('span', null, badge('green', 'trusted', Object.assign({ title: 'Signed by a trusted key' }, sig)), ' ',
+          h('span', { class: 'publisher-name' }, text(p.publisher_name)), p.publisher ? [' ', shortKey(p.publisher)] : null);
+      case 'untrusted':
+        return h('span', null, badge('amber', 'NOT TRUSTED', Object.assign({ title: 'Signed by a key this deployment does not trust' }, sig)),
+          p.publisher ? [' ', shortKey(p.publisher), can('admin') ? [' ', h('a', { href: '#/trust' + query({ key: p.publisher }), 'data-action': 'trust-publisher' }, 'Trust…')] : null] : null);
+      case 'unsigned':
+        return badge('grey', 'unsigned', Object.assign({ title: 'Not signed' }, sig));
+      case 'bad':
+        return badge('red', 'BAD SIGNATURE', Object.assign({ title: 'The signature does not verify' }, sig));
+      default:
+        return badge('red', 'UNREADABLE', Object.assign({ title: 'Not readable as a package' }, sig));
+    }
+  }
+
+  async function catalogPage(gen) {
+    let r;
+    try { r = await api('GET', '/catalog'); } catch (e) { return loadFailed(gen, e); }
+    const packages = r.packages || [];
+    paint(gen, h('div', { class: 'page-head' }, h('h1', null, 'Catalog')),
+      packages.length ? [
+        h('p', { class: 'hint' }, 'The published packages. Installing one signed by a key that is not trusted, or unsigned, needs an explicit allowance.'),
+        table([
+          ['id', 'Plugin', (p) => (p.id ? p.id : h('code', { title: 'Not readable as a package' }, p.object))],
+          ['version', 'Version', (p) => text(p.version)],
+          ['publisher', 'Publisher', publisher],
+          ['category', 'Category', (p) => text(p.category)],
+          ['tags', 'Tags', (p) => (p.tags && p.tags.length ? p.tags.join(', ') : DASH)],
+          ['description', 'Description', (p) => (p.problem ? h('span', { class: 'bad problem', title: p.problem }, p.problem) : text(p.description))],
+        ], packages, (p) => ({ 'data-package': p.object, 'data-signature': p.signature }), 'stack catalog'),
+      ] : empty(h('p', null, 'No package is published yet.'), h('p', { class: 'hint' }, 'Publish one with ', h('code', null, 'switchyard package publish'), '.')));
+  }
+
+  // ---- trusted keys ------------------------------------------------------------------------
+
+  async function trustPage(gen, params) {
+    let r;
+    try { r = await api('GET', '/trust'); } catch (e) { return loadFailed(gen, e); }
+    const keys = r.keys || [];
+    const admin = can('admin');
+    let form = null;
+    if (admin) {
+      const key = h('input', { id: 'trust-key', name: 'key', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'characters', required: true, placeholder: 'V…' });
+      const name = h('input', { id: 'trust-name', name: 'name', autocomplete: 'off', required: true, maxlength: 128 });
+      const draft = (S.draft && S.draft.page === 'trust' && S.draft) || {};
+      key.value = draft.key || params.get('key') || ''; // from the catalog's "Trust…", or a refused try
+      name.value = draft.name || '';
+      form = h('form', { class: 'card add-operator add-trust' }, h('h2', null, 'Trust a publisher key'),
+        h('div', { class: 'filters' },
+          h('div', { class: 'filter' }, h('label', { for: 'trust-key' }, 'Public key'), key),
+          h('div', { class: 'filter' }, h('label', { for: 'trust-name' }, 'Name (who it is)'), name),
+          h('div', { class: 'filter-buttons' }, h('button', { type: 'submit', id: 'add-trust', class: 'primary' }, 'Trust'))),
+        h('p', { class: 'hint' }, 'The public key ', h('code', null, 'switchyard package keygen'), ' printed (it starts with V), never the seed. Trusting a trusted key again renames it.'));
+      form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const k = key.value.trim(), n = name.value.trim();
+        if (!k) return key.focus();
+        if (/^S/.test(k)) { // a seed: a secret, not sent anywhere
+          key.value = '';
+          key.focus();
+          return showError('That is a seed (a secret), not a public key: never share it. Trust the public key, which starts with V.', null);
+        }
+        if (!n) return name.focus();
+        const existing = keys.find((x) => x.key === k);
+        const ok = await ask({
+          title: existing ? `Rename trusted key to “${n}”?` : `Trust this key as “${n}”?`,
+          body: [h('p', null, fullKey(k)),
+            h('p', null, existing ? `It is trusted as “${existing.name}” now.` : 'Packages signed with it install without an allowance.')],
+          confirm: existing ? 'Rename' : 'Trust',
+        });
+        if (ok === undefined) return;
+        S.draft = { page: 'trust', key: k, name: n };
+        await mutate('trust publisher keys', [['POST', '/trust', { key: k, name: n }]], ([added]) => {
+          // The server's message holds the whole key, too long for a phone's width: say it shorter.
+          S.draft = null;
+          notice(h('p', null, added && added.added === false ? 'Renamed ' : 'Trusted ', shortKey(k), ` as “${(added && added.name) || n}”.`));
+          go('#/trust', true);
+        });
+      });
+    }
+    const remove = (t) => btn('Remove', { 'data-action': 'remove-trust', 'data-key': t.key, class: 'danger-outline' }, async () => {
+      const ok = await ask({ title: `Stop trusting “${t.name}”?`, danger: true, confirm: 'Stop trusting',
+        body: [h('p', null, fullKey(t.key)),
+          h('p', null, 'Installing or upgrading a package signed with it then needs an allowance. What is installed already is not changed.')] });
+      if (ok === undefined) return;
+      await mutate('trust publisher keys', [['DELETE', '/trust/' + enc(t.key)]], () => {
+        notice(h('p', null, `No longer trusted: “${t.name}” (`, shortKey(t.key), ').'));
+        go('#/trust', true);
+      });
+    });
+    paint(gen, h('div', { class: 'page-head' }, h('h1', null, 'Trusted keys')),
+      keys.length ? table([
+        ['key', 'Key', (t) => fullKey(t.key)],
+        ['name', 'Name', (t) => t.name],
+        ['added_at', 'Added', (t) => time(t.added_at)],
+        admin ? ['remove', '', remove] : null,
+      ].filter(Boolean), keys, (t) => ({ 'data-key': t.key }), 'stack trust')
+        : empty(h('p', null, 'No publisher key is trusted.'), h('p', { class: 'hint' }, 'Packages then install only with an allowance (unsigned or untrusted).')),
+      form || h('p', { class: 'hint' }, 'Only admins may trust or distrust keys.'));
+  }
+
+  // ---- service logins ----------------------------------------------------------------------
+
+  async function servicesPage(gen) {
+    let r;
+    try { r = await api('GET', '/services'); } catch (e) { return loadFailed(gen, e); }
+    const services = r.services || [];
+    const admin = can('admin');
+    let form = null;
+    if (admin) {
+      const name = h('input', { id: 'service-name', name: 'name', autocomplete: 'off', spellcheck: 'false', required: true });
+      const tenantsIn = h('input', { id: 'service-tenants', name: 'tenants', autocomplete: 'off', spellcheck: 'false', placeholder: 'all tenants' });
+      const draft = (S.draft && S.draft.page === 'services' && S.draft) || {};
+      name.value = draft.name || ''; tenantsIn.value = draft.tenants || '';
+      form = h('form', { class: 'card add-operator add-service' }, h('h2', null, 'Add a service login'),
+        h('div', { class: 'filters' },
+          h('div', { class: 'filter' }, h('label', { for: 'service-name' }, 'Name'), name),
+          h('div', { class: 'filter' }, h('label', { for: 'service-tenants' }, 'Tenants (comma-separated; empty = all tenants)'), tenantsIn),
+          h('div', { class: 'filter-buttons' }, h('button', { type: 'submit', id: 'add-service', class: 'primary' }, 'Add'))),
+        h('p', { class: 'hint' }, 'Its secret is shown once, here. Adding an existing name sets its tenants and gives a new secret (the old one stops working at once).'));
+      form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const n = name.value.trim();
+        if (!n) return name.focus();
+        const chosen = [...new Set(tenantsIn.value.split(',').map((t) => t.trim()).filter(Boolean))];
+        const scope = chosen.length ? chosen.join(', ') : 'every tenant (including later ones)';
+        const exists = services.some((s) => s.name === n);
+        const ok = await ask({ title: `${exists ? 'Re-key' : 'Add'} service ${n}?`,
+          body: [h('p', null, `It may act for ${scope}.`),
+            h('p', null, exists ? `${n}'s current secret stops working at once.` : 'Its secret is shown once, here.')],
+          confirm: exists ? 'Re-key' : 'Add' });
+        if (ok === undefined) return;
+        S.draft = { page: 'services', name: n, tenants: tenantsIn.value };
+        await mutate('manage service logins', [['POST', '/services', chosen.length ? { name: n, tenants: chosen } : { name: n, all_tenants: true }]], ([added]) => {
+          S.draft = null;
+          S.newSecret = added && added.secret ? added : null;
+          notice(h('p', null, S.newSecret ? `${added.message || 'Added ' + added.name}. Copy the secret now: it is not shown again.` : `Added ${n}.`));
+          route(true);
+        });
+      });
+    }
+    const remove = (s) => btn('Remove', { 'data-action': 'remove-service', 'data-service': s.name, class: 'danger-outline' }, async () => {
+      const ok = await ask({ title: `Remove service ${s.name}?`, danger: true, confirm: 'Remove',
+        body: h('p', null, `${s.name}'s secret stops working at once.`) });
+      if (ok !== undefined) await mutate('manage service logins', [['DELETE', '/services/' + enc(s.name)]]);
+    });
+    let secretBox = null;
+    if (S.newSecret) {
+      const t = S.newSecret;
+      const field = h('input', { id: 'service-secret', readonly: true, value: t.secret, 'aria-label': `Secret of service ${t.name}`, spellcheck: 'false' });
+      const copy = btn('Copy', { 'data-action': 'copy-secret', class: 'primary' }, async () => {
+        try { await navigator.clipboard.writeText(t.secret); copy.textContent = 'Copied'; }
+        catch { field.select(); copy.textContent = 'Selected: press Ctrl+C'; } // no clipboard outside a secure context
+      });
+      secretBox = h('section', { class: 'card token-box', id: 'service-secret-box' },
+        h('h2', null, `Secret of service ${t.name}`),
+        h('p', null, 'Give it to the service over a safe channel. It is shown only this once.'),
+        h('div', { class: 'token-row' }, field, copy,
+          btn('Done', { 'data-action': 'dismiss-secret', class: 'ghost' }, () => { S.newSecret = null; secretBox.remove(); })),
+        h('p', { class: 'hint' }, 'It logs in as user ', h('code', { 'data-field': 'user' }, text(t.user)),
+          ' with the secret as its password, with the inbox prefix ', h('code', { 'data-field': 'inbox_prefix' }, text(t.inbox_prefix)),
+          ', for ', h('span', { 'data-field': 'tenants' }, text(t.tenants)), '.'));
+      field.addEventListener('focus', () => field.select());
+    }
+    paint(gen, h('div', { class: 'page-head' }, h('h1', null, 'Services')), secretBox,
+      services.length ? table([
+        ['name', 'Name', (s) => s.name],
+        ['tenants', 'Tenants', tenants],
+        ['issued_at', 'Secret issued', (s) => time(s.issued_at)],
+        admin ? ['remove', '', remove] : null,
+      ].filter(Boolean), services, (s) => ({ 'data-service': s.name }), 'stack services')
+        : empty(h('p', null, 'No service logins.'), h('p', { class: 'hint' }, 'A service is a client that publishes events for its tenants and calls the operations that allow services.')),
+      form || h('p', { class: 'hint' }, 'Only admins may add or remove service logins.'));
+  }
+
   // ---- start -------------------------------------------------------------------------------
+
+  // The pages index.html's nav does not list: their links go before Operators (admins only).
+  for (const [nav, label] of [['catalog', 'Catalog'], ['trust', 'Trust'], ['services', 'Services']]) {
+    $('#nav').insertBefore(h('a', { href: '#/' + nav, 'data-nav': nav }, label), $('#nav-operators'));
+  }
 
   $('#sign-out').addEventListener('click', signOut);
   boot();

@@ -96,7 +96,7 @@ impl From<switchyard_control::lifecycle::operate::OperateError> for ApiError {
         let kind = match &error {
             E::NotRegistered { .. } => ErrorKind::NotFound,
             E::Incompatible { .. } | E::NoTarget(_) | E::KeptChanging { .. } => ErrorKind::Conflict,
-            E::Registry(_) | E::Settings(_) => ErrorKind::Unavailable,
+            E::Registry(_) | E::Settings(_) | E::Credentials(_) => ErrorKind::Unavailable,
         };
         Self::new(kind, error.to_string())
     }

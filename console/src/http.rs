@@ -47,7 +47,7 @@ pub fn router(management: Management, live: Live) -> Router {
             "/plugins",
             get(|s: State<Shared>, h: HeaderMap| read(s, h, Request::ListPlugins)),
         )
-        .route("/plugins/{id}", get(show_plugin))
+        .route("/plugins/{id}", get(show_plugin).delete(remove_plugin))
         .route("/plugins/{id}/{verb}", post(change_plugin))
         .route(
             "/approvals",
@@ -80,7 +80,8 @@ pub fn router(management: Management, live: Live) -> Router {
         )
         .route("/services/{name}", delete(remove_service))
         .route("/openapi.json", get(openapi))
-        .fallback(|| async { failure(&ApiError::new(ErrorKind::NotFound, "no such API route")) });
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route);
     Router::new()
         .nest("/api/v1", api)
         .route(
@@ -183,26 +184,30 @@ fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Who is calling.
+/// Who is calling. A request from another site is refused (and recorded) before anything
+/// else.
 async fn identify(
     shared: &Shared,
     headers: &HeaderMap,
     method: &Method,
     what: &str,
 ) -> Result<Identity, ApiError> {
-    same_origin(headers)?;
     let token = token(headers);
+    let what = format!("{method} {what}");
+    if let Err(error) = same_origin(headers) {
+        return Err(shared
+            .management
+            .refused(token.as_deref(), Transport::Http, &what, error)
+            .await);
+    }
     shared
         .management
-        .authenticate(
-            token.as_deref(),
-            Transport::Http,
-            &format!("{method} {what}"),
-        )
+        .authenticate(token.as_deref(), Transport::Http, &what)
         .await
 }
 
-/// Identifies the caller and makes `request`, or the request's own error.
+/// Identifies the caller and makes `request`; a request that could not be read is recorded
+/// as the caller's failed call.
 async fn answer(
     shared: &Shared,
     headers: &HeaderMap,
@@ -214,9 +219,23 @@ async fn answer(
         .map_or_else(|_| "a malformed call".to_owned(), Request::target);
     let result = async {
         let identity = identify(shared, headers, &method, &what).await?;
+        let request = match request {
+            Ok(request) => request,
+            Err(error) => {
+                return Err(shared
+                    .management
+                    .failed(
+                        &identity,
+                        Transport::Http,
+                        &format!("{method} {what}"),
+                        error,
+                    )
+                    .await)
+            }
+        };
         shared
             .management
-            .call(&identity, Transport::Http, request?)
+            .call(&identity, Transport::Http, request)
             .await
     }
     .await;
@@ -224,6 +243,21 @@ async fn answer(
         Ok(answer) => axum::Json(answer).into_response(),
         Err(error) => failure(&error),
     }
+}
+
+/// A route or method the API does not have: refused like any call (and recorded).
+async fn no_route(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    method: Method,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> Response {
+    let path: String = uri.path().chars().take(120).collect();
+    let error = ApiError::new(
+        ErrorKind::NotFound,
+        format!("no such API route: {method} {path}"),
+    );
+    answer(&shared, &headers, method, Err(error)).await
 }
 
 async fn read(State(shared): State<Shared>, headers: HeaderMap, request: Request) -> Response {
@@ -237,6 +271,31 @@ async fn show_plugin(
 ) -> Response {
     let request = request::plugin_id(&id).map(Request::ShowPlugin);
     answer(&shared, &headers, Method::GET, request).await
+}
+
+async fn remove_plugin(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<RemoveQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let request = query
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+        .and_then(|Query(query)| {
+            Ok(Request::RemovePlugin {
+                plugin: request::plugin_id(&id)?,
+                cascade: query.cascade,
+            })
+        });
+    answer(&shared, &headers, Method::DELETE, request).await
+}
+
+/// `?cascade=true` on a removal.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveQuery {
+    #[serde(default)]
+    cascade: bool,
 }
 
 async fn change_plugin(
@@ -376,7 +435,12 @@ async fn sign_in(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
         token: String,
     }
     let result = async {
-        same_origin(&headers)?;
+        if let Err(error) = same_origin(&headers) {
+            return Err(shared
+                .management
+                .refused(None, Transport::Http, "POST session", error)
+                .await);
+        }
         let SignIn { token } = request::body("session", &body)?;
         let identity = shared
             .management

@@ -134,6 +134,88 @@ impl Management {
         } else {
             "the token is not an operator's (unknown, replaced or removed)"
         };
+        self.record_anonymous_refusal(via, what, reason).await?;
+        Err(ApiError::new(ErrorKind::Unauthenticated, reason))
+    }
+
+    /// Records that a call by `identity` failed before it could be made (a body, path or
+    /// query that cannot be read, a route that does not exist), and returns the error.
+    pub async fn failed(
+        &self,
+        identity: &Identity,
+        via: Transport,
+        target: &str,
+        error: ApiError,
+    ) -> ApiError {
+        let auditor = self.auditor_of(identity, via);
+        let entry = auditor
+            .entry(Action::ApiFailed, truncated(target))
+            .detail(format!("{}: {}", error.kind.code(), error.message));
+        if let Err(audit) = auditor.append(&entry).await {
+            tracing::warn!(%audit, call = %target, "the record of a failed call was not stored");
+        }
+        error
+    }
+
+    /// Records a call refused before its token was looked at (a request from another site):
+    /// as its operator's when the token is one, else as an anonymous refusal (throttled).
+    /// Returns `error`.
+    pub async fn refused(
+        &self,
+        token: Option<&str>,
+        via: Transport,
+        target: &str,
+        error: ApiError,
+    ) -> ApiError {
+        let identity = match token {
+            Some(token) => self
+                .inner
+                .operators
+                .authenticate(token)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let recorded = match identity {
+            Some(identity) => {
+                let auditor = self.auditor_of(&identity, via);
+                let entry = auditor
+                    .entry(Action::ApiRefused, truncated(target))
+                    .detail(format!("refused: {}", error.message));
+                auditor.append(&entry).await.map(drop)
+            }
+            None => {
+                self.record_anonymous_refusal(via, target, &error.message)
+                    .await
+            }
+        };
+        if let Err(audit) = recorded {
+            tracing::warn!(%audit, call = %target, "the record of a refused call was not stored");
+        }
+        error
+    }
+
+    fn auditor_of(&self, identity: &Identity, via: Transport) -> Auditor {
+        Auditor::new(
+            self.inner.audit.clone(),
+            Actor::declared(format!(
+                "{} ({}) via {}",
+                identity.name,
+                identity.role,
+                via.as_str()
+            )),
+        )
+    }
+
+    /// Records an anonymous refusal, at most once per [`REFUSAL_RECORD_EVERY`]; the next
+    /// record counts the ones left out.
+    async fn record_anonymous_refusal(
+        &self,
+        via: Transport,
+        what: &str,
+        reason: &str,
+    ) -> Result<(), switchyard_control::audit::AuditError> {
         let suppressed = {
             let mut throttle = self
                 .inner
@@ -151,23 +233,23 @@ impl Management {
                 None
             }
         };
-        if let Some(suppressed) = suppressed {
-            let auditor = Auditor::new(
-                self.inner.audit.clone(),
-                Actor::declared(format!("anonymous via {}", via.as_str())),
-            );
-            let mut detail = format!("refused: {reason}");
-            if suppressed > 0 {
-                detail.push_str(&format!(
-                    " ({suppressed} more unauthenticated calls refused since the previous record)"
-                ));
-            }
-            let entry = auditor
-                .entry(Action::ApiRefused, truncated(what))
-                .detail(detail);
-            auditor.append(&entry).await?;
+        let Some(suppressed) = suppressed else {
+            return Ok(());
+        };
+        let auditor = Auditor::new(
+            self.inner.audit.clone(),
+            Actor::declared(format!("anonymous via {}", via.as_str())),
+        );
+        let mut detail = format!("refused: {reason}");
+        if suppressed > 0 {
+            detail.push_str(&format!(
+                " ({suppressed} more anonymous calls refused since the previous record)"
+            ));
         }
-        Err(ApiError::new(ErrorKind::Unauthenticated, reason))
+        let entry = auditor
+            .entry(Action::ApiRefused, truncated(what))
+            .detail(detail);
+        auditor.append(&entry).await.map(drop)
     }
 
     /// Makes `request` as `identity`: refused (and recorded) when the role does not allow it;
@@ -182,15 +264,7 @@ impl Management {
         via: Transport,
         request: Request,
     ) -> Result<Value, ApiError> {
-        let auditor = Auditor::new(
-            self.inner.audit.clone(),
-            Actor::declared(format!(
-                "{} ({}) via {}",
-                identity.name,
-                identity.role,
-                via.as_str()
-            )),
-        );
+        let auditor = self.auditor_of(identity, via);
         let target = request.target();
         let needed = request.role();
         if identity.role < needed {
@@ -261,6 +335,9 @@ impl Management {
             Request::Enable(plugin) => outcome(&lifecycle().set_enabled(&plugin, true).await?),
             Request::Disable(plugin) => outcome(&lifecycle().set_enabled(&plugin, false).await?),
             Request::Rollback { plugin, to } => outcome(&lifecycle().rollback(&plugin, to).await?),
+            Request::RemovePlugin { plugin, cascade } => {
+                outcome(&lifecycle().remove(&plugin, cascade).await?)
+            }
             Request::ListApprovals => inner.views.approvals().await,
             Request::ListDeadLetters(query) => {
                 let limit = limit(query.limit);
@@ -271,9 +348,18 @@ impl Management {
                     .map(plugin_id)
                     .transpose()?;
                 let tenant = query.tenant.filter(|t| !t.is_empty());
+                if let Some(tenant) = &tenant {
+                    switchyard_schemas::Tenant::new(tenant)
+                        .map_err(|e| ApiError::bad_request(format!("bad tenant filter: {e}")))?;
+                }
+                let code = query.code.filter(|c| !c.is_empty());
+                if let Some(code) = &code {
+                    switchyard_schemas::delivery::ErrorCode::new(code)
+                        .map_err(|e| ApiError::bad_request(format!("bad code filter: {e}")))?;
+                }
                 let filter = DeadLetterFilter {
                     plugin,
-                    code: query.code.filter(|c| !c.is_empty()),
+                    code,
                     since: None,
                     until: None,
                     // The tenant is matched here, so the stream is read to the end for it.
@@ -485,6 +571,7 @@ fn outcome(outcome: &Outcome) -> Result<Value, ApiError> {
         "changed": outcome.changed,
         "message": outcome.message,
         "rights": outcome.rights,
+        "also": outcome.also,
         "warnings": outcome.warnings,
         "state": outcome.registration.as_ref().map(crate::views::state_name),
     }))

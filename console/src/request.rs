@@ -49,6 +49,13 @@ pub enum Request {
         /// The revision; the latest earlier version when absent.
         to: Option<u64>,
     },
+    /// Remove the plugin (and with `cascade` the plugins that require it).
+    RemovePlugin {
+        /// The plugin.
+        plugin: PluginId,
+        /// Remove the plugins that require it too.
+        cascade: bool,
+    },
     /// What waits for approval.
     ListApprovals,
     /// Dead letters.
@@ -180,6 +187,11 @@ pub fn operator_name(raw: &str) -> Result<OperatorName, ApiError> {
         })
 }
 
+/// The body of a verb without arguments: `{}` (or nothing).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PluginArgs {
@@ -195,6 +207,17 @@ pub struct ApproveArgs {
     /// Leave a new installation disabled.
     #[serde(default)]
     pub disabled: bool,
+}
+
+/// The body (NATS) or query (HTTP) of a removal.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveArgs {
+    #[serde(default)]
+    plugin: String,
+    /// Remove the plugins that require it too.
+    #[serde(default)]
+    pub cascade: bool,
 }
 
 /// The body of a rollback.
@@ -305,7 +328,7 @@ pub fn body<T: DeserializeOwned>(verb: &str, bytes: &[u8]) -> Result<T, ApiError
 
 impl Request {
     /// Every NATS verb, as served.
-    pub const VERBS: [&'static str; 26] = [
+    pub const VERBS: [&'static str; 27] = [
         "whoami",
         "overview",
         "plugins.list",
@@ -315,6 +338,7 @@ impl Request {
         "plugins.enable",
         "plugins.disable",
         "plugins.rollback",
+        "plugins.remove",
         "approvals.list",
         "dlq.list",
         "dlq.show",
@@ -343,10 +367,14 @@ impl Request {
         let plugin = |bytes| -> Result<PluginId, ApiError> {
             plugin_id(&body::<PluginArgs>(verb, bytes)?.plugin)
         };
+        let none = |request: Request| -> Result<Request, ApiError> {
+            body::<NoArgs>(verb, bytes)?;
+            Ok(request)
+        };
         Ok(match verb {
-            "whoami" => Request::Whoami,
-            "overview" => Request::Overview,
-            "plugins.list" => Request::ListPlugins,
+            "whoami" => none(Request::Whoami)?,
+            "overview" => none(Request::Overview)?,
+            "plugins.list" => none(Request::ListPlugins)?,
             "plugins.show" => Request::ShowPlugin(plugin(bytes)?),
             "plugins.approve" => {
                 let args: ApproveArgs = body(verb, bytes)?;
@@ -365,24 +393,31 @@ impl Request {
                     to: args.to,
                 }
             }
-            "approvals.list" => Request::ListApprovals,
+            "plugins.remove" => {
+                let args: RemoveArgs = body(verb, bytes)?;
+                Request::RemovePlugin {
+                    plugin: plugin_id(&args.plugin)?,
+                    cascade: args.cascade,
+                }
+            }
+            "approvals.list" => none(Request::ListApprovals)?,
             "dlq.list" => Request::ListDeadLetters(body(verb, bytes)?),
             "dlq.show" => Request::ShowDeadLetter(body::<SequenceArgs>(verb, bytes)?.sequence),
             "dlq.replay" => Request::replay(body(verb, bytes)?)?,
             "dlq.purge" => Request::purge(body(verb, bytes)?)?,
             "audit.list" => Request::ListAudit(body(verb, bytes)?),
-            "operators.list" => Request::ListOperators,
+            "operators.list" => none(Request::ListOperators)?,
             "operators.add" => Request::add_operator(body(verb, bytes)?)?,
             "operators.remove" => {
                 Request::RemoveOperator(operator_name(&body::<NameArgs>(verb, bytes)?.name)?)
             }
-            "trust.list" => Request::ListTrust,
+            "trust.list" => none(Request::ListTrust)?,
             "trust.add" => Request::add_trust(body(verb, bytes)?)?,
             "trust.remove" => {
                 Request::RemoveTrust(publisher_key(&body::<KeyArgs>(verb, bytes)?.key)?)
             }
-            "catalog.list" => Request::Catalog,
-            "services.list" => Request::ListServices,
+            "catalog.list" => none(Request::Catalog)?,
+            "services.list" => none(Request::ListServices)?,
             "services.add" => Request::add_service(body(verb, bytes)?)?,
             "services.remove" => {
                 Request::RemoveService(service_name(&body::<NameArgs>(verb, bytes)?.name)?)
@@ -454,9 +489,9 @@ impl Request {
     /// [`ApiError::bad_request`].
     pub fn add_trust(args: TrustArgs) -> Result<Self, ApiError> {
         let name = args.name.trim();
-        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             return Err(ApiError::bad_request(
-                "a trusted key needs a `name`: 1 to 200 characters, no control characters",
+                "a trusted key needs a `name`: 1 to 128 bytes, no control characters",
             ));
         }
         Ok(Request::AddTrust {
@@ -508,6 +543,7 @@ impl Request {
             Request::Enable(_) => "plugins.enable",
             Request::Disable(_) => "plugins.disable",
             Request::Rollback { .. } => "plugins.rollback",
+            Request::RemovePlugin { .. } => "plugins.remove",
             Request::ListApprovals => "approvals.list",
             Request::ListDeadLetters(_) => "dlq.list",
             Request::ShowDeadLetter(_) => "dlq.show",
@@ -540,6 +576,7 @@ impl Request {
             | Request::ListOperators
             | Request::AddOperator { .. }
             | Request::RemoveOperator(_)
+            | Request::RemovePlugin { .. }
             | Request::AddTrust { .. }
             | Request::RemoveTrust(_)
             | Request::AddService { .. }
@@ -577,6 +614,7 @@ impl Request {
             | Request::Disable(p)
             | Request::Approve { plugin: p, .. }
             | Request::Rollback { plugin: p, .. }
+            | Request::RemovePlugin { plugin: p, .. }
             | Request::Replay { plugin: p, .. }
             | Request::Purge { plugin: p, .. } => Some(p.to_string()),
             Request::ShowDeadLetter(sequence) => Some(sequence.to_string()),
@@ -606,7 +644,7 @@ mod tests {
         let key = pair.public_key();
         let trust_add = format!(r#"{{"key":"{key}","name":"Acme"}}"#);
         let trust_remove = format!(r#"{{"key":"{key}"}}"#);
-        let bodies: [(&str, &str); 15] = [
+        let bodies: [(&str, &str); 16] = [
             ("plugins.show", r#"{"plugin":"audit-log"}"#),
             (
                 "plugins.approve",
@@ -621,6 +659,7 @@ mod tests {
             ("dlq.purge", r#"{"plugin":"audit-log","all":true}"#),
             ("operators.add", r#"{"name":"bob","role":"viewer"}"#),
             ("operators.remove", r#"{"name":"bob"}"#),
+            ("plugins.remove", r#"{"plugin":"audit-log","cascade":true}"#),
             ("trust.add", &trust_add),
             ("trust.remove", &trust_remove),
             ("services.add", r#"{"name":"billing","tenants":["acme"]}"#),
@@ -673,6 +712,8 @@ mod tests {
                 "bad operator name",
             ),
             ("dlq.show", "\"seven\"", "bad body"),
+            ("plugins.list", "not json", "bad body"),
+            ("overview", r#"{"x":1}"#, "unknown field"),
             ("plugins.show", "\u{0}\u{ff}", "bad body"),
         ] {
             let error = Request::parse(verb, body.as_bytes()).unwrap_err();

@@ -72,12 +72,23 @@ pub async fn serve(
     Ok(tasks)
 }
 
+/// Whether a reply subject may be answered: under `_INBOX.`, with no wildcard and nothing a
+/// subject cannot hold.
+pub fn answerable(reply: &str) -> bool {
+    reply.starts_with(REPLY_PREFIX)
+        && reply.len() <= 256
+        && reply
+            .split('.')
+            .all(|token| !token.is_empty() && token != "*" && token != ">")
+        && !reply.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Answers one request, or drops it when its reply subject is not an inbox.
 async fn answer(management: Management, verb: &'static str, request: async_nats::service::Request) {
     let Some(reply) = request.message.reply.as_ref() else {
         return;
     };
-    if !reply.as_str().starts_with(REPLY_PREFIX) {
+    if !answerable(reply.as_str()) {
         tracing::debug!(
             verb,
             "a management request with a reply subject outside _INBOX. is not answered"
@@ -100,8 +111,12 @@ async fn answer(management: Management, verb: &'static str, request: async_nats:
         let identity = management
             .authenticate(token.as_deref(), Transport::Nats, verb)
             .await?;
-        let parsed = Request::parse(verb, &request.message.payload)?;
-        management.call(&identity, Transport::Nats, parsed).await
+        match Request::parse(verb, &request.message.payload) {
+            Ok(parsed) => management.call(&identity, Transport::Nats, parsed).await,
+            Err(error) => Err(management
+                .failed(&identity, Transport::Nats, verb, error)
+                .await),
+        }
     }
     .await;
     let (body, headers) = match result {

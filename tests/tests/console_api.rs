@@ -440,6 +440,49 @@ async fn hostile_requests_get_clear_errors_and_change_nothing() {
             "{call:?}: {answer} should say {says}"
         );
     }
+    for (path, says) in [
+        ("/api/v1/dead-letters?tenant=%3Cimg%3E", "bad tenant filter"),
+        ("/api/v1/dead-letters?code=*", "bad code filter"),
+    ] {
+        let (status, answer) = fx.get(&admin, path).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert!(answer.to_string().contains(says), "{answer}");
+    }
+    let (status, _) = fx
+        .send(HttpCall::new("PUT", "/api/v1/plugins").bearer(&admin))
+        .await;
+    assert_eq!(status, 404);
+
+    // Every one of them is in the audit log: refusals and failures alike, as the admin's.
+    let audit = fx.audit().await;
+    let by_admin = |action: Action, says: &str| {
+        audit.iter().any(|e| {
+            e.entry.action == action
+                && e.entry.actor.name == "admin (admin) via http"
+                && e.entry.detail.as_deref().unwrap_or_default().contains(says)
+        })
+    };
+    assert!(
+        by_admin(Action::ApiRefused, "another site"),
+        "cross-site refusal not recorded"
+    );
+    for says in [
+        "bad body",
+        "unknown field",
+        "bad plugin id",
+        "no such plugin action",
+        "bad dead-letter sequence",
+        "unknown audit action",
+        "no such API route: GET /api/v1/nothing-here",
+        "no such API route: PUT /api/v1/plugins",
+        "bad tenant filter",
+    ] {
+        assert!(
+            by_admin(Action::ApiFailed, says),
+            "failure `{says}` not recorded"
+        );
+    }
+
     // The limit plus one: a body over 64 KiB is refused before it is read.
     let big = json!({"disabled": false, "pad": "x".repeat(64 * 1024)});
     let (status, _) = fx
@@ -694,4 +737,49 @@ async fn trust_services_and_the_catalog_are_managed_by_admins_only() {
         !stored.contains(&secret),
         "the audit log holds a service secret"
     );
+}
+
+#[tokio::test]
+async fn only_an_admin_removes_a_plugin_and_its_settings_and_credential_go_with_it() {
+    let fx = Box::pin(ConsoleFixture::start()).await;
+    fx.sy
+        .register(manifest("leaving", "max_attempts = 1"))
+        .await;
+    let (status, answer) = fx
+        .send(HttpCall::new("DELETE", "/api/v1/plugins/leaving").bearer(&fx.operator))
+        .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(fx
+        .sy
+        .registry
+        .get(&plugin("leaving"))
+        .await
+        .unwrap()
+        .is_some());
+    let (status, answer) = fx
+        .send(HttpCall::new("DELETE", "/api/v1/plugins/leaving?cascade=maybe").bearer(&fx.admin))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = fx
+        .send(HttpCall::new("DELETE", "/api/v1/plugins/leaving").bearer(&fx.admin))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["message"], "removed leaving");
+    assert!(fx
+        .sy
+        .registry
+        .get(&plugin("leaving"))
+        .await
+        .unwrap()
+        .is_none());
+    let (status, _) = fx
+        .send(HttpCall::new("DELETE", "/api/v1/plugins/leaving").bearer(&fx.admin))
+        .await;
+    assert_eq!(status, 404);
+    assert!(fx
+        .audit()
+        .await
+        .iter()
+        .any(|e| e.entry.action == Action::PluginRemoved
+            && e.entry.actor.name == "admin (admin) via http"));
 }

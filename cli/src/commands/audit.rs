@@ -61,7 +61,8 @@ pub(crate) struct AuditArgs {
     /// Only entries about this target, whatever its kind.
     #[arg(long)]
     target: Option<String>,
-    /// Only entries of this action, e.g. `plugin_removed`.
+    /// Only entries of this action, e.g. `plugin_removed`. Reads through the management API
+    /// (`api_viewed`) are listed only when asked for by this option.
     #[arg(long, value_parser = parse_action)]
     action: Option<Action>,
     /// Only entries by this actor: its NATS user, OS user (or `user@host`), the name given
@@ -102,7 +103,10 @@ pub(crate) async fn run(args: AuditArgs) -> Result<(), CliError> {
         until: args.until,
         limit: args.limit,
     };
-    let entries = log.list(&filter).await?;
+    let mut entries = log.list(&filter).await?;
+    if args.action.is_none() {
+        entries.retain(|stored| stored.entry.action != Action::ApiViewed);
+    }
     if args.output.json {
         return print_json(&AuditList { entries: &entries });
     }

@@ -167,9 +167,14 @@ pub(crate) async fn operator(
 
 /// Prints what a verb did: its line, what the plugin may do now, and any warning.
 pub(crate) fn print_outcome(outcome: &Outcome) {
-    println!("{}", printable(&outcome.message));
+    for line in outcome.message.lines() {
+        println!("{}", printable(line));
+    }
     for line in &outcome.rights {
         println!("  {line}");
+    }
+    for line in &outcome.also {
+        println!("{}", printable(line));
     }
     for warning in &outcome.warnings {
         eprintln!("warning: {warning}");

@@ -675,81 +675,23 @@ impl Install<'_> {
 }
 
 async fn remove(args: RemoveArgs) -> Result<(), CliError> {
-    let client = args.nats.connect_options()?.connect().await?;
-    let js = jetstream::new(client.clone());
-    let registry = Registry::open(&js, &args.namespace.prefix).await?;
-    let auditor = auditor(&args.nats, &client, &args.namespace.prefix, &args.actor).await?;
-    let credentials = CredentialStore::open_existing(&js, &args.namespace.prefix).await?;
-    let what = format!("removing {}", args.plugin);
-    let removed = lifecycle::retrying(&registry, &what, |registry, snapshot| {
-        remove_once(&args, &auditor, registry, snapshot)
-    })
-    .await?;
-    for plugin in removed {
-        Box::pin(super::settings::forget_settings(
-            &client,
-            &args.namespace.prefix,
-            &plugin,
-        ))
-        .await?;
-        lifecycle::announce(
-            &args.nats,
-            &args.namespace,
-            LifecycleKind::Removed,
-            &plugin,
-            None,
-            &auditor,
-        )
-        .await;
-        // A plugin added again later gets a new secret.
-        if let Some(credentials) = &credentials {
-            if credentials
-                .revoke_audited(&plugin, Some("with the plugin's removal"), &auditor)
-                .await?
-            {
-                println!("revoked the credential of {plugin}");
-            }
-        }
-    }
+    let operator = lifecycle::operator(&args.nats, &args.namespace, &args.actor).await?;
+    let outcome =
+        operator
+            .remove(&args.plugin, args.cascade)
+            .await
+            .map_err(|error| match error {
+                switchyard_control::lifecycle::operate::OperateError::Incompatible {
+                    what,
+                    problems,
+                } => CliError::Incompatible {
+                    what: what.replace("with cascade", "with --cascade"),
+                    problems,
+                },
+                other => other.into(),
+            })?;
+    lifecycle::print_outcome(&outcome);
     Ok(())
-}
-
-/// One try of `plugins remove` against `snapshot`: the plugins removed, in order.
-async fn remove_once(
-    args: &RemoveArgs,
-    auditor: &Auditor,
-    registry: Registry,
-    snapshot: Snapshot,
-) -> Result<Vec<PluginId>, CliError> {
-    let installed = snapshot.registrations;
-    if !installed.iter().any(|r| r.plugin_id() == &args.plugin) {
-        return Err(CliError::NotRegistered {
-            plugin: args.plugin.clone(),
-            bucket: registry.bucket().to_owned(),
-        });
-    }
-    let order = if args.cascade {
-        compat::removal_order(&args.plugin, &installed)
-    } else {
-        compat::check_removal(&args.plugin, &installed).map_err(|refused| {
-            CliError::Incompatible {
-                what: format!(
-                    "removing {} (give --cascade to remove them too)",
-                    args.plugin
-                ),
-                problems: refused.to_string(),
-            }
-        })?;
-        vec![args.plugin.clone()]
-    };
-    let mut removed = Vec::new();
-    for plugin in order {
-        if registry.unregister(&plugin, auditor).await? {
-            println!("removed {plugin}");
-            removed.push(plugin);
-        }
-    }
-    Ok(removed)
 }
 
 /// A refusal of `path`'s manifest: each problem on its own line, with the line of the key at

@@ -61,6 +61,9 @@ pub enum OperateError {
     /// The settings could not be read.
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    /// A removed plugin's credential could not be revoked.
+    #[error("the credential could not be revoked: {0}")]
+    Credentials(String),
 }
 
 /// What a verb did.
@@ -77,6 +80,9 @@ pub struct Outcome {
     pub registration: Option<Registration>,
     /// What the plugin may do now, one line each, for an approval.
     pub rights: Vec<String>,
+    /// What else was done with it, one line each (a removal's settings forgotten, its
+    /// credential revoked).
+    pub also: Vec<String>,
     /// What went wrong after the change was stored (an announcement not published).
     pub warnings: Vec<String>,
 }
@@ -89,6 +95,7 @@ impl Outcome {
             message,
             registration: None,
             rights: Vec::new(),
+            also: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -100,6 +107,7 @@ impl Outcome {
             message,
             registration,
             rights: Vec::new(),
+            also: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -476,6 +484,102 @@ impl Operator {
             Some(LifecycleKind::RolledBack),
             Outcome::changed(plugin, message, Some(plan.restored)),
         ))
+    }
+
+    /// Removes the plugin, and with `cascade` the plugins that require it first; refused
+    /// without `cascade` when others require it. Each removed plugin's settings and secrets
+    /// are forgotten and its credential revoked (a plugin added again later gets a new one).
+    ///
+    /// # Errors
+    /// [`OperateError`]; [`OperateError::Credentials`] when a credential could not be revoked
+    /// (the removals are made).
+    pub async fn remove(&self, plugin: &PluginId, cascade: bool) -> Result<Outcome, OperateError> {
+        let what = format!("removing {plugin}");
+        let removed = self
+            .retrying(&what, |registry, snapshot| {
+                Box::pin(self.remove_once(plugin, cascade, registry, snapshot))
+            })
+            .await?;
+        // One line per plugin, in the order they were removed: dependents first.
+        let message = removed
+            .iter()
+            .map(|plugin| format!("removed {plugin}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut outcome = Outcome::changed(plugin, message, None);
+        let settings = SettingsStore::open_existing(&self.js, &self.namespace).await?;
+        let credentials = crate::auth::CredentialStore::open_existing(&self.js, &self.namespace)
+            .await
+            .map_err(|e| OperateError::Credentials(e.to_string()))?;
+        for removed in &removed {
+            if let Some(settings) = &settings {
+                if settings.forget(removed).await? {
+                    outcome
+                        .also
+                        .push(format!("forgot the settings and secrets set for {removed}"));
+                }
+            }
+            if let Some(credentials) = &credentials {
+                let revoked = credentials
+                    .revoke_audited(removed, Some("with the plugin's removal"), &self.auditor)
+                    .await
+                    .map_err(|e| OperateError::Credentials(e.to_string()))?;
+                if revoked {
+                    outcome
+                        .also
+                        .push(format!("revoked the credential of {removed}"));
+                }
+            }
+            let data = LifecycleEvent {
+                plugin: removed.to_string(),
+                version: None,
+                state: None,
+                actor: Some(self.auditor.actor().name.clone()),
+                detail: None,
+            };
+            if let Err(error) =
+                events::announce(&self.announcer, LifecycleKind::Removed, &data).await
+            {
+                outcome.warnings.push(format!(
+                    "{removed} is removed, but its lifecycle event was not published: {error}"
+                ));
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn remove_once(
+        &self,
+        plugin: &PluginId,
+        cascade: bool,
+        registry: Registry,
+        snapshot: Snapshot,
+    ) -> Result<Vec<PluginId>, OperateError> {
+        let installed = snapshot.registrations;
+        if !installed.iter().any(|r| r.plugin_id() == plugin) {
+            return Err(OperateError::NotRegistered {
+                plugin: plugin.clone(),
+                bucket: registry.bucket().to_owned(),
+            });
+        }
+        let order = if cascade {
+            compat::removal_order(plugin, &installed)
+        } else {
+            compat::check_removal(plugin, &installed).map_err(|refused| {
+                OperateError::Incompatible {
+                    what: format!("removing {plugin} (remove them too with cascade)"),
+                    problems: refused.to_string(),
+                }
+            })?;
+            vec![plugin.clone()]
+        };
+        let mut removed = Vec::new();
+        for plugin in order {
+            if registry.unregister(&plugin, &self.auditor).await? {
+                removed.push(plugin);
+            }
+        }
+        Ok(removed)
     }
 
     /// Makes a change against the registry as it is now, and makes it again when another

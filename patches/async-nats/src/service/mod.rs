@@ -375,6 +375,16 @@ impl Service {
         let mut stats =
             verb_subscription(client.clone(), Verb::Stats, config.name.clone(), id.clone()).await?;
 
+        // Local change (patches/README.md): discovery answers only inboxes, so that a caller
+        // cannot make a service publish onto a subject it chose.
+        fn discovery_reply(reply: &crate::Subject) -> bool {
+            let reply = reply.as_str();
+            reply.starts_with("_INBOX.")
+                && reply
+                    .split('.')
+                    .all(|token| !token.is_empty() && token != "*" && token != ">")
+        }
+
         // Start a task for handling verbs subscriptions.
         let handle = tokio::task::spawn({
             let mut stats_callback = config.stats_handler;
@@ -385,7 +395,7 @@ impl Service {
                 loop {
                     tokio::select! {
                         Some(ping) = pings.next() => {
-                            let Some(reply) = ping.reply else { continue };
+                            let Some(reply) = ping.reply.filter(discovery_reply) else { continue };
                             let pong = serde_json::to_vec(&PingResponse{
                                 kind: "io.nats.micro.v1.ping_response".to_string(),
                                 name: info.name.clone(),
@@ -396,7 +406,7 @@ impl Service {
                             client.publish(reply, pong.into()).await?;
                         },
                         Some(info_request) = infos.next() => {
-                            let Some(reply) = info_request.reply else { continue };
+                            let Some(reply) = info_request.reply.filter(discovery_reply) else { continue };
                             let info = info.clone();
 
                             let endpoints: Vec<endpoint::Info> = {
@@ -417,7 +427,7 @@ impl Service {
                             client.publish(reply, info_json.clone()).await?;
                         },
                         Some(stats_request) = stats.next() => {
-                            let Some(reply) = stats_request.reply else { continue };
+                            let Some(reply) = stats_request.reply.filter(discovery_reply) else { continue };
                             if let Some(stats_callback) = stats_callback.as_mut() {
                                 let mut endpoint_stats_locked = endpoints_state.lock().unwrap();
                                 for (key, value) in &mut endpoint_stats_locked.endpoints {
