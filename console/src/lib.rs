@@ -12,6 +12,7 @@
 pub mod assets;
 mod error;
 pub mod http;
+pub mod listener;
 pub mod live;
 mod management;
 pub mod request;
@@ -86,6 +87,7 @@ impl Console {
         let (live, live_task) = live::Live::start(management.clone());
         let router = http::router(management.clone(), live);
         let server = tokio::spawn(async move {
+            let listener = listener::BoundedListener::new(listener, listener::MAX_CONNECTIONS);
             if let Err(error) = axum::serve(listener, router).await {
                 tracing::error!(%error, "the console's HTTP server stopped");
             }
