@@ -295,7 +295,8 @@ async fn call_answers_an_operation_of_the_dev_examples() {
 }
 
 /// `switchyard dev` serves the web console and prints its URL with a token that signs in: a
-/// raw HTTP client (no API client of ours) reads the page and the plugins with it.
+/// raw HTTP client (no API client of ours) reads the page and the plugins with it. SIGTERM
+/// stops it all, the nats-server it started too.
 #[tokio::test]
 async fn dev_serves_the_console_at_the_url_it_prints() {
     use tokio::io::{AsyncBufReadExt, BufReader};
@@ -377,16 +378,20 @@ async fn dev_serves_the_console_at_the_url_it_prints() {
 
     let pid = dev.id().unwrap();
     std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
     let status = tokio::time::timeout(Duration::from_secs(60), dev.wait())
         .await
-        .expect("dev stops on Ctrl-C")
+        .expect("dev stops on SIGTERM")
         .unwrap();
     assert!(status.success());
     assert!(
         tokio::net::TcpStream::connect(&address).await.is_err(),
         "the console still listens after dev stopped"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nats-server outlived dev's SIGTERM"
     );
 }

@@ -48,6 +48,10 @@ pub fn router(management: Management, live: Live) -> Router {
             get(|s: State<Shared>, h: HeaderMap| read(s, h, Request::ListPlugins)),
         )
         .route("/plugins/{id}", get(show_plugin).delete(remove_plugin))
+        .route(
+            "/plugins/{id}/credentials",
+            post(issue_credentials).delete(revoke_credentials),
+        )
         .route("/plugins/{id}/{verb}", post(change_plugin))
         .route(
             "/approvals",
@@ -296,6 +300,24 @@ async fn remove_plugin(
 struct RemoveQuery {
     #[serde(default)]
     cascade: bool,
+}
+
+async fn issue_credentials(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let request = request::plugin_id(&id).map(Request::IssueCredentials);
+    answer(&shared, &headers, Method::POST, request).await
+}
+
+async fn revoke_credentials(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let request = request::plugin_id(&id).map(Request::RevokeCredentials);
+    answer(&shared, &headers, Method::DELETE, request).await
 }
 
 async fn change_plugin(

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use switchyard_bus::Bus;
 use switchyard_control::audit::{Action, Actor, AuditFilter, AuditLog, Auditor};
 use switchyard_control::auth::operators::{Identity, OperatorStore};
-use switchyard_control::auth::{AuthError, ServiceStore};
+use switchyard_control::auth::{AuthError, CredentialStore, ServiceStore};
 use switchyard_control::lifecycle::events;
 use switchyard_control::lifecycle::operate::{Operator, Outcome};
 use switchyard_control::package::{PackageStore, TrustStore, TrustedKeys};
@@ -337,6 +337,44 @@ impl Management {
             Request::Rollback { plugin, to } => outcome(&lifecycle().rollback(&plugin, to).await?),
             Request::RemovePlugin { plugin, cascade } => {
                 outcome(&lifecycle().remove(&plugin, cascade).await?)
+            }
+            Request::IssueCredentials(plugin) => {
+                if inner.lifecycle.registry().get(&plugin).await?.is_none() {
+                    return Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!("no plugin `{plugin}` is registered"),
+                    ));
+                }
+                let credentials = CredentialStore::open(&inner.js, &inner.namespace).await?;
+                match credentials.issue_audited(&plugin, auditor).await {
+                    Ok(secret) => Ok(json!({
+                        "plugin": plugin,
+                        "secret": secret.expose(),
+                        "message": format!(
+                            "issued a new secret for {plugin}; give it to its workers as \
+                             SWITCHYARD_PLUGIN_TOKEN (any earlier one no longer works)"
+                        ),
+                    })),
+                    // The secret works, but the record of it is missing: it is not handed
+                    // out; issuing again replaces it.
+                    Err(AuthError::IssuedNotRecorded { audit, .. }) => {
+                        Err(ApiError::unavailable(audit))
+                    }
+                    Err(other) => Err(other.into()),
+                }
+            }
+            Request::RevokeCredentials(plugin) => {
+                let credentials = CredentialStore::open(&inner.js, &inner.namespace).await?;
+                let revoked = credentials.revoke_audited(&plugin, None, auditor).await?;
+                Ok(json!({
+                    "plugin": plugin,
+                    "revoked": revoked,
+                    "message": if revoked {
+                        format!("revoked the credential of {plugin}")
+                    } else {
+                        format!("{plugin} had no credential")
+                    },
+                }))
             }
             Request::ListApprovals => inner.views.approvals().await,
             Request::ListDeadLetters(query) => {

@@ -56,6 +56,10 @@ pub enum Request {
         /// Remove the plugins that require it too.
         cascade: bool,
     },
+    /// Issue the plugin a new secret (the earlier one stops working).
+    IssueCredentials(PluginId),
+    /// Revoke the plugin's secret: its workers are refused.
+    RevokeCredentials(PluginId),
     /// What waits for approval.
     ListApprovals,
     /// Dead letters.
@@ -328,7 +332,7 @@ pub fn body<T: DeserializeOwned>(verb: &str, bytes: &[u8]) -> Result<T, ApiError
 
 impl Request {
     /// Every NATS verb, as served.
-    pub const VERBS: [&'static str; 27] = [
+    pub const VERBS: [&'static str; 29] = [
         "whoami",
         "overview",
         "plugins.list",
@@ -339,6 +343,8 @@ impl Request {
         "plugins.disable",
         "plugins.rollback",
         "plugins.remove",
+        "plugins.credentials.issue",
+        "plugins.credentials.revoke",
         "approvals.list",
         "dlq.list",
         "dlq.show",
@@ -400,6 +406,8 @@ impl Request {
                     cascade: args.cascade,
                 }
             }
+            "plugins.credentials.issue" => Request::IssueCredentials(plugin(bytes)?),
+            "plugins.credentials.revoke" => Request::RevokeCredentials(plugin(bytes)?),
             "approvals.list" => none(Request::ListApprovals)?,
             "dlq.list" => Request::ListDeadLetters(body(verb, bytes)?),
             "dlq.show" => Request::ShowDeadLetter(body::<SequenceArgs>(verb, bytes)?.sequence),
@@ -544,6 +552,8 @@ impl Request {
             Request::Disable(_) => "plugins.disable",
             Request::Rollback { .. } => "plugins.rollback",
             Request::RemovePlugin { .. } => "plugins.remove",
+            Request::IssueCredentials(_) => "plugins.credentials.issue",
+            Request::RevokeCredentials(_) => "plugins.credentials.revoke",
             Request::ListApprovals => "approvals.list",
             Request::ListDeadLetters(_) => "dlq.list",
             Request::ShowDeadLetter(_) => "dlq.show",
@@ -577,6 +587,8 @@ impl Request {
             | Request::AddOperator { .. }
             | Request::RemoveOperator(_)
             | Request::RemovePlugin { .. }
+            | Request::IssueCredentials(_)
+            | Request::RevokeCredentials(_)
             | Request::AddTrust { .. }
             | Request::RemoveTrust(_)
             | Request::AddService { .. }
@@ -615,6 +627,8 @@ impl Request {
             | Request::Approve { plugin: p, .. }
             | Request::Rollback { plugin: p, .. }
             | Request::RemovePlugin { plugin: p, .. }
+            | Request::IssueCredentials(p)
+            | Request::RevokeCredentials(p)
             | Request::Replay { plugin: p, .. }
             | Request::Purge { plugin: p, .. } => Some(p.to_string()),
             Request::ShowDeadLetter(sequence) => Some(sequence.to_string()),
@@ -644,7 +658,7 @@ mod tests {
         let key = pair.public_key();
         let trust_add = format!(r#"{{"key":"{key}","name":"Acme"}}"#);
         let trust_remove = format!(r#"{{"key":"{key}"}}"#);
-        let bodies: [(&str, &str); 16] = [
+        let bodies: [(&str, &str); 18] = [
             ("plugins.show", r#"{"plugin":"audit-log"}"#),
             (
                 "plugins.approve",
@@ -660,6 +674,8 @@ mod tests {
             ("operators.add", r#"{"name":"bob","role":"viewer"}"#),
             ("operators.remove", r#"{"name":"bob"}"#),
             ("plugins.remove", r#"{"plugin":"audit-log","cascade":true}"#),
+            ("plugins.credentials.issue", r#"{"plugin":"audit-log"}"#),
+            ("plugins.credentials.revoke", r#"{"plugin":"audit-log"}"#),
             ("trust.add", &trust_add),
             ("trust.remove", &trust_remove),
             ("services.add", r#"{"name":"billing","tenants":["acme"]}"#),

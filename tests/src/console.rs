@@ -8,10 +8,30 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use switchyard_console::{Console, OperatorName, Role};
-use switchyard_control::audit::{AuditFilter, AuditLog, StoredEntry};
 
-use crate::{Switchyard, TestServer};
+use switchyard_control::audit::{AuditFilter, AuditLog, StoredEntry};
+use switchyard_control::registry::{Registration, TenantScope};
+use switchyard_schemas::delivery::{ErrorCode, Outcome};
+
+use crate::{manifest, Behaviour, Switchyard, TestServer, TestWorker};
+
+/// A plugin whose worker fails every event for good (`order.invalid`) while its switch is on.
+pub struct FailingPlugin {
+    /// The worker.
+    pub worker: TestWorker,
+    /// On: it fails; off: it succeeds.
+    pub failing: Arc<AtomicBool>,
+}
+
+impl FailingPlugin {
+    /// From now on, it succeeds.
+    pub fn recover(&self) {
+        self.failing.store(false, Ordering::SeqCst);
+    }
+}
 
 /// A raw HTTP request to send.
 #[derive(Debug, Clone)]
@@ -102,6 +122,44 @@ impl ConsoleFixture {
             admin,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// Installs the plugin `id` (on `order.*`, one attempt) waiting for approval, as `plugins
+    /// add` of a package leaves it.
+    ///
+    /// # Panics
+    /// When it cannot be stored.
+    pub async fn install_pending(&self, id: &str) {
+        self.sy
+            .registry
+            .put(&Registration::pending(
+                manifest(id, "max_attempts = 1"),
+                TenantScope::All,
+            ))
+            .await
+            .expect("the registration is stored");
+    }
+
+    /// Registers the plugin `id` (on `order.*`, one attempt) and starts a worker that fails
+    /// every event for good until [`FailingPlugin::recover`].
+    pub async fn failing_plugin(&self, id: &str) -> FailingPlugin {
+        self.sy.register(manifest(id, "max_attempts = 1")).await;
+        let failing = Arc::new(AtomicBool::new(true));
+        let worker = TestWorker::start(&self.sy.url(), self.sy.namespace(), id, {
+            let failing = Arc::clone(&failing);
+            move |_| {
+                if failing.load(Ordering::SeqCst) {
+                    Behaviour::Reply(Outcome::Failed {
+                        code: ErrorCode::new("order.invalid").expect("a valid code"),
+                        reason: "the total is zero".into(),
+                    })
+                } else {
+                    Behaviour::Reply(Outcome::Done)
+                }
+            }
+        })
+        .await;
+        FailingPlugin { worker, failing }
     }
 
     /// The console's base URL, `http://127.0.0.1:PORT/`.

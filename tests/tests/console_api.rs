@@ -2,34 +2,18 @@
 //! dispatcher and console. Every refusal is proven by an observer with full rights (the
 //! registry and the audit log read directly), not by the refused caller.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Value};
 use switchyard_control::audit::Action;
-use switchyard_control::registry::{Registration, TenantScope};
-use switchyard_schemas::delivery::{ErrorCode, Outcome};
 use switchyard_schemas::PluginId;
-use switchyard_tests::{manifest, Behaviour, ConsoleFixture, HttpCall, TestWorker};
+use switchyard_tests::{manifest, ConsoleFixture, HttpCall};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn plugin(id: &str) -> PluginId {
     PluginId::new(id).unwrap()
-}
-
-/// Installs `id` waiting for approval, as `plugins add` of a package leaves it.
-async fn install_pending(fx: &ConsoleFixture, id: &str) {
-    fx.sy
-        .registry
-        .put(&Registration::pending(
-            manifest(id, "max_attempts = 1"),
-            TenantScope::All,
-        ))
-        .await
-        .unwrap();
 }
 
 fn code(body: &Value) -> &str {
@@ -39,7 +23,7 @@ fn code(body: &Value) -> &str {
 #[tokio::test]
 async fn each_role_is_refused_what_it_may_not_do_and_nothing_changes() {
     let fx = Box::pin(ConsoleFixture::start()).await;
-    install_pending(&fx, "pending-one").await;
+    fx.install_pending("pending-one").await;
     let before = fx.sy.registry.get(&plugin("pending-one")).await.unwrap();
 
     let changes = [
@@ -159,7 +143,7 @@ async fn each_role_is_refused_what_it_may_not_do_and_nothing_changes() {
 #[tokio::test]
 async fn an_operator_approves_over_http_and_the_change_is_the_one_the_cli_makes() {
     let fx = Box::pin(ConsoleFixture::start()).await;
-    install_pending(&fx, "approved-one").await;
+    fx.install_pending("approved-one").await;
     let (status, answer) = fx
         .post(
             &fx.operator,
@@ -231,22 +215,7 @@ async fn an_operator_approves_over_http_and_the_change_is_the_one_the_cli_makes(
 #[tokio::test]
 async fn a_dead_letter_is_replayed_over_http_and_delivered_again() {
     let fx = Box::pin(ConsoleFixture::start()).await;
-    fx.sy.register(manifest("flaky", "max_attempts = 1")).await;
-    let failing = Arc::new(AtomicBool::new(true));
-    let worker = TestWorker::start(&fx.sy.url(), fx.sy.namespace(), "flaky", {
-        let failing = Arc::clone(&failing);
-        move |_| {
-            if failing.load(Ordering::SeqCst) {
-                Behaviour::Reply(Outcome::Failed {
-                    code: ErrorCode::new("order.invalid").unwrap(),
-                    reason: "not yet".into(),
-                })
-            } else {
-                Behaviour::Reply(Outcome::Done)
-            }
-        }
-    })
-    .await;
+    let flaky = fx.failing_plugin("flaky").await;
     fx.sy.publish_orders("acme", 0..2).await;
     fx.sy.wait_for_dead_letters(2, DEADLINE).await;
 
@@ -267,7 +236,7 @@ async fn a_dead_letter_is_replayed_over_http_and_delivered_again() {
     assert_eq!(shown["code"], "order.invalid");
     assert_eq!(shown["original"]["form"], "copy");
 
-    failing.store(false, Ordering::SeqCst);
+    flaky.recover();
     let (status, replayed) = fx
         .post(
             &fx.operator,
@@ -277,7 +246,8 @@ async fn a_dead_letter_is_replayed_over_http_and_delivered_again() {
         .await;
     assert_eq!(status, 200, "{replayed}");
     assert_eq!(replayed["replayed"], 1);
-    worker
+    flaky
+        .worker
         .wait_for(3, DEADLINE)
         .await
         .expect("the replay is delivered");
@@ -368,7 +338,7 @@ async fn operators_are_managed_by_admins_and_a_removed_token_stops_working() {
 #[tokio::test]
 async fn hostile_requests_get_clear_errors_and_change_nothing() {
     let fx = Box::pin(ConsoleFixture::start()).await;
-    install_pending(&fx, "target").await;
+    fx.install_pending("target").await;
     let before = fx.sy.registry.get(&plugin("target")).await.unwrap();
     let admin = fx.admin.clone();
     let cases = [
@@ -500,7 +470,7 @@ async fn hostile_requests_get_clear_errors_and_change_nothing() {
 #[tokio::test]
 async fn the_session_cookie_is_http_only_and_strict_and_the_live_view_streams() {
     let fx = Box::pin(ConsoleFixture::start()).await;
-    install_pending(&fx, "streamed").await;
+    fx.install_pending("streamed").await;
     let (status, event) = fx.first_event(&fx.viewer, "/api/v1/live").await;
     assert_eq!(status, 200);
     assert!(event.starts_with("event: overview"), "{event}");
@@ -545,7 +515,7 @@ async fn the_session_cookie_is_http_only_and_strict_and_the_live_view_streams() 
 #[tokio::test]
 async fn the_nats_service_answers_the_same_calls_only_into_inboxes() {
     let fx = Box::pin(ConsoleFixture::start()).await;
-    install_pending(&fx, "over-nats").await;
+    fx.install_pending("over-nats").await;
     let client = fx.sy.server.client().await;
     let prefix = fx.sy.namespace().prefix().to_owned();
     let request = |verb: &str, token: Option<&str>, body: Value| {
@@ -782,4 +752,49 @@ async fn only_an_admin_removes_a_plugin_and_its_settings_and_credential_go_with_
         .iter()
         .any(|e| e.entry.action == Action::PluginRemoved
             && e.entry.actor.name == "admin (admin) via http"));
+}
+
+#[tokio::test]
+async fn an_admin_issues_and_revokes_a_plugins_secret_and_only_the_hash_is_kept() {
+    let fx = Box::pin(ConsoleFixture::start()).await;
+    fx.sy.register(manifest("keyed", "max_attempts = 1")).await;
+    let (status, _) = fx
+        .post(
+            &fx.operator,
+            "/api/v1/plugins/keyed/credentials",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = fx
+        .post(&fx.admin, "/api/v1/plugins/ghost/credentials", &json!({}))
+        .await;
+    assert_eq!(status, 404);
+    let (status, issued) = fx
+        .post(&fx.admin, "/api/v1/plugins/keyed/credentials", &json!({}))
+        .await;
+    assert_eq!(status, 200, "{issued}");
+    let secret = issued["secret"].as_str().unwrap().to_owned();
+    let store =
+        switchyard_control::auth::CredentialStore::open(fx.sy.bus.jetstream(), fx.sy.namespace())
+            .await
+            .unwrap();
+    let stored = store.get(&plugin("keyed")).await.unwrap().unwrap();
+    assert!(
+        stored.accepts(&secret),
+        "the secret issued is the one stored"
+    );
+    let (status, revoked) = fx
+        .send(HttpCall::new("DELETE", "/api/v1/plugins/keyed/credentials").bearer(&fx.admin))
+        .await;
+    assert_eq!((status, revoked["revoked"].as_bool()), (200, Some(true)));
+    assert!(store.get(&plugin("keyed")).await.unwrap().is_none());
+    let audit = fx.audit().await;
+    let text = serde_json::to_string(&audit.iter().map(|e| &e.entry).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains(&secret), "the audit log holds the secret");
+    for action in [Action::CredentialsIssued, Action::CredentialsRevoked] {
+        assert!(audit
+            .iter()
+            .any(|e| e.entry.action == action && e.entry.actor.name == "admin (admin) via http"));
+    }
 }

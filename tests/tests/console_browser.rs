@@ -5,48 +5,18 @@
 //! registry and the worker, not only against the page. Screenshots land in
 //! `target/test-artifacts/console/`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_control::registry::{Registration, TenantScope};
-use switchyard_schemas::delivery::{ErrorCode, Outcome};
 use switchyard_schemas::PluginId;
-use switchyard_tests::{manifest, wait_until, Behaviour, Browser, ConsoleFixture, TestWorker};
+use switchyard_tests::{wait_until, Browser, ConsoleFixture};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn install_pending(fx: &ConsoleFixture, id: &str) {
-    fx.sy
-        .registry
-        .put(&Registration::pending(
-            manifest(id, "max_attempts = 1"),
-            TenantScope::All,
-        ))
-        .await
-        .unwrap();
-}
 
 #[tokio::test]
 async fn an_operator_approves_a_plugin_and_replays_a_dead_letter_in_the_browser() {
     let fx = Box::pin(ConsoleFixture::start()).await;
-    install_pending(&fx, "newcomer").await;
-    fx.sy.register(manifest("flaky", "max_attempts = 1")).await;
-    let failing = Arc::new(AtomicBool::new(true));
-    let worker = TestWorker::start(&fx.sy.url(), fx.sy.namespace(), "flaky", {
-        let failing = Arc::clone(&failing);
-        move |_| {
-            if failing.load(Ordering::SeqCst) {
-                Behaviour::Reply(Outcome::Failed {
-                    code: ErrorCode::new("order.invalid").unwrap(),
-                    reason: "the total is zero".into(),
-                })
-            } else {
-                Behaviour::Reply(Outcome::Done)
-            }
-        }
-    })
-    .await;
+    fx.install_pending("newcomer").await;
+    let flaky = fx.failing_plugin("flaky").await;
     fx.sy.publish_orders("acme", 0..1).await;
     fx.sy.wait_for_dead_letters(1, DEADLINE).await;
 
@@ -109,7 +79,7 @@ async fn an_operator_approves_a_plugin_and_replays_a_dead_letter_in_the_browser(
         .await;
 
     // Replay the dead letter once the plugin is fixed, and see it delivered.
-    failing.store(false, Ordering::SeqCst);
+    flaky.recover();
     browser
         .goto(&format!("{}#/dead-letters?plugin=flaky", fx.url()))
         .await;
@@ -121,7 +91,8 @@ async fn an_operator_approves_a_plugin_and_replays_a_dead_letter_in_the_browser(
     browser.click("[data-action=\"replay-selected\"]").await;
     browser.click("#dialog [data-action=\"confirm\"]").await;
     browser.wait_for_text("#notice", "replayed 1").await;
-    worker
+    flaky
+        .worker
         .wait_for(2, DEADLINE)
         .await
         .expect("the replayed event is delivered");
@@ -145,7 +116,7 @@ async fn an_operator_approves_a_plugin_and_replays_a_dead_letter_in_the_browser(
 #[tokio::test]
 async fn a_viewer_on_a_phone_sees_everything_and_no_actions() {
     let fx = Box::pin(ConsoleFixture::start()).await;
-    install_pending(&fx, "waiting").await;
+    fx.install_pending("waiting").await;
     let browser = Browser::start("viewer-phone", 375, 812).await;
     browser
         .goto(&format!("{}#token={}", fx.url(), fx.viewer))

@@ -142,15 +142,15 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         args.data_dir.display()
     );
 
-    // Ctrl-C stops the demo gracefully: workers drain, the dispatcher stops, then the server.
+    // Ctrl-C or SIGTERM stops the demo gracefully: workers drain, the dispatcher stops, then
+    // the server (in a process group of its own, it would outlive a dev killed outright).
     let stop = CancellationToken::new();
     let interrupt = tokio::spawn({
         let stop = stop.clone();
         async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                println!("\nstopping");
-                stop.cancel();
-            }
+            switchyard_plugin_sdk::stop_signal().await;
+            println!("\nstopping");
+            stop.cancel();
         }
     });
     let outcome = demo(&args, &server.url(), stop).await;
