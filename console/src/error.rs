@@ -96,7 +96,16 @@ impl From<switchyard_control::lifecycle::operate::OperateError> for ApiError {
         let kind = match &error {
             E::NotRegistered { .. } => ErrorKind::NotFound,
             E::Incompatible { .. } | E::NoTarget(_) | E::KeptChanging { .. } => ErrorKind::Conflict,
-            E::Registry(_) | E::Settings(_) | E::Credentials(_) => ErrorKind::Unavailable,
+            E::BadChange(_) => ErrorKind::BadRequest,
+            E::Settings(switchyard_control::settings::SettingsError::Refused(_)) => {
+                ErrorKind::BadRequest
+            }
+            E::Settings(switchyard_control::settings::SettingsError::Contended(_)) => {
+                ErrorKind::Conflict
+            }
+            E::Registry(_) | E::Settings(_) | E::Credentials(_) | E::Audit(_) => {
+                ErrorKind::Unavailable
+            }
         };
         Self::new(kind, error.to_string())
     }

@@ -52,6 +52,14 @@ pub fn router(management: Management, live: Live) -> Router {
             "/plugins/{id}/credentials",
             post(issue_credentials).delete(revoke_credentials),
         )
+        .route(
+            "/plugins/{id}/settings",
+            get(show_settings).post(change_settings),
+        )
+        .route(
+            "/plugins/{id}/secrets/{name}",
+            axum::routing::put(set_secret),
+        )
         .route("/plugins/{id}/{verb}", post(change_plugin))
         .route(
             "/approvals",
@@ -300,6 +308,41 @@ async fn remove_plugin(
 struct RemoveQuery {
     #[serde(default)]
     cascade: bool,
+}
+
+async fn show_settings(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let request = request::plugin_id(&id).map(Request::ShowSettings);
+    answer(&shared, &headers, Method::GET, request).await
+}
+
+async fn change_settings(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request = request::plugin_id(&id).and_then(|plugin| {
+        let args: request::SettingsArgs = request::body("settings.change", &body)?;
+        Request::change_settings(plugin, args)
+    });
+    answer(&shared, &headers, Method::POST, request).await
+}
+
+async fn set_secret(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path((id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let request = request::plugin_id(&id).and_then(|plugin| {
+        let args: request::SecretArgs = request::body("settings.set-secret", &body)?;
+        Request::set_secret(plugin, name, args.value)
+    });
+    answer(&shared, &headers, Method::PUT, request).await
 }
 
 async fn issue_credentials(

@@ -16,6 +16,8 @@ use switchyard_control::lifecycle::operate::{Operator, Outcome};
 use switchyard_control::package::{PackageStore, TrustStore, TrustedKeys};
 use switchyard_control::registry::Registry;
 use switchyard_control::registry::TenantScope;
+use switchyard_control::settings::edit::parse_assignment;
+use switchyard_control::settings::{Secret, SettingChange};
 use switchyard_dispatcher::redrive::json::{RecordJson, SummaryJson};
 use switchyard_dispatcher::redrive::{DeadLetterFilter, DeadLetters, Selection};
 use switchyard_schemas::Namespace;
@@ -375,6 +377,38 @@ impl Management {
                         format!("{plugin} had no credential")
                     },
                 }))
+            }
+            Request::ShowSettings(plugin) => inner.views.settings(&plugin).await,
+            Request::ChangeSettings { plugin, set, unset } => {
+                let registration =
+                    inner
+                        .lifecycle
+                        .registry()
+                        .get(&plugin)
+                        .await?
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                ErrorKind::NotFound,
+                                format!("no plugin `{plugin}` is registered"),
+                            )
+                        })?;
+                let mut changes = Vec::new();
+                for (name, text) in set {
+                    let (name, value) =
+                        parse_assignment(&format!("{name}={text}"), &registration.manifest)
+                            .map_err(ApiError::bad_request)?;
+                    changes.push(SettingChange::Set(name, value));
+                }
+                changes.extend(unset.into_iter().map(SettingChange::Unset));
+                outcome(&Box::pin(lifecycle().change_settings(&plugin, &changes)).await?)
+            }
+            Request::SetSecret {
+                plugin,
+                name,
+                value,
+            } => {
+                let changes = [SettingChange::SetSecret(name, Secret::new(value))];
+                outcome(&Box::pin(lifecycle().change_settings(&plugin, &changes)).await?)
             }
             Request::ListApprovals => inner.views.approvals().await,
             Request::ListDeadLetters(query) => {

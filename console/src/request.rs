@@ -60,6 +60,26 @@ pub enum Request {
     IssueCredentials(PluginId),
     /// Revoke the plugin's secret: its workers are refused.
     RevokeCredentials(PluginId),
+    /// What is in force for the plugin's settings.
+    ShowSettings(PluginId),
+    /// Set and unset plain settings of the plugin.
+    ChangeSettings {
+        /// The plugin.
+        plugin: PluginId,
+        /// `name` = value, each as the CLI's `NAME=VALUE` reads it.
+        set: Vec<(String, String)>,
+        /// Names to unset (plain or secret).
+        unset: Vec<String>,
+    },
+    /// Set a secret of the plugin.
+    SetSecret {
+        /// The plugin.
+        plugin: PluginId,
+        /// The secret's name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
     /// What waits for approval.
     ListApprovals,
     /// Dead letters.
@@ -224,6 +244,34 @@ pub struct RemoveArgs {
     pub cascade: bool,
 }
 
+/// The body of `settings.change`: values to set (a string is read as the CLI reads the text
+/// after `NAME=`; a number, boolean or array as its JSON text) and names to unset.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsArgs {
+    #[serde(default)]
+    plugin: String,
+    /// Values to set.
+    #[serde(default)]
+    pub set: serde_json::Map<String, serde_json::Value>,
+    /// Names to unset.
+    #[serde(default)]
+    pub unset: Vec<String>,
+}
+
+/// The body of `settings.set-secret`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretArgs {
+    #[serde(default)]
+    plugin: String,
+    /// The secret's name.
+    #[serde(default)]
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
 /// The body of a rollback.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -332,7 +380,7 @@ pub fn body<T: DeserializeOwned>(verb: &str, bytes: &[u8]) -> Result<T, ApiError
 
 impl Request {
     /// Every NATS verb, as served.
-    pub const VERBS: [&'static str; 29] = [
+    pub const VERBS: [&'static str; 32] = [
         "whoami",
         "overview",
         "plugins.list",
@@ -345,6 +393,9 @@ impl Request {
         "plugins.remove",
         "plugins.credentials.issue",
         "plugins.credentials.revoke",
+        "settings.show",
+        "settings.change",
+        "settings.set-secret",
         "approvals.list",
         "dlq.list",
         "dlq.show",
@@ -408,6 +459,17 @@ impl Request {
             }
             "plugins.credentials.issue" => Request::IssueCredentials(plugin(bytes)?),
             "plugins.credentials.revoke" => Request::RevokeCredentials(plugin(bytes)?),
+            "settings.show" => Request::ShowSettings(plugin(bytes)?),
+            "settings.change" => {
+                let args: SettingsArgs = body(verb, bytes)?;
+                let plugin = plugin_id(&args.plugin)?;
+                Request::change_settings(plugin, args)?
+            }
+            "settings.set-secret" => {
+                let args: SecretArgs = body(verb, bytes)?;
+                let plugin = plugin_id(&args.plugin)?;
+                Request::set_secret(plugin, args.name, args.value)?
+            }
             "approvals.list" => none(Request::ListApprovals)?,
             "dlq.list" => Request::ListDeadLetters(body(verb, bytes)?),
             "dlq.show" => Request::ShowDeadLetter(body::<SequenceArgs>(verb, bytes)?.sequence),
@@ -491,6 +553,55 @@ impl Request {
         })
     }
 
+    /// A settings change of `plugin`, checked: something to do, values that are text,
+    /// numbers, booleans or arrays.
+    ///
+    /// # Errors
+    /// [`ApiError::bad_request`].
+    pub fn change_settings(plugin: PluginId, args: SettingsArgs) -> Result<Self, ApiError> {
+        if args.set.is_empty() && args.unset.is_empty() {
+            return Err(ApiError::bad_request(
+                "a settings change takes `set` (name: value) or `unset` (names), or both",
+            ));
+        }
+        let set = args
+            .set
+            .into_iter()
+            .map(|(name, value)| {
+                let text = match value {
+                    serde_json::Value::String(text) => text,
+                    serde_json::Value::Null | serde_json::Value::Object(_) => {
+                        return Err(ApiError::bad_request(format!(
+                            "the value of `{name}` is not text, a number, a boolean or an array"
+                        )))
+                    }
+                    other => other.to_string(),
+                };
+                Ok((name, text))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Request::ChangeSettings {
+            plugin,
+            set,
+            unset: args.unset,
+        })
+    }
+
+    /// A secret to set, checked: a name and a value.
+    ///
+    /// # Errors
+    /// [`ApiError::bad_request`].
+    pub fn set_secret(plugin: PluginId, name: String, value: String) -> Result<Self, ApiError> {
+        if name.trim().is_empty() {
+            return Err(ApiError::bad_request("a secret needs a `name`"));
+        }
+        Ok(Request::SetSecret {
+            plugin,
+            name,
+            value,
+        })
+    }
+
     /// A key to trust, checked.
     ///
     /// # Errors
@@ -554,6 +665,9 @@ impl Request {
             Request::RemovePlugin { .. } => "plugins.remove",
             Request::IssueCredentials(_) => "plugins.credentials.issue",
             Request::RevokeCredentials(_) => "plugins.credentials.revoke",
+            Request::ShowSettings(_) => "settings.show",
+            Request::ChangeSettings { .. } => "settings.change",
+            Request::SetSecret { .. } => "settings.set-secret",
             Request::ListApprovals => "approvals.list",
             Request::ListDeadLetters(_) => "dlq.list",
             Request::ShowDeadLetter(_) => "dlq.show",
@@ -581,6 +695,7 @@ impl Request {
             | Request::Enable(_)
             | Request::Disable(_)
             | Request::Rollback { .. }
+            | Request::ChangeSettings { .. }
             | Request::Replay { .. } => Role::Operator,
             Request::Purge { .. }
             | Request::ListOperators
@@ -589,6 +704,7 @@ impl Request {
             | Request::RemovePlugin { .. }
             | Request::IssueCredentials(_)
             | Request::RevokeCredentials(_)
+            | Request::SetSecret { .. }
             | Request::AddTrust { .. }
             | Request::RemoveTrust(_)
             | Request::AddService { .. }
@@ -614,6 +730,7 @@ impl Request {
                 | Request::ListTrust
                 | Request::Catalog
                 | Request::ListServices
+                | Request::ShowSettings(_)
         )
     }
 
@@ -629,6 +746,9 @@ impl Request {
             | Request::RemovePlugin { plugin: p, .. }
             | Request::IssueCredentials(p)
             | Request::RevokeCredentials(p)
+            | Request::ShowSettings(p)
+            | Request::ChangeSettings { plugin: p, .. }
+            | Request::SetSecret { plugin: p, .. }
             | Request::Replay { plugin: p, .. }
             | Request::Purge { plugin: p, .. } => Some(p.to_string()),
             Request::ShowDeadLetter(sequence) => Some(sequence.to_string()),
@@ -658,7 +778,7 @@ mod tests {
         let key = pair.public_key();
         let trust_add = format!(r#"{{"key":"{key}","name":"Acme"}}"#);
         let trust_remove = format!(r#"{{"key":"{key}"}}"#);
-        let bodies: [(&str, &str); 18] = [
+        let bodies: [(&str, &str); 21] = [
             ("plugins.show", r#"{"plugin":"audit-log"}"#),
             (
                 "plugins.approve",
@@ -676,6 +796,15 @@ mod tests {
             ("plugins.remove", r#"{"plugin":"audit-log","cascade":true}"#),
             ("plugins.credentials.issue", r#"{"plugin":"audit-log"}"#),
             ("plugins.credentials.revoke", r#"{"plugin":"audit-log"}"#),
+            ("settings.show", r#"{"plugin":"audit-log"}"#),
+            (
+                "settings.change",
+                r#"{"plugin":"audit-log","set":{"retries":5,"mode":"fast"},"unset":["x"]}"#,
+            ),
+            (
+                "settings.set-secret",
+                r#"{"plugin":"audit-log","name":"api_key","value":"s3cret"}"#,
+            ),
             ("trust.add", &trust_add),
             ("trust.remove", &trust_remove),
             ("services.add", r#"{"name":"billing","tenants":["acme"]}"#),

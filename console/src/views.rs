@@ -279,6 +279,25 @@ impl Views {
         }))
     }
 
+    /// What is in force for the plugin's settings (secrets named, never shown).
+    ///
+    /// # Errors
+    /// `not-found` when it is not registered; else `unavailable`.
+    pub(crate) async fn settings(&self, plugin: &PluginId) -> Result<Value, ApiError> {
+        let registration = self.registry.get(plugin).await?.ok_or_else(|| {
+            ApiError::new(
+                crate::ErrorKind::NotFound,
+                format!("no plugin `{plugin}` is registered"),
+            )
+        })?;
+        let set = match SettingsStore::open_existing(&self.js, &self.namespace).await? {
+            Some(store) => store.get(plugin).await?,
+            None => OperatorSettings::default(),
+        };
+        serde_json::to_value(SettingsReport::of(&registration.manifest, &set))
+            .map_err(|e| ApiError::new(crate::ErrorKind::Internal, e.to_string()))
+    }
+
     /// Reads what summaries need, for every plugin or one.
     async fn read(&self, only: Option<&PluginId>) -> Result<Readings, ApiError> {
         let mut registrations = self.registry.list().await?;

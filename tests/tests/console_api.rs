@@ -798,3 +798,102 @@ async fn an_admin_issues_and_revokes_a_plugins_secret_and_only_the_hash_is_kept(
             .any(|e| e.entry.action == action && e.entry.actor.name == "admin (admin) via http"));
     }
 }
+
+#[tokio::test]
+async fn operators_change_settings_admins_set_secrets_and_no_secret_is_shown_or_recorded() {
+    let fx = Box::pin(ConsoleFixture::start()).await;
+    let manifest = switchyard_schemas::Manifest::from_toml_str(
+        r#"
+        [plugin]
+        id = "greeter"
+        version = "1.0.0"
+        core = "*"
+
+        [[subscriptions]]
+        name = "orders"
+        events = ["order.*"]
+
+        [settings]
+        greeting = "hello"
+        retries = 3
+
+        [settings_schema.greeting]
+        type = "string"
+
+        [settings_schema.retries]
+        type = "integer"
+
+        [settings_schema.token]
+        type = "string"
+        secret = true
+        "#,
+    )
+    .unwrap();
+    fx.sy.register(manifest).await;
+    let change = json!({"set": {"greeting": "bonjour", "retries": 5}});
+    let (status, _) = fx
+        .post(&fx.viewer, "/api/v1/plugins/greeter/settings", &change)
+        .await;
+    assert_eq!(status, 403);
+    let (status, changed) = fx
+        .post(&fx.operator, "/api/v1/plugins/greeter/settings", &change)
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert!(changed["message"]
+        .as_str()
+        .unwrap()
+        .contains("set greeting = \"bonjour\""));
+    // A value the manifest refuses, and a name it does not declare, change nothing.
+    for bad in [
+        json!({"set": {"retries": "many"}}),
+        json!({"set": {"colour": "red"}}),
+        json!({"unset": ["colour"]}),
+    ] {
+        let (status, answer) = fx
+            .post(&fx.operator, "/api/v1/plugins/greeter/settings", &bad)
+            .await;
+        assert!(status == 400 || status == 409, "{bad}: {status} {answer}");
+    }
+
+    let secret = "s3cret-value-never-shown";
+    let put = |token: &str| {
+        HttpCall::new("PUT", "/api/v1/plugins/greeter/secrets/token")
+            .bearer(token)
+            .json(&json!({"value": secret}))
+    };
+    let (status, _) = fx.send(put(&fx.operator)).await;
+    assert_eq!(status, 403, "an operator sets a secret");
+    let (status, answer) = fx.send(put(&fx.admin)).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let (status, shown) = fx.get(&fx.viewer, "/api/v1/plugins/greeter/settings").await;
+    assert_eq!(status, 200, "{shown}");
+    let row = |name: &str| {
+        shown["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(row("greeting")["value"], "bonjour");
+    assert_eq!(row("retries")["value"], 5);
+    assert_eq!(row("token")["source"], "set");
+    assert!(row("token").get("value").is_none());
+    let (_, detail) = fx.get(&fx.viewer, "/api/v1/plugins/greeter").await;
+    let audit = fx.audit().await;
+    let recorded =
+        serde_json::to_string(&audit.iter().map(|e| &e.entry).collect::<Vec<_>>()).unwrap();
+    for text in [shown.to_string(), detail.to_string(), recorded] {
+        assert!(
+            !text.contains(secret),
+            "a secret is shown or recorded: {text}"
+        );
+    }
+    assert!(audit
+        .iter()
+        .any(|e| e.entry.action == Action::SettingsChanged
+            && e.entry.actor.name == "admin (admin) via http"
+            && e.entry.detail.as_deref() == Some("set secret token")));
+}

@@ -331,6 +331,11 @@ impl From<switchyard_control::lifecycle::operate::OperateError> for CliError {
             },
             OperateError::Registry(error) => error.into(),
             OperateError::Settings(error) => error.into(),
+            OperateError::BadChange(reason) => CliError::BadArgument {
+                argument: "change",
+                reason,
+            },
+            OperateError::Audit(error) => error.into(),
             OperateError::Credentials(reason) => CliError::Nats {
                 action: "revoke the credential of a removed plugin",
                 reason,

@@ -7,18 +7,16 @@ use std::path::PathBuf;
 use async_nats::jetstream;
 use clap::{Args, Subcommand};
 
-use switchyard_control::audit::Action;
-use switchyard_control::lifecycle::operate;
+use switchyard_control::lifecycle::operate::{self, OperateError};
 use switchyard_control::registry::{Registration, Registry};
+use switchyard_control::settings::edit::{parse_assignment, shortened};
 use switchyard_control::settings::SettingsReport;
-use switchyard_control::settings::{
-    Changed, OperatorSettings, Secret, SettingChange, SettingsStore,
-};
-use switchyard_schemas::manifest::toml::{self, Table, Value};
-use switchyard_schemas::manifest::{SettingKind, MAX_SETTING_VALUE_BYTES};
+use switchyard_control::settings::{Secret, SettingChange, SettingsStore};
+use switchyard_schemas::manifest::toml::Value;
+use switchyard_schemas::manifest::MAX_SETTING_VALUE_BYTES;
 use switchyard_schemas::{Manifest, PluginId};
 
-use super::audit::{auditor, ActorArgs};
+use super::audit::ActorArgs;
 use super::streams::NamespaceArgs;
 use super::{print_json, CliError, NatsArgs, OutputArgs};
 use crate::render::{parse_plugin_id, printable};
@@ -110,7 +108,6 @@ pub(crate) async fn run(command: SettingsCommand) -> Result<(), CliError> {
 
 /// The plugin's registration and its settings store, on one connection.
 struct Opened {
-    client: async_nats::Client,
     registration: Registration,
     store: SettingsStore,
 }
@@ -123,54 +120,17 @@ async fn open(target: &Target) -> Result<Opened, CliError> {
     let registration = super::registration_of(&registry, &target.plugin).await?;
     let store = SettingsStore::open(&js, ns, 1).await?;
     Ok(Opened {
-        client,
         registration,
         store,
     })
 }
 
-/// Reads `NAME=VALUE` with the value as TOML, or as text when it is not TOML or when the
-/// setting is a string (so that `mode=true` sets the text `true` of a string setting).
+/// Reads `NAME=VALUE` as the manifest types it ([`parse_assignment`]).
 fn parse_pair(pair: &str, manifest: &Manifest) -> Result<(String, Value), CliError> {
-    let Some((name, text)) = pair.split_once('=') else {
-        return Err(CliError::BadArgument {
-            argument: "NAME=VALUE",
-            reason: format!("`{}` has no `=`", printable(pair)),
-        });
-    };
-    let name = name.trim().to_owned();
-    let parsed = toml::from_str::<Table>(&format!("v = {text}"))
-        .ok()
-        .and_then(|mut table| table.remove("v"));
-    let is_string = manifest
-        .settings_schema
-        .spec(&name)
-        .is_some_and(|spec| spec.kind == SettingKind::String);
-    let declared = manifest.settings_schema.spec(&name).is_some();
-    let value = match parsed {
-        Some(value) if !is_string || value.is_str() => value,
-        // Text for a string setting; for any other, text that is not TOML is a mistake.
-        None if declared && !is_string => {
-            let digits = text.trim().trim_start_matches(['-', '+']);
-            let reason = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                "a whole number beyond the range of 64-bit integers".to_owned()
-            } else {
-                toml::from_str::<Table>(&format!("v = {text}"))
-                    .err()
-                    .map(|e| e.message().to_owned())
-                    .unwrap_or_default()
-            };
-            return Err(CliError::BadArgument {
-                argument: "NAME=VALUE",
-                reason: format!(
-                    "`{}` is not a value for `{name}` written as in TOML ({reason})",
-                    printable(&shortened(text))
-                ),
-            });
-        }
-        _ => Value::String(text.to_owned()),
-    };
-    Ok((name, value))
+    parse_assignment(pair, manifest).map_err(|reason| CliError::BadArgument {
+        argument: "NAME=VALUE",
+        reason,
+    })
 }
 
 async fn set(args: SetArgs) -> Result<(), CliError> {
@@ -181,18 +141,16 @@ async fn set(args: SetArgs) -> Result<(), CliError> {
         .iter()
         .map(|pair| parse_pair(pair, manifest).map(|(name, value)| SettingChange::Set(name, value)))
         .collect::<Result<Vec<_>, _>>()?;
-    refuse_twice(&changes)?;
-    Box::pin(apply(&opened, &args.target, &args.actor, &changes)).await
+    Box::pin(apply(&args.target, &args.actor, &changes)).await
 }
 
 async fn set_secret(args: SetSecretArgs) -> Result<(), CliError> {
     let value = read_secret(args.from_file.as_deref())?;
-    let opened = Box::pin(open(&args.target)).await?;
     let changes = [SettingChange::SetSecret(
         args.name.clone(),
         Secret::new(value),
     )];
-    Box::pin(apply(&opened, &args.target, &args.actor, &changes)).await
+    Box::pin(apply(&args.target, &args.actor, &changes)).await
 }
 
 /// The secret from `file` or standard input, without one trailing newline.
@@ -238,208 +196,33 @@ fn read_secret(file: Option<&std::path::Path>) -> Result<String, CliError> {
 }
 
 async fn unset(args: UnsetArgs) -> Result<(), CliError> {
-    let opened = Box::pin(open(&args.target)).await?;
-    let registration = &opened.registration;
-    let current = opened.store.get(registration.plugin_id()).await?;
-    // A name neither declared nor set is a mistake (a typo, most likely), not a no-op.
-    let schema = &registration.manifest.settings_schema;
-    let unknown: Vec<&str> = args
-        .names
-        .iter()
-        .map(String::as_str)
-        .filter(|name| {
-            schema.spec(name).is_none()
-                && !current.values.contains_key(*name)
-                && !current.secrets.contains_key(*name)
-        })
-        .collect();
-    if !unknown.is_empty() {
-        return Err(CliError::Incompatible {
-            what: format!("unsetting settings of {}", registration.plugin_id()),
-            problems: unknown
-                .iter()
-                .map(|name| {
-                    format!(
-                        "{} declares no setting `{name}`, and none is set",
-                        registration.plugin_id()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-        });
-    }
-    if registration.is_active() {
-        let mut after = current.clone();
-        for name in &args.names {
-            after.values.remove(name);
-            after.secrets.remove(name);
-        }
-        let missing = after.missing_required(&registration.manifest);
-        if !missing.is_empty() {
-            return Err(CliError::Incompatible {
-                what: format!("unsetting settings of {}", registration.plugin_id()),
-                problems: format!(
-                    "{} is enabled and requires {}, which would have no value; disable it first",
-                    registration.plugin_id(),
-                    missing.join(", ")
-                ),
-            });
-        }
-    }
     let changes: Vec<SettingChange> = args
         .names
         .iter()
         .map(|name| SettingChange::Unset(name.clone()))
         .collect();
-    refuse_twice(&changes)?;
-    Box::pin(apply(&opened, &args.target, &args.actor, &changes)).await
+    Box::pin(apply(&args.target, &args.actor, &changes)).await
 }
 
-/// Refuses a change that names one setting twice: which one was meant is not guessed.
-fn refuse_twice(changes: &[SettingChange]) -> Result<(), CliError> {
-    let mut seen = std::collections::BTreeSet::new();
-    for change in changes {
-        if !seen.insert(change.name()) {
-            return Err(CliError::BadArgument {
-                argument: "names",
-                reason: format!("`{}` is given twice", change.name()),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Applies `changes`, checks them again against the registration as it is now (a lifecycle
-/// change may have landed meanwhile: an upgrade, an enable, a removal) and takes them back
-/// when they no longer fit, then records them in the audit log.
+/// Makes `changes` through the lifecycle verbs ([`Operator::change_settings`]): checked,
+/// taken back when a lifecycle change made meanwhile no longer fits them, and audited.
 async fn apply(
-    opened: &Opened,
     target: &Target,
     actor: &ActorArgs,
     changes: &[SettingChange],
 ) -> Result<(), CliError> {
-    let plugin = &target.plugin;
-    let auditor = auditor(
-        &target.nats,
-        &opened.client,
-        &target.namespace.prefix,
-        actor,
-    )
-    .await?;
-    let changed = Box::pin(opened.store.change(
-        plugin,
-        &opened.registration.manifest.settings_schema,
-        changes,
-    ))
-    .await?;
-    Box::pin(still_fits(opened, target, &changed)).await?;
-    for name in &changed.not_set {
-        println!("{name} was not set");
-    }
-    let described = describe(changes, &changed.not_set);
-    if described.is_empty() {
-        return Ok(());
-    }
-    let done = format!("changed the settings of {plugin}: {described}");
-    let entry = auditor
-        .entry(Action::SettingsChanged, plugin.as_str())
-        .before(Some(audited(&changed.before)))
-        .after(Some(audited(&changed.after)))
-        .detail(described.clone());
-    auditor.record(done, &entry).await?;
-    print_outcome(plugin, &changed, &described);
+    let operator = super::lifecycle::operator(&target.nats, &target.namespace, actor).await?;
+    let outcome = Box::pin(operator.change_settings(&target.plugin, changes))
+        .await
+        .map_err(|error| match error {
+            OperateError::BadChange(reason) => CliError::BadArgument {
+                argument: "names",
+                reason,
+            },
+            other => other.into(),
+        })?;
+    super::lifecycle::print_outcome(&outcome);
     Ok(())
-}
-
-/// After a change: the plugin must still be registered, and, when its registration changed
-/// since the checks, the settings must fit the new one. Otherwise the change is taken back
-/// (forgotten, for a plugin removed meanwhile) and refused.
-async fn still_fits(opened: &Opened, target: &Target, changed: &Changed) -> Result<(), CliError> {
-    let plugin = &target.plugin;
-    let registry = Registry::open(
-        &jetstream::new(opened.client.clone()),
-        &target.namespace.prefix,
-    )
-    .await?;
-    let Some(now) = registry.get(plugin).await? else {
-        opened.store.forget(plugin).await?;
-        return Err(CliError::Incompatible {
-            what: format!("changing the settings of {plugin}"),
-            problems: format!("{plugin} was removed meanwhile; what was set is forgotten"),
-        });
-    };
-    if now == opened.registration {
-        return Ok(());
-    }
-    let mut problems: Vec<String> = changed
-        .after
-        .problems(&now.manifest.settings_schema)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    if now.is_active() {
-        let missing = changed.after.missing_required(&now.manifest);
-        if !missing.is_empty() {
-            problems.push(format!(
-                "{plugin} is enabled and requires {}",
-                missing.join(", ")
-            ));
-        }
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    opened.store.revert(plugin, changed).await?;
-    Err(CliError::Incompatible {
-        what: format!(
-            "changing the settings of {plugin} (its registration changed meanwhile, to version {}; the change was taken back)",
-            now.manifest.plugin.version
-        ),
-        problems: problems.join("\n"),
-    })
-}
-
-fn print_outcome(plugin: &PluginId, changed: &Changed, described: &str) {
-    println!(
-        "{plugin}: {described} (settings revision {}, secrets revision {}); running workers receive it now",
-        changed.after.values_revision, changed.after.secrets_revision
-    );
-}
-
-/// What changed, for people and the audit log: names, and plain values; never a secret's value.
-fn describe(changes: &[SettingChange], not_set: &[String]) -> String {
-    changes
-        .iter()
-        .filter(|change| !not_set.iter().any(|name| name == change.name()))
-        .map(|change| match change {
-            SettingChange::Set(name, value) => {
-                format!("set {name} = {}", shortened(&value.to_string()))
-            }
-            SettingChange::SetSecret(name, _) => format!("set secret {name}"),
-            SettingChange::Unset(name) => format!("unset {name}"),
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// `text`, or its start and its length when it is long (a value may be 16 KiB).
-fn shortened(text: &str) -> String {
-    const SHOWN: usize = 64;
-    if text.chars().count() <= SHOWN {
-        return text.to_owned();
-    }
-    let start: String = text.chars().take(SHOWN).collect();
-    format!("{start}… ({} bytes)", text.len())
-}
-
-/// The settings as the audit log records them: plain values, and the names of the secrets.
-fn audited(settings: &OperatorSettings) -> serde_json::Value {
-    serde_json::json!({
-        "values": settings.values,
-        "values_revision": settings.values_revision,
-        "secrets": settings.secrets.keys().collect::<Vec<_>>(),
-        "secrets_revision": settings.secrets_revision,
-    })
 }
 
 async fn show(args: ShowArgs) -> Result<(), CliError> {

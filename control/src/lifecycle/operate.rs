@@ -19,7 +19,8 @@ use super::events::{self, LifecycleEvent, LifecycleKind};
 use super::rollback::{self, RollbackError, RollbackTarget};
 use crate::audit::{Action, Auditor};
 use crate::registry::{Registration, Registry, RegistryError, Snapshot, CONFLICT_ATTEMPTS};
-use crate::settings::{OperatorSettings, SettingsError, SettingsStore};
+use crate::settings::edit::{audited, describe};
+use crate::settings::{Changed, OperatorSettings, SettingChange, SettingsError, SettingsStore};
 
 /// Why a lifecycle verb was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,12 @@ pub enum OperateError {
     /// A removed plugin's credential could not be revoked.
     #[error("the credential could not be revoked: {0}")]
     Credentials(String),
+    /// A settings change that cannot be made as asked (a name given twice).
+    #[error("{0}")]
+    BadChange(String),
+    /// The change is made but its audit entry could not be stored.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// What a verb did.
@@ -582,6 +589,122 @@ impl Operator {
         Ok(removed)
     }
 
+    /// Changes what is set for the plugin's settings: within what its manifest declares,
+    /// checked again against its registration after the write (a lifecycle change may have
+    /// landed meanwhile) and taken back when it no longer fits; recorded as
+    /// `settings_changed` (names and plain values, never a secret's value). Running workers
+    /// receive the change at once.
+    ///
+    /// # Errors
+    /// [`OperateError`]: `BadChange` for a name given twice, `Incompatible` for a name neither
+    /// declared nor set to unset or a change that does not fit, `Settings` for a value the
+    /// manifest refuses.
+    pub async fn change_settings(
+        &self,
+        plugin: &PluginId,
+        changes: &[SettingChange],
+    ) -> Result<Outcome, OperateError> {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = changes.iter().find(|change| !seen.insert(change.name())) {
+            return Err(OperateError::BadChange(format!(
+                "`{}` is given twice",
+                twice.name()
+            )));
+        }
+        let registration =
+            self.registry
+                .get(plugin)
+                .await?
+                .ok_or_else(|| OperateError::NotRegistered {
+                    plugin: plugin.clone(),
+                    bucket: self.registry.bucket().to_owned(),
+                })?;
+        let store = SettingsStore::open(&self.js, &self.namespace, 1).await?;
+        let unsetting: Vec<&str> = changes
+            .iter()
+            .filter_map(|change| match change {
+                SettingChange::Unset(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !unsetting.is_empty() {
+            check_unset(&store, &registration, &unsetting).await?;
+        }
+        let changed =
+            Box::pin(store.change(plugin, &registration.manifest.settings_schema, changes)).await?;
+        Box::pin(self.settings_still_fit(&store, &registration, &changed)).await?;
+        let mut lines: Vec<String> = changed
+            .not_set
+            .iter()
+            .map(|name| format!("{name} was not set"))
+            .collect();
+        let described = describe(changes, &changed.not_set);
+        if described.is_empty() {
+            return Ok(Outcome::unchanged(plugin, lines.join("\n")));
+        }
+        let done = format!("changed the settings of {plugin}: {described}");
+        let entry = self
+            .auditor
+            .entry(crate::audit::Action::SettingsChanged, plugin.as_str())
+            .before(Some(audited(&changed.before)))
+            .after(Some(audited(&changed.after)))
+            .detail(described.clone());
+        self.auditor.record(done, &entry).await?;
+        lines.push(format!(
+            "{plugin}: {described} (settings revision {}, secrets revision {}); running workers receive it now",
+            changed.after.values_revision, changed.after.secrets_revision
+        ));
+        Ok(Outcome::changed(plugin, lines.join("\n"), None))
+    }
+
+    /// After a settings change: the plugin must still be registered, and, when its
+    /// registration changed since the checks, the settings must fit the new one. Otherwise the
+    /// change is taken back (forgotten, for a plugin removed meanwhile) and refused.
+    async fn settings_still_fit(
+        &self,
+        store: &SettingsStore,
+        checked: &Registration,
+        changed: &Changed,
+    ) -> Result<(), OperateError> {
+        let plugin = checked.plugin_id();
+        let Some(now) = self.registry.get(plugin).await? else {
+            store.forget(plugin).await?;
+            return Err(OperateError::Incompatible {
+                what: format!("changing the settings of {plugin}"),
+                problems: format!("{plugin} was removed meanwhile; what was set is forgotten"),
+            });
+        };
+        if &now == checked {
+            return Ok(());
+        }
+        let mut problems: Vec<String> = changed
+            .after
+            .problems(&now.manifest.settings_schema)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if now.is_active() {
+            let missing = changed.after.missing_required(&now.manifest);
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "{plugin} is enabled and requires {}",
+                    missing.join(", ")
+                ));
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        store.revert(plugin, changed).await?;
+        Err(OperateError::Incompatible {
+            what: format!(
+                "changing the settings of {plugin} (its registration changed meanwhile, to version {}; the change was taken back)",
+                now.manifest.plugin.version
+            ),
+            problems: problems.join("\n"),
+        })
+    }
+
     /// Makes a change against the registry as it is now, and makes it again when another
     /// change to the registry came first.
     ///
@@ -666,6 +789,52 @@ impl Operator {
         )
         .await
     }
+}
+
+/// Refuses to unset `names` of `registration`'s plugin when one is neither declared nor set (a
+/// typo, most likely, not a no-op), or when the plugin is enabled and would lack a required
+/// setting.
+async fn check_unset(
+    store: &SettingsStore,
+    registration: &Registration,
+    names: &[&str],
+) -> Result<(), OperateError> {
+    let plugin = registration.plugin_id();
+    let current = store.get(plugin).await?;
+    let schema = &registration.manifest.settings_schema;
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|name| {
+            schema.spec(name).is_none()
+                && !current.values.contains_key(**name)
+                && !current.secrets.contains_key(**name)
+        })
+        .map(|name| format!("{plugin} declares no setting `{name}`, and none is set"))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(OperateError::Incompatible {
+            what: format!("unsetting settings of {plugin}"),
+            problems: unknown.join("\n"),
+        });
+    }
+    if registration.is_active() {
+        let mut after = current.clone();
+        for name in names {
+            after.values.remove(*name);
+            after.secrets.remove(*name);
+        }
+        let missing = after.missing_required(&registration.manifest);
+        if !missing.is_empty() {
+            return Err(OperateError::Incompatible {
+                what: format!("unsetting settings of {plugin}"),
+                problems: format!(
+                    "{plugin} is enabled and requires {}, which would have no value; disable it first",
+                    missing.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// An error type that can say whether it is a registry write refused for a concurrent change.

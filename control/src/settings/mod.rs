@@ -9,6 +9,7 @@
 //! one of them breaks. Dispatchers follow both buckets ([`SettingsStore::watch`]) and send
 //! each plugin's workers what is set for it ([`OperatorSettings::update`]).
 
+pub mod edit;
 mod report;
 pub use report::{SettingRow, SettingsReport};
 
