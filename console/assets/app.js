@@ -155,20 +155,24 @@
     n.replaceChildren(h('div', { class: 'notice-body' }, kids),
       btn('×', { class: 'ghost', 'data-action': 'dismiss-notice', 'aria-label': 'Dismiss' }, () => n.replaceChildren()));
   }
-  // An Outcome: message, then what the plugin may now do, then warnings. Other answers: their fields.
+  // An Outcome: message (lines kept: CSS pre-line), then what the plugin may now do, what else
+  // was done, then warnings. Other answers: their fields.
   function outcome(o) {
     if (!o || typeof o !== 'object') return [h('p', null, 'Done.')];
     const msg = o.message || Object.entries(o).filter(([, v]) => v === null || typeof v !== 'object').map(([k, v]) => `${human(k)}: ${text(v)}`).join(', ') || 'Done.';
-    return [h('p', { class: o.changed === false ? 'unchanged' : null }, msg), list(o.rights, 'rights'), list(o.warnings, 'warnings')];
+    return [h('p', { class: o.changed === false ? 'unchanged' : null }, msg), list(o.rights, 'rights'), list(o.also, 'also'), list(o.warnings, 'warnings')];
   }
 
   // ---- dialog ------------------------------------------------------------------------------
 
   // An in-page confirmation. Resolves undefined on cancel, else read(form) (true without read);
-  // read may throw a message, shown in the dialog, to keep it open.
-  function ask({ title, body = [], confirm = 'Confirm', danger = false, read }) {
+  // read may throw a message, shown in the dialog, to keep it open. With submit(answer), the
+  // dialog stays open while it runs: it returns a message to stay open with (what was typed
+  // kept), or nothing to close (resolving true).
+  function ask({ title, body = [], confirm = 'Confirm', danger = false, read, submit }) {
     return new Promise((resolve) => {
       const dlg = $('#dialog'), page = $('#page'), before = document.activeElement;
+      let busy = false;
       const err = h('p', { class: 'dialog-error', role: 'alert' });
       const ok = h('button', { type: 'submit', class: danger ? 'danger' : 'primary', 'data-action': 'confirm' }, confirm);
       const cancel = btn('Cancel', { 'data-action': 'cancel' }, () => close(undefined));
@@ -176,15 +180,26 @@
         h('h2', { id: 'dialog-title' }, title), h('div', { class: 'dialog-body' }, body), err,
         h('div', { class: 'dialog-buttons' }, cancel, ok));
       const onKey = (e) => { if (e.key === 'Escape') { e.preventDefault(); close(undefined); } };
-      function close(value) {
+      function close(value, done) {
+        if (busy && !done) return; // a call under way: its answer closes the dialog or keeps it
         document.removeEventListener('keydown', onKey, true);
         dlg.hidden = true; dlg.replaceChildren(); dlg.onclick = null; page.inert = false;
         if (before && before.isConnected && before.focus) before.focus();
         resolve(value);
       }
-      form.addEventListener('submit', (e) => {
+      form.addEventListener('submit', async (e) => {
         e.preventDefault();
-        try { close(read ? read(form) : true); } catch (m) { err.textContent = String(m); }
+        if (busy) return;
+        let value;
+        try { value = read ? read(form) : true; } catch (m) { err.textContent = String(m); return; }
+        if (!submit) return close(value);
+        busy = true; ok.disabled = true; cancel.disabled = true; err.textContent = '';
+        let kept;
+        try { kept = await submit(value); } catch (m) { kept = String((m && m.message) || m); }
+        busy = false; ok.disabled = false; cancel.disabled = false;
+        if (kept == null) return close(true, true);
+        err.textContent = String(kept);
+        (form.querySelector('input') || ok).focus();
       });
       dlg.onclick = (e) => { if (e.target === dlg) close(undefined); }; // a click on the backdrop cancels
       document.addEventListener('keydown', onKey, true);
@@ -530,25 +545,222 @@
     return acts.map((a) => actionButton(a, s.id, lines));
   }
 
+  // ---- a plugin's settings -----------------------------------------------------------------
+
+  // A value as TOML text, what `switchyard settings set NAME=…` reads after the `=`, so that a
+  // value shown in the editor and saved unchanged is the same value. A TOML date-time comes
+  // through JSON as {"$__toml_private_datetime": "…"}.
+  const DATETIME = '$__toml_private_datetime';
+  // A TOML basic string: JSON's escapes are TOML's, but for DEL, which TOML wants escaped.
+  const tomlString = (s) => JSON.stringify(String(s)).replace(/\x7f/g, '\\u007f');
+  function tomlText(v) {
+    if (v == null) return '';
+    if (typeof v === 'string') return tomlString(v);
+    if (typeof v !== 'object') return String(v);
+    if (Array.isArray(v)) return '[' + v.map(tomlText).join(', ') + ']';
+    const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === DATETIME) return String(v[DATETIME]);
+    if (!keys.length) return '{}';
+    return '{ ' + keys.map((k) => (/^[A-Za-z0-9_-]+$/.test(k) ? k : tomlString(k)) + ' = ' + tomlText(v[k])).join(', ') + ' }';
+  }
+  const settingType = (x) => String(x.type ?? x.kind ?? 'any');
+  // The text the editor starts with: a string setting's text as it is, anything else as TOML.
+  function settingText(x) {
+    const v = x.value, type = settingType(x);
+    if (v == null) return '';
+    if (typeof v === 'string' && type === 'string') return v;
+    if (typeof v === 'number' && type === 'float' && /^-?[0-9]+$/.test(String(v))) return String(v) + '.0';
+    return tomlText(v);
+  }
+  // A value in the table: text as it is, the rest as TOML; long ones shortened (the editor has it all).
+  function settingShown(x) {
+    const t = typeof x.value === 'string' ? x.value : settingText(x);
+    return t.length > 200 ? t.slice(0, 200) + '…' : t;
+  }
+  // What the API is sent for the typed text (it reads a string as the CLI reads the text after
+  // `NAME=`): a boolean as JSON; a string setting's text as a TOML string, so that it is set
+  // exactly as typed (quotes, `true` or `5` included); anything else as the TOML typed.
+  function settingBody(x, raw) {
+    const type = settingType(x);
+    if (type === 'boolean') {
+      if (raw !== 'true' && raw !== 'false') throw 'Choose true or false.';
+      return raw === 'true';
+    }
+    if (type === 'string') return tomlString(raw);
+    if (!raw.trim()) throw 'Type a value, written as in TOML (or unset the setting).';
+    return raw.trim();
+  }
+  const SETTING_HINTS = {
+    string: 'Set exactly as typed.',
+    integer: 'A whole number, e.g. 5.',
+    float: 'A number, e.g. 1.5.',
+    array: 'Written as in TOML, e.g. ["a", "b"] or [1, 2].',
+    table: 'Written as in TOML, e.g. { key = "value", n = 2 }.',
+  };
+
+  // The settings section of plugin `id`: rows from GET …/settings (or the detail's, when that
+  // could not be read); an editor for a plain setting (operators), a dialog for a secret
+  // (admins). The open editor and what is typed in it live in S.draft, so that a reload of the
+  // page (after a refusal, or a change by another operator) shows them again.
+  function settingsSection(id, sets, problem) {
+    const operator = can('operator'), admin = can('admin');
+    const editorBox = h('div', { class: 'setting-editor-box' });
+    const draft = () => (S.draft && S.draft.page === 'setting' && S.draft.plugin === id ? S.draft : null);
+
+    function openEditor(x, typed, focus = true) {
+      const type = settingType(x);
+      S.draft = { page: 'setting', plugin: id, name: x.name, value: typed };
+      let input;
+      if (type === 'boolean') {
+        input = h('select', { id: 'setting-value', name: 'value' },
+          typed !== 'true' && typed !== 'false' ? h('option', { value: '' }, 'choose…') : null,
+          h('option', { value: 'true' }, 'true'), h('option', { value: 'false' }, 'false'));
+      } else if (type === 'array' || type === 'table' || typed.includes('\n') || typed.length > 80) {
+        input = h('textarea', { id: 'setting-value', name: 'value', rows: Math.min(8, Math.max(3, typed.split('\n').length + 1)) });
+      } else {
+        input = h('input', { id: 'setting-value', name: 'value', type: 'text' });
+      }
+      for (const [k, v] of [['spellcheck', 'false'], ['autocomplete', 'off'], ['autocapitalize', 'off']]) if (input.tagName !== 'SELECT') input.setAttribute(k, v);
+      input.value = typed;
+      const err = h('p', { class: 'editor-error', role: 'alert' });
+      input.addEventListener('input', () => { const d = draft(); if (d && d.name === x.name) d.value = input.value; err.textContent = ''; });
+      input.addEventListener('change', () => { const d = draft(); if (d && d.name === x.name) d.value = input.value; });
+      const close = () => { S.draft = null; editorBox.replaceChildren(); const b = $(`[data-action="edit-setting"][data-setting="${CSS.escape(x.name)}"]`, main); if (b) b.focus(); };
+      const unset = x.source === 'set' ? btn('Unset', { 'data-action': 'unset-setting', 'data-setting': x.name, class: 'danger-outline' }, async () => {
+        const ok = await ask({ title: `Unset ${x.name} of ${id}?`, danger: true, confirm: 'Unset',
+          body: [h('p', null, 'It goes back to the manifest’s default, or to no value when the manifest gives none. Running workers receive the change at once.'),
+            x.required ? h('p', null, 'It is required: an enabled plugin refuses losing it, and a disabled one cannot be enabled without a value.') : null] });
+        if (ok === undefined) return;
+        await mutate('change settings', [['POST', `/plugins/${enc(id)}/settings`, { unset: [x.name] }]], () => { S.draft = null; route(true); });
+      }) : null;
+      const form = h('form', { class: 'setting-editor', id: 'setting-editor', 'data-setting': x.name, novalidate: true },
+        h('h3', null, 'Edit ', h('code', null, x.name)),
+        x.description ? h('p', { class: 'hint' }, x.description) : null,
+        h('label', { for: 'setting-value' }, `Value (${type}${x.required ? ', required' : ''})`),
+        input,
+        SETTING_HINTS[type] ? h('p', { class: 'hint' }, SETTING_HINTS[type]) : type !== 'boolean' ? h('p', { class: 'hint' }, 'Written as in TOML (text that is not TOML is taken as text).') : null,
+        err,
+        h('div', { class: 'actions' },
+          h('button', { type: 'submit', class: 'primary', 'data-action': 'save-setting', 'data-setting': x.name }, 'Save'),
+          unset,
+          btn('Cancel', { class: 'ghost', 'data-action': 'cancel-setting', 'data-setting': x.name }, close)));
+      form.addEventListener('keydown', (e) => { if (e.key === 'Escape') { e.preventDefault(); close(); } });
+      form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const raw = input.value;
+        let body;
+        try { body = settingBody(x, raw); } catch (m) { err.textContent = String(m); input.focus(); return; }
+        const shown = type === 'string' ? (raw === '' ? h('span', { class: 'muted' }, '(empty text)') : raw) : String(body);
+        const ok = await ask({ title: `Change ${x.name} of ${id}?`, confirm: 'Save',
+          body: [h('p', null, 'Set it to:'), h('pre', { class: 'setting-preview' }, shown),
+            h('p', { class: 'hint' }, 'Running workers receive the change at once.')] });
+        if (ok === undefined) return;
+        S.draft = { page: 'setting', plugin: id, name: x.name, value: raw }; // kept on a refusal
+        await mutate('change settings', [['POST', `/plugins/${enc(id)}/settings`, { set: { [x.name]: body } }]], () => { S.draft = null; route(true); });
+      });
+      editorBox.replaceChildren(form);
+      if (focus) {
+        input.focus();
+        if (input.tagName !== 'SELECT') { const end = input.value.length; input.setSelectionRange(end, end); }
+        form.scrollIntoView({ block: 'nearest' });
+      }
+      return input;
+    }
+
+    async function setSecret(x) {
+      const input = h('input', { id: 'secret-value', name: 'secret', type: 'password', autocomplete: 'new-password', spellcheck: 'false', autocapitalize: 'off' });
+      await ask({
+        title: `Set secret ${x.name} of ${id}?`,
+        confirm: 'Set secret',
+        body: [
+          x.description ? h('p', { class: 'hint' }, x.description) : null,
+          h('p', null, x.source === 'set' ? 'It replaces the secret set now.' : 'None is set now.',
+            ' It is never shown again, not even here, and not recorded; running workers receive it at once.'),
+          h('label', { for: 'secret-value' }, 'Secret value'), input,
+        ],
+        read: () => { if (!input.value) throw 'Type the secret’s value.'; return input.value; },
+        submit: async (value) => {
+          let o;
+          try { o = await api('PUT', `/plugins/${enc(id)}/secrets/${enc(x.name)}`, { value }); } catch (e) {
+            fail(e, 'set secrets');
+            if (!(e instanceof ApiError) || e.status === 401) return null; // signed out: the dialog goes
+            return e.status === 0 ? 'Cannot reach the console server.' : e.message; // the dialog stays, with what was typed
+          }
+          input.value = '';
+          notice(outcome(o));
+          route(true);
+          return null;
+        },
+      });
+      input.value = ''; // cleared after use, cancelled or not
+      if (!S.me) { const t = $('#token-input'); if (t) t.focus(); }
+    }
+
+    const nameCell = (x) => h('div', { class: 'setting-name' },
+      h('span', null, x.name),
+      x.required ? [' ', badge(x.source === 'none' ? 'red' : 'grey', x.source === 'none' ? 'required, missing' : 'required', { 'data-required': x.source === 'none' ? 'missing' : 'set' })] : null,
+      x.secret ? [' ', badge('grey', 'secret')] : null,
+      x.description ? h('div', { class: 'setting-description' }, x.description) : null);
+    const valueCell = (x) => {
+      if (x.secret) return x.source === 'set' ? h('span', { class: 'secret-set' }, '•••• (set)') : h('span', { class: 'muted' }, 'not set');
+      return x.value == null ? h('span', { class: 'muted' }, 'not set') : h('code', { class: 'setting-value' }, settingShown(x));
+    };
+    const editCell = (x) => h('div', { class: 'actions' },
+      !x.secret ? btn('Edit', { 'data-action': 'edit-setting', 'data-setting': x.name, 'aria-label': `Edit ${x.name}`, 'aria-controls': 'setting-editor' },
+        () => openEditor(x, settingText(x))) : null,
+      x.secret && admin ? btn('Set secret…', { 'data-action': 'set-secret', 'data-setting': x.name, 'aria-label': `Set secret ${x.name}` }, () => setSecret(x)) : null);
+    const tbl = sets.length ? table([
+      ['name', 'Name', nameCell],
+      ['type', 'Type', (x) => settingType(x)],
+      ['value', 'Value', valueCell],
+      ['source', 'Source', (x) => text(x.source)],
+      operator ? ['edit', '', editCell] : null,
+    ].filter(Boolean), sets, (x) => ({ 'data-setting': x.name, 'data-source': x.source }), 'stack settings') : null;
+    const el = h('section', { class: 'card wide', id: 'settings' }, h('h2', null, 'Settings'),
+      problem ? h('p', { class: 'hint', 'data-field': 'settings-problem' }, `What is in force could not be read in full: ${problem}`) : null,
+      tbl || h('p', { class: 'none' }, 'No settings.'),
+      operator && !admin && sets.some((x) => x.secret) ? h('p', { class: 'hint' }, 'Only admins may set secrets.') : null,
+      editorBox);
+    // The editor open before a reload, with what was typed.
+    const d = draft();
+    const x = d && operator && sets.find((s) => s.name === d.name && !s.secret);
+    let restore = null;
+    if (x) restore = () => openEditor(x, d.value, false);
+    else if (d) S.draft = null;
+    return { el, restore };
+  }
+
   const STAT_FIELDS = ['version', 'state', 'tenants', 'instances', 'circuit', 'backlog', 'under_way', 'throughput', 'failures', 'dead_letters'];
   const pluginKey = (p) => JSON.stringify([p.state, p.version, p.pending_upgrade, p.enabled]);
 
   async function pluginPage(gen, id) {
-    let d;
-    try { d = await api('GET', '/plugins/' + enc(id)); } catch (e) { return loadFailed(gen, e); }
+    let d, st;
+    try {
+      [d, st] = await Promise.all([api('GET', '/plugins/' + enc(id)),
+        // What is in force for the settings; the detail's rows stand in when it cannot be read.
+        api('GET', `/plugins/${enc(id)}/settings`).catch((e) => { if (e.status === 401) throw e; return e; })]);
+    } catch (e) { return loadFailed(gen, e); }
+    const report = st && !(st instanceof Error) ? st : null;
     const s = d.summary || {};
     const stats = h('dl', { class: 'fields stats' }, STAT_FIELDS.map((f) => h('div', { class: 'field' },
       h('dt', null, PLUGIN_FIELDS[f][0]), h('dd', { 'data-field': f }))));
     const fillStats = (p) => { for (const dd of stats.querySelectorAll('dd')) setCell(dd, PLUGIN_FIELDS[dd.dataset.field][1](p)); };
     fillStats(s);
     const none = (what) => h('p', { class: 'none' }, what);
-    const subs = d.subscriptions || [], insts = d.instances || [], sets = d.settings || [];
+    const subs = d.subscriptions || [], insts = d.instances || [];
+    const sets = (report && report.settings) || d.settings || [];
+    const missing = report ? report.missing_required || [] : sets.filter((x) => x.required && x.source === 'none').map((x) => x.name);
+    const settings = settingsSection(s.id || id, sets, report ? null : st && st.message);
+    const typing = document.activeElement && document.activeElement.id === 'setting-value';
     const history = (d.history || []).slice().sort((a, b) => (b.revision || 0) - (a.revision || 0));
     const ok = paint(gen,
       h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('#/plugins', 'Plugins'), ' / ', s.id || id),
       h('div', { class: 'page-head' }, h('h1', null, s.id || id), h('div', { class: 'actions', id: 'plugin-actions' }, pluginActions(s, d.asks))),
       s.description ? h('p', { class: 'description' }, s.description) : null,
       s.failure ? h('div', { class: 'failure', 'data-field': 'failure' }, h('strong', null, 'Failed: '), text(s.failure)) : null,
+      missing.length ? h('div', { class: 'missing-required', id: 'missing-required', 'data-field': 'missing_required', role: 'note' },
+        h('strong', null, 'Required settings with no value: '), h('span', { class: 'names' }, missing.join(', ')),
+        '; the plugin cannot be enabled until they are set.') : null,
       stats,
       dl([['subscriptions', 'Subscriptions', text(s.subscriptions)], ['approved_by', 'Approved by', text(d.approved_by)]]),
       h('div', { class: 'sections' },
@@ -573,12 +785,7 @@
           ['uptime', 'Uptime', (x) => dur(x.uptime_secs), true],
           ['reported', 'Reported', (x) => [ago(x.reported_secs_ago), x.presumed_gone ? ' (presumed gone)' : '']],
         ], insts, (x) => ({ class: x.presumed_gone ? 'gone' : null })) : none('No host reports an instance.')),
-        section('Settings', sets.length ? table([
-          ['name', 'Name', (x) => x.name],
-          ['kind', 'Kind', (x) => text(x.kind)],
-          ['value', 'Value', (x) => (x.secret ? '•••• (set)' : x.value == null ? h('span', { class: 'muted' }, 'not set') : h('code', null, text(x.value)))],
-          ['source', 'Source', (x) => text(x.source)],
-        ], sets) : none('No settings.')),
+        settings.el,
         section('History', history.length ? table([
           ['revision', 'Revision', (x) => num(x.revision), true],
           ['at', 'At', (x) => time(x.at)],
@@ -590,6 +797,12 @@
         h('section', { class: 'card wide' }, h('h2', null, 'Manifest'), h('pre', { class: 'manifest', id: 'manifest' }, d.manifest || '')),
       ));
     if (!ok) return;
+    if (settings.restore) {
+      // Focus goes back to the editor when it was there, or nowhere else (the reload took it).
+      const input = settings.restore();
+      const a = document.activeElement;
+      if (typing || !a || a === document.body || a === main) input.focus({ preventScroll: !typing });
+    }
     // Live: the counters follow the overview; when the state changes between two overviews
     // (another operator acted), the page reloads. Comparing overviews with each other, not
     // with the detail, cannot loop if the two ever disagree.

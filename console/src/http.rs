@@ -60,6 +60,7 @@ pub fn router(management: Management, live: Live) -> Router {
             "/plugins/{id}/secrets/{name}",
             axum::routing::put(set_secret),
         )
+        .route("/plugins/{id}/operations/{operation}", post(call_operation))
         .route("/plugins/{id}/{verb}", post(change_plugin))
         .route(
             "/approvals",
@@ -343,6 +344,21 @@ async fn set_secret(
         Request::set_secret(plugin, name, args.value)
     });
     answer(&shared, &headers, Method::PUT, request).await
+}
+
+async fn call_operation(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path((id, operation)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let request =
+        request::body::<request::CallArgs>("operations.call", &body).and_then(|mut args| {
+            args.plugin = id;
+            args.operation = operation;
+            Request::call(args)
+        });
+    answer(&shared, &headers, Method::POST, request).await
 }
 
 async fn issue_credentials(

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use serde_json::{json, Value};
 use switchyard_bus::Bus;
+use switchyard_bus::Calls;
 use switchyard_control::audit::{Action, Actor, AuditFilter, AuditLog, Auditor};
 use switchyard_control::auth::operators::{Identity, OperatorStore};
 use switchyard_control::auth::{AuthError, CredentialStore, ServiceStore};
@@ -20,7 +21,8 @@ use switchyard_control::settings::edit::parse_assignment;
 use switchyard_control::settings::{Secret, SettingChange};
 use switchyard_dispatcher::redrive::json::{RecordJson, SummaryJson};
 use switchyard_dispatcher::redrive::{DeadLetterFilter, DeadLetters, Selection};
-use switchyard_schemas::Namespace;
+use switchyard_schemas::call::{CallOptions, Caller};
+use switchyard_schemas::{ContentType, Namespace};
 
 use crate::error::{ApiError, ErrorKind};
 use crate::request::{limit, plugin_id, Request};
@@ -57,6 +59,7 @@ pub struct Management {
 
 #[derive(Debug)]
 struct Inner {
+    client: async_nats::Client,
     js: jetstream::Context,
     namespace: Namespace,
     audit: AuditLog,
@@ -96,6 +99,7 @@ impl Management {
         let dead_letters = DeadLetters::new(js.clone(), namespace.clone(), bus.streams());
         Ok(Self {
             inner: Arc::new(Inner {
+                client: bus.client().clone(),
                 js: js.clone(),
                 namespace: namespace.clone(),
                 audit,
@@ -409,6 +413,72 @@ impl Management {
             } => {
                 let changes = [SettingChange::SetSecret(name, Secret::new(value))];
                 outcome(&Box::pin(lifecycle().change_settings(&plugin, &changes)).await?)
+            }
+            Request::CallOperation {
+                target,
+                data,
+                timeout,
+                attempts,
+            } => {
+                let calls = Calls::new(
+                    inner.client.clone(),
+                    inner.namespace.clone(),
+                    Caller::Operator(identity.name.to_string()),
+                );
+                let options = CallOptions {
+                    timeout,
+                    attempts,
+                    version: None,
+                };
+                let body = serde_json::to_vec(&data).map_err(internal)?;
+                let called = calls
+                    .call_raw(
+                        &target,
+                        ContentType::Json,
+                        body.into(),
+                        &options,
+                        async_nats::HeaderMap::new(),
+                    )
+                    .await;
+                let (answer, outcome) = match called {
+                    Ok(reply) => {
+                        let response: Value = match reply.content_type {
+                            ContentType::Json => serde_json::from_slice(&reply.body).ok(),
+                            ContentType::MessagePack => rmp_serde::from_slice(&reply.body).ok(),
+                        }
+                        .unwrap_or(Value::Null);
+                        (
+                            json!({
+                                "ok": true,
+                                "response": response,
+                                "attempts": reply.attempts,
+                                "took_ms": reply.elapsed.as_secs_f64() * 1000.0,
+                                "handled_ms": reply.handled_in.as_secs_f64() * 1000.0,
+                            }),
+                            format!("answered in {} attempts", reply.attempts),
+                        )
+                    }
+                    Err(error) => (
+                        json!({
+                            "ok": false,
+                            "error": {
+                                "code": error.code.to_string(),
+                                "status": error.kind.status(),
+                                "reason": error.reason,
+                                "retry_after_ms": error.retry_after.map(|after| after.as_millis() as u64),
+                            },
+                        }),
+                        format!("failed: {}", error.code),
+                    ),
+                };
+                let entry = auditor
+                    .entry(
+                        Action::OperationCalled,
+                        format!("{}.{}", target.plugin, target.operation),
+                    )
+                    .detail(format!("for tenant {}: {outcome}", target.tenant));
+                auditor.append(&entry).await?;
+                Ok(answer)
             }
             Request::ListApprovals => inner.views.approvals().await,
             Request::ListDeadLetters(query) => {

@@ -80,6 +80,17 @@ pub enum Request {
         /// Its value.
         value: String,
     },
+    /// Call a plugin's operation, as the operator.
+    CallOperation {
+        /// Where.
+        target: switchyard_bus::CallTarget,
+        /// The request, as JSON.
+        data: serde_json::Value,
+        /// How long to wait (default: the operation's timeout).
+        timeout: Option<std::time::Duration>,
+        /// The most attempts (idempotent operations only).
+        attempts: Option<u32>,
+    },
     /// What waits for approval.
     ListApprovals,
     /// Dead letters.
@@ -272,6 +283,29 @@ pub struct SecretArgs {
     pub value: String,
 }
 
+/// The body of `operations.call`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallArgs {
+    /// The plugin.
+    #[serde(default)]
+    pub plugin: String,
+    /// The operation.
+    #[serde(default)]
+    pub operation: String,
+    /// The tenant it is called for.
+    pub tenant: String,
+    /// The request (default `{}`).
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+    /// How long to wait, in milliseconds (at most 60,000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// The most attempts (1 to 10; idempotent operations only).
+    #[serde(default)]
+    pub attempts: Option<u32>,
+}
+
 /// The body of a rollback.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -380,7 +414,7 @@ pub fn body<T: DeserializeOwned>(verb: &str, bytes: &[u8]) -> Result<T, ApiError
 
 impl Request {
     /// Every NATS verb, as served.
-    pub const VERBS: [&'static str; 32] = [
+    pub const VERBS: [&'static str; 33] = [
         "whoami",
         "overview",
         "plugins.list",
@@ -396,6 +430,7 @@ impl Request {
         "settings.show",
         "settings.change",
         "settings.set-secret",
+        "operations.call",
         "approvals.list",
         "dlq.list",
         "dlq.show",
@@ -470,6 +505,7 @@ impl Request {
                 let plugin = plugin_id(&args.plugin)?;
                 Request::set_secret(plugin, args.name, args.value)?
             }
+            "operations.call" => Request::call(body(verb, bytes)?)?,
             "approvals.list" => none(Request::ListApprovals)?,
             "dlq.list" => Request::ListDeadLetters(body(verb, bytes)?),
             "dlq.show" => Request::ShowDeadLetter(body::<SequenceArgs>(verb, bytes)?.sequence),
@@ -602,6 +638,40 @@ impl Request {
         })
     }
 
+    /// An operation's call, checked.
+    ///
+    /// # Errors
+    /// [`ApiError::bad_request`].
+    pub fn call(args: CallArgs) -> Result<Self, ApiError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            ApiError::bad_request(format!("bad {what}: {e}"))
+        };
+        let timeout = match args.timeout_ms {
+            Some(0) | Some(60_001..) => {
+                return Err(ApiError::bad_request("`timeout_ms` is 1 to 60000"))
+            }
+            other => other.map(std::time::Duration::from_millis),
+        };
+        if matches!(args.attempts, Some(n) if n == 0 || n > switchyard_schemas::call::MAX_CALL_ATTEMPTS)
+        {
+            return Err(ApiError::bad_request(format!(
+                "`attempts` is 1 to {}",
+                switchyard_schemas::call::MAX_CALL_ATTEMPTS
+            )));
+        }
+        Ok(Request::CallOperation {
+            target: switchyard_bus::CallTarget {
+                tenant: Tenant::new(&args.tenant).map_err(|e| bad("tenant", &e))?,
+                plugin: plugin_id(&args.plugin)?,
+                operation: switchyard_schemas::OperationName::new(&args.operation)
+                    .map_err(|e| bad("operation", &e))?,
+            },
+            data: args.data.unwrap_or_else(|| serde_json::json!({})),
+            timeout,
+            attempts: args.attempts,
+        })
+    }
+
     /// A key to trust, checked.
     ///
     /// # Errors
@@ -668,6 +738,7 @@ impl Request {
             Request::ShowSettings(_) => "settings.show",
             Request::ChangeSettings { .. } => "settings.change",
             Request::SetSecret { .. } => "settings.set-secret",
+            Request::CallOperation { .. } => "operations.call",
             Request::ListApprovals => "approvals.list",
             Request::ListDeadLetters(_) => "dlq.list",
             Request::ShowDeadLetter(_) => "dlq.show",
@@ -696,6 +767,7 @@ impl Request {
             | Request::Disable(_)
             | Request::Rollback { .. }
             | Request::ChangeSettings { .. }
+            | Request::CallOperation { .. }
             | Request::Replay { .. } => Role::Operator,
             Request::Purge { .. }
             | Request::ListOperators
@@ -752,6 +824,9 @@ impl Request {
             | Request::Replay { plugin: p, .. }
             | Request::Purge { plugin: p, .. } => Some(p.to_string()),
             Request::ShowDeadLetter(sequence) => Some(sequence.to_string()),
+            Request::CallOperation { target, .. } => {
+                Some(format!("{}.{}", target.plugin, target.operation))
+            }
             Request::AddOperator { name, .. } | Request::RemoveOperator(name) => {
                 Some(format!("operator:{name}"))
             }
@@ -778,7 +853,7 @@ mod tests {
         let key = pair.public_key();
         let trust_add = format!(r#"{{"key":"{key}","name":"Acme"}}"#);
         let trust_remove = format!(r#"{{"key":"{key}"}}"#);
-        let bodies: [(&str, &str); 21] = [
+        let bodies: [(&str, &str); 22] = [
             ("plugins.show", r#"{"plugin":"audit-log"}"#),
             (
                 "plugins.approve",
@@ -797,6 +872,10 @@ mod tests {
             ("plugins.credentials.issue", r#"{"plugin":"audit-log"}"#),
             ("plugins.credentials.revoke", r#"{"plugin":"audit-log"}"#),
             ("settings.show", r#"{"plugin":"audit-log"}"#),
+            (
+                "operations.call",
+                r#"{"plugin":"tax-rates","operation":"rate","tenant":"acme","data":{"region":"eu"}}"#,
+            ),
             (
                 "settings.change",
                 r#"{"plugin":"audit-log","set":{"retries":5,"mode":"fast"},"unset":["x"]}"#,

@@ -37,7 +37,7 @@ use crate::headers::lookup;
 use crate::plugin::Plugin;
 
 /// The code of a call whose request does not decode into the handler's type.
-const UNDECODABLE_REQUEST: &str = "call.undecodable-request";
+use switchyard_schemas::call::UNDECODABLE_REQUEST;
 /// The code of a call of an operation this worker has no handler for.
 const NO_OPERATION: &str = "plugin.no-operation";
 /// The code of a call whose headers break the protocol.

@@ -60,6 +60,11 @@ pub mod field {
 /// The most attempts a caller may ask for.
 pub const MAX_CALL_ATTEMPTS: u32 = 10;
 
+/// The code a worker answers when a request does not decode into its handler's type. Not a
+/// reserved code (`call.…` is the dispatcher's): the dispatcher passes it on to the caller as
+/// `call.bad-request` with the worker's reason.
+pub const UNDECODABLE_REQUEST: &str = "request.undecodable";
+
 /// The longest reason an error answer carries, in bytes (it travels in a header).
 pub const MAX_CALL_REASON_LEN: usize = 1024;
 

@@ -897,3 +897,74 @@ async fn operators_change_settings_admins_set_secrets_and_no_secret_is_shown_or_
             && e.entry.actor.name == "admin (admin) via http"
             && e.entry.detail.as_deref() == Some("set secret token")));
 }
+
+#[tokio::test]
+async fn an_operator_calls_an_operation_and_the_call_is_recorded() {
+    use switchyard_plugin_sdk::{Plugin, WorkerSettings};
+    use switchyard_tests::{operations_manifest, wait_for_operation, Quote, QuoteRequest};
+
+    let fx = Box::pin(ConsoleFixture::start()).await;
+    let manifest = operations_manifest("pricing", &[("quote", "")]);
+    fx.sy.register(manifest.clone()).await;
+    let plugin = Plugin::new(manifest).operation("quote", |req: QuoteRequest, _ctx| async move {
+        Ok(Quote {
+            cents: 100 * u64::from(req.quantity),
+            note: req.sku,
+        })
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(plugin.run_with(
+        WorkerSettings::new(fx.sy.url()),
+        stop.clone().cancelled_owned(),
+    ));
+    wait_for_operation(&fx.sy.server.client().await, "pricing", "quote").await;
+
+    let call = json!({"tenant": "acme", "data": {"sku": "tea", "quantity": 3}});
+    let (status, _) = fx
+        .post(
+            &fx.viewer,
+            "/api/v1/plugins/pricing/operations/quote",
+            &call,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, answer) = fx
+        .post(
+            &fx.operator,
+            "/api/v1/plugins/pricing/operations/quote",
+            &call,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["response"]["cents"], 300);
+    // A request the operation cannot read is its typed error, not the API's.
+    let (status, answer) = fx
+        .post(
+            &fx.operator,
+            "/api/v1/plugins/pricing/operations/quote",
+            &json!({"tenant": "acme", "data": {"sku": 7}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ok"], false);
+    assert_eq!(answer["error"]["code"], "call.bad-request", "{answer}");
+    let (status, _) = fx
+        .post(
+            &fx.operator,
+            "/api/v1/plugins/pricing/operations/quote",
+            &json!({"tenant": "acme", "timeout_ms": 0}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let calls: Vec<_> = fx
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.entry.action == Action::OperationCalled)
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(calls[0].entry.target, "pricing.quote");
+    assert_eq!(calls[0].entry.actor.name, "operator (operator) via http");
+    stop.cancel();
+}

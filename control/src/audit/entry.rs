@@ -68,11 +68,14 @@ pub enum Action {
     ApiRefused,
     /// A call of the management API failed (the error is the detail).
     ApiFailed,
+    /// An operator called a plugin's operation through the management API (the outcome is
+    /// the detail).
+    OperationCalled,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 28] = [
         Action::PluginRegistered,
         Action::PluginReplaced,
         Action::PluginRemoved,
@@ -100,6 +103,7 @@ impl Action {
         Action::ApiViewed,
         Action::ApiRefused,
         Action::ApiFailed,
+        Action::OperationCalled,
     ];
 
     /// The action's name, e.g. `plugin_registered`.
@@ -132,6 +136,7 @@ impl Action {
             Action::ApiViewed => "api_viewed",
             Action::ApiRefused => "api_refused",
             Action::ApiFailed => "api_failed",
+            Action::OperationCalled => "operation_called",
         }
     }
 }

@@ -481,6 +481,15 @@ async fn forward(
             headers.insert("content-type", expected.media_type());
             Attempted::Answered(reply.payload, headers)
         }
+        // The worker could not read the request: the caller's mistake, typed as such.
+        Ok(Outcome::Failed { code, reason })
+            if code.as_str() == switchyard_schemas::call::UNDECODABLE_REQUEST =>
+        {
+            Attempted::Failed {
+                error: CallError::new(CallErrorKind::BadRequest, reason),
+                retry: false,
+            }
+        }
         Ok(
             Outcome::Failed { code, .. }
             | Outcome::Retry {
