@@ -18,6 +18,38 @@ use switchyard_schemas::delivery::{ErrorCode, Outcome};
 
 use crate::{manifest, Behaviour, Switchyard, TestServer, TestWorker};
 
+/// A plugin `id` on `order.*` declaring settings: `greeting` (text, default `hello`),
+/// `retries` (an integer, default 3) and the secret `token`.
+pub fn settings_manifest(id: &str) -> switchyard_schemas::Manifest {
+    switchyard_schemas::Manifest::from_toml_str(&format!(
+        r#"
+        [plugin]
+        id = "{id}"
+        version = "1.0.0"
+        core = "*"
+
+        [[subscriptions]]
+        name = "orders"
+        events = ["order.*"]
+
+        [settings]
+        greeting = "hello"
+        retries = 3
+
+        [settings_schema.greeting]
+        type = "string"
+
+        [settings_schema.retries]
+        type = "integer"
+
+        [settings_schema.token]
+        type = "string"
+        secret = true
+        "#
+    ))
+    .expect("a valid manifest")
+}
+
 /// A plugin whose worker fails every event for good (`order.invalid`) while its switch is on.
 pub struct FailingPlugin {
     /// The worker.

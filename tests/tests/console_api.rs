@@ -802,33 +802,7 @@ async fn an_admin_issues_and_revokes_a_plugins_secret_and_only_the_hash_is_kept(
 #[tokio::test]
 async fn operators_change_settings_admins_set_secrets_and_no_secret_is_shown_or_recorded() {
     let fx = Box::pin(ConsoleFixture::start()).await;
-    let manifest = switchyard_schemas::Manifest::from_toml_str(
-        r#"
-        [plugin]
-        id = "greeter"
-        version = "1.0.0"
-        core = "*"
-
-        [[subscriptions]]
-        name = "orders"
-        events = ["order.*"]
-
-        [settings]
-        greeting = "hello"
-        retries = 3
-
-        [settings_schema.greeting]
-        type = "string"
-
-        [settings_schema.retries]
-        type = "integer"
-
-        [settings_schema.token]
-        type = "string"
-        secret = true
-        "#,
-    )
-    .unwrap();
+    let manifest = switchyard_tests::settings_manifest("greeter");
     fx.sy.register(manifest).await;
     let change = json!({"set": {"greeting": "bonjour", "retries": 5}});
     let (status, _) = fx

@@ -181,3 +181,49 @@ async fn a_bad_token_gets_the_sign_in_page_and_a_good_one_gets_in() {
     browser.screenshot("signed-in").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn an_operator_edits_a_setting_in_the_browser_and_it_is_stored() {
+    let fx = Box::pin(ConsoleFixture::start()).await;
+    fx.sy
+        .register(switchyard_tests::settings_manifest("greeter"))
+        .await;
+    let browser = Browser::start("settings", 1280, 900).await;
+    browser
+        .goto(&format!("{}#token={}", fx.url(), fx.operator))
+        .await;
+    browser.wait_for_text("#who-name", "operator").await;
+    browser
+        .goto(&format!("{}#/plugins/greeter", fx.url()))
+        .await;
+    browser
+        .click("[data-action=\"edit-setting\"][data-setting=\"greeting\"]")
+        .await;
+    let input = browser.find("#setting-value").await;
+    input.clear().await.unwrap();
+    input.send_keys("bonjour").await.unwrap();
+    browser
+        .click("[data-action=\"save-setting\"][data-setting=\"greeting\"]")
+        .await;
+    browser.click("#dialog [data-action=\"confirm\"]").await;
+    browser.wait_for_text("#notice", "set greeting").await;
+    browser.screenshot("saved").await;
+    // The observer: the settings store holds it.
+    let store = switchyard_control::settings::SettingsStore::open(
+        fx.sy.bus.jetstream(),
+        fx.sy.namespace(),
+        1,
+    )
+    .await
+    .unwrap();
+    let set = store.get(&PluginId::new("greeter").unwrap()).await.unwrap();
+    assert_eq!(
+        set.values.get("greeting").and_then(|v| v.as_str()),
+        Some("bonjour")
+    );
+    assert!(
+        !browser.exists("[data-action=\"set-secret\"]").await,
+        "an operator is offered to set a secret"
+    );
+    browser.close().await;
+}
