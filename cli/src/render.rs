@@ -68,15 +68,7 @@ pub(crate) fn preview(body: &[u8]) -> String {
 /// `text` with its control characters escaped (`\u{1b}`), for text that comes from a package
 /// or a store and must not drive the terminal.
 pub(crate) fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    switchyard_control::settings::edit::printable(text)
 }
 
 /// A time in UTC to the second: enough to tell failures apart on a terminal.

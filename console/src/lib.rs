@@ -114,13 +114,6 @@ impl Console {
     pub fn management(&self) -> &Management {
         &self.management
     }
-
-    /// Runs until the HTTP server stops.
-    pub async fn wait(mut self) {
-        if let Some(server) = self.background.pop() {
-            let _ = server.await;
-        }
-    }
 }
 
 impl Drop for Console {

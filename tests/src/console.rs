@@ -287,6 +287,11 @@ impl ConsoleFixture {
         self.send(HttpCall::new("GET", path).bearer(token)).await
     }
 
+    /// `DELETE path` as `token`.
+    pub async fn delete(&self, token: &str, path: &str) -> (u16, Value) {
+        self.send(HttpCall::new("DELETE", path).bearer(token)).await
+    }
+
     /// `POST path` with a JSON body as `token`.
     pub async fn post(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
         self.send(HttpCall::new("POST", path).bearer(token).json(body))

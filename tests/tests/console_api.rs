@@ -66,9 +66,7 @@ async fn each_role_is_refused_what_it_may_not_do_and_nothing_changes() {
     for token in [&fx.viewer, &fx.operator] {
         let (status, _) = fx.get(token, "/api/v1/operators").await;
         assert_eq!(status, 403);
-        let (status, _) = fx
-            .send(HttpCall::new("DELETE", "/api/v1/operators/admin").bearer(token))
-            .await;
+        let (status, _) = fx.delete(token, "/api/v1/operators/admin").await;
         assert_eq!(status, 403);
     }
     // No token, a made-up one, a real name with a wrong secret, another scheme.
@@ -316,15 +314,11 @@ async fn operators_are_managed_by_admins_and_a_removed_token_stops_working() {
     let (status, _) = fx.get(&token, "/api/v1/whoami").await;
     assert_eq!(status, 401);
     let token = again["token"].as_str().unwrap().to_owned();
-    let (status, _) = fx
-        .send(HttpCall::new("DELETE", "/api/v1/operators/bob").bearer(&fx.admin))
-        .await;
+    let (status, _) = fx.delete(&fx.admin, "/api/v1/operators/bob").await;
     assert_eq!(status, 200);
     let (status, _) = fx.get(&token, "/api/v1/whoami").await;
     assert_eq!(status, 401);
-    let (status, answer) = fx
-        .send(HttpCall::new("DELETE", "/api/v1/operators/bob").bearer(&fx.admin))
-        .await;
+    let (status, answer) = fx.delete(&fx.admin, "/api/v1/operators/bob").await;
     assert_eq!(status, 404, "{answer}");
     // The stored entry never holds the token.
     let audit = fx.audit().await;
@@ -654,9 +648,7 @@ async fn trust_services_and_the_catalog_are_managed_by_admins_only() {
         (status, catalog["packages"].as_array().map(Vec::len)),
         (200, Some(0))
     );
-    let (status, _) = fx
-        .send(HttpCall::new("DELETE", format!("/api/v1/trust/{key}")).bearer(&fx.admin))
-        .await;
+    let (status, _) = fx.delete(&fx.admin, &format!("/api/v1/trust/{key}")).await;
     assert_eq!(status, 200);
     let (status, answer) = fx
         .post(
@@ -678,9 +670,7 @@ async fn trust_services_and_the_catalog_are_managed_by_admins_only() {
         !services.to_string().contains(&secret),
         "a listing shows the secret"
     );
-    let (status, _) = fx
-        .send(HttpCall::new("DELETE", "/api/v1/services/billing").bearer(&fx.admin))
-        .await;
+    let (status, _) = fx.delete(&fx.admin, "/api/v1/services/billing").await;
     assert_eq!(status, 200);
     let (status, _) = fx
         .post(&fx.admin, "/api/v1/services", &json!({"name": "billing"}))
@@ -715,9 +705,7 @@ async fn only_an_admin_removes_a_plugin_and_its_settings_and_credential_go_with_
     fx.sy
         .register(manifest("leaving", "max_attempts = 1"))
         .await;
-    let (status, answer) = fx
-        .send(HttpCall::new("DELETE", "/api/v1/plugins/leaving").bearer(&fx.operator))
-        .await;
+    let (status, answer) = fx.delete(&fx.operator, "/api/v1/plugins/leaving").await;
     assert_eq!(status, 403, "{answer}");
     assert!(fx
         .sy
@@ -727,12 +715,10 @@ async fn only_an_admin_removes_a_plugin_and_its_settings_and_credential_go_with_
         .unwrap()
         .is_some());
     let (status, answer) = fx
-        .send(HttpCall::new("DELETE", "/api/v1/plugins/leaving?cascade=maybe").bearer(&fx.admin))
+        .delete(&fx.admin, "/api/v1/plugins/leaving?cascade=maybe")
         .await;
     assert_eq!(status, 400, "{answer}");
-    let (status, answer) = fx
-        .send(HttpCall::new("DELETE", "/api/v1/plugins/leaving").bearer(&fx.admin))
-        .await;
+    let (status, answer) = fx.delete(&fx.admin, "/api/v1/plugins/leaving").await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["message"], "removed leaving");
     assert!(fx
@@ -742,9 +728,7 @@ async fn only_an_admin_removes_a_plugin_and_its_settings_and_credential_go_with_
         .await
         .unwrap()
         .is_none());
-    let (status, _) = fx
-        .send(HttpCall::new("DELETE", "/api/v1/plugins/leaving").bearer(&fx.admin))
-        .await;
+    let (status, _) = fx.delete(&fx.admin, "/api/v1/plugins/leaving").await;
     assert_eq!(status, 404);
     assert!(fx
         .audit()
@@ -785,7 +769,7 @@ async fn an_admin_issues_and_revokes_a_plugins_secret_and_only_the_hash_is_kept(
         "the secret issued is the one stored"
     );
     let (status, revoked) = fx
-        .send(HttpCall::new("DELETE", "/api/v1/plugins/keyed/credentials").bearer(&fx.admin))
+        .delete(&fx.admin, "/api/v1/plugins/keyed/credentials")
         .await;
     assert_eq!((status, revoked["revoked"].as_bool()), (200, Some(true)));
     assert!(store.get(&plugin("keyed")).await.unwrap().is_none());

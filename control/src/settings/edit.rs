@@ -14,7 +14,7 @@ use super::{OperatorSettings, SettingChange};
 /// Why it cannot be read, for a person.
 pub fn parse_assignment(pair: &str, manifest: &Manifest) -> Result<(String, Value), String> {
     let Some((name, text)) = pair.split_once('=') else {
-        return Err(format!("`{}` has no `=`", escaped(&shortened(pair))));
+        return Err(format!("`{}` has no `=`", printable(&shortened(pair))));
     };
     let name = name.trim().to_owned();
     let parsed = toml::from_str::<Table>(&format!("v = {text}"))
@@ -37,7 +37,7 @@ pub fn parse_assignment(pair: &str, manifest: &Manifest) -> Result<(String, Valu
             };
             return Err(format!(
                 "`{}` is not a value for `{name}` written as in TOML ({reason})",
-                escaped(&shortened(text))
+                printable(&shortened(text))
             ));
         }
         _ => Value::String(text.to_owned()),
@@ -82,8 +82,9 @@ pub fn shortened(text: &str) -> String {
     format!("{start}… ({} bytes)", text.len())
 }
 
-/// Control characters escaped, so that a message cannot move a terminal's cursor.
-fn escaped(text: &str) -> String {
+/// Control characters escaped, so that a message cannot move a terminal's cursor (the CLI
+/// prints untrusted text through this too).
+pub fn printable(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_control() {
