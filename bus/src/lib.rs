@@ -34,6 +34,7 @@ mod call;
 mod connect;
 pub mod kv;
 mod publish;
+pub mod report;
 mod streams;
 mod wire;
 

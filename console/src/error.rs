@@ -96,7 +96,20 @@ impl From<switchyard_control::lifecycle::operate::OperateError> for ApiError {
         let kind = match &error {
             E::NotRegistered { .. } => ErrorKind::NotFound,
             E::Incompatible { .. } | E::NoTarget(_) | E::KeptChanging { .. } => ErrorKind::Conflict,
-            E::BadChange(_) => ErrorKind::BadRequest,
+            E::BadChange(_) | E::NeedsTenants(_) | E::TenantsWithUpgrade(_) => {
+                ErrorKind::BadRequest
+            }
+            E::NotInstalled(_) | E::NoPackage(_) => ErrorKind::NotFound,
+            E::Refused(_) => ErrorKind::Conflict,
+            E::PackageStore(store)
+                if matches!(
+                    **store,
+                    switchyard_control::package::StoreError::VersionExists { .. }
+                ) =>
+            {
+                ErrorKind::Conflict
+            }
+            E::PackageStore(_) | E::Trust(_) => ErrorKind::Unavailable,
             E::Settings(switchyard_control::settings::SettingsError::Refused(_)) => {
                 ErrorKind::BadRequest
             }

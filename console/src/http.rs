@@ -21,6 +21,10 @@ use crate::live::Live;
 use crate::management::{Management, Transport};
 use crate::request::{self, ApproveArgs, AuditQuery, DeadLetterQuery, Request, RollbackArgs};
 use crate::service::MAX_BODY;
+
+/// The largest package the console uploads over HTTP; larger ones are published with
+/// `switchyard package publish`.
+pub const MAX_PACKAGE_UPLOAD: usize = 64 * 1024 * 1024;
 use crate::token::{bearer, cookie, SESSION_COOKIE};
 
 /// What every route shares.
@@ -45,8 +49,21 @@ pub fn router(management: Management, live: Live) -> Router {
         .route("/live", get(live_view))
         .route(
             "/plugins",
-            get(|s: State<Shared>, h: HeaderMap| read(s, h, Request::ListPlugins)),
+            get(|s: State<Shared>, h: HeaderMap| read(s, h, Request::ListPlugins))
+                .post(install_plugin),
         )
+        .route("/plugins/{id}/logs", get(plugin_logs))
+        .route(
+            "/packages",
+            post(publish_package).layer(DefaultBodyLimit::max(MAX_PACKAGE_UPLOAD)),
+        )
+        .route(
+            "/streams",
+            get(|s: State<Shared>, h: HeaderMap| read(s, h, Request::StreamsInfo)),
+        )
+        .route("/streams/provision", post(provision))
+        .route("/events", post(publish_event))
+        .route("/events/{id}/explain", get(explain))
         .route("/plugins/{id}", get(show_plugin).delete(remove_plugin))
         .route(
             "/plugins/{id}/credentials",
@@ -405,15 +422,128 @@ async fn change_plugin(
                     to: args.to,
                 }
             }
+            "upgrade" => {
+                let args: request::deploy::InstallArgs = request::body("plugins.upgrade", &body)?;
+                if args
+                    .plugin
+                    .as_deref()
+                    .is_some_and(|named| named != plugin.as_str())
+                {
+                    return Err(ApiError::bad_request(
+                        "the body's `plugin` is not the plugin of the path",
+                    ));
+                }
+                Request::Install(Box::new(args.check(Some(plugin))?))
+            }
             _ => {
                 return Err(ApiError::new(
                     ErrorKind::NotFound,
-                    "no such plugin action (approve, reject, enable, disable, rollback)",
+                    "no such plugin action (approve, reject, enable, disable, rollback, upgrade)",
                 ))
             }
         })
     })();
     answer(&shared, &headers, Method::POST, request).await
+}
+
+async fn install_plugin(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let request =
+        request::body::<request::deploy::InstallArgs>("plugins.install", &body).and_then(|args| {
+            if args.plugin.is_some() {
+                return Err(ApiError::bad_request(
+                    "an installation names its plugin by `package` or `manifest`, not `plugin`",
+                ));
+            }
+            Ok(Request::Install(Box::new(args.check(None)?)))
+        });
+    answer(&shared, &headers, Method::POST, request).await
+}
+
+/// `?lines=N` on a plugin's logs.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    lines: Option<usize>,
+}
+
+async fn plugin_logs(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let request = query
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+        .and_then(|Query(query)| {
+            Request::logs(request::deploy::LogsArgs {
+                plugin: id,
+                lines: query.lines,
+            })
+        });
+    answer(&shared, &headers, Method::GET, request).await
+}
+
+/// `?replace=true` on a package upload.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackageQuery {
+    #[serde(default)]
+    replace: bool,
+}
+
+async fn publish_package(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<PackageQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Response {
+    let request = query
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+        .map(|Query(query)| Request::PublishPackage {
+            package: body,
+            replace: query.replace,
+        });
+    answer(&shared, &headers, Method::POST, request).await
+}
+
+async fn provision(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let request = request::body::<request::deploy::ProvisionArgs>("streams.provision", &body)
+        .and_then(|args| Ok(Request::Provision(args.check()?)));
+    answer(&shared, &headers, Method::POST, request).await
+}
+
+async fn publish_event(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let request = request::body::<request::deploy::PublishArgs>("events.publish", &body)
+        .and_then(|args| Ok(Request::PublishEvent(Box::new(args.check()?))));
+    answer(&shared, &headers, Method::POST, request).await
+}
+
+/// `?since=RFC3339` or `?from_sequence=N` on an explanation.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainQuery {
+    since: Option<String>,
+    from_sequence: Option<u64>,
+}
+
+async fn explain(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let request = query
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+        .and_then(|Query(query)| {
+            let (event_id, from) = request::deploy::ExplainArgs {
+                event_id: id,
+                since: query.since,
+                from_sequence: query.from_sequence,
+            }
+            .check()?;
+            Ok(Request::Explain { event_id, from })
+        });
+    answer(&shared, &headers, Method::GET, request).await
 }
 
 async fn list_dead_letters(

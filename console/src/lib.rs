@@ -10,6 +10,7 @@
 //! Start here: [`Console::start`]. The API is described in docs/management-api.md.
 
 pub mod assets;
+mod deploy;
 mod error;
 pub mod http;
 pub mod listener;

@@ -25,8 +25,11 @@ use switchyard_schemas::call::{CallOptions, Caller};
 use switchyard_schemas::{ContentType, Namespace};
 
 use crate::error::{ApiError, ErrorKind};
-use crate::request::{limit, plugin_id, Request};
+use crate::request::{limit, plugin_id, Install, InstallSource, Request};
 use crate::views::{rfc3339, Views};
+use switchyard_control::lifecycle::install::{
+    Candidate, InstallOptions, PackageAllowances, PackageChoice,
+};
 
 /// How a call reached the API; part of the actor in its audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +62,7 @@ pub struct Management {
 
 #[derive(Debug)]
 struct Inner {
+    bus: Bus,
     client: async_nats::Client,
     js: jetstream::Context,
     namespace: Namespace,
@@ -99,6 +103,7 @@ impl Management {
         let dead_letters = DeadLetters::new(js.clone(), namespace.clone(), bus.streams());
         Ok(Self {
             inner: Arc::new(Inner {
+                bus: bus.clone(),
                 client: bus.client().clone(),
                 js: js.clone(),
                 namespace: namespace.clone(),
@@ -692,6 +697,30 @@ impl Management {
                     ))
                 }
             }
+            Request::Install(install) => Box::pin(self.install(auditor, *install)).await,
+            Request::PublishPackage { package, replace } => {
+                crate::deploy::publish_package(
+                    &inner.js,
+                    &inner.namespace,
+                    auditor,
+                    package,
+                    replace,
+                )
+                .await
+            }
+            Request::StreamsInfo => crate::deploy::streams_info(&inner.bus).await,
+            Request::Provision(limits) => {
+                Box::pin(crate::deploy::provision(&inner.bus, auditor, &limits)).await
+            }
+            Request::Explain { event_id, from } => {
+                crate::deploy::explain(&inner.bus, &event_id, from).await
+            }
+            Request::Logs { plugin, lines } => {
+                crate::deploy::logs(&inner.js, &inner.namespace, &plugin, lines).await
+            }
+            Request::PublishEvent(event) => {
+                crate::deploy::publish_event(&inner.bus, auditor, &event).await
+            }
             Request::RemoveOperator(name) => {
                 if inner.operators.remove(&name, auditor).await? {
                     Ok(json!({ "name": name, "removed": true }))
@@ -703,6 +732,41 @@ impl Management {
                 }
             }
         }
+    }
+}
+
+impl Management {
+    /// Installs or upgrades a plugin as `auditor`.
+    async fn install(&self, auditor: &Auditor, install: Install) -> Result<Value, ApiError> {
+        let operator = self.inner.lifecycle.acting_as(auditor.clone());
+        let candidate = match install.source {
+            InstallSource::Manifest { manifest, text } => {
+                let label = format!("{} (manifest)", manifest.plugin.id);
+                Candidate::from_manifest(*manifest, label, text)
+            }
+            InstallSource::Stored { plugin, version } => {
+                let allow = PackageAllowances {
+                    unsigned: install.allow_unsigned,
+                    untrusted: install.allow_untrusted,
+                };
+                Box::pin(Candidate::from_package(
+                    &self.inner.js,
+                    &self.inner.namespace,
+                    PackageChoice::Stored { plugin, version },
+                    allow,
+                    &auditor.actor().name,
+                ))
+                .await?
+                .candidate
+            }
+        };
+        let options = InstallOptions {
+            tenants: install.tenants,
+            allow_downgrade: install.allow_downgrade,
+            approve: install.approve,
+            upgrade_only: install.upgrade.is_some(),
+        };
+        outcome(&Box::pin(operator.install(&candidate, &options)).await?)
     }
 }
 

@@ -25,6 +25,7 @@ mod failing;
 pub mod local_nats;
 pub mod operations;
 pub mod pipeline;
+pub mod provision;
 pub mod pull;
 pub mod raw;
 pub mod redrive;

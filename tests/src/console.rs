@@ -100,6 +100,12 @@ impl HttpCall {
         self
     }
 
+    /// With raw bytes as the body (`application/octet-stream`).
+    pub fn bytes(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self.header("content-type", "application/octet-stream")
+    }
+
     /// With a JSON body.
     pub fn json(mut self, body: &Value) -> Self {
         self.body = serde_json::to_vec(body).expect("JSON encodes");
@@ -310,4 +316,45 @@ impl ConsoleFixture {
             .await
             .expect("the audit log is read")
     }
+}
+
+/// The bytes of a package of `id` `version` on `order.*` (with `extra` manifest TOML), built
+/// as `switchyard package build` builds one, and signed by `signer` when given.
+///
+/// # Panics
+/// When the package cannot be built.
+pub fn package_bytes(
+    id: &str,
+    version: &str,
+    extra: &str,
+    signer: Option<&switchyard_control::package::PublisherKeyPair>,
+) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("bin")).expect("bin/");
+    std::fs::write(
+        root.join("plugin.toml"),
+        format!(
+            "[plugin]\nid = \"{id}\"\nversion = \"{version}\"\ncore = \"^0.1\"\n\n\
+             [[subscriptions]]\nname = \"orders\"\nevents = [\"order.*\"]\n{extra}"
+        ),
+    )
+    .expect("the manifest is written");
+    std::fs::write(
+        root.join("bin/worker"),
+        format!("a worker of {id} {version}"),
+    )
+    .expect("the worker is written");
+    std::fs::write(
+        root.join("package.toml"),
+        "[binaries]\nx86_64-unknown-linux-gnu = \"bin/worker\"\n\
+         aarch64-unknown-linux-gnu = \"bin/worker\"\n",
+    )
+    .expect("package.toml is written");
+    let package = switchyard_control::package::build_from_dir(root).expect("the package is built");
+    let package = match signer {
+        Some(signer) => package.signed(signer).expect("the package is signed"),
+        None => package,
+    };
+    package.bytes().to_vec()
 }

@@ -63,7 +63,7 @@ pub use browser::{Browser, BROWSER_DEADLINE};
 pub use calls::{operations_manifest, wait_for_operation, Quote, QuoteRequest};
 pub use cli::{failed, run_switchyard, stderr, stdout, succeeded};
 pub use cluster::{ReplicaState, TestCluster};
-pub use console::{settings_manifest, ConsoleFixture, FailingPlugin, HttpCall};
+pub use console::{package_bytes, settings_manifest, ConsoleFixture, FailingPlugin, HttpCall};
 pub use dispatch::{
     manifest, provision_with_buckets, small_streams, wait_until_replicated, Broker, OrderCreated,
     StoredDeadLetter, Switchyard, SMALL_AUDIT_BYTES, SMALL_DEAD_LETTERS_BYTES, SMALL_EVENTS_BYTES,

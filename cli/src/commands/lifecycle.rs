@@ -1,14 +1,11 @@
 //! `switchyard plugins approve | reject | history | rollback`: the operator's side of a
 //! plugin's lifecycle after it was installed (`plugins add`).
 
-use std::future::Future;
-
 use clap::Args;
 use serde::Serialize;
-use switchyard_control::audit::Auditor;
-use switchyard_control::lifecycle::events::{self, LifecycleEvent, LifecycleKind};
-use switchyard_control::lifecycle::operate::{self, OperateError, Operator, Outcome};
-use switchyard_control::registry::{Provenance, Registration, Registry, Revision, Snapshot};
+use switchyard_control::lifecycle::events::{self};
+use switchyard_control::lifecycle::operate::{OperateError, Operator, Outcome};
+use switchyard_control::registry::{Provenance, Registry, Revision};
 use switchyard_schemas::PluginId;
 use time::OffsetDateTime;
 
@@ -52,69 +49,6 @@ pub(crate) struct RollbackArgs {
     actor: ActorArgs,
 }
 
-/// Ends a lifecycle change that wrote `registration`: holds the plugin back when settings
-/// changed meanwhile no longer fit it ([`operate::hold_back_if_unfit`]), then announces the
-/// change.
-pub(crate) async fn conclude(
-    nats: &NatsArgs,
-    namespace: &NamespaceArgs,
-    registry: &Registry,
-    auditor: &Auditor,
-    what: LifecycleKind,
-    registration: &Registration,
-) -> Result<(), CliError> {
-    let client = nats.connect_options()?.connect().await?;
-    Box::pin(operate::hold_back_if_unfit(
-        &async_nats::jetstream::new(client),
-        &namespace.prefix,
-        registry,
-        registration,
-        auditor,
-    ))
-    .await?;
-    announce(
-        nats,
-        namespace,
-        what,
-        registration.plugin_id(),
-        Some(registration),
-        auditor,
-    )
-    .await;
-    Ok(())
-}
-
-/// Announces a lifecycle change as an event (tenant `switchyard`, docs/lifecycle.md). The
-/// change itself is stored already: a failed announcement is reported, not undone.
-pub(crate) async fn announce(
-    nats: &NatsArgs,
-    namespace: &NamespaceArgs,
-    what: LifecycleKind,
-    plugin: &PluginId,
-    registration: Option<&Registration>,
-    auditor: &Auditor,
-) {
-    let data = LifecycleEvent {
-        plugin: plugin.to_string(),
-        version: registration.map(|r| r.manifest.plugin.version.to_string()),
-        state: registration.map(|r| r.state().to_string()),
-        actor: Some(auditor.actor().name.clone()),
-        detail: None,
-    };
-    let announced = async {
-        let publisher = announcer(nats, namespace).await?;
-        events::announce(&publisher, what, &data).await?;
-        Ok::<(), CliError>(())
-    }
-    .await;
-    if let Err(error) = announced {
-        eprintln!(
-            "warning: the change is made, but its lifecycle event `{}` was not published: {error}",
-            what.event_type()
-        );
-    }
-}
-
 /// A publisher of lifecycle events.
 async fn announcer(
     nats: &NatsArgs,
@@ -124,24 +58,6 @@ async fn announcer(
         .await?
         .with_namespace(namespace.prefix.clone());
     Ok(bus.publisher(events::SOURCE))
-}
-
-/// Makes a lifecycle change against the registry as it is now, and makes it again when
-/// another change to the registry came first ([`operate::retrying`]).
-///
-/// # Errors
-/// What `change` fails with; [`CliError::KeptChanging`] when every try met a concurrent
-/// change.
-pub(crate) async fn retrying<T, F, Fut>(
-    registry: &Registry,
-    what: &str,
-    change: F,
-) -> Result<T, CliError>
-where
-    F: FnMut(Registry, Snapshot) -> Fut,
-    Fut: Future<Output = Result<T, CliError>>,
-{
-    operate::retrying(registry, what, change).await
 }
 
 /// The lifecycle verbs, acting as who runs the command: the registry and the audit log are

@@ -205,6 +205,8 @@ pub(crate) enum CliError {
     #[error(transparent)]
     Provision(#[from] ProvisionError),
     #[error(transparent)]
+    ProvisionAll(#[from] switchyard_dispatcher::provision::ProvisionAllError),
+    #[error(transparent)]
     Publish(#[from] PublishError),
     #[error(transparent)]
     Batch(#[from] switchyard_bus::BatchError),
@@ -338,6 +340,22 @@ impl From<switchyard_control::lifecycle::operate::OperateError> for CliError {
             OperateError::Audit(error) => error.into(),
             OperateError::Credentials(reason) => CliError::Nats {
                 action: "revoke the credential of a removed plugin",
+                reason,
+            },
+            error @ (OperateError::NotInstalled(_)
+            | OperateError::NeedsTenants(_)
+            | OperateError::TenantsWithUpgrade(_)) => CliError::BadArgument {
+                argument: "plugin",
+                reason: error.to_string(),
+            },
+            OperateError::NoPackage(reason) => CliError::BadArgument {
+                argument: "--package",
+                reason,
+            },
+            OperateError::Refused(refusal) => CliError::Refused(refusal),
+            OperateError::PackageStore(store) => CliError::PackageStore(store),
+            OperateError::Trust(reason) => CliError::Nats {
+                action: "read the trusted keys",
                 reason,
             },
         }

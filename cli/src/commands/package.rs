@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use async_nats::jetstream;
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use switchyard_control::lifecycle::install::PackageAllowances;
 use switchyard_control::package::{
-    build_from_dir, host_target, object_name, unpack, verify_for_install, Allow, Allowances,
-    Package, PackageStore, Published, PublisherKey, PublisherKeyPair, TrustStore, TrustedKeys,
-    Verdict, Worker,
+    build_from_dir, host_target, unpack, verify_for_install, Allowances, Package, PackageStore,
+    Published, PublisherKey, PublisherKeyPair, TrustStore, TrustedKeys, Verdict, Worker,
 };
 use switchyard_schemas::semver::Version;
 use switchyard_schemas::{Manifest, PluginId};
@@ -181,55 +181,13 @@ pub(crate) fn parse_package_ref(text: &str) -> Result<(PluginId, Option<Version>
     Ok((plugin, version))
 }
 
-/// The package published for `plugin` at `version` (the highest published when `None`), and
-/// its object's name. It is checked to hold that plugin and version.
-pub(crate) async fn fetch_stored(
-    store: &PackageStore,
-    plugin: &PluginId,
-    version: Option<Version>,
-) -> Result<(Package, String), CliError> {
-    let missing = |what: String| CliError::BadArgument {
-        argument: "--package",
-        reason: format!("no package {what} is published in {}", store.bucket()),
-    };
-    let version = match version {
-        Some(version) => version,
-        None => store
-            .latest(plugin)
-            .await?
-            .ok_or_else(|| missing(format!("of {plugin}")))?,
-    };
-    let object = object_name(plugin, &version);
-    let package = store
-        .get(plugin, &version)
-        .await?
-        .ok_or_else(|| missing(object.clone()))?;
-    if let Ok(manifest) = package.manifest() {
-        if &manifest.plugin.id != plugin || manifest.plugin.version != version {
-            return Err(CliError::BadArgument {
-                argument: "--package",
-                reason: format!(
-                    "the package stored as {object} holds {} {}",
-                    manifest.plugin.id, manifest.plugin.version
-                ),
-            });
-        }
-    }
-    Ok((package, object))
-}
-
-/// What an operator allows for the package's plugin: unsigned, untrusted, or neither.
+/// What `--allow-unsigned` and `--allow-untrusted` allow `package`.
 pub(crate) fn allowances(package: &Package, unsigned: bool, untrusted: bool) -> Allowances {
-    let mut allow = Allowances::none();
-    if let Ok(manifest) = package.manifest() {
-        if unsigned {
-            allow = allow.allow(manifest.plugin.id.clone(), Allow::Unsigned);
-        }
-        if untrusted {
-            allow = allow.allow(manifest.plugin.id, Allow::Untrusted);
-        }
+    PackageAllowances {
+        unsigned,
+        untrusted,
     }
-    allow
+    .for_package(package)
 }
 
 /// The keys given with `--trusted-keys`, else the deployment's (none when it never trusted
@@ -261,7 +219,9 @@ async fn unpack_package(args: UnpackArgs) -> Result<(), CliError> {
             let (plugin, version) = parse_package_ref(wanted)?;
             let client = args.nats.connect_options()?.connect().await?;
             let store = PackageStore::open(&jetstream::new(client), &args.namespace.prefix).await?;
-            fetch_stored(&store, &plugin, version).await?.0
+            switchyard_control::lifecycle::install::fetch_stored(&store, &plugin, version)
+                .await?
+                .0
         }
         // clap makes sure one of the two is given.
         (file, None) => Package::read_file(file.as_deref().unwrap_or(Path::new("")))?,

@@ -7,18 +7,14 @@ use clap::{ArgGroup, Args, Subcommand};
 use futures::StreamExt;
 use serde::Serialize;
 use switchyard_bus::Streams;
-use switchyard_control::audit::{Action, Auditor};
 use switchyard_control::auth::{AuthError, CredentialStore};
-use switchyard_control::lifecycle::approval::{Approval, Requested};
-use switchyard_control::lifecycle::compat;
-use switchyard_control::lifecycle::events::LifecycleKind;
-use switchyard_control::package::{
-    object_name, verify_for_install, Package, PackageStore, Published, StoreError, TrustStore,
-    TrustedKeys, MANIFEST_PART,
+use switchyard_control::lifecycle::install::{
+    Candidate, InstallOptions, PackageAllowances, PackageChoice,
 };
+use switchyard_control::lifecycle::operate::OperateError;
+use switchyard_control::package::{Package, StoreError, MANIFEST_PART};
 use switchyard_control::registry::{
-    Failure, LifecycleState, PendingUpgrade, Provenance, Registration, Registry, Snapshot,
-    TenantScope,
+    Failure, LifecycleState, Provenance, Registration, Registry, TenantScope,
 };
 use switchyard_dispatcher::consumer::consumer_name;
 use switchyard_dispatcher::pipeline::breaker::CircuitState;
@@ -339,85 +335,6 @@ impl Source {
     }
 }
 
-/// A manifest to install, where it came from, and how to name its lines in a refusal.
-struct Candidate {
-    manifest: Manifest,
-    provenance: Provenance,
-    /// What a refusal names as the manifest's file.
-    label: PathBuf,
-    /// The manifest's text, for the lines of a refusal.
-    text: String,
-}
-
-/// The package `source` names, verified against the deployment's trusted keys and what the
-/// operator allows; a package file is published to the package store too, so that every
-/// dispatcher and host finds it.
-async fn verified_package(
-    args: &AddArgs,
-    js: &jetstream::Context,
-    auditor: &Auditor,
-    source: PackageRef,
-) -> Result<Candidate, CliError> {
-    let ns = &args.namespace.prefix;
-    let store = PackageStore::open(js, ns).await?;
-    let (package, label, stored) = match source {
-        PackageRef::File { path, package } => (*package, path, false),
-        PackageRef::Stored { plugin, version } => {
-            let (package, object) = package::fetch_stored(&store, &plugin, version).await?;
-            (package, PathBuf::from(object), true)
-        }
-    };
-    let trust = match TrustStore::open_existing(js, ns).await? {
-        Some(trust) => trust.trusted_keys().await?,
-        None => TrustedKeys::none(),
-    };
-    let allow = package::allowances(&package, args.allow_unsigned, args.allow_untrusted);
-    let installable = verify_for_install(&package, &trust, &allow)?;
-    let manifest = installable.manifest;
-    if !stored {
-        publish_for_install(&store, &package).await?;
-    }
-    let text = package
-        .part(MANIFEST_PART)
-        .map(|part| String::from_utf8_lossy(&part.data).into_owned())
-        .unwrap_or_default();
-    let object = object_name(&manifest.plugin.id, &manifest.plugin.version);
-    let provenance = Provenance::package(
-        object,
-        package.sha256(),
-        &installable.verdict,
-        &auditor.actor().name,
-    );
-    Ok(Candidate {
-        manifest,
-        provenance,
-        label: label.join(MANIFEST_PART),
-        text,
-    })
-}
-
-/// Publishes a package installed from a file to the store; the same bytes there already are
-/// fine, another package of the same version is refused.
-async fn publish_for_install(store: &PackageStore, package: &Package) -> Result<(), CliError> {
-    match store.publish(package, false).await {
-        Ok((name, Published::New)) => {
-            println!("published {name} to {}", store.bucket());
-            Ok(())
-        }
-        Ok(_) => Ok(()),
-        Err(StoreError::VersionExists { object, existing }) => Err(CliError::BadArgument {
-            argument: "package",
-            reason: format!(
-                "another package is published as {object} (sha256 {existing}); install that \
-                 one with `--package {}`, publish this one with `switchyard package publish \
-                 --replace`, or give it a new version",
-                object.replace('/', "@")
-            ),
-        }),
-        Err(other) => Err(other.into()),
-    }
-}
-
 async fn add(args: AddArgs) -> Result<(), CliError> {
     let source = Source::read(&args)?;
     // None: keep the installed plugin's tenants (a new one must name them).
@@ -428,250 +345,103 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
     } else {
         Some(TenantScope::only(args.tenants.clone())?)
     };
-    let client = args.nats.connect_options()?.connect().await?;
-    let ns = &args.namespace.prefix;
-    let js = jetstream::new(client.clone());
-    let registry = Registry::open(&js, ns).await?;
     // Before anything is written: a log that cannot be used refuses the change.
-    let auditor = auditor(&args.nats, &client, ns, &args.actor).await?;
+    let operator = lifecycle::operator(&args.nats, &args.namespace, &args.actor).await?;
     let candidate = match source {
         Source::Manifest {
             path,
             manifest,
             text,
-        } => Candidate {
-            manifest: *manifest,
-            provenance: Provenance::manifest(),
-            label: path,
-            text,
-        },
+        } => Candidate::from_manifest(*manifest, path.display().to_string(), text),
         Source::Package(package) => {
-            Box::pin(verified_package(&args, &js, &auditor, package)).await?
+            let (choice, label) = match package {
+                PackageRef::File { path, package } => (PackageChoice::Given(package), Some(path)),
+                PackageRef::Stored { plugin, version } => {
+                    (PackageChoice::Stored { plugin, version }, None)
+                }
+            };
+            let allow = PackageAllowances {
+                unsigned: args.allow_unsigned,
+                untrusted: args.allow_untrusted,
+            };
+            let verified = Box::pin(Candidate::from_package(
+                operator.jetstream(),
+                operator.namespace(),
+                choice,
+                allow,
+                &operator.auditor().actor().name,
+            ))
+            .await
+            .map_err(install_error)?;
+            if let Some(name) = &verified.published {
+                println!(
+                    "published {name} to {}",
+                    package_bucket(&args.namespace.prefix)
+                );
+            }
+            let mut candidate = verified.candidate;
+            if let Some(path) = label {
+                candidate.label = path.join(MANIFEST_PART).display().to_string();
+            }
+            candidate
         }
     };
-    let install = Install {
-        args: &args,
-        client: &client,
-        auditor: &auditor,
-        candidate: &candidate,
-        tenants: &tenants,
+    let options = InstallOptions {
+        tenants,
+        allow_downgrade: args.allow_downgrade,
+        approve: args.approve,
+        upgrade_only: args.upgrade_only,
     };
-    let what = format!("installing {}", candidate.manifest.plugin.id);
-    let installed = lifecycle::retrying(&registry, &what, |registry, snapshot| {
-        Box::pin(install.once(registry, snapshot))
-    })
-    .await?;
-    if let Some((kind, registration)) = &installed {
-        lifecycle::conclude(
-            &args.nats,
-            &args.namespace,
-            &registry,
-            &auditor,
-            *kind,
-            registration,
-        )
-        .await?;
-    }
+    let outcome = Box::pin(operator.install(&candidate, &options))
+        .await
+        .map_err(install_error)?;
+    lifecycle::print_outcome(&outcome);
     Ok(())
 }
 
-/// One `plugins add`: what is installed, for whom, by whom.
-struct Install<'a> {
-    args: &'a AddArgs,
-    client: &'a async_nats::Client,
-    auditor: &'a Auditor,
-    candidate: &'a Candidate,
-    tenants: &'a Option<TenantScope>,
+/// An installation's refusal in the CLI's words: its options named.
+fn install_error(error: OperateError) -> CliError {
+    match error {
+        OperateError::NotInstalled(plugin) => CliError::BadArgument {
+            argument: "PACKAGE|MANIFEST",
+            reason: format!("{plugin} is not installed; install it with `switchyard plugins add`"),
+        },
+        OperateError::NeedsTenants(plugin) => CliError::BadArgument {
+            argument: "--tenant",
+            reason: format!(
+                "{plugin} is not installed: name the tenants whose events it receives \
+                 (--tenant, repeatable, or --all-tenants)"
+            ),
+        },
+        OperateError::TenantsWithUpgrade(_) => CliError::BadArgument {
+            argument: "--tenant",
+            reason: "an upgrade that asks for more cannot change the tenants too: change them \
+                     first, or approve at once with --approve"
+                .to_owned(),
+        },
+        OperateError::NoPackage(reason) => CliError::BadArgument {
+            argument: "--package",
+            reason,
+        },
+        OperateError::PackageStore(store) => match *store {
+            StoreError::VersionExists { object, existing } => CliError::BadArgument {
+                argument: "package",
+                reason: format!(
+                    "another package is published as {object} (sha256 {existing}); install \
+                     that one with `--package {}`, publish this one with `switchyard package \
+                     publish --replace`, or give it a new version",
+                    object.replace('/', "@")
+                ),
+            },
+            other => other.into(),
+        },
+        other => other.into(),
+    }
 }
 
-impl Install<'_> {
-    /// One try against `snapshot`: checks, writes through `registry` (conditional on the
-    /// snapshot), prints what was done, and returns what to announce.
-    async fn once(
-        &self,
-        registry: Registry,
-        snapshot: Snapshot,
-    ) -> Result<Option<(LifecycleKind, Registration)>, CliError> {
-        let Candidate {
-            manifest,
-            provenance,
-            label,
-            text,
-        } = self.candidate;
-        let (args, auditor) = (self.args, self.auditor);
-        let installed = snapshot.registrations;
-        compat::check_install(
-            manifest,
-            &installed,
-            &compat::core_version(),
-            args.allow_downgrade,
-        )
-        .map_err(|refused| incompatible(label, text, &refused))?;
-        let previous = installed
-            .into_iter()
-            .find(|r| r.plugin_id() == &manifest.plugin.id);
-        if args.upgrade_only && previous.is_none() {
-            return Err(CliError::BadArgument {
-                argument: "PACKAGE|MANIFEST",
-                reason: format!(
-                    "{} is not installed; install it with `switchyard plugins add`",
-                    manifest.plugin.id
-                ),
-            });
-        }
-        let tenants = match (self.tenants, &previous) {
-            (Some(tenants), _) => tenants.clone(),
-            (None, Some(previous)) => previous.tenants.clone(),
-            (None, None) => {
-                return Err(CliError::BadArgument {
-                    argument: "--tenant",
-                    reason: format!(
-                        "{} is not installed: name the tenants whose events it receives \
-                         (--tenant, repeatable, or --all-tenants)",
-                        manifest.plugin.id
-                    ),
-                })
-            }
-        };
-        if previous.is_none() {
-            // Settings left by an earlier installation of this id (a removal that raced a
-            // settings change) are not this plugin's.
-            Box::pin(super::settings::forget_settings(
-                self.client,
-                &args.namespace.prefix,
-                &manifest.plugin.id,
-            ))
-            .await?;
-        }
-        let enabled = previous
-            .as_ref()
-            .map_or(args.approve, Registration::is_active);
-        Box::pin(super::settings::check_settings_allow(
-            &args.nats,
-            &args.namespace.prefix,
-            manifest,
-            enabled,
-        ))
-        .await?;
-        let id = manifest.plugin.id.clone();
-        let version = manifest.plugin.version.clone();
-        let manifest = manifest.clone();
-        let Some(mut registration) = previous else {
-            // A new installation: it waits for approval unless the operator approves it now.
-            let mut registration = Registration::pending(manifest, tenants);
-            registration.provenance = Some(provenance.clone());
-            if args.approve {
-                registration.awaiting_approval = false;
-                registration.approval = Some(Approval::by_actor(
-                    &registration.manifest,
-                    &registration.tenants,
-                    auditor.actor(),
-                ));
-            }
-            let done = format!(
-                "installed {id} {version} for {} ({}); {provenance}",
-                registration.tenants,
-                registration.state()
-            );
-            let revision = registry
-                .put_recorded(&registration, Action::PluginRegistered, None, done, auditor)
-                .await?
-                .revision;
-            println!(
-                "installed {id} {version} for {} (revision {revision}, {}); {}",
-                registration.tenants,
-                registration.state(),
-                printable(&provenance.to_string())
-            );
-            if registration.awaiting_approval {
-                println!("it asks for:");
-                for line in registration.approved_rights().describe() {
-                    println!("  {line}");
-                }
-                println!("approve it with `switchyard plugins approve {id}`");
-            }
-            return Ok(Some((LifecycleKind::Installed, registration)));
-        };
-        // An upgrade (or a change of tenants): what it asks for beyond the approval waits for
-        // a new approval, while the approved version keeps running.
-        let before = registration.clone();
-        let was = registration.manifest.plugin.version.clone();
-        let asks = Requested::of(&manifest, &tenants);
-        let more = asks.beyond(&registration.approved_rights());
-        if !more.is_empty() && !registration.awaiting_approval && !args.approve {
-            if registration.tenants != tenants {
-                return Err(CliError::BadArgument {
-                    argument: "--tenant",
-                    reason: "an upgrade that asks for more cannot change the tenants too: \
-                             change them first, or approve at once with --approve"
-                        .to_owned(),
-                });
-            }
-            registration.pending_upgrade = Some(Box::new(PendingUpgrade {
-                manifest,
-                proposed_at: OffsetDateTime::now_utc(),
-                provenance: Some(provenance.clone()),
-            }));
-            let done = format!(
-                "proposed {id} {version}, which waits for approval; {was} keeps running; \
-                 {provenance}"
-            );
-            let revision = registry
-                .put_recorded(
-                    &registration,
-                    Action::PluginReplaced,
-                    Some(&before),
-                    done,
-                    auditor,
-                )
-                .await?
-                .revision;
-            println!(
-                "{id} {version} waits for approval (revision {revision}); {was} keeps running. \
-                 It asks for more than was approved:"
-            );
-            for line in more {
-                println!("  {line}");
-            }
-            println!("approve it with `switchyard plugins approve {id}`, or `plugins reject {id}`");
-            return Ok(Some((LifecycleKind::UpgradeProposed, registration)));
-        }
-        registration.manifest = manifest;
-        registration.tenants = tenants;
-        registration.pending_upgrade = None;
-        registration.provenance = Some(provenance.clone());
-        registration.registered_at = OffsetDateTime::now_utc();
-        if args.approve {
-            registration.awaiting_approval = false;
-            registration.approval = Some(Approval::by_actor(
-                &registration.manifest,
-                &registration.tenants,
-                auditor.actor(),
-            ));
-        }
-        let done = format!(
-            "replaced {id} {was} with {version} for {} ({}); {provenance}",
-            registration.tenants,
-            registration.state()
-        );
-        let revision = registry
-            .put_recorded(
-                &registration,
-                Action::PluginReplaced,
-                Some(&before),
-                done,
-                auditor,
-            )
-            .await?
-            .revision;
-        println!(
-            "updated {id} {version} for {} (revision {revision}, was {was}; {}); {}",
-            registration.tenants,
-            registration.state(),
-            printable(&provenance.to_string())
-        );
-        Ok(Some((LifecycleKind::Upgraded, registration)))
-    }
+/// The package store's bucket, for a message.
+fn package_bucket(namespace: &Namespace) -> String {
+    switchyard_control::package::store_bucket_name(namespace)
 }
 
 async fn remove(args: RemoveArgs) -> Result<(), CliError> {
@@ -692,33 +462,6 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
             })?;
     lifecycle::print_outcome(&outcome);
     Ok(())
-}
-
-/// A refusal of `path`'s manifest: each problem on its own line, with the line of the key at
-/// fault.
-fn incompatible(
-    path: &std::path::Path,
-    source: &str,
-    refused: &compat::Incompatibilities,
-) -> CliError {
-    let problems = refused
-        .0
-        .iter()
-        .map(|problem| {
-            let at = problem.key().map(|key| {
-                match switchyard_schemas::manifest::key_line(source, &key) {
-                    Some(line) => format!("{}:{line}: {key}: ", path.display()),
-                    None => format!("{}: {key}: ", path.display()),
-                }
-            });
-            format!("{}{problem}", at.unwrap_or_default())
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    CliError::Incompatible {
-        what: format!("installing `{}`", path.display()),
-        problems,
-    }
 }
 
 async fn set_enabled(args: PluginArgs, enabled: bool) -> Result<(), CliError> {

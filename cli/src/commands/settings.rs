@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use async_nats::jetstream;
 use clap::{Args, Subcommand};
 
-use switchyard_control::lifecycle::operate::{self, OperateError};
+use switchyard_control::lifecycle::operate::OperateError;
 use switchyard_control::registry::{Registration, Registry};
 use switchyard_control::settings::edit::{parse_assignment, shortened};
 use switchyard_control::settings::SettingsReport;
@@ -263,38 +263,6 @@ async fn show(args: ShowArgs) -> Result<(), CliError> {
             "required, with no value (it cannot be enabled without them): {}",
             report.missing_required.join(", ")
         );
-    }
-    Ok(())
-}
-
-/// Refuses a change of `manifest`'s lifecycle that its settings do not allow: settings set
-/// earlier that `manifest` (a new version, or an old one rolled back to) no longer declares
-/// or admits, and, when the change leaves it `enabled`, a required setting with no value.
-pub(crate) async fn check_settings_allow(
-    nats: &NatsArgs,
-    namespace: &switchyard_schemas::Namespace,
-    manifest: &Manifest,
-    enabled: bool,
-) -> Result<(), CliError> {
-    let client = nats.connect_options()?.connect().await?;
-    let js = jetstream::new(client);
-    Ok(Box::pin(operate::check_settings_allow(
-        &js, namespace, manifest, enabled,
-    ))
-    .await?)
-}
-
-/// Forgets what was set for a removed plugin; says so when there was something.
-pub(crate) async fn forget_settings(
-    client: &async_nats::Client,
-    namespace: &switchyard_schemas::Namespace,
-    plugin: &PluginId,
-) -> Result<(), CliError> {
-    let js = jetstream::new(client.clone());
-    if let Some(store) = SettingsStore::open_existing(&js, namespace).await? {
-        if store.forget(plugin).await? {
-            println!("forgot the settings and secrets set for {plugin}");
-        }
     }
     Ok(())
 }

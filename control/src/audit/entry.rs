@@ -71,11 +71,19 @@ pub enum Action {
     /// An operator called a plugin's operation through the management API (the outcome is
     /// the detail).
     OperationCalled,
+    /// An operator published an event through the management API (its id, type and stored
+    /// sequence are the detail).
+    EventPublished,
+    /// A package was published to the deployment's package store through the management API.
+    PackagePublished,
+    /// The streams and buckets were provisioned through the management API (what changed is
+    /// the detail).
+    StreamsProvisioned,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 31] = [
         Action::PluginRegistered,
         Action::PluginReplaced,
         Action::PluginRemoved,
@@ -104,6 +112,9 @@ impl Action {
         Action::ApiRefused,
         Action::ApiFailed,
         Action::OperationCalled,
+        Action::EventPublished,
+        Action::PackagePublished,
+        Action::StreamsProvisioned,
     ];
 
     /// The action's name, e.g. `plugin_registered`.
@@ -137,6 +148,9 @@ impl Action {
             Action::ApiRefused => "api_refused",
             Action::ApiFailed => "api_failed",
             Action::OperationCalled => "operation_called",
+            Action::EventPublished => "event_published",
+            Action::PackagePublished => "package_published",
+            Action::StreamsProvisioned => "streams_provisioned",
         }
     }
 }

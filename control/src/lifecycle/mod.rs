@@ -6,5 +6,6 @@ pub mod approval;
 pub mod compat;
 pub mod events;
 pub mod failure;
+pub mod install;
 pub mod operate;
 pub mod rollback;

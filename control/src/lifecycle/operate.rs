@@ -71,6 +71,30 @@ pub enum OperateError {
     /// The change is made but its audit entry could not be stored.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// An upgrade of a plugin that is not installed.
+    #[error("{0} is not installed; install it first")]
+    NotInstalled(PluginId),
+    /// A new installation that names no tenants.
+    #[error("{0} is not installed: name the tenants whose events it receives (or all tenants)")]
+    NeedsTenants(PluginId),
+    /// An upgrade that asks for more than was approved and changes the tenants too.
+    #[error(
+        "an upgrade of {0} that asks for more cannot change the tenants too: change them \
+         first, or approve it at once"
+    )]
+    TenantsWithUpgrade(PluginId),
+    /// The package store has no such package.
+    #[error("{0}")]
+    NoPackage(String),
+    /// The package does not verify, or is not allowed.
+    #[error(transparent)]
+    Refused(Box<crate::package::InstallRefusal>),
+    /// The package store could not be used, or refused the package.
+    #[error(transparent)]
+    PackageStore(Box<crate::package::StoreError>),
+    /// The trusted keys could not be read.
+    #[error("the trusted keys could not be read: {0}")]
+    Trust(String),
 }
 
 /// What a verb did.
@@ -95,7 +119,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn unchanged(plugin: &PluginId, message: String) -> Self {
+    pub(crate) fn unchanged(plugin: &PluginId, message: String) -> Self {
         Self {
             plugin: plugin.clone(),
             changed: false,
@@ -107,7 +131,11 @@ impl Outcome {
         }
     }
 
-    fn changed(plugin: &PluginId, message: String, registration: Option<Registration>) -> Self {
+    pub(crate) fn changed(
+        plugin: &PluginId,
+        message: String,
+        registration: Option<Registration>,
+    ) -> Self {
         Self {
             plugin: plugin.clone(),
             changed: true,
@@ -159,6 +187,21 @@ impl Operator {
     /// The registry the verbs change.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Who the verbs act as.
+    pub fn auditor(&self) -> &Auditor {
+        &self.auditor
+    }
+
+    /// The JetStream context the verbs use.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The deployment's namespace.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
     }
 
     /// Approves what waits for approval: an installation (left disabled with `disabled`) or
@@ -736,7 +779,7 @@ impl Operator {
     }
 
     /// Whether the settings set for the plugin fit `manifest` (enabled or not).
-    async fn check_settings_allow(
+    pub(crate) async fn check_settings_allow(
         &self,
         manifest: &Manifest,
         enabled: bool,
@@ -746,7 +789,7 @@ impl Operator {
 
     /// Ends a change: holds the plugin back when settings changed meanwhile no longer fit it,
     /// then announces the change.
-    async fn conclude(
+    pub(crate) async fn conclude(
         &self,
         (kind, mut outcome): (Option<LifecycleKind>, Outcome),
     ) -> Result<Outcome, OperateError> {

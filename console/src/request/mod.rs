@@ -11,6 +11,10 @@ use switchyard_schemas::{PluginId, ServiceName, Tenant};
 
 use crate::error::ApiError;
 
+pub mod deploy;
+
+pub use deploy::{ExplainFrom, Install, InstallSource};
+
 /// The most items a list answers; `limit` asks for fewer.
 pub const MAX_LIMIT: usize = 1000;
 /// How many items a list answers when `limit` is not given.
@@ -150,6 +154,35 @@ pub enum Request {
     },
     /// Remove a service login.
     RemoveService(ServiceName),
+    /// Install a plugin, or upgrade an installed one.
+    Install(Box<Install>),
+    /// Publish a package (its bytes) to the package store.
+    PublishPackage {
+        /// The package file's bytes.
+        package: bytes::Bytes,
+        /// Replace another package published as the same version.
+        replace: bool,
+    },
+    /// The streams: settings, what they hold, placement.
+    StreamsInfo,
+    /// Create or update the streams and buckets.
+    Provision(switchyard_dispatcher::provision::Limits),
+    /// Where an event is for each plugin subscribed to its type.
+    Explain {
+        /// The event's id.
+        event_id: switchyard_schemas::EventId,
+        /// Where the search starts.
+        from: ExplainFrom,
+    },
+    /// The newest lines a plugin's workers wrote.
+    Logs {
+        /// The plugin.
+        plugin: PluginId,
+        /// How many.
+        lines: usize,
+    },
+    /// Publish an event.
+    PublishEvent(Box<switchyard_schemas::Event>),
 }
 
 /// Which dead letters `dlq.list` answers.
@@ -414,7 +447,7 @@ pub fn body<T: DeserializeOwned>(verb: &str, bytes: &[u8]) -> Result<T, ApiError
 
 impl Request {
     /// Every NATS verb, as served.
-    pub const VERBS: [&'static str; 33] = [
+    pub const VERBS: [&'static str; 41] = [
         "whoami",
         "overview",
         "plugins.list",
@@ -447,6 +480,14 @@ impl Request {
         "services.list",
         "services.add",
         "services.remove",
+        "plugins.install",
+        "plugins.upgrade",
+        "packages.publish",
+        "streams.info",
+        "streams.provision",
+        "explain",
+        "logs",
+        "events.publish",
         "live",
     ];
 
@@ -528,6 +569,30 @@ impl Request {
             "services.remove" => {
                 Request::RemoveService(service_name(&body::<NameArgs>(verb, bytes)?.name)?)
             }
+            "plugins.install" => Request::Install(Box::new(
+                body::<deploy::InstallArgs>(verb, bytes)?.check(None)?,
+            )),
+            "plugins.upgrade" => {
+                let args: deploy::InstallArgs = body(verb, bytes)?;
+                let plugin = plugin_id(args.plugin.as_deref().unwrap_or_default())?;
+                Request::Install(Box::new(args.check(Some(plugin))?))
+            }
+            "packages.publish" => Request::PublishPackage {
+                package: bytes::Bytes::copy_from_slice(bytes),
+                replace: false,
+            },
+            "streams.info" => none(Request::StreamsInfo)?,
+            "streams.provision" => {
+                Request::Provision(body::<deploy::ProvisionArgs>(verb, bytes)?.check()?)
+            }
+            "explain" => {
+                let (event_id, from) = body::<deploy::ExplainArgs>(verb, bytes)?.check()?;
+                Request::Explain { event_id, from }
+            }
+            "logs" => Request::logs(body(verb, bytes)?)?,
+            "events.publish" => {
+                Request::PublishEvent(Box::new(body::<deploy::PublishArgs>(verb, bytes)?.check()?))
+            }
             other => {
                 return Err(ApiError::new(
                     crate::ErrorKind::NotFound,
@@ -571,6 +636,24 @@ impl Request {
             plugin: plugin_id(&args.plugin)?,
             sequences: args.sequences,
             all: args.all,
+        })
+    }
+
+    /// A read of a plugin's logs, checked.
+    ///
+    /// # Errors
+    /// [`ApiError::bad_request`].
+    pub fn logs(args: deploy::LogsArgs) -> Result<Self, ApiError> {
+        let lines = args.lines.unwrap_or(100);
+        if lines == 0 || lines > deploy::MAX_LOG_LINES {
+            return Err(ApiError::bad_request(format!(
+                "`lines` is 1 to {}",
+                deploy::MAX_LOG_LINES
+            )));
+        }
+        Ok(Request::Logs {
+            plugin: plugin_id(&args.plugin)?,
+            lines,
         })
     }
 
@@ -755,12 +838,22 @@ impl Request {
             Request::ListServices => "services.list",
             Request::AddService { .. } => "services.add",
             Request::RemoveService(_) => "services.remove",
+            Request::Install(install) if install.upgrade.is_some() => "plugins.upgrade",
+            Request::Install(_) => "plugins.install",
+            Request::PublishPackage { .. } => "packages.publish",
+            Request::StreamsInfo => "streams.info",
+            Request::Provision(_) => "streams.provision",
+            Request::Explain { .. } => "explain",
+            Request::Logs { .. } => "logs",
+            Request::PublishEvent(_) => "events.publish",
         }
     }
 
     /// The least role that may make this call.
     pub fn role(&self) -> Role {
         match self {
+            Request::Install(install) if install.sets_trust_aside() => Role::Admin,
+            Request::PublishPackage { replace: true, .. } => Role::Admin,
             Request::Approve { .. }
             | Request::Reject(_)
             | Request::Enable(_)
@@ -768,6 +861,9 @@ impl Request {
             | Request::Rollback { .. }
             | Request::ChangeSettings { .. }
             | Request::CallOperation { .. }
+            | Request::Install(_)
+            | Request::PublishPackage { .. }
+            | Request::PublishEvent(_)
             | Request::Replay { .. } => Role::Operator,
             Request::Purge { .. }
             | Request::ListOperators
@@ -780,7 +876,8 @@ impl Request {
             | Request::AddTrust { .. }
             | Request::RemoveTrust(_)
             | Request::AddService { .. }
-            | Request::RemoveService(_) => Role::Admin,
+            | Request::RemoveService(_)
+            | Request::Provision(_) => Role::Admin,
             _ => Role::Viewer,
         }
     }
@@ -803,6 +900,9 @@ impl Request {
                 | Request::Catalog
                 | Request::ListServices
                 | Request::ShowSettings(_)
+                | Request::StreamsInfo
+                | Request::Explain { .. }
+                | Request::Logs { .. }
         )
     }
 
@@ -822,7 +922,14 @@ impl Request {
             | Request::ChangeSettings { plugin: p, .. }
             | Request::SetSecret { plugin: p, .. }
             | Request::Replay { plugin: p, .. }
-            | Request::Purge { plugin: p, .. } => Some(p.to_string()),
+            | Request::Purge { plugin: p, .. }
+            | Request::Logs { plugin: p, .. } => Some(p.to_string()),
+            Request::Install(install) => install.plugin().map(ToString::to_string),
+            Request::Explain { event_id, .. } => Some(event_id.to_string()),
+            Request::PublishEvent(event) => Some(format!(
+                "{} for {}",
+                event.attributes.event_type, event.attributes.tenant
+            )),
             Request::ShowDeadLetter(sequence) => Some(sequence.to_string()),
             Request::CallOperation { target, .. } => {
                 Some(format!("{}.{}", target.plugin, target.operation))
@@ -853,7 +960,21 @@ mod tests {
         let key = pair.public_key();
         let trust_add = format!(r#"{{"key":"{key}","name":"Acme"}}"#);
         let trust_remove = format!(r#"{{"key":"{key}"}}"#);
-        let bodies: [(&str, &str); 22] = [
+        let bodies: [(&str, &str); 27] = [
+            (
+                "plugins.install",
+                r#"{"package":"audit-log@1.2.0","tenants":["acme"],"approve":true}"#,
+            ),
+            (
+                "plugins.upgrade",
+                r#"{"plugin":"audit-log","package":"audit-log"}"#,
+            ),
+            ("explain", r#"{"event_id":"e-1","from_sequence":4}"#),
+            ("logs", r#"{"plugin":"audit-log","lines":20}"#),
+            (
+                "events.publish",
+                r#"{"tenant":"acme","type":"order.created","data":{"n":1}}"#,
+            ),
             ("plugins.show", r#"{"plugin":"audit-log"}"#),
             (
                 "plugins.approve",
@@ -948,6 +1069,97 @@ mod tests {
                 error.message
             );
         }
+        for (verb, body, says) in [
+            (
+                "plugins.install",
+                r#"{"tenants":["acme"]}"#,
+                "either `package`",
+            ),
+            (
+                "plugins.install",
+                r#"{"package":"a","manifest":"x"}"#,
+                "either `package`",
+            ),
+            (
+                "plugins.install",
+                r#"{"package":"a@x.y"}"#,
+                "bad package version",
+            ),
+            (
+                "plugins.install",
+                r#"{"manifest":"[plugin]"}"#,
+                "manifest is not valid",
+            ),
+            (
+                "plugins.install",
+                r#"{"package":"a","tenants":["acme"],"all_tenants":true}"#,
+                "not both",
+            ),
+            (
+                "plugins.upgrade",
+                r#"{"plugin":"b","package":"a@1.0.0"}"#,
+                "cannot install a",
+            ),
+            (
+                "streams.provision",
+                r#"{"replicas":7}"#,
+                "`replicas` is 1 to 5",
+            ),
+            (
+                "streams.provision",
+                r#"{"events_max_bytes":0}"#,
+                "positive number",
+            ),
+            ("explain", r#"{"event_id":""}"#, "bad event id"),
+            (
+                "explain",
+                r#"{"event_id":"e","since":"2026-01-01T00:00:00Z","from_sequence":1}"#,
+                "not both",
+            ),
+            (
+                "explain",
+                r#"{"event_id":"e","since":"yesterday"}"#,
+                "RFC 3339",
+            ),
+            (
+                "logs",
+                r#"{"plugin":"a","lines":0}"#,
+                "`lines` is 1 to 1000",
+            ),
+            (
+                "logs",
+                r#"{"plugin":"a","lines":1001}"#,
+                "`lines` is 1 to 1000",
+            ),
+            (
+                "events.publish",
+                r#"{"tenant":"acme","type":"a..b"}"#,
+                "bad type",
+            ),
+            (
+                "events.publish",
+                r#"{"tenant":"","type":"a"}"#,
+                "bad tenant",
+            ),
+            (
+                "events.publish",
+                r#"{"tenant":"acme","type":"a","content_type":"xml"}"#,
+                "bad content_type",
+            ),
+            (
+                "events.publish",
+                r#"{"tenant":"acme","type":"a","subject":"x\ny"}"#,
+                "bad event",
+            ),
+        ] {
+            let error = Request::parse(verb, body.as_bytes()).unwrap_err();
+            assert_eq!(error.kind, crate::ErrorKind::BadRequest, "{verb} {body}");
+            assert!(
+                error.message.contains(says),
+                "{verb} {body}: {}",
+                error.message
+            );
+        }
         let unknown = Request::parse("plugins.explode", b"{}").unwrap_err();
         assert_eq!(unknown.kind, crate::ErrorKind::NotFound);
     }
@@ -975,7 +1187,41 @@ mod tests {
             Role::Admin
         );
         assert_eq!(Request::ListOperators.role(), Role::Admin);
+        let install = |body: &str| Request::parse("plugins.install", body.as_bytes()).unwrap();
+        let stored = r#"{"package":"audit-log","tenants":["acme"]}"#;
+        assert_eq!(install(stored).role(), Role::Operator);
+        let unsigned = r#"{"package":"audit-log","tenants":["acme"],"allow_unsigned":true}"#;
+        assert_eq!(install(unsigned).role(), Role::Admin);
+        let untrusted = r#"{"package":"audit-log","all_tenants":true,"allow_untrusted":true}"#;
+        assert_eq!(install(untrusted).role(), Role::Admin);
+        let manifest = format!(
+            r#"{{"manifest":{},"all_tenants":true}}"#,
+            serde_json::to_string(MANIFEST).unwrap()
+        );
+        assert_eq!(install(&manifest).role(), Role::Admin);
+        assert_eq!(Request::StreamsInfo.role(), Role::Viewer);
+        assert_eq!(
+            Request::Provision(switchyard_dispatcher::provision::Limits::default()).role(),
+            Role::Admin
+        );
+        let publish = |replace| Request::PublishPackage {
+            package: bytes::Bytes::new(),
+            replace,
+        };
+        assert_eq!(publish(false).role(), Role::Operator);
+        assert_eq!(publish(true).role(), Role::Admin);
     }
+
+    const MANIFEST: &str = r#"
+[plugin]
+id = "audit-log"
+version = "1.0.0"
+core = "^0.1"
+
+[[subscriptions]]
+name = "all"
+events = ["order.created"]
+"#;
 
     #[test]
     fn limits_are_bounded() {
