@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use switchyard_bus::report::stream_report;
 use switchyard_bus::Bus;
 use switchyard_control::audit::{Action, Auditor};
-use switchyard_control::package::{Package, PackageStore, Published, TrustedKeys, Verdict};
+use switchyard_control::package::{signer_of, Package, PackageStore, Published};
 use switchyard_dispatcher::explain::{explain as explain_event, SearchFrom};
 use switchyard_dispatcher::provision::{self, Limits};
 use switchyard_schemas::{Event, EventId, Namespace, PluginId};
@@ -45,15 +45,8 @@ pub(crate) async fn publish_package(
         }
         Err(other) => return Err(other.into()),
     };
-    let signer = match package.verdict(&TrustedKeys::none()) {
-        Verdict::UntrustedKey { key } => format!("signed by {key}"),
-        _ => "unsigned".to_owned(),
-    };
-    let what = match outcome {
-        Published::New => "published",
-        Published::Unchanged => "already published, unchanged:",
-        Published::Replaced => "replaced",
-    };
+    let signer = signer_of(&package);
+    let what = outcome.describe();
     if outcome != Published::Unchanged {
         let entry = auditor
             .entry(Action::PackagePublished, &object)
@@ -71,11 +64,7 @@ pub(crate) async fn publish_package(
         "sha256": package.sha256(),
         "size": package.bytes().len(),
         "signer": signer,
-        "outcome": match outcome {
-            Published::New => "new",
-            Published::Unchanged => "unchanged",
-            Published::Replaced => "replaced",
-        },
+        "outcome": outcome.as_str(),
         "message": format!("{what} {object} in {} ({} bytes, {signer})", store.bucket(), package.bytes().len()),
     }))
 }

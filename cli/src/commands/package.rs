@@ -10,7 +10,7 @@ use serde::Serialize;
 use switchyard_control::lifecycle::install::PackageAllowances;
 use switchyard_control::package::{
     build_from_dir, host_target, unpack, verify_for_install, Allowances, Package, PackageStore,
-    Published, PublisherKey, PublisherKeyPair, TrustStore, TrustedKeys, Verdict, Worker,
+    PublisherKey, PublisherKeyPair, TrustStore, TrustedKeys, Verdict, Worker,
 };
 use switchyard_schemas::semver::Version;
 use switchyard_schemas::{Manifest, PluginId};
@@ -370,15 +370,8 @@ async fn publish(args: PublishArgs) -> Result<(), CliError> {
     let js = jetstream::new(client);
     let store = PackageStore::open(&js, &args.namespace.prefix).await?;
     let (name, outcome) = store.publish(&package, args.replace).await?;
-    let signer = match package.verdict(&TrustedKeys::none()) {
-        Verdict::UntrustedKey { key } => format!("signed by {key}"),
-        _ => "unsigned".to_owned(),
-    };
-    let what = match outcome {
-        Published::New => "published",
-        Published::Unchanged => "already published, unchanged:",
-        Published::Replaced => "replaced",
-    };
+    let signer = switchyard_control::package::signer_of(&package);
+    let what = outcome.describe();
     println!(
         "{what} {name} in {} ({} bytes, {signer})",
         store.bucket(),

@@ -361,12 +361,7 @@ impl Operator {
         registration.provenance = Some(provenance.clone());
         registration.registered_at = OffsetDateTime::now_utc();
         if options.approve {
-            registration.awaiting_approval = false;
-            registration.approval = Some(Approval::by_actor(
-                &registration.manifest,
-                &registration.tenants,
-                auditor.actor(),
-            ));
+            approve_now(&mut registration, auditor);
         }
         let done = format!(
             "replaced {id} {was} with {version} for {} ({}); {provenance}",
@@ -394,6 +389,16 @@ impl Operator {
     }
 }
 
+/// Approves what `registration` asks for, by `auditor`'s actor, as it is written.
+fn approve_now(registration: &mut Registration, auditor: &Auditor) {
+    registration.awaiting_approval = false;
+    registration.approval = Some(Approval::by_actor(
+        &registration.manifest,
+        &registration.tenants,
+        auditor.actor(),
+    ));
+}
+
 /// Writes a new installation: it waits for approval unless the operator approves it now.
 async fn install_new(
     registry: &Registry,
@@ -408,12 +413,7 @@ async fn install_new(
     let mut registration = Registration::pending(manifest, tenants);
     registration.provenance = Some(provenance.clone());
     if options.approve {
-        registration.awaiting_approval = false;
-        registration.approval = Some(Approval::by_actor(
-            &registration.manifest,
-            &registration.tenants,
-            auditor.actor(),
-        ));
+        approve_now(&mut registration, auditor);
     }
     let done = format!(
         "installed {id} {version} for {} ({}); {provenance}",

@@ -58,8 +58,8 @@ pub use self::error::{PackageError, Tampering};
 pub use self::index::{check_part_path, PackageIndex, PartEntry, Worker};
 pub use self::key::{PackageSignature, PublisherKey, PublisherKeyPair, SIGNING_CONTEXT};
 pub use self::store::{
-    bucket_name as store_bucket_name, object_name, CatalogEntry, CatalogQuery, PackageStore,
-    PackageStoreOptions, Published, SignatureState, StoreError,
+    bucket_name as store_bucket_name, object_name, signer_of, CatalogEntry, CatalogQuery,
+    PackageStore, PackageStoreOptions, Published, SignatureState, StoreError,
 };
 pub use self::trust::{
     bucket_name as trust_bucket_name, TrustEntry, TrustError, TrustStore, MAX_TRUST_NAME_BYTES,

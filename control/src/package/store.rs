@@ -95,6 +95,35 @@ pub enum Published {
     Replaced,
 }
 
+impl Published {
+    /// What was done, in words: `published`, `already published, unchanged:`, `replaced`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Published::New => "published",
+            Published::Unchanged => "already published, unchanged:",
+            Published::Replaced => "replaced",
+        }
+    }
+
+    /// Its name in JSON: `new`, `unchanged`, `replaced`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Published::New => "new",
+            Published::Unchanged => "unchanged",
+            Published::Replaced => "replaced",
+        }
+    }
+}
+
+/// Who signed `package`, as a publisher sees it without trusting anyone: `signed by KEY`
+/// (whether the signature verifies or not is for installing it), or `unsigned`.
+pub fn signer_of(package: &Package) -> String {
+    match package.verdict(&super::TrustedKeys::none()) {
+        super::Verdict::UntrustedKey { key } => format!("signed by {key}"),
+        _ => "unsigned".to_owned(),
+    }
+}
+
 /// How a catalog entry's signature stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
