@@ -100,6 +100,7 @@ pub(crate) async fn provision(
         use switchyard_dispatcher::provision::ProvisionAllError as E;
         let kind = match &error {
             E::Stream(P::Refused { .. } | P::Incompatible { .. }) => ErrorKind::Conflict,
+            E::BadLimit(_) => ErrorKind::BadRequest,
             _ => ErrorKind::Unavailable,
         };
         ApiError::new(kind, error.to_string())

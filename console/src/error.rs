@@ -15,6 +15,8 @@ pub enum ErrorKind {
     NotFound,
     /// A change refused by its checks.
     Conflict,
+    /// A body larger than the call reads.
+    PayloadTooLarge,
     /// NATS, a stream or a bucket could not be reached.
     Unavailable,
     /// Anything else.
@@ -30,6 +32,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => 400,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
+            ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
         }
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "management.bad-request",
             ErrorKind::NotFound => "management.not-found",
             ErrorKind::Conflict => "management.conflict",
+            ErrorKind::PayloadTooLarge => "management.payload-too-large",
             ErrorKind::Unavailable => "management.unavailable",
             ErrorKind::Internal => "management.internal",
         }
@@ -127,15 +131,23 @@ impl From<switchyard_control::lifecycle::operate::OperateError> for ApiError {
 impl From<switchyard_dispatcher::redrive::RedriveError> for ApiError {
     fn from(error: switchyard_dispatcher::redrive::RedriveError) -> Self {
         use switchyard_dispatcher::redrive::RedriveError as E;
-        let kind = match &error {
-            E::NotFound { .. } => ErrorKind::NotFound,
-            E::WrongPlugin { .. } => ErrorKind::BadRequest,
-            E::NoConsumer { .. } | E::Malformed { .. } | E::NotReplayable { .. } => {
-                ErrorKind::Conflict
+        fn kind_of(error: &E) -> ErrorKind {
+            match error {
+                E::NotFound { .. } => ErrorKind::NotFound,
+                E::WrongPlugin { .. } => ErrorKind::BadRequest,
+                E::NoConsumer { .. } | E::Malformed { .. } | E::NotReplayable { .. } => {
+                    ErrorKind::Conflict
+                }
+                // A replay or purge that stopped partway fails for what stopped it.
+                E::Interrupted { source, .. } => kind_of(source),
+                _ => ErrorKind::Unavailable,
             }
-            _ => ErrorKind::Unavailable,
+        }
+        let message = match &error {
+            E::Interrupted { source, .. } => format!("{error}: {source}"),
+            other => other.to_string(),
         };
-        Self::new(kind, error.to_string())
+        Self::new(kind_of(&error), message)
     }
 }
 

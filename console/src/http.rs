@@ -55,7 +55,7 @@ pub fn router(management: Management, live: Live) -> Router {
         .route("/plugins/{id}/logs", get(plugin_logs))
         .route(
             "/packages",
-            post(publish_package).layer(DefaultBodyLimit::max(MAX_PACKAGE_UPLOAD)),
+            post(publish_package).layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/streams",
@@ -491,19 +491,59 @@ struct PackageQuery {
     replace: bool,
 }
 
+/// A package upload: the caller is identified, and its role checked, before the body (up to
+/// [`MAX_PACKAGE_UPLOAD`]) is read, so that nobody without the role makes the server hold a
+/// large body.
 async fn publish_package(
     State(shared): State<Shared>,
     headers: HeaderMap,
     query: Result<Query<PackageQuery>, axum::extract::rejection::QueryRejection>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
-    let request = query
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-        .map(|Query(query)| Request::PublishPackage {
-            package: body,
-            replace: query.replace,
-        });
-    answer(&shared, &headers, Method::POST, request).await
+    let replace = match query {
+        Ok(Query(query)) => query.replace,
+        Err(e) => {
+            let error = ApiError::bad_request(e.body_text());
+            return answer(&shared, &headers, Method::POST, Err(error)).await;
+        }
+    };
+    let unread = Request::PublishPackage {
+        package: Bytes::new(),
+        replace,
+    };
+    let result = async {
+        let identity = identify(&shared, &headers, &Method::POST, &unread.target()).await?;
+        if identity.role < unread.role() {
+            // Refused (and recorded) by the one implementation, before the body is read.
+            return shared
+                .management
+                .call(&identity, Transport::Http, unread)
+                .await;
+        }
+        let package = match axum::body::to_bytes(body, MAX_PACKAGE_UPLOAD).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let error = ApiError::new(
+                    ErrorKind::PayloadTooLarge,
+                    format!("the package could not be read (at most {MAX_PACKAGE_UPLOAD} bytes): {error}"),
+                );
+                return Err(shared
+                    .management
+                    .failed(&identity, Transport::Http, "POST packages.publish", error)
+                    .await);
+            }
+        };
+        let request = Request::PublishPackage { package, replace };
+        shared
+            .management
+            .call(&identity, Transport::Http, request)
+            .await
+    }
+    .await;
+    match result {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(error) => failure(&error),
+    }
 }
 
 async fn provision(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {

@@ -18,6 +18,24 @@ use crate::status::StatusBoard;
 /// The most replicas a stream or bucket may have.
 pub const MAX_REPLICAS: usize = 5;
 
+/// The longest max age a stream may be given: a hundred years (JetStream counts in
+/// nanoseconds; far longer ages would wrap around into short ones).
+pub const MAX_AGE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The smallest byte limit a stream may be given: below it, the audit stream could not hold
+/// the record of the change that set it, and every audited call would fail.
+pub const MIN_MAX_BYTES: i64 = 1024 * 1024;
+
+/// A limit that cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct BadLimit {
+    /// Which limit, e.g. `audit_max_bytes`.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
 /// What the operator sets; what is not set keeps the default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -52,6 +70,49 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Checks every limit: replicas 1 to [`MAX_REPLICAS`], ages at most [`MAX_AGE`], byte
+    /// limits at least [`MIN_MAX_BYTES`] (or -1: none).
+    ///
+    /// # Errors
+    /// [`BadLimit`] naming the first limit at fault.
+    pub fn check(&self) -> Result<(), BadLimit> {
+        if self.replicas == 0 || self.replicas > MAX_REPLICAS {
+            return Err(BadLimit {
+                name: "replicas",
+                problem: format!("{} is not 1 to {MAX_REPLICAS}", self.replicas),
+            });
+        }
+        for (name, age) in [
+            ("events_max_age", self.events_max_age),
+            ("dlq_max_age", self.dlq_max_age),
+            ("audit_max_age", self.audit_max_age),
+        ] {
+            if age.is_some_and(|age| age > MAX_AGE) {
+                return Err(BadLimit {
+                    name,
+                    problem: format!(
+                        "at most {} seconds (a hundred years); 0 keeps messages until the stream \
+                         is full",
+                        MAX_AGE.as_secs()
+                    ),
+                });
+            }
+        }
+        for (name, bytes) in [
+            ("events_max_bytes", self.events_max_bytes),
+            ("dlq_max_bytes", self.dlq_max_bytes),
+            ("audit_max_bytes", self.audit_max_bytes),
+        ] {
+            if bytes.is_some_and(|n| n != -1 && n < MIN_MAX_BYTES) {
+                return Err(BadLimit {
+                    name,
+                    problem: format!("at least {MIN_MAX_BYTES} bytes, or -1 for no limit"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The streams' settings: the defaults of `namespace` with these limits. An audit max
     /// age shorter than the duplicate window shortens the window (JetStream requires it).
     pub fn streams(&self, namespace: &Namespace) -> Streams {
@@ -102,6 +163,9 @@ pub struct Done {
 /// Why provisioning stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionAllError {
+    /// A limit cannot be applied; nothing was changed.
+    #[error(transparent)]
+    BadLimit(#[from] BadLimit),
     /// A stream could not be created or updated.
     #[error(transparent)]
     Stream(#[from] ProvisionError),
@@ -133,6 +197,7 @@ pub fn describe(outcome: Provisioned) -> &'static str {
 /// # Errors
 /// [`ProvisionAllError`]; what was done before it stays done (repeating is safe).
 pub async fn provision(bus: &Bus, limits: &Limits) -> Result<Vec<Done>, ProvisionAllError> {
+    limits.check()?;
     let ns = bus.namespace().clone();
     let bus = bus.clone().with_streams(limits.streams(&ns));
     let report = bus.provision().await?;

@@ -126,6 +126,20 @@ async fn an_operator_installs_and_upgrades_signed_packages_and_trust_is_set_asid
     assert_eq!(provenance.from, InstalledFrom::Package);
     assert_eq!(provenance.package.as_deref(), Some("geo/1.0.0"));
     assert_eq!(provenance.verdict.as_deref(), Some("trusted"));
+    // Installing the same package again changes nothing and writes no revision.
+    let (status, again) = fx.post(&fx.operator, "/api/v1/plugins", &install).await;
+    assert_eq!(
+        (status, again["changed"].as_bool()),
+        (200, Some(false)),
+        "{again}"
+    );
+    let replaced = fx
+        .audit()
+        .await
+        .iter()
+        .filter(|e| e.entry.action == Action::PluginReplaced)
+        .count();
+    assert_eq!(replaced, 0, "a repeat wrote a revision");
     let (status, _) = fx
         .post(&fx.operator, "/api/v1/plugins/geo/approve", &json!({}))
         .await;
@@ -325,6 +339,55 @@ async fn streams_events_explanations_and_logs_over_http_and_nats() {
         .await;
     assert_eq!(status, 400);
 
+    // A replay's id is predictable: an event published with it first must not make the
+    // stream drop the replay while the dead letter is deleted.
+    let dead_letter = explained["copies"][0]["plugins"][0]["dead_letter"]
+        .as_u64()
+        .unwrap();
+    let forged_id = format!("redrive:{sequence}:{dead_letter}");
+    let (status, answer) = fx
+        .post(
+            &fx.operator,
+            "/api/v1/events",
+            &json!({"tenant": "acme", "type": "nothing.here", "id": forged_id}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (400, "management.bad-request"),
+        "{answer}"
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", forged_id.as_str());
+    headers.insert("ce-id", "forged");
+    let subject = fx.sy.namespace().event(
+        &switchyard_schemas::Tenant::new("acme").unwrap(),
+        &switchyard_schemas::EventType::new("nothing.here").unwrap(),
+    );
+    let raw = async_nats::jetstream::new(fx.sy.server.client().await);
+    raw.publish_with_headers(subject, headers, "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let replay = json!({"plugin": "billing", "sequences": [dead_letter]});
+    let (status, answer) = fx
+        .post(&fx.operator, "/api/v1/dead-letters/replay", &replay)
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (409, "management.conflict"),
+        "{answer}"
+    );
+    assert!(
+        answer.to_string().contains("the dead letter is kept"),
+        "{answer}"
+    );
+    let (status, _) = fx
+        .get(&fx.viewer, &format!("/api/v1/dead-letters/{dead_letter}"))
+        .await;
+    assert_eq!(status, 200, "the dead letter was deleted without a replay");
+
     // Logs: no host ran a worker here; said, not failed. Bounds are checked.
     let (status, logs) = fx.get(&fx.viewer, "/api/v1/plugins/billing/logs").await;
     assert_eq!(status, 200, "{logs}");
@@ -349,14 +412,28 @@ async fn streams_events_explanations_and_logs_over_http_and_nats() {
         streams["streams"][0]["max_bytes"].as_i64(),
         Some(64 * 1024 * 1024)
     );
-    let (status, _) = fx
-        .post(
-            &fx.admin,
-            "/api/v1/streams/provision",
-            &json!({"replicas": 9}),
+    for refused in [
+        json!({"replicas": 9}),
+        // Ages JetStream would wrap around into short ones, and byte limits too small for
+        // the audit stream to record the change: refused, nothing changed.
+        json!({"audit_max_age_secs": 36_028_797_019_136_768_u64}),
+        json!({"dlq_max_age_secs": 3_153_600_001_u64}),
+        json!({"audit_max_bytes": 1}),
+    ] {
+        let (status, answer) = fx
+            .post(&fx.admin, "/api/v1/streams/provision", &refused)
+            .await;
+        assert_eq!(status, 400, "{refused}: {answer}");
+    }
+    let (_, streams) = fx.get(&fx.viewer, "/api/v1/streams").await;
+    assert_eq!(
+        streams["streams"][2]["max_bytes"],
+        json!(
+            switchyard_bus::Streams::defaults(fx.sy.namespace())
+                .audit
+                .max_bytes
         )
-        .await;
-    assert_eq!(status, 400);
+    );
 
     // The same calls over NATS, refusals included.
     let client = fx.sy.server.client().await;

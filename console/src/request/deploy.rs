@@ -18,6 +18,9 @@ use crate::error::ApiError;
 /// The `source` of events an operator publishes through the API.
 pub const CONSOLE_SOURCE: &str = "urn:switchyard:console";
 
+/// What the ids of dead-letter replays start with; an event published here may not.
+const REPLAY_ID_PREFIX: &str = "redrive:";
+
 /// The most log lines one call answers.
 pub const MAX_LOG_LINES: usize = 1000;
 
@@ -246,21 +249,19 @@ impl ProvisionArgs {
                 "`replicas` is 1 to {MAX_REPLICAS}"
             )));
         }
-        let bytes = |name: &str, value: Option<i64>| match value {
-            Some(n) if n == 0 || n < -1 => Err(ApiError::bad_request(format!(
-                "`{name}` is a positive number of bytes, or -1 for no limit"
-            ))),
-            other => Ok(other),
-        };
-        Ok(Limits {
+        let limits = Limits {
             replicas,
             events_max_age: self.events_max_age_secs.map(Duration::from_secs),
-            events_max_bytes: bytes("events_max_bytes", self.events_max_bytes)?,
+            events_max_bytes: self.events_max_bytes,
             dlq_max_age: self.dlq_max_age_secs.map(Duration::from_secs),
-            dlq_max_bytes: bytes("dlq_max_bytes", self.dlq_max_bytes)?,
+            dlq_max_bytes: self.dlq_max_bytes,
             audit_max_age: self.audit_max_age_secs.map(Duration::from_secs),
-            audit_max_bytes: bytes("audit_max_bytes", self.audit_max_bytes)?,
-        })
+            audit_max_bytes: self.audit_max_bytes,
+        };
+        limits
+            .check()
+            .map_err(|problem| ApiError::bad_request(problem.to_string()))?;
+        Ok(limits)
     }
 }
 
@@ -382,6 +383,11 @@ impl PublishArgs {
             builder = builder.subject(subject);
         }
         if let Some(id) = self.id.filter(|s| !s.is_empty()) {
+            if id.starts_with(REPLAY_ID_PREFIX) {
+                return Err(ApiError::bad_request(format!(
+                    "bad id: ids starting with `{REPLAY_ID_PREFIX}` are the replays' own"
+                )));
+            }
             builder = builder.id(EventId::new(&id).map_err(|e| bad("id", &e))?);
         }
         let data = self.data.unwrap_or_else(|| serde_json::json!({}));

@@ -286,6 +286,15 @@ impl Operator {
             (None, Some(previous)) => previous.tenants.clone(),
             (None, None) => return Err(OperateError::NeedsTenants(id)),
         };
+        if let Some(previous) = &previous {
+            if installs_nothing_new(previous, manifest, &tenants, provenance, options) {
+                let message = format!(
+                    "{id} {} is installed already as asked; nothing changed",
+                    manifest.plugin.version
+                );
+                return Ok((None, Outcome::unchanged(&id, message)));
+            }
+        }
         let mut also = Vec::new();
         if previous.is_none() {
             // Settings left by an earlier installation of this id (a removal that raced a
@@ -387,6 +396,27 @@ impl Operator {
         outcome.also = also;
         Ok((Some(LifecycleKind::Upgraded), outcome))
     }
+}
+
+/// Whether installing `manifest` for `tenants` from `provenance` over `previous` would change
+/// nothing: the same manifest from the same bytes for the same tenants, nothing waiting, and
+/// no approval asked for that is not there. Such a repeat writes no revision and no record.
+fn installs_nothing_new(
+    previous: &Registration,
+    manifest: &Manifest,
+    tenants: &TenantScope,
+    provenance: &Provenance,
+    options: &InstallOptions,
+) -> bool {
+    let same_source = previous
+        .provenance
+        .as_ref()
+        .is_some_and(|p| p.from == provenance.from && p.sha256 == provenance.sha256);
+    previous.manifest == *manifest
+        && previous.tenants == *tenants
+        && previous.pending_upgrade.is_none()
+        && same_source
+        && (!options.approve || !previous.awaiting_approval)
 }
 
 /// Approves what `registration` asks for, by `auditor`'s actor, as it is written.

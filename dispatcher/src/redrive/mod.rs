@@ -430,16 +430,14 @@ impl DeadLetters {
         let mut headers = record.headers;
         // The dead letter's own sequence repeats if the dead-letter stream is ever recreated;
         // with the original event's sequence the id stays unique to this dead letter.
-        headers.insert(
-            ce::NATS_MSG_ID,
-            format!(
-                "redrive:{}:{sequence}",
-                record.summary.failure.stream_sequence
-            ),
+        let replay_id = format!(
+            "redrive:{}:{sequence}",
+            record.summary.failure.stream_sequence
         );
+        headers.insert(ce::NATS_MSG_ID, replay_id.as_str());
         let ack = self
             .js
-            .publish_with_headers(subject, headers, record.body)
+            .publish_with_headers(subject.clone(), headers, record.body)
             .await
             .map_err(|e| RedriveError::request("publish the replay", e))?
             .await
@@ -453,6 +451,23 @@ impl DeadLetters {
                     ack.stream, ack.sequence, self.events_stream
                 ),
             });
+        }
+        if ack.duplicate {
+            // The id is predictable: a message someone else published with it would make the
+            // stream drop the replay. Only an earlier run of this replay counts as stored.
+            let events = self.stream(&self.events_stream).await?;
+            let stored = get_message(&events, ack.sequence).await?;
+            if stored.as_ref().map(|m| m.subject.as_str()) != Some(subject.as_str()) {
+                return Err(RedriveError::NotReplayable {
+                    sequence,
+                    why: format!(
+                        "the events stream holds another message with the replay's id \
+                         `{replay_id}` (sequence {}), so the replay was not stored; the dead \
+                         letter is kept (replay it after the stream's duplicate window)",
+                        ack.sequence
+                    ),
+                });
+            }
         }
         // Only now is the dead letter redundant. If this delete fails, the replay is stored
         // and the dead letter stays; a new replay of it is de-duplicated.
