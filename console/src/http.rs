@@ -190,6 +190,19 @@ fn token(headers: &HeaderMap) -> Option<String> {
 /// Refuses a request a browser sent from another site's page: its `Origin` (when sent) must
 /// be this server's.
 fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    // A browser that says the request comes from another site is refused whether or not it
+    // sent an `Origin`.
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if fetch_site.eq_ignore_ascii_case("cross-site") || fetch_site.eq_ignore_ascii_case("same-site")
+    {
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!("a request from another site (Sec-Fetch-Site: {fetch_site}) is refused"),
+        ));
+    }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };

@@ -281,6 +281,15 @@ async fn streams_events_explanations_and_logs_over_http_and_nats() {
     let fx = Box::pin(ConsoleFixture::start()).await;
     let _worker = fx.failing_plugin("billing").await;
 
+    // A browser saying the request comes from another site is refused without an Origin too.
+    let (status, _) = fx
+        .send(
+            HttpCall::new("GET", "/api/v1/streams")
+                .bearer(&fx.viewer)
+                .header("sec-fetch-site", "cross-site"),
+        )
+        .await;
+    assert_eq!(status, 403);
     let (status, streams) = fx.get(&fx.viewer, "/api/v1/streams").await;
     assert_eq!(status, 200, "{streams}");
     let names: Vec<&str> = streams["streams"]

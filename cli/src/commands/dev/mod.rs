@@ -374,6 +374,7 @@ async fn publish_and_watch(
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     }
     let mut batch_done_at: Option<Instant> = None;
+    let mut publish_failing = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
@@ -381,7 +382,19 @@ async fn publish_and_watch(
                 let in_batch = published < args.events;
                 if in_batch || args.keeps_running() {
                     let event = samples::sample(published).map_err(|e| CliError::Publish(e.into()))?;
-                    publisher.publish_event(&event).await?;
+                    // A server too busy to acknowledge one sample (other publishers flooding
+                    // it) does not end the session: that sample is tried again next tick.
+                    if let Err(error) = publisher.publish_event(&event).await {
+                        if !publish_failing {
+                            eprintln!("warning: a sample event was not stored ({error}); trying again");
+                        }
+                        publish_failing = true;
+                        continue;
+                    }
+                    if publish_failing {
+                        eprintln!("sample events are stored again");
+                        publish_failing = false;
+                    }
                     count_expected(&mut expected, manifests, &event);
                     published += 1;
                     if published == args.events {
