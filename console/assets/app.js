@@ -115,7 +115,9 @@
   }
   async function api(method, path, body) {
     const init = { method, credentials: 'same-origin', headers: { 'X-Switchyard-Console': '1', Accept: 'application/json' } };
-    if (body !== undefined) { init.headers['Content-Type'] = 'application/json'; init.body = JSON.stringify(body); }
+    // A File or Blob goes as it is (a package's bytes); anything else as JSON.
+    if (body instanceof Blob) { init.headers['Content-Type'] = 'application/octet-stream'; init.body = body; }
+    else if (body !== undefined) { init.headers['Content-Type'] = 'application/json'; init.body = JSON.stringify(body); }
     let res;
     try { res = await fetch(API + path, init); } catch { throw new ApiError(0, 'network', 'Cannot reach the console server'); }
     const raw = await res.text().catch(() => '');
@@ -199,14 +201,15 @@
         busy = false; ok.disabled = false; cancel.disabled = false;
         if (kept == null) return close(true, true);
         err.textContent = String(kept);
-        (form.querySelector('input') || ok).focus();
+        (form.querySelector(FIRST_FIELD) || ok).focus();
       });
       dlg.onclick = (e) => { if (e.target === dlg) close(undefined); }; // a click on the backdrop cancels
       document.addEventListener('keydown', onKey, true);
       dlg.replaceChildren(form); dlg.hidden = false; page.inert = true; // inert: focus stays in the dialog
-      (form.querySelector('input') || ok).focus();
+      (form.querySelector(FIRST_FIELD) || ok).focus();
     });
   }
+  const FIRST_FIELD = 'select, input:not([type="file"]), textarea';
 
   // Run calls one after another ([method, path, body]); show their outcomes; then after() on
   // success or a refresh of the page's data on a refusal.
@@ -259,6 +262,7 @@
     $('#who-role').textContent = S.me.role;
     $('#who').hidden = false; $('#nav').hidden = false;
     $('#nav-operators').hidden = !can('admin');
+    $('#nav-install').hidden = !can('operator');
     startLive();
     route();
   }
@@ -400,6 +404,9 @@
     catalog: (g) => catalogPage(g),
     trust: (g, arg, params) => trustPage(g, params),
     services: (g) => servicesPage(g),
+    install: (g) => installPage(g),
+    streams: (g) => streamsPage(g),
+    events: (g, arg, params) => eventsPage(g, arg, params),
   };
   // refresh: the same page's data again, keeping what is on screen until it arrives.
   function route(refresh) {
@@ -408,13 +415,19 @@
     const name = parts[0] || 'plugins';
     const gen = ++S.gen;
     S.view = null;
-    for (const a of document.querySelectorAll('#nav a')) {
-      if (a.dataset.nav === name) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    const nav = $('#nav');
+    for (const a of nav.querySelectorAll('a')) {
+      if (a.dataset.nav !== name) { a.removeAttribute('aria-current'); continue; }
+      a.setAttribute('aria-current', 'page');
+      // On a phone the nav is one line that scrolls sideways: bring the page's entry into view.
+      if (nav.scrollWidth > nav.clientWidth) nav.scrollLeft = Math.max(0, a.offsetLeft - nav.offsetLeft - (nav.clientWidth - a.offsetWidth) / 2);
     }
     if (!refresh) {
       if (name !== 'operators') S.newToken = null;
       if (name !== 'services') S.newSecret = null;
       S.draft = null;
+      // A new page starts at its top, not where the last one was scrolled to.
+      window.scrollTo(0, 0);
       main.focus({ preventScroll: true });
       setTimeout(() => { if (gen === S.gen && main.dataset.gen !== String(gen)) main.replaceChildren(h('p', { class: 'loading' }, 'Loading…')); }, 200);
     }
@@ -542,7 +555,8 @@
     if (s.state === 'disabled' || s.state === 'failed') acts.push('enable');
     if (s.state === 'enabled' || s.state === 'failed') acts.push('disable');
     if (!pending) acts.push('rollback');
-    return acts.map((a) => actionButton(a, s.id, lines));
+    return [...acts.map((a) => actionButton(a, s.id, lines)),
+      btn('Upgrade…', { 'data-action': 'upgrade', 'data-plugin': s.id }, () => upgradeDialog(s))];
   }
 
   // ---- a plugin's settings -----------------------------------------------------------------
@@ -753,6 +767,7 @@
     const settings = settingsSection(s.id || id, sets, report ? null : st && st.message);
     const typing = document.activeElement && document.activeElement.id === 'setting-value';
     const history = (d.history || []).slice().sort((a, b) => (b.revision || 0) - (a.revision || 0));
+    const logs = logsSection(s.id || id);
     const ok = paint(gen,
       h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('#/plugins', 'Plugins'), ' / ', s.id || id),
       h('div', { class: 'page-head' }, h('h1', null, s.id || id), h('div', { class: 'actions', id: 'plugin-actions' }, pluginActions(s, d.asks))),
@@ -785,6 +800,7 @@
           ['uptime', 'Uptime', (x) => dur(x.uptime_secs), true],
           ['reported', 'Reported', (x) => [ago(x.reported_secs_ago), x.presumed_gone ? ' (presumed gone)' : '']],
         ], insts, (x) => ({ class: x.presumed_gone ? 'gone' : null })) : none('No host reports an instance.')),
+        logs.el,
         settings.el,
         section('History', history.length ? table([
           ['revision', 'Revision', (x) => num(x.revision), true],
@@ -797,6 +813,7 @@
         h('section', { class: 'card wide' }, h('h2', null, 'Manifest'), h('pre', { class: 'manifest', id: 'manifest' }, d.manifest || '')),
       ));
     if (!ok) return;
+    logs.load();
     if (settings.restore) {
       // Focus goes back to the editor when it was there, or nowhere else (the reload took it).
       const input = settings.restore();
@@ -1291,11 +1308,623 @@
       form || h('p', { class: 'hint' }, 'Only admins may add or remove service logins.'));
   }
 
+  // ---- forms shared by install, upgrade, streams and events --------------------------------
+
+  const splitList = (v) => [...new Set(String(v || '').split(',').map((t) => t.trim()).filter(Boolean))];
+  // A labelled field: label above the control, an optional hint below.
+  const fieldRow = (id, label, control, hint) => h('div', { class: 'form-field' },
+    h('label', { for: id }, label), control, hint ? h('p', { class: 'hint' }, hint) : null);
+  // A checkbox with its label beside it.
+  function checkRow(name, label, hint, idPrefix = 'f') {
+    const id = `${idPrefix}-${name.replace(/_/g, '-')}`;
+    const input = h('input', { type: 'checkbox', id, name });
+    return { input, el: h('div', { class: 'check-row' }, input, h('label', { for: id }, label, hint ? h('span', { class: 'hint' }, ' ', hint) : null)) };
+  }
+  // An error shown where the action was made (a form or a section), not only at the top of
+  // the page: on a phone the top is far away. A lost session still signs out.
+  function errorNote(err, what) {
+    if (err instanceof ApiError && err.status === 401) { fail(err, what); return null; }
+    if (!(err instanceof ApiError)) { console.error(err); return h('div', { class: 'form-error', role: 'alert' }, String((err && err.message) || err)); }
+    const msg = err.status === 403 ? `Your role (${S.me ? S.me.role : 'unknown'}) may not ${what}.`
+      : err.status === 0 ? 'Cannot reach the console server.' : err.message;
+    return h('div', { class: 'form-error', role: 'alert', 'data-code': err.code },
+      h('strong', { class: 'error-message' }, msg), ' ', h('code', { class: 'error-code' }, err.code),
+      err.status === 403 && err.message ? h('div', { class: 'detail' }, err.message) : null);
+  }
+  // The text of an error for an ask() dialog, which stays open with it.
+  function errorLine(err, what) {
+    if (err instanceof ApiError && err.status === 401) { fail(err, what); return null; }
+    if (!(err instanceof ApiError)) return String((err && err.message) || err);
+    if (err.status === 403) return `Your role (${S.me ? S.me.role : 'unknown'}) may not ${what}: ${err.message} (${err.code})`;
+    if (err.status === 0) return 'Cannot reach the console server.';
+    return `${err.message} (${err.code})`;
+  }
+
+  // ---- packages: choosing one from the catalog, uploading one ------------------------------
+
+  // Semantic versions, compared as semver orders them (a pre-release before its release).
+  function cmpVersion(a, b) {
+    const parse = (v) => { const [core, ...pre] = String(v).split('+')[0].split('-'); return [core.split('.').map((n) => Number(n) || 0), pre.length ? pre.join('-') : null]; };
+    const [ca, pa] = parse(a), [cb, pb] = parse(b);
+    for (let i = 0; i < 3; i++) if ((ca[i] || 0) !== (cb[i] || 0)) return (ca[i] || 0) - (cb[i] || 0);
+    if (pa === pb) return 0;
+    if (pa === null) return 1;
+    if (pb === null) return -1;
+    return pa.localeCompare(pb, undefined, { numeric: true });
+  }
+  // The readable packages of the catalog (of `plugin` only, when given): by plugin, newest first.
+  function packageChoices(packages, plugin) {
+    const seen = new Set();
+    return (packages || []).filter((p) => p.id && p.version && (!plugin || p.id === plugin))
+      .sort((a, b) => String(a.id).localeCompare(String(b.id)) || cmpVersion(b.version, a.version))
+      .filter((p) => { const k = `${p.id}@${p.version}`; if (seen.has(k)) return false; seen.add(k); return true; });
+  }
+  const SIGNATURE_NOTE = { trusted: '', untrusted: ' (signed by a key not trusted)', unsigned: ' (unsigned)', bad: ' (BAD SIGNATURE)' };
+  const packageOption = (p, installed) => h('option', { value: `${p.id}@${p.version}`, 'data-signature': p.signature },
+    `${p.id}@${p.version}${SIGNATURE_NOTE[p.signature] ?? ''}${installed && p.version === installed ? ' (installed)' : ''}`);
+  // What installing the chosen package needs beyond an operator's role.
+  function signatureHint(p) {
+    if (!p) return '';
+    if (p.signature === 'unsigned') return 'It is not signed: installing it needs “Allow unsigned” (admins only).';
+    if (p.signature === 'untrusted') return 'Its signer is not trusted here: installing it needs “Allow untrusted” (admins only), or an admin trusts the key.';
+    if (p.signature === 'bad') return 'Its signature does not verify: it will be refused.';
+    return '';
+  }
+  // An uploaded package joins the choices (for its signature hint) until the catalog is read again.
+  function uploaded(choices, r) {
+    if (choices.some((c) => c.id === r.plugin && c.version === r.version)) return;
+    choices.push({ id: r.plugin, version: r.version, signature: /^signed/.test(r.signer || '') ? 'signed' : 'unsigned' });
+  }
+  const MAX_UPLOAD = 64 * 1024 * 1024;
+  function size(n) {
+    if (n == null) return DASH;
+    if (n < 0) return 'no limit';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let v = Number(n), i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return i ? `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}` : `${v} B`;
+  }
+
+  // A file input that publishes the chosen package file to the package store at once, then
+  // chooses it in `select` (adding it there). `plugin`: the one plugin it must be of (an
+  // upgrade). busy(): an upload is under way.
+  function uploadField(select, idPrefix, { plugin, onUploaded } = {}) {
+    const id = idPrefix + '-package-file';
+    const input = h('input', { type: 'file', id, name: 'package_file' });
+    const status = h('div', { class: 'upload-status', 'data-field': 'upload', role: 'status' });
+    let busy = false;
+    async function send(file, replace) {
+      status.replaceChildren(h('span', { class: 'muted' }, `Uploading ${file.name} (${size(file.size)})…`));
+      if (file.size > MAX_UPLOAD) return status.replaceChildren(h('div', { class: 'form-error' }, `${file.name} is ${size(file.size)}: a package is at most 64 MiB.`));
+      busy = true; input.disabled = true;
+      let r;
+      try { r = await api('POST', '/packages' + (replace ? '?replace=true' : ''), file); } catch (e) {
+        busy = false; input.disabled = false;
+        const note = errorNote(e, replace ? 'replace published packages' : 'publish packages');
+        const again = e.status === 409 && can('admin') && !replace
+          ? btn('Upload again, replacing it', { 'data-action': 'replace-package', class: 'danger-outline' }, () => send(file, true)) : null;
+        return status.replaceChildren(...[note, again].filter(Boolean));
+      }
+      busy = false; input.disabled = false;
+      const value = `${r.plugin}@${r.version}`;
+      const wrong = plugin && r.plugin !== plugin;
+      status.replaceChildren(h('p', { class: wrong ? 'bad' : 'ok' }, r.message || `${r.outcome}: ${value}`,
+        wrong ? ` It is a package of ${r.plugin}, not of ${plugin}: choose another.` : null));
+      if (wrong) return;
+      let opt = [...select.options].find((o) => o.value === value);
+      if (!opt) {
+        opt = h('option', { value, 'data-signature': /^signed/.test(r.signer || '') ? 'uploaded' : 'unsigned' }, `${value} (uploaded, ${/^signed/.test(r.signer || '') ? 'signed' : 'unsigned'})`);
+        select.options[0].after(opt); // first, under the placeholder
+      }
+      if (onUploaded) onUploaded(r);
+      select.value = value;
+      select.dispatchEvent(new Event('change'));
+    }
+    input.addEventListener('change', () => { const f = input.files && input.files[0]; if (f) send(f, false); });
+    return {
+      el: h('div', { class: 'form-field upload' },
+        h('label', { for: id }, 'Or upload a package file'), input,
+        h('p', { class: 'hint' }, 'It is published to the catalog at once (up to 64 MiB), then chosen above.'), status),
+      busy: () => busy,
+    };
+  }
+
+  // ---- install -----------------------------------------------------------------------------
+
+  async function installPage(gen) {
+    const head = h('div', { class: 'page-head' }, h('h1', null, 'Install a plugin'));
+    if (!can('operator')) return paint(gen, head, empty(h('p', null, `Your role (${S.me.role}) may not install plugins: ask an operator.`)));
+    const admin = can('admin');
+    let catalog = [], catalogProblem = null;
+    try { catalog = (await api('GET', '/catalog')).packages || []; } catch (e) {
+      if (e.status === 401) return fail(e, 'view the catalog');
+      catalogProblem = e;
+    }
+    const choices = packageChoices(catalog);
+    const installed = new Map(((S.overview && S.overview.plugins) || []).map((p) => [p.id, p]));
+    const byPlugin = new Map();
+    for (const p of choices) { if (!byPlugin.has(p.id)) byPlugin.set(p.id, []); byPlugin.get(p.id).push(p); }
+    const select = h('select', { id: 'install-package', name: 'package' },
+      h('option', { value: '' }, choices.length ? 'Choose a package…' : 'No package is published'),
+      [...byPlugin].map(([id, list]) => h('optgroup', { label: installed.has(id) ? `${id} (installed: ${installed.get(id).version})` : id },
+        list.map((p) => packageOption(p, installed.has(id) ? installed.get(id).version : null)))));
+    const signHint = h('p', { class: 'hint sign-hint', 'data-field': 'signature' });
+    const upload = uploadField(select, 'install', { onUploaded: (r) => uploaded(choices, r) });
+    const manifest = admin ? h('textarea', { id: 'install-manifest', name: 'manifest', rows: 8, spellcheck: 'false', autocomplete: 'off', placeholder: '[plugin]\nid = "…"\nversion = "…"' }) : null;
+    const tenantsIn = h('input', { id: 'install-tenants', name: 'tenants', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'off', placeholder: 'acme, globex' });
+    const all = checkRow('all_tenants', 'All tenants', '(including later ones)', 'install');
+    const approve = checkRow('approve', 'Approve what it asks for at once', null, 'install');
+    const downgrade = checkRow('allow_downgrade', 'Allow a version older than the installed one', null, 'install');
+    const unsigned = admin ? checkRow('allow_unsigned', 'Allow an unsigned package', null, 'install') : null;
+    const untrusted = admin ? checkRow('allow_untrusted', 'Allow a package signed by a key not trusted here', null, 'install') : null;
+    const submit = h('button', { type: 'submit', class: 'primary', 'data-action': 'install' }, 'Install');
+    const result = h('div', { class: 'form-result', 'data-field': 'outcome', 'aria-live': 'polite' });
+    const tenantsHint = h('p', { class: 'hint' }, 'The tenants whose events it receives, comma-separated. Needed for a new plugin; left empty, an installed plugin keeps its tenants.');
+    const syncTenants = () => { tenantsIn.disabled = all.input.checked; };
+    all.input.addEventListener('change', syncTenants);
+    select.addEventListener('change', () => {
+      const p = choices.find((c) => `${c.id}@${c.version}` === select.value);
+      signHint.textContent = signatureHint(p);
+      result.replaceChildren();
+    });
+    const form = h('form', { class: 'card form install', 'data-section': 'install', novalidate: true },
+      h('h2', null, 'Package'),
+      catalogProblem ? h('p', { class: 'bad' }, `The catalog could not be read: ${catalogProblem.message}`) : null,
+      fieldRow('install-package', 'Package from the catalog', select), signHint,
+      upload.el,
+      manifest ? h('details', { class: 'manifest-source' }, h('summary', null, 'Or install from a manifest (development: nothing is verified)'),
+        fieldRow('install-manifest', 'Manifest (TOML)', manifest, 'Used instead of a package: leave the package unchosen. Admins only.')) : null,
+      h('h2', null, 'Tenants'),
+      fieldRow('install-tenants', 'Tenants', tenantsIn), all.el, tenantsHint,
+      h('h2', null, 'Options'),
+      h('div', { class: 'checks' }, approve.el, downgrade.el, unsigned && unsigned.el, untrusted && untrusted.el),
+      admin ? null : h('p', { class: 'hint' }, 'Installing an unsigned or untrusted package, or from a manifest, takes an admin.'),
+      h('div', { class: 'actions form-buttons' }, submit),
+      result);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      result.replaceChildren();
+      const problem = (m, el) => { result.replaceChildren(h('div', { class: 'form-error', role: 'alert' }, m)); if (el) el.focus(); };
+      if (upload.busy()) return problem('Wait for the upload to finish.');
+      const pkg = select.value, man = manifest ? manifest.value : '';
+      if (pkg && man.trim()) return problem('Choose a package or give a manifest, not both.', select);
+      if (!pkg && !man.trim()) return problem(admin ? 'Choose a package (or upload one, or give a manifest).' : 'Choose a package, or upload one.', select);
+      const body = man.trim() ? { manifest: man } : { package: pkg };
+      const ts = splitList(tenantsIn.value);
+      if (all.input.checked) body.all_tenants = true; else if (ts.length) body.tenants = ts;
+      const id = pkg ? pkg.split('@')[0] : null;
+      if (id && !body.all_tenants && !body.tenants && S.overview && !(S.overview.plugins || []).some((p) => p.id === id)) {
+        return problem('A new plugin needs its tenants: give them, or check “All tenants”.', tenantsIn);
+      }
+      body.approve = approve.input.checked;
+      body.allow_downgrade = downgrade.input.checked;
+      if (unsigned) body.allow_unsigned = unsigned.input.checked;
+      if (untrusted) body.allow_untrusted = untrusted.input.checked;
+      submit.disabled = true; submit.textContent = 'Installing…';
+      let o;
+      try { o = await api('POST', '/plugins', body); } catch (err) {
+        submit.disabled = false; submit.textContent = 'Install';
+        const note = errorNote(err, body.manifest || body.allow_unsigned || body.allow_untrusted ? 'install what no trusted key signed' : 'install plugins');
+        if (note) { result.replaceChildren(note); result.scrollIntoView({ block: 'nearest' }); }
+        return;
+      }
+      submit.disabled = false; submit.textContent = 'Install';
+      const plugin = (o && o.plugin) || id;
+      result.replaceChildren(h('div', { class: 'outcome' }, outcome(o),
+        plugin ? h('p', null, link('#/plugins/' + enc(plugin), `Open ${plugin}`), o && o.state === 'pending_approval' ? [' · ', link('#/approvals', 'Approvals')] : null) : null));
+      result.scrollIntoView({ block: 'nearest' });
+      if (S.me) gotOverview(await api('GET', '/overview').catch(() => null));
+    });
+    syncTenants();
+    paint(gen, head,
+      h('p', { class: 'hint' }, 'Install a published package (see the ', link('#/catalog', 'catalog'), '), or upload one first. Upgrading an installed plugin is on its page.'),
+      form);
+  }
+
+  // ---- upgrade -----------------------------------------------------------------------------
+
+  async function upgradeDialog(s) {
+    const id = s.id;
+    let catalog;
+    try { catalog = (await api('GET', '/catalog')).packages || []; } catch (e) { return fail(e, 'view the catalog'); }
+    const choices = packageChoices(catalog, id);
+    const admin = can('admin');
+    const newer = choices.filter((p) => !s.version || cmpVersion(p.version, s.version) > 0);
+    const select = h('select', { id: 'upgrade-package', name: 'package' },
+      h('option', { value: '' }, choices.length ? 'Choose a version…' : `No package of ${id} is published`),
+      choices.map((p) => packageOption(p, s.version)));
+    if (newer.length) select.value = `${newer[0].id}@${newer[0].version}`;
+    const signHint = h('p', { class: 'hint sign-hint', 'data-field': 'signature' });
+    const syncHint = () => { signHint.textContent = signatureHint(choices.find((c) => `${c.id}@${c.version}` === select.value)); };
+    select.addEventListener('change', syncHint);
+    syncHint();
+    const upload = uploadField(select, 'upgrade', { plugin: id, onUploaded: (r) => uploaded(choices, r) });
+    const tenantsIn = h('input', { id: 'upgrade-tenants', name: 'tenants', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'off', placeholder: `keep: ${tenants(s)}` });
+    const approve = checkRow('approve', 'Approve what it asks for at once', null, 'upgrade');
+    const downgrade = checkRow('allow_downgrade', 'Allow an older version (a downgrade)', null, 'upgrade');
+    const unsigned = admin ? checkRow('allow_unsigned', 'Allow an unsigned package', null, 'upgrade') : null;
+    const untrusted = admin ? checkRow('allow_untrusted', 'Allow a package signed by a key not trusted here', null, 'upgrade') : null;
+    let sent = null;
+    await ask({
+      title: `Upgrade ${id}?`,
+      confirm: 'Upgrade',
+      body: [
+        h('p', null, `It runs ${s.version || 'no version'} now.`),
+        h('label', { for: 'upgrade-package' }, 'Version'), select, signHint,
+        upload.el,
+        h('label', { for: 'upgrade-tenants' }, 'Tenants (optional, comma-separated)'), tenantsIn,
+        h('p', { class: 'hint' }, 'Left empty, it keeps its tenants.'),
+        h('div', { class: 'checks' }, approve.el, downgrade.el, unsigned && unsigned.el, untrusted && untrusted.el),
+        h('p', { class: 'hint' }, 'Without approval, an upgrade that asks for more rights waits for it; the running version keeps running.'),
+      ],
+      read: () => {
+        if (upload.busy()) throw 'Wait for the upload to finish.';
+        if (!select.value) throw 'Choose a version, or upload a package of it.';
+        const body = { package: select.value, approve: approve.input.checked, allow_downgrade: downgrade.input.checked };
+        const ts = splitList(tenantsIn.value);
+        if (ts.length) body.tenants = ts;
+        if (unsigned) body.allow_unsigned = unsigned.input.checked;
+        if (untrusted) body.allow_untrusted = untrusted.input.checked;
+        return body;
+      },
+      submit: async (body) => {
+        try { sent = await api('POST', `/plugins/${enc(id)}/upgrade`, body); } catch (e) {
+          return errorLine(e, body.allow_unsigned || body.allow_untrusted ? 'install what no trusted key signed' : 'upgrade plugins');
+        }
+        return null;
+      },
+    });
+    if (sent) { notice(outcome(sent)); route(true); }
+  }
+
+  // ---- a plugin's logs ---------------------------------------------------------------------
+
+  function logLine(l) {
+    const where = [l.instance, l.host].filter((x) => x != null && x !== '').join('@');
+    return h('div', { class: 'log-line', 'data-stream': l.stream },
+      h('span', { class: 'log-at', 'data-field': 'at' }, l.at ? h('time', { datetime: l.at, title: l.at }, when(l.at)) : DASH),
+      h('span', { class: 'log-where', 'data-field': 'instance', title: where }, where || DASH),
+      h('span', { class: 'log-stream', 'data-field': 'stream' }, text(l.stream)),
+      h('span', { class: 'log-text', 'data-field': 'text' }, l.text == null ? '' : String(l.text)));
+  }
+  // The section is painted at once; its lines come after (the page does not wait for them).
+  function logsSection(id) {
+    const body = h('div', { class: 'logs-body' }, h('p', { class: 'loading' }, 'Loading…'));
+    const lines = h('select', { id: 'logs-lines', name: 'lines', 'aria-label': 'How many lines' },
+      [50, 100, 200, 500, 1000].map((n) => h('option', { value: n, selected: n === 100 }, `newest ${n}`)));
+    const refresh = btn('Refresh', { 'data-action': 'refresh-logs' }, () => load());
+    const el = h('section', { class: 'card wide logs', id: 'logs', 'data-section': 'logs' },
+      h('div', { class: 'section-head' }, h('h2', null, 'Logs'), h('div', { class: 'actions' }, lines, refresh)), body);
+    let seq = 0;
+    async function load() {
+      const mine = ++seq;
+      refresh.disabled = true;
+      let r, err;
+      try { r = await api('GET', `/plugins/${enc(id)}/logs?lines=${enc(lines.value)}`); } catch (e) { err = e; }
+      if (mine !== seq || !el.isConnected) return;
+      refresh.disabled = false;
+      if (err) { const note = errorNote(err, 'read logs'); return note && body.replaceChildren(note); }
+      const found = (r && r.lines) || [];
+      if (!found.length) return body.replaceChildren(h('div', { class: 'empty small', 'data-field': 'logs-empty' }, h('p', null, (r && r.message) || 'No output is kept.')));
+      const box = h('div', { class: 'log', role: 'log', tabindex: '0', 'aria-label': `Logs of ${id}` }, found.map(logLine));
+      body.replaceChildren(h('p', { class: 'hint' }, `${r.message || found.length + ' lines'}, oldest first; stderr in red.`), box);
+      box.scrollTop = box.scrollHeight; // the newest at the bottom, in view
+    }
+    lines.addEventListener('change', () => load());
+    return { el, load };
+  }
+
+  // ---- streams -----------------------------------------------------------------------------
+
+  const STREAM_KINDS = [['events', 'Events', /_EVENTS$/], ['dlq', 'Dead letters', /_DLQ$/], ['audit', 'Audit', /_AUDIT$/]];
+  const streamKind = (s, i) => (STREAM_KINDS.find(([, , re]) => re.test(s.name)) || STREAM_KINDS[i] || [])[0];
+  // A duration as typed (7d, 12h, 1h30m, 90s, or seconds) in seconds; '' is undefined.
+  function parseDuration(raw, label) {
+    const t = String(raw).trim().toLowerCase();
+    if (!t) return undefined;
+    if (t === 'none') return 0;
+    if (/^[0-9]+$/.test(t)) return Number(t);
+    const UNIT = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+    if (!/^(\s*[0-9]+\s*[smhdw])+$/.test(t)) throw `${label}: “${raw}” is not a duration (e.g. 7d, 12h, 1h30m, or seconds).`;
+    let secs = 0;
+    for (const [, n, u] of t.matchAll(/([0-9]+)\s*([smhdw])/g)) secs += Number(n) * UNIT[u];
+    return secs;
+  }
+  // A size as typed (10G, 512MiB, 1.5GB, bytes; none or -1 for no limit); '' is undefined.
+  function parseSize(raw, label) {
+    const t = String(raw).trim();
+    if (!t) return undefined;
+    if (/^(none|-1)$/i.test(t)) return -1;
+    const m = /^([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b)?$/i.exec(t);
+    if (!m) throw `${label}: “${raw}” is not a size (e.g. 10G, 512M, bytes, or none).`;
+    const n = Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase()));
+    if (n < 1) throw `${label}: a size is 1 byte or more (or none).`;
+    return n;
+  }
+  // The same values the other way, for the fields to start with what is in force.
+  function durationText(secs) {
+    if (secs == null) return '';
+    for (const [u, n] of [['d', 86400], ['h', 3600], ['m', 60]]) if (secs && secs % n === 0) return `${secs / n}${u}`;
+    return String(secs);
+  }
+  // A limit's duration, exact and short: 7d, 1d 12h, 2m (dur() rounds for ages).
+  function span(secs) {
+    const parts = [];
+    let s = Math.round(secs);
+    for (const [u, n] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]]) if (s >= n) { parts.push(Math.floor(s / n) + u); s %= n; }
+    return parts.join(' ') || '0s';
+  }
+  function sizeText(b) {
+    if (b == null) return '';
+    if (b < 0) return 'none';
+    for (const [u, n] of [['T', 1024 ** 4], ['G', 1024 ** 3], ['M', 1024 ** 2], ['K', 1024]]) if (b && b % n === 0) return `${b / n}${u}`;
+    return String(b);
+  }
+
+  function streamCard(s) {
+    const row = (field, label, value) => h('tr', null, h('th', { scope: 'row' }, label), h('td', { 'data-field': field }, value));
+    const c = s.cluster;
+    return h('section', { class: 'card stream', 'data-stream': s.name },
+      h('h2', null, s.name),
+      h('div', { class: 'table-wrap' }, h('table', { class: 'kv stream-table' }, h('tbody', null,
+        row('messages', 'Messages', num(s.messages)),
+        row('bytes', 'Size', h('span', { title: `${s.bytes} bytes` }, size(s.bytes))),
+        row('sequences', 'Sequences', s.messages ? `${s.first_sequence} – ${s.last_sequence}` : `none (last ${num(s.last_sequence)})`),
+        row('consumers', 'Consumers', num(s.consumers)),
+        row('replicas', 'Replicas', num(s.replicas)),
+        row('max_age_secs', 'Keeps for', s.max_age_secs ? span(s.max_age_secs) : 'no age limit'),
+        row('max_bytes', 'Keeps at most', s.max_bytes < 0 ? 'no size limit' : h('span', { title: `${s.max_bytes} bytes` }, size(s.max_bytes))),
+        row('duplicate_window_secs', 'Duplicate window', s.duplicate_window_secs ? span(s.duplicate_window_secs) : 'none'),
+        row('storage', 'Storage', text(s.storage)),
+        row('discard', 'When full', text(s.discard)),
+        row('append_only', 'Append only', text(s.append_only))))),
+      c ? h('div', { class: 'placement', 'data-field': 'cluster' },
+        h('h3', null, `Placement: cluster ${c.name || '?'}`, c.leader ? `, leader ${c.leader}` : ', no leader'),
+        (c.replicas || []).length ? table([
+          ['name', 'Peer', (p) => text(p.name)],
+          ['current', 'State', (p) => [p.offline ? badge('red', 'offline') : null, p.current ? badge('green', 'current') : badge('amber', 'catching up')]],
+          ['lag', 'Lag', (p) => num(p.lag), true],
+          ['active_ms', 'Last active', (p) => (p.active_ms == null ? DASH : ago(p.active_ms / 1000)), true],
+        ], c.replicas, (p) => ({ 'data-peer': p.name }), 'stack peers') : h('p', { class: 'none' }, 'Only the leader holds it.'))
+        : h('p', { class: 'hint', 'data-field': 'cluster' }, 'Not clustered: one server holds it.'));
+  }
+
+  function provisionForm(current) {
+    const inputs = {};
+    const mk = (name, value, attrs) => { const i = h('input', Object.assign({ id: 'provision-' + name.replace(/_/g, '-'), name, autocomplete: 'off', spellcheck: 'false', autocapitalize: 'off' }, attrs)); i.value = value; inputs[name] = i; return i; };
+    const events = current.events || {};
+    mk('replicas', events.replicas != null ? String(events.replicas) : '', { type: 'number', min: 1, max: 5, inputmode: 'numeric', placeholder: '1' });
+    const groups = STREAM_KINDS.map(([k, label]) => {
+      const s = current[k] || {};
+      return h('fieldset', { class: 'limits' }, h('legend', null, label),
+        fieldRow('provision-' + k.replace(/_/g, '-') + '-max-age-secs', 'Keep for', mk(`${k}_max_age_secs`, durationText(s.max_age_secs), { placeholder: 'default' })),
+        fieldRow('provision-' + k.replace(/_/g, '-') + '-max-bytes', 'Keep at most', mk(`${k}_max_bytes`, sizeText(s.max_bytes), { placeholder: 'default' })));
+    });
+    const submit = h('button', { type: 'submit', class: 'primary', 'data-action': 'provision' }, 'Provision…');
+    const err = h('div', { class: 'form-result', 'aria-live': 'polite' });
+    const form = h('form', { class: 'card form provision', 'data-section': 'provision', novalidate: true },
+      h('h2', null, 'Provision'),
+      h('p', { class: 'hint' }, 'Creates the streams, buckets and package store that are missing and sets them to these settings; safe to repeat. The fields start with what is in force; an empty one takes the default.'),
+      fieldRow('provision-replicas', 'Replicas (1 to 5; 3 or 5 in a cluster)', inputs.replicas),
+      h('div', { class: 'limit-groups' }, groups),
+      h('p', { class: 'hint' }, 'Ages: 7d, 12h, 30m or seconds (0: no age limit; for audit: until the size limit). Sizes: 10G, 512M or bytes; none for no limit.'),
+      h('div', { class: 'actions form-buttons' }, submit), err);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      err.replaceChildren();
+      const body = {};
+      try {
+        const r = inputs.replicas.value.trim();
+        if (r) {
+          if (!/^[0-9]+$/.test(r) || Number(r) < 1 || Number(r) > 5) throw 'Replicas: a whole number from 1 to 5.';
+          body.replicas = Number(r);
+        }
+        for (const [k, label] of STREAM_KINDS) {
+          const age = parseDuration(inputs[`${k}_max_age_secs`].value, `${label}: keep for`);
+          const bytes = parseSize(inputs[`${k}_max_bytes`].value, `${label}: keep at most`);
+          if (age !== undefined) body[`${k}_max_age_secs`] = age;
+          if (bytes !== undefined) body[`${k}_max_bytes`] = bytes;
+        }
+      } catch (m) { err.replaceChildren(h('div', { class: 'form-error', role: 'alert' }, String(m))); return; }
+      const lines = [`Replicas: ${body.replicas ?? '1 (default)'}`, ...STREAM_KINDS.map(([k, label]) => {
+        const age = body[`${k}_max_age_secs`], bytes = body[`${k}_max_bytes`];
+        return `${label}: keep for ${age === undefined ? 'the default' : age ? span(age) : 'no age limit'}, at most ${bytes === undefined ? 'the default' : size(bytes)}`;
+      })];
+      let done = null;
+      await ask({
+        title: 'Provision the streams?', confirm: 'Provision',
+        body: [list(lines, 'provision-lines'),
+          h('p', { class: 'hint' }, 'Lowering a limit may delete the oldest messages at once. Changing replicas moves data between servers.')],
+        submit: async () => {
+          try { done = await api('POST', '/streams/provision', body); } catch (x) { return errorLine(x, 'provision streams'); }
+          return null;
+        },
+      });
+      if (!done) return;
+      notice([h('p', null, done.message || 'Provisioned.'),
+        list((done.provisioned || []).map((d) => `${d.name} (${d.kind}): ${d.outcome}`), 'also')]);
+      window.scrollTo(0, 0);
+      route(true);
+    });
+    return form;
+  }
+
+  async function streamsPage(gen) {
+    let r, problem = null;
+    try { r = await api('GET', '/streams'); } catch (e) {
+      if (e.status === 401 || e.status === 0 || !can('admin')) return loadFailed(gen, e);
+      problem = e; // not provisioned, perhaps: an admin may still provision
+    }
+    const streams = (r && r.streams) || [];
+    const current = {};
+    streams.forEach((s, i) => { const k = streamKind(s, i); if (k && !current[k]) current[k] = s; });
+    paint(gen, h('div', { class: 'page-head' }, h('h1', null, 'Streams')),
+      problem ? h('div', { class: 'form-error', role: 'alert' }, h('strong', null, 'The streams could not be read: '), problem.message, ' ', h('code', { class: 'error-code' }, problem.code)) : null,
+      h('div', { class: 'streams', 'data-section': 'streams' },
+        streams.length ? streams.map(streamCard) : problem ? null : empty(h('p', null, 'No streams.'))),
+      can('admin') ? provisionForm(current) : h('p', { class: 'hint' }, 'Only admins may provision the streams.'));
+  }
+
+  // ---- events: publish, explain ------------------------------------------------------------
+
+  function publishForm(explainInput) {
+    const input = (name, attrs) => h('input', Object.assign({ id: 'publish-' + name.replace(/_/g, '-'), name, autocomplete: 'off', spellcheck: 'false', autocapitalize: 'off' }, attrs));
+    const tenant = input('tenant', { placeholder: 'acme', required: true });
+    const type = input('type', { placeholder: 'order.created', required: true });
+    const version = input('schema_version', { placeholder: '1.0.0' });
+    const contentType = h('select', { id: 'publish-content-type', name: 'content_type' },
+      h('option', { value: 'msgpack' }, 'MessagePack (the SDK’s default)'), h('option', { value: 'json' }, 'JSON'));
+    const subject = input('subject', { placeholder: 'optional, e.g. order-42' });
+    const id = input('id', { placeholder: 'optional: a fresh one' });
+    const data = h('textarea', { id: 'publish-data', name: 'data', rows: 6, spellcheck: 'false', autocomplete: 'off', placeholder: '{}' });
+    const dataError = h('p', { class: 'editor-error', role: 'alert', 'data-field': 'data-error' });
+    const submit = h('button', { type: 'submit', class: 'primary', 'data-action': 'publish' }, 'Publish');
+    const result = h('div', { class: 'form-result', 'data-field': 'published', 'aria-live': 'polite' });
+    data.addEventListener('input', () => { dataError.textContent = ''; });
+    const form = h('form', { class: 'card form publish', 'data-section': 'publish', novalidate: true },
+      h('h2', null, 'Publish an event'),
+      h('div', { class: 'form-grid' },
+        fieldRow('publish-tenant', 'Tenant', tenant), fieldRow('publish-type', 'Type', type),
+        fieldRow('publish-schema-version', 'Schema version', version), fieldRow('publish-content-type', 'Encoding', contentType),
+        fieldRow('publish-subject', 'Subject', subject), fieldRow('publish-id', 'Id', id)),
+      h('p', { class: 'hint' }, 'Publishing the same id again within the stream’s duplicate window stores nothing new.'),
+      fieldRow('publish-data', 'Data (JSON)', data), dataError,
+      h('div', { class: 'actions form-buttons' }, submit), result);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      result.replaceChildren(); dataError.textContent = '';
+      if (!tenant.value.trim()) return tenant.focus();
+      if (!type.value.trim()) return type.focus();
+      let value = {};
+      if (data.value.trim()) {
+        try { value = JSON.parse(data.value); } catch (x) {
+          dataError.textContent = `The data is not valid JSON: ${x.message}`;
+          return data.focus();
+        }
+      }
+      const body = { tenant: tenant.value.trim(), type: type.value.trim(), content_type: contentType.value, data: value };
+      if (version.value.trim()) body.schema_version = version.value.trim();
+      if (subject.value.trim()) body.subject = subject.value.trim();
+      if (id.value.trim()) body.id = id.value.trim();
+      submit.disabled = true; submit.textContent = 'Publishing…';
+      let r;
+      try { r = await api('POST', '/events', body); } catch (x) {
+        submit.disabled = false; submit.textContent = 'Publish';
+        const note = errorNote(x, 'publish events');
+        if (note) { result.replaceChildren(note); result.scrollIntoView({ block: 'nearest' }); }
+        return;
+      }
+      submit.disabled = false; submit.textContent = 'Publish';
+      if (explainInput) explainInput.value = r.id;
+      result.replaceChildren(h('div', { class: 'outcome' },
+        h('p', { class: r.duplicate ? 'unchanged' : null }, r.duplicate ? 'A duplicate: nothing new was stored. ' : 'Published. ', r.message || ''),
+        h('p', null, 'Id ', h('code', { 'data-field': 'event_id' }, r.id), ' · ',
+          h('a', { href: '#/events/' + enc(r.id), 'data-action': 'explain-published' }, 'Explain it'))));
+    });
+    return form;
+  }
+
+  function explainForm(id, params) {
+    const input = h('input', { id: 'explain-event-id', name: 'event_id', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'off', required: true, placeholder: 'the event’s id' });
+    input.value = id || '';
+    const since = h('input', { id: 'explain-since', name: 'since', autocomplete: 'off', spellcheck: 'false', placeholder: '2025-01-31T00:00:00Z' });
+    const from = h('input', { id: 'explain-from-sequence', name: 'from_sequence', inputmode: 'numeric', autocomplete: 'off', placeholder: 'the first' });
+    since.value = params.get('since') || ''; from.value = params.get('from_sequence') || '';
+    const err = h('p', { class: 'editor-error', role: 'alert' });
+    const form = h('form', { class: 'card form explain', 'data-section': 'explain', role: 'search', novalidate: true },
+      id ? null : [h('h2', null, 'Explain an event'),
+        h('p', { class: 'hint' }, 'Where an event is for each plugin subscribed to its type: pending, under way, done, dead-lettered…')],
+      fieldRow('explain-event-id', 'Event id', input),
+      h('details', { class: 'search-from', open: !!(since.value || from.value) }, h('summary', null, 'Search from (a long stream)'),
+        fieldRow('explain-since', 'Stored since (RFC 3339)', since), fieldRow('explain-from-sequence', 'Or from sequence', from)),
+      err,
+      h('div', { class: 'actions form-buttons' }, h('button', { type: 'submit', class: 'primary', 'data-action': 'explain' }, 'Explain')));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      err.textContent = '';
+      const v = input.value.trim(), s = since.value.trim(), f = from.value.trim();
+      if (!v) return input.focus();
+      if (s && f) { err.textContent = 'Give a time or a sequence, not both.'; return; }
+      if (f && !/^[0-9]+$/.test(f)) { err.textContent = 'A sequence is a whole number.'; return from.focus(); }
+      go('#/events/' + enc(v) + query({ since: s, from_sequence: f }));
+    });
+    return { form, input };
+  }
+
+  const EXPLAIN_STATUS = {
+    not_matched: ['grey', 'not matched'], pending: ['grey', 'pending'], under_way: ['blue', 'under way'],
+    waiting_retry: ['amber', 'waiting to retry'], done: ['green', 'done'], dead_lettered: ['red', 'dead-lettered'], unknown: ['amber', 'unknown'],
+  };
+  const explainBadge = (st) => { const [c, l] = EXPLAIN_STATUS[st] || ['grey', human(st || 'unknown')]; return badge(c, l, { 'data-status': st }); };
+  function explainDetail(p) {
+    const lf = p.last_failure;
+    switch (p.status) {
+      case 'not_matched': case 'unknown': return text(p.why);
+      case 'pending': return h('span', { class: 'muted' }, 'Not yet sent to it.');
+      case 'done': return h('span', { class: 'muted' }, 'Handled and acknowledged.');
+      case 'under_way': return [`Attempt ${num(p.attempt)} by ${text(p.instance)}, since `, time(p.since)];
+      case 'waiting_retry': return [`${plural(p.attempts || 0, 'attempt', 'attempts')} made; held by ${text(p.instance)}; retry at `, time(p.until),
+        lf ? h('div', { class: 'failure-line' }, h('code', null, text(lf.code)), ' ', text(lf.reason)) : null];
+      case 'dead_lettered': return [link('#/dead-letters/' + enc(p.dead_letter), `Dead letter ${p.dead_letter}`), ` after ${plural(p.attempts || 0, 'attempt', 'attempts')}`,
+        h('div', { class: 'failure-line' }, h('code', null, text(p.code)), ' ', text(p.reason))];
+      default: return p.why ? text(p.why) : DASH;
+    }
+  }
+  function copyView(c) {
+    const plugins = c.plugins || [];
+    const replay = Array.isArray(c.replay_for) ? c.replay_for : null;
+    return h('section', { class: 'card copy', 'data-section': 'copy', 'data-sequence': c.sequence },
+      h('h2', null, replay ? `Replay for ${replay[0]} / ${replay[1]}, sequence ${c.sequence}` : `Stored as sequence ${c.sequence}`),
+      dl([['sequence', 'Sequence', num(c.sequence)], ['stored_at', 'Stored', time(c.stored_at)], ['tenant', 'Tenant', text(c.tenant)],
+        ['type', 'Type', text(c.type)], ['schema_version', 'Schema version', text(c.schema_version)], ['subject', 'NATS subject', h('code', null, text(c.subject))],
+        replay ? ['replay_for', 'Replay for', [link('#/plugins/' + enc(replay[0]), replay[0]), ` / ${replay[1]}`]] : null]),
+      plugins.length ? table([
+        ['plugin', 'Plugin', (p) => link('#/plugins/' + enc(p.plugin), p.plugin)],
+        ['subscription', 'Subscription', (p) => text(p.subscription)],
+        ['status', 'Status', (p) => explainBadge(p.status)],
+        ['detail', 'Detail', (p) => h('div', { class: 'explain-detail' }, explainDetail(p))],
+        plugins.some((p) => p.note) ? ['note', 'Note', (p) => (p.note ? h('span', { class: 'note' }, p.note) : DASH)] : null,
+      ].filter(Boolean), plugins, (p) => ({ 'data-plugin': p.plugin, 'data-subscription': p.subscription, 'data-status': p.status }), 'stack explain')
+        : h('p', { class: 'none' }, 'No plugin is subscribed to its type.'));
+  }
+  function explanationView(x) {
+    const silent = x.dispatchers_silent || [], answered = x.dispatchers_answered || [];
+    const copies = x.copies || [];
+    return h('div', { class: 'explanation', 'data-section': 'explanation', 'data-event': x.event_id },
+      h('h2', { class: 'explanation-title' }, 'Event ', h('code', null, x.event_id), `: ${plural(copies.length, 'copy', 'copies')}`),
+      silent.length ? h('div', { class: 'warning', role: 'note', 'data-field': 'dispatchers_silent' },
+        h('strong', null, `${plural(silent.length, 'dispatcher', 'dispatchers')} did not answer: `), silent.join(', '),
+        '. What they hold is not known: an event one of them is working on may show as pending or unknown.') : null,
+      h('p', { class: 'hint', 'data-field': 'dispatchers_answered' }, answered.length ? `Answered: ${answered.join(', ')}.` : 'No dispatcher answered.'),
+      copies.map(copyView));
+  }
+
+  async function eventsPage(gen, id, params) {
+    const ex = explainForm(id, params);
+    let explained = null;
+    if (id) {
+      const q = query({ since: params.get('since'), from_sequence: params.get('from_sequence') });
+      try { explained = explanationView(await api('GET', `/events/${enc(id)}/explain${q}`)); } catch (e) {
+        if (e.status === 401) return fail(e, 'explain events');
+        explained = e.status === 404
+          ? empty(h('p', { 'data-field': 'not-found' }, e.message), h('p', { class: 'hint' }, 'Check the id, or search from an earlier time or sequence.'))
+          : errorNote(e, 'explain events');
+      }
+    }
+    const publish = can('operator') ? publishForm(ex.input) : null;
+    const head = id
+      ? [h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('#/events', 'Events'), ' / ', id), h('div', { class: 'page-head' }, h('h1', null, 'Explain an event'))]
+      : h('div', { class: 'page-head' }, h('h1', null, 'Events'));
+    const noPublish = h('p', { class: 'hint' }, 'Only operators may publish events.');
+    paint(gen, head,
+      id ? [ex.form, explained, publish] : h('div', { class: 'event-forms' }, publish || h('section', { class: 'card' }, h('h2', null, 'Publish an event'), noPublish), ex.form));
+  }
+
   // ---- start -------------------------------------------------------------------------------
 
   // The pages index.html's nav does not list: their links go before Operators (admins only).
-  for (const [nav, label] of [['catalog', 'Catalog'], ['trust', 'Trust'], ['services', 'Services']]) {
-    $('#nav').insertBefore(h('a', { href: '#/' + nav, 'data-nav': nav }, label), $('#nav-operators'));
+  for (const [nav, label] of [['catalog', 'Catalog'], ['install', 'Install'], ['events', 'Events'], ['streams', 'Streams'], ['trust', 'Trust'], ['services', 'Services']]) {
+    $('#nav').insertBefore(h('a', { href: '#/' + nav, 'data-nav': nav, id: 'nav-' + nav, hidden: nav === 'install' }, label), $('#nav-operators'));
   }
 
   $('#sign-out').addEventListener('click', signOut);

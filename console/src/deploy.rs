@@ -252,6 +252,13 @@ pub(crate) async fn publish_event(
         "stream": receipt.stream,
         "sequence": receipt.sequence,
         "duplicate": receipt.duplicate,
-        "message": format!("stored event {} as sequence {} in {}", receipt.id, receipt.sequence, receipt.stream),
+        "message": if receipt.duplicate {
+            format!(
+                "event {} was stored before, as sequence {} in {}: a duplicate, nothing new was stored",
+                receipt.id, receipt.sequence, receipt.stream
+            )
+        } else {
+            format!("stored event {} as sequence {} in {}", receipt.id, receipt.sequence, receipt.stream)
+        },
     }))
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use switchyard_schemas::PluginId;
-use switchyard_tests::{wait_until, Browser, ConsoleFixture};
+use switchyard_tests::{package_bytes, wait_until, Browser, ConsoleFixture, HttpCall};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -224,6 +224,93 @@ async fn an_operator_edits_a_setting_in_the_browser_and_it_is_stored() {
     assert!(
         !browser.exists("[data-action=\"set-secret\"]").await,
         "an operator is offered to set a secret"
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_operator_installs_a_package_from_the_catalog_and_upgrades_it_in_the_browser() {
+    let fx = Box::pin(ConsoleFixture::start()).await;
+    let publisher = switchyard_control::package::PublisherKeyPair::generate();
+    let key = publisher.public_key().to_string();
+    let (status, _) = fx
+        .post(
+            &fx.admin,
+            "/api/v1/trust",
+            &serde_json::json!({"key": key, "name": "Acme builds"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let more = "\n[[subscriptions]]\nname = \"refunds\"\nevents = [\"refund.*\"]\n";
+    for bytes in [
+        package_bytes("geo", "1.0.0", "", Some(&publisher)),
+        package_bytes("geo", "2.0.0", more, Some(&publisher)),
+    ] {
+        let (status, answer) = fx
+            .send(
+                HttpCall::new("POST", "/api/v1/packages")
+                    .bearer(&fx.admin)
+                    .bytes(bytes),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    let browser = Browser::start("install", 1280, 900).await;
+    browser
+        .goto(&format!("{}#token={}", fx.url(), fx.operator))
+        .await;
+    browser.wait_for_text("#who-name", "operator").await;
+    browser.goto(&format!("{}#/install", fx.url())).await;
+    browser
+        .click("select[name=\"package\"] option[value=\"geo@1.0.0\"]")
+        .await;
+    browser
+        .find("[data-section=\"install\"] input[name=\"tenants\"]")
+        .await
+        .send_keys("acme")
+        .await
+        .unwrap();
+    browser
+        .click("[data-section=\"install\"] input[name=\"approve\"]")
+        .await;
+    browser.screenshot("install-form").await;
+    browser.click("[data-action=\"install\"]").await;
+    browser
+        .wait_for_text("[data-field=\"outcome\"]", "installed geo 1.0.0")
+        .await;
+    browser.screenshot("installed").await;
+    // The observer: the registry holds it, approved by the operator, from the package.
+    let geo = PluginId::new("geo").unwrap();
+    let stored = fx.sy.registry.get(&geo).await.unwrap().unwrap();
+    assert!(stored.is_active(), "approved at once and enabled");
+    assert_eq!(
+        stored.approval.as_ref().unwrap().by,
+        "operator (operator) via http"
+    );
+    assert_eq!(
+        stored.provenance.as_ref().unwrap().package.as_deref(),
+        Some("geo/1.0.0")
+    );
+
+    // The upgrade asks for more: it waits for approval, and 1.0.0 keeps running.
+    browser.goto(&format!("{}#/plugins/geo", fx.url())).await;
+    browser.click("[data-action=\"upgrade\"]").await;
+    browser
+        .click("#dialog select[name=\"package\"] option[value=\"geo@2.0.0\"]")
+        .await;
+    browser.screenshot("upgrade-dialog").await;
+    browser.click("#dialog [data-action=\"confirm\"]").await;
+    browser.wait_for_text("#notice", "waits for approval").await;
+    browser.screenshot("upgrade-waits").await;
+    let stored = fx.sy.registry.get(&geo).await.unwrap().unwrap();
+    assert_eq!(stored.manifest.plugin.version.to_string(), "1.0.0");
+    assert_eq!(
+        stored
+            .pending_upgrade
+            .as_ref()
+            .map(|p| p.manifest.plugin.version.to_string()),
+        Some("2.0.0".to_owned())
     );
     browser.close().await;
 }

@@ -396,6 +396,14 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
         .await
         .map_err(install_error)?;
     lifecycle::print_outcome(&outcome);
+    if let Some(registration) = outcome.registration.as_ref().filter(|_| outcome.changed) {
+        let id = registration.plugin_id();
+        if registration.pending_upgrade.is_some() {
+            println!("approve it with `switchyard plugins approve {id}`, or `plugins reject {id}`");
+        } else if registration.awaiting_approval {
+            println!("approve it with `switchyard plugins approve {id}`");
+        }
+    }
     Ok(())
 }
 

@@ -359,9 +359,6 @@ impl Operator {
             );
             outcome.rights = more;
             outcome.also = also;
-            outcome.also.push(format!(
-                "approve it with `switchyard plugins approve {id}`, or `plugins reject {id}`"
-            ));
             return Ok((Some(LifecycleKind::UpgradeProposed), outcome));
         }
         registration.manifest = manifest;
@@ -468,11 +465,6 @@ async fn install_new(
     };
     let mut outcome = Outcome::changed(&id, message, Some(registration));
     outcome.rights = rights;
-    if waits {
-        outcome
-            .also
-            .push(format!("approve it with `switchyard plugins approve {id}`"));
-    }
     Ok(outcome)
 }
 
