@@ -25,6 +25,7 @@ use crate::views::rfc3339;
 pub(crate) async fn publish_package(
     js: &jetstream::Context,
     namespace: &Namespace,
+    registry: &switchyard_control::registry::Registry,
     auditor: &Auditor,
     bytes: bytes::Bytes,
     replace: bool,
@@ -34,6 +35,9 @@ pub(crate) async fn publish_package(
     let manifest = package
         .manifest()
         .map_err(|e| ApiError::bad_request(format!("the package's manifest: {e}")))?;
+    if replace {
+        refuse_replacing_installed(registry, &manifest).await?;
+    }
     let store = PackageStore::open(js, namespace).await?;
     let (object, outcome) = match store.publish(&package, replace).await {
         Ok(done) => done,
@@ -67,6 +71,37 @@ pub(crate) async fn publish_package(
         "outcome": outcome.as_str(),
         "message": format!("{what} {object} in {} ({} bytes, {signer})", store.bucket(), package.bytes().len()),
     }))
+}
+
+/// Refuses to replace the package of a version that is installed (or waits for approval):
+/// its hosts would find other bytes than the ones verified and approved, and its instances
+/// could not start again.
+async fn refuse_replacing_installed(
+    registry: &switchyard_control::registry::Registry,
+    manifest: &switchyard_schemas::Manifest,
+) -> Result<(), ApiError> {
+    let object =
+        switchyard_control::package::object_name(&manifest.plugin.id, &manifest.plugin.version);
+    let Some(registration) = registry.get(&manifest.plugin.id).await? else {
+        return Ok(());
+    };
+    let installed_from = |provenance: Option<&switchyard_control::registry::Provenance>| {
+        provenance.is_some_and(|p| p.package.as_deref() == Some(object.as_str()))
+    };
+    let pending = registration
+        .pending_upgrade
+        .as_ref()
+        .is_some_and(|p| installed_from(p.provenance.as_ref()));
+    if installed_from(registration.provenance.as_ref()) || pending {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            format!(
+                "{object} is installed (or waits for approval): replacing it would change the \
+                 bytes its hosts run; publish the change as a new version"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Each stream's settings, contents and placement.

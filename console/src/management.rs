@@ -606,6 +606,7 @@ impl Management {
                 Ok(json!({ "operators": operators }))
             }
             Request::AddOperator { name, role } => {
+                refuse_self(identity, &name, "re-key")?;
                 let token = inner.operators.add(&name, role, auditor).await?;
                 Ok(json!({ "name": name, "role": role, "token": token.expose() }))
             }
@@ -702,6 +703,7 @@ impl Management {
                 crate::deploy::publish_package(
                     &inner.js,
                     &inner.namespace,
+                    inner.lifecycle.registry(),
                     auditor,
                     package,
                     replace,
@@ -722,6 +724,7 @@ impl Management {
                 crate::deploy::publish_event(&inner.bus, auditor, &event).await
             }
             Request::RemoveOperator(name) => {
+                refuse_self(identity, &name, "remove")?;
                 if inner.operators.remove(&name, auditor).await? {
                     Ok(json!({ "name": name, "removed": true }))
                 } else {
@@ -768,6 +771,25 @@ impl Management {
         };
         outcome(&Box::pin(operator.install(&candidate, &options)).await?)
     }
+}
+
+/// Refuses an admin's call that would re-key or remove their own operator: the session in
+/// use would end, and a new token would be shown to nobody.
+fn refuse_self(
+    identity: &Identity,
+    name: &switchyard_control::auth::operators::OperatorName,
+    what: &str,
+) -> Result<(), ApiError> {
+    if identity.name == *name {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            format!(
+                "an operator cannot {what} themselves through the API (the session in use would \
+                 end, and no admin might be left): ask another admin, or use `switchyard operators`"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A lifecycle verb's outcome as JSON.

@@ -22,9 +22,9 @@ pub const MAX_REPLICAS: usize = 5;
 /// nanoseconds; far longer ages would wrap around into short ones).
 pub const MAX_AGE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// The smallest byte limit a stream may be given: below it, the audit stream could not hold
-/// the record of the change that set it, and every audited call would fail.
-pub const MIN_MAX_BYTES: i64 = 1024 * 1024;
+/// The smallest byte limit a stream may be given (1 MB): far below it, the audit stream
+/// could not hold the record of the change that set it, and every audited call would fail.
+pub const MIN_MAX_BYTES: i64 = 1_000_000;
 
 /// A limit that cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

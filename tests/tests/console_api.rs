@@ -320,6 +320,28 @@ async fn operators_are_managed_by_admins_and_a_removed_token_stops_working() {
     assert_eq!(status, 401);
     let (status, answer) = fx.delete(&fx.admin, "/api/v1/operators/bob").await;
     assert_eq!(status, 404, "{answer}");
+    // An admin does not demote or remove themselves here: the session would end, and the
+    // deployment could be left without an admin.
+    let (status, answer) = fx
+        .post(
+            &fx.admin,
+            "/api/v1/operators",
+            &json!({"name": "admin", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (409, "management.conflict"),
+        "{answer}"
+    );
+    let (status, answer) = fx.delete(&fx.admin, "/api/v1/operators/admin").await;
+    assert_eq!(
+        (status, code(&answer)),
+        (409, "management.conflict"),
+        "{answer}"
+    );
+    let (status, who) = fx.get(&fx.admin, "/api/v1/whoami").await;
+    assert_eq!((status, who["role"].as_str()), (200, Some("admin")));
     // The stored entry never holds the token.
     let audit = fx.audit().await;
     let text = serde_json::to_string(&audit.iter().map(|e| &e.entry).collect::<Vec<_>>()).unwrap();

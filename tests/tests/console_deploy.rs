@@ -80,7 +80,7 @@ async fn an_operator_installs_and_upgrades_signed_packages_and_trust_is_set_asid
         (409, "management.conflict"),
         "{answer}"
     );
-    let (status, _) = upload(&fx, &fx.operator, other_v1, "?replace=true").await;
+    let (status, _) = upload(&fx, &fx.operator, other_v1.clone(), "?replace=true").await;
     assert_eq!(status, 403, "an operator replaced a published package");
     let (status, again) = upload(&fx, &fx.operator, v1, "").await;
     assert_eq!(
@@ -126,6 +126,27 @@ async fn an_operator_installs_and_upgrades_signed_packages_and_trust_is_set_asid
     assert_eq!(provenance.from, InstalledFrom::Package);
     assert_eq!(provenance.package.as_deref(), Some("geo/1.0.0"));
     assert_eq!(provenance.verdict.as_deref(), Some("trusted"));
+    // The bytes of an installed version are not replaced, not even by an admin.
+    let (status, answer) = upload(&fx, &fx.admin, other_v1, "?replace=true").await;
+    assert_eq!(
+        (status, code(&answer)),
+        (409, "management.conflict"),
+        "{answer}"
+    );
+    assert!(answer.to_string().contains("is installed"), "{answer}");
+    let store = PackageStore::open(fx.sy.bus.jetstream(), fx.sy.namespace())
+        .await
+        .unwrap();
+    let kept = store
+        .get(&plugin("geo"), &"1.0.0".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.sha256(),
+        stored.provenance.as_ref().unwrap().sha256.clone().unwrap()
+    );
+
     // Installing the same package again changes nothing and writes no revision.
     let (status, again) = fx.post(&fx.operator, "/api/v1/plugins", &install).await;
     assert_eq!(

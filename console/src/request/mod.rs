@@ -1098,7 +1098,7 @@ mod tests {
             (
                 "streams.provision",
                 r#"{"events_max_bytes":0}"#,
-                "at least 1048576 bytes",
+                "at least 1000000 bytes",
             ),
             ("explain", r#"{"event_id":""}"#, "bad event id"),
             (

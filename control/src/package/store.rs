@@ -79,9 +79,21 @@ pub enum StoreError {
     VersionExists {
         /// The object's name.
         object: String,
-        /// The stored package's digest, as the store gives it.
+        /// The stored package's SHA-256, in hex.
         existing: String,
     },
+}
+
+/// The store's digest (`SHA-256=` and base64url) in hex, as package digests are shown
+/// everywhere else; the store's own form when it is not one.
+fn hex_digest(digest: &str) -> String {
+    digest
+        .strip_prefix("SHA-256=")
+        .and_then(|b64| data_encoding::BASE64URL.decode(b64.as_bytes()).ok())
+        .map_or_else(
+            || digest.to_owned(),
+            |bytes| data_encoding::HEXLOWER.encode(&bytes),
+        )
 }
 
 /// What publishing did.
@@ -401,7 +413,7 @@ impl PackageStore {
                 if !replace {
                     return Err(StoreError::VersionExists {
                         object: name,
-                        existing,
+                        existing: hex_digest(&existing),
                     });
                 }
                 outcome = Published::Replaced;
