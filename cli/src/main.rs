@@ -51,12 +51,13 @@ async fn cli() -> ExitCode {
         .unwrap_or_else(|| {
             "warn,switchyard_dispatcher=info,switchyard_plugin_sdk::telemetry=info".to_owned()
         });
-    // The NATS client logs its connect options (passwords included) at debug: it stays at
-    // info unless RUST_LOG names it.
-    let filter = if filter.contains("async_nats") {
-        filter
-    } else {
+    // The NATS client logs its connect options (passwords included) at debug: where the
+    // filter would let its debug through, it is capped at info unless RUST_LOG names it.
+    let verbose = filter.contains("debug") || filter.contains("trace");
+    let filter = if verbose && !filter.contains("async_nats") {
         format!("{filter},async_nats=info")
+    } else {
+        filter
     };
     let logs =
         tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter));

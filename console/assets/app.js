@@ -20,6 +20,11 @@
     newToken: null,    // an added operator's token, shown once
     newSecret: null,   // an added service's secret, shown once
     draft: null,       // what an add form held when its call was refused, to fill it again
+    newCredential: null, // a plugin's new secret, shown once on its page
+    closeDialog: null, // closes the open dialog (a navigation does, so it cannot act on another page)
+    wasDown: false,    // the live stream lost the server: when it is back, stale pages are read again
+    lastTenant: '',    // the tenant of the last operation call, offered again
+    navGen: 0,         // the generation of a new page not painted yet (its first paint closes dialogs)
   };
   const $ = (sel, root = document) => root.querySelector(sel);
   const main = $('#main');
@@ -132,9 +137,10 @@
 
   // ---- errors and notices ------------------------------------------------------------------
 
-  function clearError() { const box = $('#error'); box.hidden = true; box.replaceChildren(); }
+  function clearError() { const box = $('#error'); box.hidden = true; box.replaceChildren(); delete box.dataset.network; }
   function showError(message, code, detail, retry) {
     const box = $('#error');
+    delete box.dataset.network;
     box.replaceChildren(
       h('div', { class: 'msg' }, h('strong', { class: 'error-message' }, message), ' ',
         code ? h('code', { class: 'error-code' }, code) : null,
@@ -149,7 +155,7 @@
     if (!(err instanceof ApiError)) { console.error(err); return showError(String((err && err.message) || err), 'console.bug'); }
     if (err.status === 401) return signedOut('Your session ended. Sign in again.', true);
     if (err.status === 403) return showError(`Your role (${S.me ? S.me.role : 'unknown'}) may not ${what}.`, err.code, err.message);
-    if (err.status === 0) return showError('Cannot reach the console server.', null, 'Check that switchyard console is running, then retry.', retry || (() => route()));
+    if (err.status === 0) { showError('Cannot reach the console server.', null, 'Check that switchyard console is running, then retry.', retry || (() => route())); $('#error').dataset.network = '1'; return; }
     return showError(err.message, err.code);
   }
   function notice(kids) {
@@ -174,7 +180,7 @@
   function ask({ title, body = [], confirm = 'Confirm', danger = false, read, submit }) {
     return new Promise((resolve) => {
       const dlg = $('#dialog'), page = $('#page'), before = document.activeElement;
-      let busy = false;
+      let busy = false, closed = false;
       const err = h('p', { class: 'dialog-error', role: 'alert' });
       const ok = h('button', { type: 'submit', class: danger ? 'danger' : 'primary', 'data-action': 'confirm' }, confirm);
       const cancel = btn('Cancel', { 'data-action': 'cancel' }, () => close(undefined));
@@ -183,7 +189,10 @@
         h('div', { class: 'dialog-buttons' }, cancel, ok));
       const onKey = (e) => { if (e.key === 'Escape') { e.preventDefault(); close(undefined); } };
       function close(value, done) {
+        if (closed) return; // closed already (by a navigation): a late answer changes nothing
         if (busy && !done) return; // a call under way: its answer closes the dialog or keeps it
+        closed = true;
+        if (S.closeDialog === forced) S.closeDialog = null;
         document.removeEventListener('keydown', onKey, true);
         dlg.hidden = true; dlg.replaceChildren(); dlg.onclick = null; page.inert = false;
         if (before && before.isConnected && before.focus) before.focus();
@@ -199,10 +208,16 @@
         let kept;
         try { kept = await submit(value); } catch (m) { kept = String((m && m.message) || m); }
         busy = false; ok.disabled = false; cancel.disabled = false;
+        if (closed) return;
         if (kept == null) return close(true, true);
         err.textContent = String(kept);
-        (form.querySelector(FIRST_FIELD) || ok).focus();
+        // '' keeps the dialog open without a complaint (it shows an answer in its body).
+        if (kept === '') ok.focus({ preventScroll: true }); else (form.querySelector(FIRST_FIELD) || ok).focus();
       });
+      // A navigation closes it: what it would do is for the page it was opened on.
+      const forced = () => close(undefined, true);
+      if (S.closeDialog) S.closeDialog();
+      S.closeDialog = forced;
       dlg.onclick = (e) => { if (e.target === dlg) close(undefined); }; // a click on the backdrop cancels
       document.addEventListener('keydown', onKey, true);
       dlg.replaceChildren(form); dlg.hidden = false; page.inert = true; // inert: focus stays in the dialog
@@ -267,7 +282,8 @@
     route();
   }
   function signedOut(message, isError) {
-    S.me = null; S.overview = null; S.newToken = null; S.newSecret = null;
+    S.me = null; S.overview = null; S.newToken = null; S.newSecret = null; S.newCredential = null;
+    if (S.closeDialog) S.closeDialog();
     stopLive(); clearError(); $('#notice').replaceChildren();
     showSignIn(message, isError);
   }
@@ -299,6 +315,7 @@
   // ---- live view ---------------------------------------------------------------------------
 
   function setLive(state) {
+    if (state === 'reconnecting') S.wasDown = true;
     S.live = state;
     const el = $('#live');
     el.hidden = state === 'off';
@@ -325,6 +342,7 @@
       S.lastEvent = Date.now();
       setLive('live');
       gotOverview(o);
+      if (S.wasDown) backAgain();
     });
     es.addEventListener('error', () => {
       if (S.source !== es) return;
@@ -332,6 +350,13 @@
       // A refusal (401, 5xx) closes the stream for good: check the session, then start again.
       if (es.readyState === EventSource.CLOSED) { S.liveRetry = setTimeout(recheckLive, 5000); }
     });
+  }
+  // The server answers again after it could not be reached: a page left saying it could not be
+  // loaded (or an error saying the server is unreachable) is read again by itself.
+  function backAgain() {
+    S.wasDown = false;
+    const network = $('#error').dataset.network === '1';
+    if (main.dataset.failed === '1' || network) { clearError(); route(true); }
   }
   async function recheckLive() {
     if (!S.me) return;
@@ -385,14 +410,18 @@
   // Paint a page; refuse when the user moved on meanwhile.
   function paint(gen, ...kids) {
     if (!current(gen)) return false;
+    // The first paint of a new page: a dialog opened from the last page while this one loaded
+    // (its buttons were still on screen) goes, so it cannot act on what is no longer shown.
+    if (gen === S.navGen) { S.navGen = 0; if (S.closeDialog) S.closeDialog(); }
     main.replaceChildren(...kids.flat(Infinity).filter(Boolean));
     main.dataset.gen = String(gen); // painted: no "Loading…" over it
+    delete main.dataset.failed;
     return true;
   }
   function loadFailed(gen, err) {
     if (!current(gen)) return;
     fail(err, 'view this page', () => route(true));
-    paint(gen, empty(h('p', null, 'This page could not be loaded.'), btn('Try again', { 'data-action': 'reload' }, () => { clearError(); route(true); })));
+    if (paint(gen, empty(h('p', null, 'This page could not be loaded.'), btn('Try again', { 'data-action': 'reload' }, () => { clearError(); route(true); })))) main.dataset.failed = '1';
   }
 
   const ROUTES = {
@@ -423,8 +452,16 @@
       if (nav.scrollWidth > nav.clientWidth) nav.scrollLeft = Math.max(0, a.offsetLeft - nav.offsetLeft - (nav.clientWidth - a.offsetWidth) / 2);
     }
     if (!refresh) {
+      // A new page: no dialog of the last one stays open, and its messages go (but for the
+      // notice of an action that navigated here).
+      if (S.closeDialog) S.closeDialog();
+      S.navGen = gen;
+      clearError();
+      if (!S.keepNotice) $('#notice').replaceChildren();
+      S.keepNotice = false;
       if (name !== 'operators') S.newToken = null;
       if (name !== 'services') S.newSecret = null;
+      if (!(name === 'plugins' && S.newCredential && parts[1] === S.newCredential.plugin)) S.newCredential = null;
       S.draft = null;
       // A new page starts at its top, not where the last one was scrolled to.
       window.scrollTo(0, 0);
@@ -439,10 +476,7 @@
     const token = takeToken();
     if (token !== null) return signIn(token);
     if (!S.me) return;
-    clearError();
-    if (!S.keepNotice) $('#notice').replaceChildren();
-    S.keepNotice = false;
-    route();
+    route(); // clears the last page's messages (and closes its dialog)
   });
 
   // ---- plugins -----------------------------------------------------------------------------
@@ -519,17 +553,48 @@
     disable: { label: 'Disable', verb: 'disable', what: 'disable plugins', q: (id) => `Disable ${id}?`, danger: true },
     rollback: { label: 'Roll back', verb: 'rollback', what: 'roll back plugins', q: (id) => `Roll back ${id}?` },
   };
-  // lines: what an approval grants, shown in its dialog so the operator sees what they accept.
-  function actionButton(action, id, lines) {
+  // ctx: what an approval grants, shown in its dialog so the operator sees what they accept:
+  // the lines it asks for, or {asks, upgrade: {from, to}, beyond, manifest} for an upgrade.
+  function actionButton(action, id, ctx) {
     const a = ACTIONS[action];
     return btn(a.label, { 'data-action': action, 'data-plugin': id, class: a.danger ? 'danger-outline' : a.primary ? 'primary' : null },
-      () => pluginAction(action, id, lines));
+      () => pluginAction(action, id, ctx));
   }
-  async function pluginAction(action, id, lines) {
+  // What an upgrade waiting for approval asks for beyond what is approved now: the approvals
+  // list says it (the detail only lists everything it asks for).
+  async function upgradeBeyond(id, c) {
+    if (Array.isArray(c.beyond)) return c.beyond;
+    let found = ((S.overview && S.overview.approvals) || []).find((x) => x && x.plugin === id && x.kind === 'upgrade');
+    if (!found || !Array.isArray(found.beyond)) {
+      try { found = ((await api('GET', '/approvals')).approvals || []).find((x) => x.plugin === id && x.kind === 'upgrade'); } catch { found = null; }
+    }
+    if (found && Array.isArray(found.beyond)) return found.beyond;
+    const approved = new Set(c.rights || []);
+    return (c.asks || []).filter((l) => !approved.has(l)); // the nearest guess
+  }
+  async function pluginAction(action, id, ctx) {
     const a = ACTIONS[action];
+    const c = Array.isArray(ctx) ? { asks: ctx } : ctx || {};
+    const lines = c.asks;
     const body = [];
-    let read;
-    if (action.startsWith('approve') && lines && lines.length) body.push(h('p', null, 'It asks to:'), list(lines, 'asks'));
+    let read, title = a.q(id);
+    if (c.upgrade && (action === 'approve' || action === 'reject')) {
+      const { from, to } = c.upgrade;
+      if (action === 'reject') {
+        title = `Reject the upgrade of ${id} to ${to}?`;
+        body.push(h('p', null, `${id} keeps running ${from || 'the approved version'}.`));
+      } else {
+        title = `Approve the upgrade of ${id} from ${from || '?'} to ${to}?`;
+        const at = location.hash;
+        const beyond = await upgradeBeyond(id, c);
+        if (location.hash !== at) return; // moved on meanwhile: no dialog over another page
+        body.push(h('p', { 'data-field': 'upgrade' }, `It is an upgrade: ${id} runs ${from || '?'} now, and runs ${to} once approved.`),
+          beyond.length ? [h('p', null, 'Beyond what is approved now, it asks to:'), list(beyond, 'beyond')]
+            : h('p', { 'data-field': 'beyond' }, 'It asks for nothing beyond what is approved now.'),
+          lines && lines.length ? h('details', null, h('summary', null, 'Everything it asks for'), list(lines, 'asks')) : null,
+          c.manifest ? h('details', null, h('summary', null, `The manifest of ${to}`), h('pre', { class: 'manifest' }, c.manifest)) : null);
+      }
+    } else if (action.startsWith('approve') && lines && lines.length) body.push(h('p', null, 'It asks to:'), list(lines, 'asks'));
     if (action === 'rollback') {
       body.push(h('label', { for: 'rollback-to' }, 'Revision (optional)'),
         h('input', { id: 'rollback-to', type: 'text', inputmode: 'numeric', autocomplete: 'off', placeholder: 'the latest earlier version' }),
@@ -537,17 +602,20 @@
       read = (form) => {
         const v = $('#rollback-to', form).value.trim();
         if (!v) return {};
-        if (!/^[0-9]+$/.test(v) || Number(v) < 1) throw 'A revision is a whole number, 1 or more.';
+        if (!/^[0-9]+$/.test(v) || Number(v) < 1 || !Number.isSafeInteger(Number(v))) throw 'A revision is a whole number, 1 or more (and below 2^53).';
         return { to: Number(v) };
       };
     }
-    const answer = await ask({ title: a.q(id), body, confirm: a.label, danger: a.danger, read });
+    const answer = await ask({ title, body, confirm: a.label, danger: a.danger, read });
     if (answer === undefined) return;
     await mutate(a.what, [['POST', `/plugins/${enc(id)}/${a.verb}`, action === 'rollback' ? answer : a.body || {}]]);
   }
-  function pluginActions(s, lines) {
+  function pluginActions(s, d) {
     if (!can('operator')) return [];
     const pending = s.state === 'pending_approval', upgrade = s.pending_upgrade != null;
+    const lines = upgrade
+      ? { asks: d.asks || [], rights: d.rights || [], manifest: d.pending_manifest, upgrade: { from: s.version, to: upgradeTo(s.pending_upgrade) } }
+      : d.asks;
     const acts = [];
     if (pending || upgrade) acts.push('approve');
     if (pending) acts.push('approve-disabled');
@@ -556,7 +624,163 @@
     if (s.state === 'enabled' || s.state === 'failed') acts.push('disable');
     if (!pending) acts.push('rollback');
     return [...acts.map((a) => actionButton(a, s.id, lines)),
-      btn('Upgrade…', { 'data-action': 'upgrade', 'data-plugin': s.id }, () => upgradeDialog(s))];
+      btn('Upgrade…', { 'data-action': 'upgrade', 'data-plugin': s.id }, () => upgradeDialog(s)),
+      can('admin') ? [
+        btn('Issue secret…', { 'data-action': 'issue-credentials', 'data-plugin': s.id }, () => issueCredentials(s.id)),
+        btn('Revoke secret…', { 'data-action': 'revoke-credentials', 'data-plugin': s.id, class: 'danger-outline' }, () => revokeCredentials(s.id)),
+        btn('Remove…', { 'data-action': 'remove', 'data-plugin': s.id, class: 'danger-outline' }, () => removePlugin(s.id)),
+      ] : null];
+  }
+
+  // ---- admin: remove a plugin, issue and revoke its secret ---------------------------------
+
+  async function removePlugin(id) {
+    const cascade = checkRow('cascade', 'Also remove the plugins that require it', '(they are removed first)', 'remove');
+    let done = null;
+    await ask({
+      title: `Remove ${id}?`, confirm: 'Remove', danger: true,
+      body: [h('p', null, `${id} is removed: its workers stop, its settings and secrets are forgotten and its secret is revoked. This cannot be undone.`),
+        h('div', { class: 'checks' }, cascade.el),
+        h('p', { class: 'hint' }, 'Without it, the removal is refused when other plugins require this one.')],
+      read: () => ({ cascade: cascade.input.checked }),
+      submit: async ({ cascade: all }) => {
+        try { done = await api('DELETE', `/plugins/${enc(id)}?cascade=${all ? 'true' : 'false'}`); } catch (e) { return errorLine(e, 'remove plugins'); }
+        return null;
+      },
+    });
+    if (!done) return;
+    notice(outcome(done));
+    go('#/plugins', true);
+  }
+  async function issueCredentials(id) {
+    let done = null;
+    await ask({
+      title: `Issue ${id} a new secret?`, confirm: 'Issue secret', danger: true,
+      body: [h('p', null, `The secret ${id}'s workers use now stops working at once: they are refused until they are given the new one (as SWITCHYARD_PLUGIN_TOKEN).`),
+        h('p', null, 'The new secret is shown once, on this page.')],
+      submit: async () => {
+        try { done = await api('POST', `/plugins/${enc(id)}/credentials`); } catch (e) { return errorLine(e, 'issue plugin secrets'); }
+        return null;
+      },
+    });
+    if (!done) return;
+    S.newCredential = done.secret ? { plugin: id, secret: done.secret } : null;
+    const said = String(done.message || `Issued ${id} a new secret.`);
+    notice(h('p', null, said, /[.!]$/.test(said) ? '' : '.', S.newCredential ? ' Copy it now: it is not shown again.' : ''));
+    route(true);
+  }
+  async function revokeCredentials(id) {
+    const ok = await ask({ title: `Revoke ${id}'s secret?`, confirm: 'Revoke secret', danger: true,
+      body: h('p', null, `Its workers are refused at once, until an admin issues a new secret.`) });
+    if (ok === undefined) return;
+    await mutate('revoke plugin secrets', [['DELETE', `/plugins/${enc(id)}/credentials`]], () => { S.newCredential = null; route(true); });
+  }
+  // The secret just issued, shown once, with a copy button.
+  function credentialBox(id) {
+    const t = S.newCredential;
+    if (!t || t.plugin !== id || !t.secret) return null;
+    const field = h('input', { id: 'plugin-secret', readonly: true, value: t.secret, 'aria-label': `Secret of ${id}`, spellcheck: 'false', autocomplete: 'off' });
+    const copy = btn('Copy', { 'data-action': 'copy-plugin-secret', class: 'primary' }, async () => {
+      try { await navigator.clipboard.writeText(t.secret); copy.textContent = 'Copied'; }
+      catch { field.select(); copy.textContent = 'Selected: press Ctrl+C'; } // no clipboard outside a secure context
+    });
+    const box = h('section', { class: 'card token-box', id: 'plugin-secret-box' },
+      h('h2', null, `New secret of ${id}`),
+      h('p', { class: 'shown-once' }, h('strong', null, 'Shown only this once: '), 'copy it now. Give it to its workers as ',
+        h('code', null, 'SWITCHYARD_PLUGIN_TOKEN'), ' over a safe channel; the earlier secret no longer works.'),
+      h('div', { class: 'token-row' }, field, copy,
+        btn('Done', { 'data-action': 'dismiss-plugin-secret', class: 'ghost' }, () => { S.newCredential = null; box.remove(); })));
+    field.addEventListener('focus', () => field.select());
+    return box;
+  }
+
+  // ---- a plugin's operations ---------------------------------------------------------------
+
+  // A request or response type: {type, version} (or the text "type version") as type@version.
+  function typeName(t) {
+    if (t == null) return DASH;
+    if (typeof t === 'object') {
+      const name = t.type ?? t.name, v = t.version;
+      return name != null ? (v != null ? `${name}@${v}` : String(name)) : JSON.stringify(t);
+    }
+    const m = /^(\S+)\s+(\S+)$/.exec(String(t));
+    return m ? `${m[1]}@${m[2]}` : String(t);
+  }
+  function operationsSection(id, ops) {
+    const operator = can('operator');
+    return h('section', { class: 'card', 'data-section': 'operations' }, h('h2', null, 'Operations'),
+      ops.length ? table([
+        ['name', 'Operation', (o) => h('div', null, h('code', null, text(o.name)), o.description ? h('div', { class: 'setting-description' }, o.description) : null)],
+        ['request', 'Request', (o) => h('code', { class: 'type' }, typeName(o.request))],
+        ['response', 'Response', (o) => h('code', { class: 'type' }, typeName(o.response))],
+        operator ? ['call', '', (o) => btn('Call…', { 'data-action': 'call-operation', 'data-operation': o.name, 'aria-label': `Call ${o.name}` }, () => callOperation(id, o))] : null,
+      ].filter(Boolean), ops, (o) => ({ 'data-operation': o.name }), 'stack operations') : h('p', { class: 'none' }, 'It serves no operations.'));
+  }
+  // The answer of a call: {ok, response, attempts, took_ms} or {ok: false, error: {code, reason, …}}.
+  function callAnswer(r) {
+    const ms = (v) => (v == null ? DASH : `${Number(v) < 10 ? Number(v).toFixed(1) : Math.round(Number(v))} ms`);
+    if (r && r.ok) {
+      return h('div', { class: 'call-answer ok', 'data-ok': 'true' },
+        h('p', null, h('strong', null, 'Answered'), ` in ${ms(r.took_ms)}`, r.attempts != null ? `, ${plural(r.attempts, 'attempt', 'attempts')}` : '',
+          r.handled_ms != null ? ` (handled in ${ms(r.handled_ms)})` : '', '.'),
+        h('pre', { 'data-field': 'response' }, JSON.stringify(r.response ?? null, null, 2)));
+    }
+    const e = (r && r.error) || {};
+    return h('div', { class: 'call-answer failed', 'data-ok': 'false' },
+      h('p', null, h('strong', null, 'Failed: '), h('code', { 'data-field': 'code' }, text(e.code)), e.status != null ? ` (${e.status})` : ''),
+      e.reason ? h('p', { 'data-field': 'reason' }, e.reason) : null,
+      e.retry_after_ms != null ? h('p', { class: 'hint' }, `Retry after ${ms(e.retry_after_ms)}.`) : null,
+      h('details', null, h('summary', null, 'The whole answer'), h('pre', null, JSON.stringify(r, null, 2))));
+  }
+  const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
+  async function callOperation(id, o) {
+    const tenant = h('input', { id: 'call-tenant', name: 'tenant', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'off', required: true, placeholder: 'acme' });
+    tenant.value = S.lastTenant || '';
+    const data = h('textarea', { id: 'call-data', name: 'data', rows: 6, spellcheck: 'false', autocomplete: 'off', autocapitalize: 'off', placeholder: '{}' });
+    data.value = '{}';
+    const timeout = h('input', { id: 'call-timeout', name: 'timeout_ms', inputmode: 'numeric', autocomplete: 'off', placeholder: 'the operation’s own' });
+    const answer = h('div', { class: 'call-result', 'data-field': 'call-result', 'aria-live': 'polite' });
+    for (const i of [tenant, data, timeout]) i.addEventListener('input', () => answer.replaceChildren());
+    await ask({
+      title: `Call ${o.name} of ${id}`, confirm: 'Call',
+      body: [
+        o.description ? h('p', { class: 'hint' }, o.description) : null,
+        h('p', null, 'Request ', h('code', null, typeName(o.request)), ', response ', h('code', null, typeName(o.response)), '.'),
+        h('label', { for: 'call-tenant' }, 'Tenant'), tenant,
+        h('label', { for: 'call-data' }, 'Request (JSON)'), data,
+        h('label', { for: 'call-timeout' }, 'Timeout in ms (optional)'), timeout,
+        h('p', { class: 'hint' }, 'Called as you (the operation must allow operators); recorded in the audit log.'),
+        answer,
+      ],
+      read: () => {
+        const t = tenant.value.trim();
+        if (!t) { tenant.focus(); throw 'Give the tenant it is called for.'; }
+        if (!TOKEN.test(t)) { tenant.focus(); throw 'A tenant is 1 to 64 letters, digits, - or _.'; }
+        let value;
+        try { value = JSON.parse(data.value.trim() || '{}'); } catch (x) { data.focus(); throw `The request is not valid JSON: ${x.message}`; }
+        const body = { tenant: t, data: value };
+        const ms = timeout.value.trim();
+        if (ms) {
+          if (!/^[0-9]+$/.test(ms) || Number(ms) < 1 || !Number.isSafeInteger(Number(ms))) { timeout.focus(); throw 'The timeout is a whole number of milliseconds, 1 or more.'; }
+          body.timeout_ms = Number(ms);
+        }
+        return body;
+      },
+      submit: async (body) => {
+        answer.replaceChildren(h('p', { class: 'muted' }, 'Calling…'));
+        let r;
+        try { r = await api('POST', `/plugins/${enc(id)}/operations/${enc(o.name)}`, body); } catch (e) {
+          answer.replaceChildren();
+          return errorLine(e, 'call operations');
+        }
+        S.lastTenant = body.tenant;
+        answer.replaceChildren(callAnswer(r));
+        const cancel = $('#dialog [data-action="cancel"]');
+        if (cancel) cancel.textContent = 'Close';
+        setTimeout(() => answer.scrollIntoView({ block: 'nearest' }), 0);
+        return ''; // open, with the answer: call again, or close
+      },
+    });
   }
 
   // ---- a plugin's settings -----------------------------------------------------------------
@@ -710,6 +934,14 @@
       if (!S.me) { const t = $('#token-input'); if (t) t.focus(); }
     }
 
+    async function unsetSecret(x) {
+      const ok = await ask({ title: `Unset secret ${x.name} of ${id}?`, danger: true, confirm: 'Unset',
+        body: [h('p', null, 'The secret is forgotten; running workers receive the change at once.'),
+          x.required ? h('p', null, 'It is required: an enabled plugin refuses losing it, and a disabled one cannot be enabled without a value.') : null] });
+      if (ok === undefined) return;
+      await mutate('unset secrets', [['POST', `/plugins/${enc(id)}/settings`, { unset: [x.name] }]], () => { S.draft = null; route(true); });
+    }
+
     const nameCell = (x) => h('div', { class: 'setting-name' },
       h('span', null, x.name),
       x.required ? [' ', badge(x.source === 'none' ? 'red' : 'grey', x.source === 'none' ? 'required, missing' : 'required', { 'data-required': x.source === 'none' ? 'missing' : 'set' })] : null,
@@ -722,7 +954,8 @@
     const editCell = (x) => h('div', { class: 'actions' },
       !x.secret ? btn('Edit', { 'data-action': 'edit-setting', 'data-setting': x.name, 'aria-label': `Edit ${x.name}`, 'aria-controls': 'setting-editor' },
         () => openEditor(x, settingText(x))) : null,
-      x.secret && admin ? btn('Set secret…', { 'data-action': 'set-secret', 'data-setting': x.name, 'aria-label': `Set secret ${x.name}` }, () => setSecret(x)) : null);
+      x.secret && admin ? btn('Set secret…', { 'data-action': 'set-secret', 'data-setting': x.name, 'aria-label': `Set secret ${x.name}` }, () => setSecret(x)) : null,
+      x.secret && admin && x.source === 'set' ? btn('Unset', { 'data-action': 'unset-secret', 'data-setting': x.name, 'aria-label': `Unset secret ${x.name}`, class: 'danger-outline' }, () => unsetSecret(x)) : null);
     const tbl = sets.length ? table([
       ['name', 'Name', nameCell],
       ['type', 'Type', (x) => settingType(x)],
@@ -770,7 +1003,8 @@
     const logs = logsSection(s.id || id);
     const ok = paint(gen,
       h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('#/plugins', 'Plugins'), ' / ', s.id || id),
-      h('div', { class: 'page-head' }, h('h1', null, s.id || id), h('div', { class: 'actions', id: 'plugin-actions' }, pluginActions(s, d.asks))),
+      h('div', { class: 'page-head' }, h('h1', null, s.id || id), h('div', { class: 'actions', id: 'plugin-actions' }, pluginActions(s, d))),
+      credentialBox(s.id || id),
       s.description ? h('p', { class: 'description' }, s.description) : null,
       s.failure ? h('div', { class: 'failure', 'data-field': 'failure' }, h('strong', null, 'Failed: '), text(s.failure)) : null,
       missing.length ? h('div', { class: 'missing-required', id: 'missing-required', 'data-field': 'missing_required', role: 'note' },
@@ -791,12 +1025,15 @@
           ['dispatchers', 'Dispatchers', (x) => (x.dispatchers || []).length ? h('ul', { class: 'plain' }, x.dispatchers.map((g) =>
             h('li', { class: g.presumed_gone ? 'gone' : null }, g.instance, ' ', circuitBadge(g.circuit), ` seen ${ago(g.last_seen_secs_ago)}`, g.presumed_gone ? ' (presumed gone)' : ''))) : DASH],
         ], subs) : none('No subscriptions.')),
-        section('Operations', list(d.operations) || none('It serves no operations.')),
+        operationsSection(s.id || id, d.operations || []),
         section('Instances', insts.length ? table([
           ['host', 'Host', (x) => text(x.host)],
-          ['instance', 'Instance', (x) => text(x.instance)],
+          ['instance', 'Slot', (x) => num(x.slot ?? x.instance), true],
+          ['version', 'Version', (x) => text(x.version)],
           ['state', 'State', (x) => text(x.state)],
           ['pid', 'PID', (x) => num(x.pid), true],
+          ['restarts', 'Restarts', (x) => num(x.restarts), true],
+          ['memory', 'Memory', (x) => (x.memory_bytes == null ? DASH : size(x.memory_bytes)), true],
           ['uptime', 'Uptime', (x) => dur(x.uptime_secs), true],
           ['reported', 'Reported', (x) => [ago(x.reported_secs_ago), x.presumed_gone ? ' (presumed gone)' : '']],
         ], insts, (x) => ({ class: x.presumed_gone ? 'gone' : null })) : none('No host reports an instance.')),
@@ -841,12 +1078,15 @@
 
   function approvalCard(a) {
     const kind = a.kind === 'upgrade' ? `Upgrade ${a.from || '?'} → ${a.version}` : `Install ${a.version}`;
+    const ctx = a.kind === 'upgrade'
+      ? { asks: [...(a.asks || [])], beyond: Array.isArray(a.beyond) ? a.beyond : undefined, upgrade: { from: a.from, to: a.version } }
+      : [...(a.asks || [])];
     return h('article', { class: 'card approval', 'data-plugin': a.plugin },
       h('div', { class: 'approval-head' }, h('h2', null, link('#/plugins/' + enc(a.plugin), a.plugin)), badge('amber', kind, { 'data-field': 'kind' })),
       h('p', { 'data-field': 'tenants' }, 'Tenants: ', tenants(a)),
       a.asks && a.asks.length ? [h('h3', null, 'It asks to'), list(a.asks, 'asks')] : h('p', { class: 'none' }, 'It asks for nothing.'),
       a.beyond && a.beyond.length ? [h('h3', null, 'Beyond what is approved now'), list(a.beyond, 'beyond')] : null,
-      can('operator') ? h('div', { class: 'actions' }, actionButton('approve', a.plugin, [...(a.asks || [])]), actionButton('reject', a.plugin)) : null);
+      can('operator') ? h('div', { class: 'actions' }, actionButton('approve', a.plugin, ctx), actionButton('reject', a.plugin, a.kind === 'upgrade' ? ctx : undefined)) : null);
   }
   async function approvalsPage(gen) {
     let r;
@@ -1013,7 +1253,8 @@
     const actions = [
       can('operator') ? btn('Replay', { 'data-action': 'replay', 'data-sequence': seq, class: 'primary' }, async () => {
         if (await ask({ title: `Replay dead letter ${seq}?`, body: h('p', null, `It goes back to ${plugin}.`), confirm: 'Replay' }) === undefined) return;
-        await mutate('replay dead letters', [['POST', '/dead-letters/replay', { plugin, sequences: [seq] }]]);
+        // Replayed, it is no longer a dead letter: back to the list (of its plugin) with the notice.
+        await mutate('replay dead letters', [['POST', '/dead-letters/replay', { plugin, sequences: [seq] }]], () => go('#/dead-letters' + query({ plugin }), true));
       }) : null,
       can('admin') ? btn('Purge', { 'data-action': 'purge', 'data-sequence': seq, class: 'danger-outline' }, async () => {
         if (await ask({ title: `Purge dead letter ${seq}?`, body: h('p', null, 'It is deleted without replay. This cannot be undone.'), confirm: 'Purge', danger: true }) === undefined) return;
@@ -1037,22 +1278,54 @@
     'service_removed', 'operator_added', 'operator_removed', 'api_viewed', 'api_refused', 'api_failed'];
   const actorName = (a) => (a && typeof a === 'object' ? a.name || a.declared || JSON.stringify(a) : text(a));
 
+  const AUDIT_LIMITS = [100, 500, 1000];
+  // An audit target: a plugin id, or one such as operator:NAME, service:NAME or PLUGIN.OPERATION.
+  const AUDIT_TARGET = /^[A-Za-z0-9_-]{1,64}([.:][A-Za-z0-9_.:@+=-]{1,300})?$/;
+  const targetProblem = (t) => (!t || AUDIT_TARGET.test(t) ? null
+    : `“${t.length > 80 ? t.slice(0, 80) + '…' : t}” is not a plugin id (1 to 64 letters, digits, - or _) nor a target such as operator:NAME.`);
+
   async function auditPage(gen, params) {
-    const f = { plugin: params.get('plugin') || '', action: params.get('action') || '', include_reads: params.get('include_reads') === 'true' ? 'true' : '' };
-    let r;
-    try { r = await api('GET', '/audit' + query(f)); } catch (e) { return loadFailed(gen, e); }
-    const entries = (r.entries || []).slice();
-    if (entries.every((e) => typeof e.sequence === 'number')) entries.sort((a, b) => b.sequence - a.sequence); // newest first
+    const limit = AUDIT_LIMITS.includes(Number(params.get('limit'))) ? String(Number(params.get('limit'))) : '';
+    const f = { plugin: params.get('plugin') || '', action: params.get('action') || '', include_reads: params.get('include_reads') === 'true' ? 'true' : '', limit };
     const reads = h('input', { type: 'checkbox', id: 'include-reads', checked: !!f.include_reads });
+    const limitIn = h('select', { id: 'filter-limit', name: 'limit' }, AUDIT_LIMITS.map((n) => h('option', { value: n, selected: String(n) === (limit || '100') }, `newest ${n}`)));
+    const formError = h('div', { class: 'form-result', 'data-field': 'filter-error', 'aria-live': 'polite' });
     const { form, inputs } = filterForm([['plugin', 'Plugin'], ['action', 'Action', 'audit-actions']],
       [h('datalist', { id: 'audit-actions' }, AUDIT_ACTIONS.map((a) => h('option', { value: a }))),
+        h('div', { class: 'filter narrow' }, h('label', { for: 'filter-limit' }, 'Show'), limitIn),
         h('div', { class: 'filter check' }, reads, h('label', { for: 'include-reads' }, 'Include reads'))],
-      (v) => go('#/audit' + query(Object.assign(v, { include_reads: reads.checked ? 'true' : '' }))));
+      (v) => {
+        const bad = targetProblem(v.plugin);
+        if (bad) { formError.replaceChildren(h('div', { class: 'form-error', role: 'alert' }, bad)); return inputs[0].focus(); }
+        go('#/audit' + query(Object.assign(v, { include_reads: reads.checked ? 'true' : '', limit: limitIn.value === '100' ? '' : limitIn.value })));
+      });
     inputs[0].value = f.plugin; inputs[1].value = f.action;
+    inputs[0].addEventListener('input', () => formError.replaceChildren());
     reads.addEventListener('change', () => form.requestSubmit());
+    limitIn.addEventListener('change', () => form.requestSubmit());
+    const head = h('div', { class: 'page-head' }, h('h1', null, 'Audit log'));
+    // A malformed filter is not sent: it would match nothing, which is not what it means.
+    const bad = targetProblem(f.plugin);
+    if (bad) {
+      formError.replaceChildren(h('div', { class: 'form-error', role: 'alert' }, bad));
+      return paint(gen, head, form, formError);
+    }
+    let r;
+    try { r = await api('GET', '/audit' + query(f)); } catch (e) {
+      if (e.status === 400) { // a filter the server cannot read: said by the filter, not as "nothing matches"
+        if (!current(gen)) return;
+        formError.replaceChildren(errorNote(e, 'read the audit log'));
+        return paint(gen, head, form, formError);
+      }
+      return loadFailed(gen, e);
+    }
+    const entries = (r.entries || []).slice();
+    if (entries.every((e) => typeof e.sequence === 'number')) entries.sort((a, b) => b.sequence - a.sequence); // newest first
     const change = (e) => (e.before != null || e.after != null ? h('details', null, h('summary', null, 'change'),
       h('pre', null, 'before: ' + JSON.stringify(e.before ?? null, null, 2) + '\nafter: ' + JSON.stringify(e.after ?? null, null, 2))) : null);
-    paint(gen, h('div', { class: 'page-head' }, h('h1', null, 'Audit log')), form,
+    paint(gen, head, form, formError,
+      r.truncated ? h('p', { class: 'truncated-note', id: 'audit-truncated', role: 'note' },
+        `Showing the newest ${entries.length}; raise the limit or filter to see older entries.`) : null,
       entries.length ? table([
         ['at', 'At', (e) => time(e.at)],
         ['actor', 'Actor', (e) => actorName(e.actor)],
@@ -1402,7 +1675,7 @@
         busy = false; input.disabled = false;
         const note = errorNote(e, replace ? 'replace published packages' : 'publish packages');
         const again = e.status === 409 && can('admin') && !replace
-          ? btn('Upload again, replacing it', { 'data-action': 'replace-package', class: 'danger-outline' }, () => send(file, true)) : null;
+          ? btn('Upload again, replacing it', { 'data-action': 'replace-package', class: 'danger-outline' }, () => confirmReplace(file, e.message)) : null;
         return status.replaceChildren(...[note, again].filter(Boolean));
       }
       busy = false; input.disabled = false;
@@ -1419,6 +1692,25 @@
       if (onUploaded) onUploaded(r);
       select.value = value;
       select.dispatchEvent(new Event('change'));
+    }
+    // Replacing a published package changes the bytes behind its version: asked first, saying
+    // so plainly when that version is installed (its running instances' bytes change).
+    async function confirmReplace(file, message) {
+      const m = /published as (\S+?)\/(\S+?) already/.exec(message || '');
+      const pkg = m ? { id: m[1], version: m[2].replace(/_/g, '+') } : null;
+      const name = pkg ? `${pkg.id}@${pkg.version}` : file.name;
+      const running = pkg ? ((S.overview && S.overview.plugins) || []).find((p) => p.id === pkg.id && (p.version === pkg.version || upgradeTo(p.pending_upgrade) === pkg.version)) : null;
+      const ok = await ask({
+        title: `Replace the published ${name}?`, confirm: 'Replace', danger: true,
+        body: [
+          h('p', null, `The package published as ${name} is replaced by ${file.name}: whoever installs ${name} from now on gets the new bytes.`),
+          running ? h('p', { class: 'warning', 'data-field': 'installed' }, h('strong', null, `${name} is installed`),
+            `: the bytes of ${pkg.id}'s running instances change (they run the new package when they next start), without a new version or an approval.`)
+            : h('p', { class: 'hint' }, pkg ? `${name} is not installed here.` : 'If that version is installed, the bytes of its running instances change.'),
+          h('p', { class: 'hint' }, 'Publishing a new version instead keeps what runs now as it is.'),
+        ],
+      });
+      if (ok !== undefined) send(file, true);
     }
     input.addEventListener('change', () => { const f = input.files && input.files[0]; if (f) send(f, false); });
     return {
@@ -1460,7 +1752,8 @@
     const submit = h('button', { type: 'submit', class: 'primary', 'data-action': 'install' }, 'Install');
     const result = h('div', { class: 'form-result', 'data-field': 'outcome', 'aria-live': 'polite' });
     const tenantsHint = h('p', { class: 'hint' }, 'The tenants whose events it receives, comma-separated. Needed for a new plugin; left empty, an installed plugin keeps its tenants.');
-    const syncTenants = () => { tenantsIn.disabled = all.input.checked; };
+    // Both given is refused when submitted (not one silently preferred): nothing is disabled.
+    const syncTenants = () => { result.replaceChildren(); };
     all.input.addEventListener('change', syncTenants);
     select.addEventListener('change', () => {
       const p = choices.find((c) => `${c.id}@${c.version}` === select.value);
@@ -1491,6 +1784,9 @@
       if (!pkg && !man.trim()) return problem(admin ? 'Choose a package (or upload one, or give a manifest).' : 'Choose a package, or upload one.', select);
       const body = man.trim() ? { manifest: man } : { package: pkg };
       const ts = splitList(tenantsIn.value);
+      if (all.input.checked && ts.length) return problem('Give tenants or check “All tenants”, not both.', tenantsIn);
+      const badTenant = ts.find((t) => !TOKEN.test(t));
+      if (badTenant) return problem(`“${badTenant}” is not a tenant: 1 to 64 letters, digits, - or _.`, tenantsIn);
       if (all.input.checked) body.all_tenants = true; else if (ts.length) body.tenants = ts;
       const id = pkg ? pkg.split('@')[0] : null;
       if (id && !body.all_tenants && !body.tenants && S.overview && !(S.overview.plugins || []).some((p) => p.id === id)) {
@@ -1524,9 +1820,10 @@
   // ---- upgrade -----------------------------------------------------------------------------
 
   async function upgradeDialog(s) {
-    const id = s.id;
+    const id = s.id, at = location.hash;
     let catalog;
     try { catalog = (await api('GET', '/catalog')).packages || []; } catch (e) { return fail(e, 'view the catalog'); }
+    if (location.hash !== at) return; // moved on meanwhile: no dialog over another page
     const choices = packageChoices(catalog, id);
     const admin = can('admin');
     const newer = choices.filter((p) => !s.version || cmpVersion(p.version, s.version) > 0);

@@ -263,10 +263,13 @@ impl Views {
                 .as_ref()
                 .map(|u| u.manifest.to_toml_string()),
             "approved_by": registration.approval.as_ref().map(|a| a.by.clone()),
-            "rights": if registration.approval.is_some() {
-                registration.approved_rights().describe()
-            } else {
+            // A plugin registered without an approval record (by `switchyard dev`, or before
+            // approvals existed) runs with what its manifest asks; a new installation waiting
+            // for approval may do nothing yet.
+            "rights": if registration.awaiting_approval {
                 Vec::new()
+            } else {
+                registration.approved_rights().describe()
             },
             "asks": asks,
             "settings": SettingsReport::of(manifest, &settings).settings,

@@ -165,6 +165,25 @@ async fn an_operator_installs_and_upgrades_signed_packages_and_trust_is_set_asid
         .post(&fx.operator, "/api/v1/plugins/geo/approve", &json!({}))
         .await;
     assert_eq!(status, 200);
+    // Rolling back to what is installed now would only write an empty revision.
+    let current = fx.sy.registry.history(&plugin("geo")).await.unwrap();
+    let latest = current.last().unwrap().revision;
+    let (status, answer) = fx
+        .post(
+            &fx.operator,
+            "/api/v1/plugins/geo/rollback",
+            &json!({"to": latest}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (409, "management.conflict"),
+        "{answer}"
+    );
+    assert!(
+        answer.to_string().contains("nothing to roll back"),
+        "{answer}"
+    );
 
     // An upgrade that asks for more waits for approval; the approved version keeps running.
     let v2 = package_bytes(

@@ -123,6 +123,17 @@ pub async fn plan(
     restored.failure = current.failure.clone();
     restored.pending_upgrade = None;
     restored.registered_at = OffsetDateTime::now_utc();
+    let same = restored.manifest == current.manifest
+        && restored.tenants == current.tenants
+        && restored.approval == current.approval
+        && restored.provenance == current.provenance
+        && current.pending_upgrade.is_none();
+    if same {
+        return Err(RollbackError::NoTarget(format!(
+            "revision {} holds what is installed now ({plugin} {}): nothing to roll back",
+            found.revision, current.manifest.plugin.version
+        )));
+    }
     Ok(RollbackPlan {
         current,
         restored,
