@@ -204,3 +204,30 @@ async fn operations_are_shown_and_their_callers_are_part_of_the_approval() {
         "{shown}"
     );
 }
+
+/// The NATS client's info lines (its connects) stay out of a command's output unless asked
+/// for, and `RUST_LOG=off` silences everything.
+#[tokio::test]
+async fn a_command_prints_no_client_logs_unless_asked() {
+    let server = TestServer::start().await;
+    let quiet = switchyard(Some(&server), &["plugins", "list"]).await;
+    assert!(quiet.status.success());
+    let stderr = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!stderr.contains("async_nats"), "{stderr}");
+    for filter in ["off", "async_nats=info"] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["plugins", "list"])
+            .env("SWITCHYARD_NATS_URL", server.url())
+            .env("RUST_LOG", filter)
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.contains("connected successfully"),
+            filter != "off",
+            "RUST_LOG={filter}: {stderr}"
+        );
+    }
+}

@@ -63,12 +63,11 @@ pub struct Install {
 }
 
 impl Install {
-    /// The plugin it is about, when known before the package is read.
-    pub fn plugin(&self) -> Option<&PluginId> {
-        match (&self.upgrade, &self.source) {
-            (Some(plugin), _) | (None, InstallSource::Stored { plugin, .. }) => Some(plugin),
-            (None, InstallSource::Manifest { manifest, .. }) => Some(&manifest.plugin.id),
-        }
+    /// The plugin it is about: the upgraded one, else the one its source names.
+    pub fn plugin(&self) -> &PluginId {
+        self.upgrade
+            .as_ref()
+            .unwrap_or_else(|| self.source_plugin())
     }
 
     /// Whether it takes an admin: installing what no trusted key signed (a manifest alone,
@@ -160,7 +159,8 @@ impl InstallArgs {
             allow_downgrade: self.allow_downgrade,
             upgrade,
         };
-        if let (Some(upgrade), Some(plugin)) = (&install.upgrade, install.source_plugin()) {
+        if let Some(upgrade) = &install.upgrade {
+            let plugin = install.source_plugin();
             if upgrade != plugin {
                 return Err(ApiError::bad_request(format!(
                     "an upgrade of {upgrade} cannot install {plugin}"
@@ -172,11 +172,11 @@ impl InstallArgs {
 }
 
 impl Install {
-    /// The plugin the source names before anything is fetched.
-    pub fn source_plugin(&self) -> Option<&PluginId> {
+    /// The plugin the source names, known before anything is fetched.
+    pub fn source_plugin(&self) -> &PluginId {
         match &self.source {
-            InstallSource::Stored { plugin, .. } => Some(plugin),
-            InstallSource::Manifest { manifest, .. } => Some(&manifest.plugin.id),
+            InstallSource::Stored { plugin, .. } => plugin,
+            InstallSource::Manifest { manifest, .. } => &manifest.plugin.id,
         }
     }
 }

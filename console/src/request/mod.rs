@@ -779,17 +779,7 @@ impl Request {
     pub fn add_service(args: ServiceArgs) -> Result<Self, ApiError> {
         let tenants = match (args.all_tenants, args.tenants.is_empty()) {
             (true, true) => TenantScope::All,
-            (false, false) => {
-                let tenants = args
-                    .tenants
-                    .iter()
-                    .map(|t| {
-                        Tenant::new(t)
-                            .map_err(|e| ApiError::bad_request(format!("bad tenant: {e}")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                TenantScope::only(tenants).map_err(|e| ApiError::bad_request(e.to_string()))?
-            }
+            (false, false) => deploy::tenant_scope(&args.tenants)?,
             _ => {
                 return Err(ApiError::bad_request(
                     "a service takes either `tenants` or `all_tenants: true`",
@@ -924,7 +914,7 @@ impl Request {
             | Request::Replay { plugin: p, .. }
             | Request::Purge { plugin: p, .. }
             | Request::Logs { plugin: p, .. } => Some(p.to_string()),
-            Request::Install(install) => install.plugin().map(ToString::to_string),
+            Request::Install(install) => Some(install.plugin().to_string()),
             Request::Explain { event_id, .. } => Some(event_id.to_string()),
             Request::PublishEvent(event) => Some(format!(
                 "{} for {}",
